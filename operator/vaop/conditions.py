@@ -1,0 +1,113 @@
+"""Condition types, reason codes and the one function that merges a condition into a status.
+
+Reason codes are part of the public API (docs/reference/conditions.md lists them): alerts,
+runbooks and GitOps health checks match on them, so they never change meaning. Conditions follow
+the Kubernetes API conventions: type, status, reason, message, lastTransitionTime,
+observedGeneration; lastTransitionTime only moves when status changes.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Status = Literal["True", "False", "Unknown"]
+
+# ---- types --------------------------------------------------------------------------------------
+READY = "Ready"  # summary, read by GitOps tools
+KEY_INACCESSIBLE = "KeyInaccessible"  # the customer key cannot be used; the account is locked
+ACCOUNT_KEY_READY = "AccountKeyReady"  # the wrapped account key exists and opens
+KEY_VALID = "KeyValid"  # CustomerKey: the key is usable for wrapping (type, size, vault properties)
+VAULT_DEGRADED = "VaultDegraded"  # transient vault failures within the grace period
+
+
+class Reason:
+    """Stable reason codes. The value is what appears in ``reason``."""
+
+    # Progress and success
+    PROVISIONING = "Provisioning"
+    WRAPPED = "Wrapped"
+    KEY_ACCESSIBLE = "KeyAccessible"
+    READY = "Ready"
+    VALID = "Valid"
+    # The account key itself
+    ACCOUNT_KEY_LOST = "AccountKeyLost"
+    PLATFORM_KEY_MISSING = "PlatformKeyMissing"
+    UNWRAP_FAILED = "UnwrapFailed"
+    # References inside the namespace
+    KEY_REF_NOT_FOUND = "CustomerKeyNotFound"
+    VAULT_REF_NOT_FOUND = "KeyVaultNotFound"
+    # What only the vault can tell
+    KEY_NOT_FOUND = "KeyNotFound"
+    KEY_VERSION_NOT_FOUND = "KeyVersionNotFound"
+    VAULT_NOT_FOUND = "VaultNotFound"
+    ACCESS_DENIED = "AccessDenied"
+    KEY_DISABLED = "KeyDisabled"
+    KEY_UNSUPPORTED = "KeyUnsupported"
+    REGION_MISMATCH = "RegionMismatch"
+    SOFT_DELETE_DISABLED = "SoftDeleteDisabled"
+    PURGE_PROTECTION_DISABLED = "PurgeProtectionDisabled"
+    VAULT_UNREACHABLE = "VaultUnreachable"
+    KEY_NOT_READY = "CustomerKeyNotReady"
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: Status
+    reason: str
+    message: str
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge(
+    existing: Sequence[Mapping[str, Any]] | None,
+    updates: Iterable[Condition],
+    *,
+    generation: int | None,
+    now: str | None = None,
+) -> list[dict[str, Any]]:
+    """Return ``existing`` with ``updates`` applied, keeping lastTransitionTime where status is unchanged."""
+    by_type: dict[str, dict[str, Any]] = {c["type"]: dict(c) for c in existing or () if "type" in c}
+    stamp = now or now_rfc3339()
+    for update in updates:
+        previous = by_type.get(update.type)
+        changed = previous is None or previous.get("status") != update.status
+        entry: dict[str, Any] = {
+            "type": update.type,
+            "status": update.status,
+            "reason": update.reason,
+            "message": update.message,
+            "lastTransitionTime": stamp if changed else previous.get("lastTransitionTime", stamp),  # type: ignore[union-attr]
+        }
+        if generation is not None:
+            entry["observedGeneration"] = generation
+        by_type[update.type] = entry
+    return sorted(by_type.values(), key=lambda c: (c["type"] != READY, c["type"]))
+
+
+def find(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
+    for condition in conditions or ():
+        if condition.get("type") == type_:
+            return condition
+    return None
+
+
+def transitions(
+    before: Sequence[Mapping[str, Any]] | None, after: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """Conditions whose status or reason changed: each becomes a Kubernetes Event."""
+    changed = []
+    for condition in after:
+        old = find(before, condition["type"])
+        if old is None or (old.get("status"), old.get("reason")) != (
+            condition["status"],
+            condition["reason"],
+        ):
+            changed.append(condition)
+    return changed

@@ -1,0 +1,17 @@
+"""Operator settings, read once from the environment (``VAOP_*``) at start-up."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VAOP_", frozen=True)
+
+    namespace: str = Field(
+        default="vaop-system",
+        description="The operator's own namespace: platform keys and leader election live here.",
+    )
+    metrics_port: int = Field(default=8080, description="Prometheus metrics; 0 disables the endpoint.")
+    health_port: int = Field(default=8081, description="Liveness endpoint /healthz; 0 disables it.")

@@ -1,0 +1,158 @@
+"""Typed views of the custom resources (videoanalyzer.io/v1alpha1), mirroring crds/*.yaml.
+
+The CRD schema is what the apiserver enforces; these models give the operator typed access to
+what it already validated, in the field names users write (camelCase aliases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "videoanalyzer.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class _Model(BaseModel):
+    # Unknown fields are kept rather than refused: a newer CRD may add fields before the operator knows them.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | None) -> Self:
+        return cls.model_validate(dict(data or {}))
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class LocalRef(_Model):
+    """A reference to an object in the same namespace; there is deliberately no namespace field."""
+
+    name: str
+
+
+class SecretKeyRef(_Model):
+    name: str
+    key: str
+
+
+# ---- KeyVault ---------------------------------------------------------------------------------
+
+
+class KubernetesVault(_Model):
+    namespace: str | None = None
+    soft_delete: bool = False
+    purge_protection: bool = False
+
+
+class OpenBaoVault(_Model):
+    address: str
+    transit_mount: str = "transit"
+    auth_mount: str = "kubernetes"
+    role: str
+    ca_bundle: str | None = None
+
+
+class Pkcs11Vault(_Model):
+    module: str
+    token_label: str
+    pin_secret_ref: SecretKeyRef
+
+
+class AzureKeyVault(_Model):
+    vault_url: str = Field(alias="vaultURL")
+    tenant_id: str | None = Field(default=None, alias="tenantID")
+    client_id: str | None = Field(default=None, alias="clientID")
+
+
+class VaultProvider(_Model):
+    kubernetes: KubernetesVault | None = None
+    openbao: OpenBaoVault | None = None
+    pkcs11: Pkcs11Vault | None = None
+    azure_key_vault: AzureKeyVault | None = None
+
+    @property
+    def name(self) -> str:
+        """The one provider block that is set (the CRD's CEL rule guarantees exactly one)."""
+        for field_name in ("kubernetes", "openbao", "pkcs11", "azure_key_vault"):
+            if getattr(self, field_name) is not None:
+                return to_camel(field_name)
+        raise ValueError("no provider block is set")
+
+
+class KeyVaultSpec(_Model):
+    region: str
+    provider: VaultProvider
+
+
+# ---- CustomerKey ------------------------------------------------------------------------------
+
+
+class CustomerKeySpec(_Model):
+    vault_ref: LocalRef
+    key_name: str
+    key_version: str | None = None
+
+    @property
+    def pinned_version(self) -> str | None:
+        """The pinned version, or None when the key tracks its latest version."""
+        return self.key_version or None
+
+
+# ---- VideoAnalyzerAccount ---------------------------------------------------------------------
+
+
+class EncryptionType(StrEnum):
+    SYSTEM_KEY = "SystemKey"
+    CUSTOMER_KEY = "CustomerKey"
+
+
+class Identity(_Model):
+    service_account_name: str | None = None
+
+
+class Encryption(_Model):
+    type: EncryptionType = EncryptionType.SYSTEM_KEY
+    key_ref: LocalRef | None = None
+    identity: Identity = Identity()
+
+
+class AccountSpec(_Model):
+    region: str
+    encryption: Encryption = Encryption()
+
+
+class AccountState(StrEnum):
+    PROVISIONING = "Provisioning"
+    ACTIVE = "Active"
+    KEY_INACCESSIBLE = "KeyInaccessible"
+    ERROR = "Error"
+
+
+class WrappedBy(_Model):
+    type: EncryptionType
+    key_vault: str | None = None
+    key_name: str | None = None
+    key_version: str | None = None
+
+
+class AccountKeyStatus(_Model):
+    secret_name: str
+    key_check_value: str
+    wrapped_by: WrappedBy
+    algorithm: str
+    wrapped_at: str
+
+
+def identity_name(account_name: str, spec: AccountSpec) -> str:
+    """The account's ServiceAccount: the one named in the spec, else ``<account>-identity``."""
+    return spec.encryption.identity.service_account_name or f"{account_name}-identity"
+
+
+def account_key_secret_name(account_name: str) -> str:
+    return f"{account_name}-account-key"

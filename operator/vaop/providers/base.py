@@ -1,0 +1,131 @@
+"""The key-vault provider interface, and the errors every provider raises.
+
+A provider is one vault seen through one identity: every call runs with the account's credentials,
+so the vault's own access control decides. Errors split like httpx's: callers catch
+``DefinitiveError`` (the key is unusable until someone acts: lock the account at once) apart from
+``TransientError`` (retry; lock only after a grace period).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from .. import conditions
+from ..crypto import rsa
+
+
+class ProviderError(Exception):
+    """A vault operation failed. ``reason`` is a stable code from conditions.Reason."""
+
+    reason: str = conditions.Reason.UNWRAP_FAILED
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class DefinitiveError(ProviderError):
+    """The vault answered, and the answer is no: retrying will not help until someone acts."""
+
+
+class TransientError(ProviderError):
+    """The vault did not answer usefully (timeout, 5xx, refused connection): retry."""
+
+    reason = conditions.Reason.VAULT_UNREACHABLE
+
+
+class KeyNotFound(DefinitiveError):
+    reason = conditions.Reason.KEY_NOT_FOUND
+
+
+class KeyVersionNotFound(DefinitiveError):
+    reason = conditions.Reason.KEY_VERSION_NOT_FOUND
+
+
+class VaultNotFound(DefinitiveError):
+    reason = conditions.Reason.VAULT_NOT_FOUND
+
+
+class AccessDenied(DefinitiveError):
+    reason = conditions.Reason.ACCESS_DENIED
+
+
+class KeyDisabled(DefinitiveError):
+    reason = conditions.Reason.KEY_DISABLED
+
+
+class KeyUnsupported(DefinitiveError):
+    reason = conditions.Reason.KEY_UNSUPPORTED
+
+
+class UnwrapFailed(DefinitiveError):
+    reason = conditions.Reason.UNWRAP_FAILED
+
+
+@dataclass(frozen=True)
+class KeyVersion:
+    """One version of a key as the vault reports it."""
+
+    name: str
+    version: str
+    facts: rsa.KeyFacts
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class VaultProperties:
+    soft_delete: bool
+    purge_protection: bool
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    ciphertext: bytes
+    algorithm: str
+    version: str
+
+
+class KeyProvider(abc.ABC):
+    """One vault, acting as one identity. Implementations live one per module in this package."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def vault_properties(self) -> VaultProperties:
+        """Soft-delete and purge protection as the vault reports (or its owner declares) them."""
+
+    @abc.abstractmethod
+    async def versions(self, key_name: str) -> list[KeyVersion]:
+        """Every version of the key, oldest first. Raises KeyNotFound when there is none."""
+
+    async def resolve(self, key_name: str, version: str | None) -> KeyVersion:
+        """The pinned version, or the latest enabled one; raises when it is unusable."""
+        versions = await self.versions(key_name)
+        if version:
+            found = next((v for v in versions if v.version == version), None)
+            if found is None:
+                raise KeyVersionNotFound(f"key {key_name!r} has no version {version!r}")
+        else:
+            enabled = [v for v in versions if v.enabled]
+            if not enabled:
+                raise KeyDisabled(f"every version of key {key_name!r} is disabled")
+            found = enabled[-1]
+        if not found.enabled:
+            raise KeyDisabled(f"version {found.version} of key {key_name!r} is disabled")
+        problem = rsa.unsupported_reason(found.facts)
+        if problem:
+            raise KeyUnsupported(f"key {key_name!r} version {found.version} cannot be used: {problem}")
+        return found
+
+    @abc.abstractmethod
+    async def wrap(self, key: KeyVersion, plaintext: bytes) -> Wrapped:
+        """Encrypt the account key with this exact key version."""
+
+    @abc.abstractmethod
+    async def unwrap(self, key_name: str, version: str, ciphertext: bytes, *, algorithm: str) -> bytes:
+        """Decrypt an account key wrapped by ``wrap`` (with the algorithm recorded in the envelope)."""
+
+    async def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
+        """Release connections; providers without any need not override."""

@@ -1,0 +1,62 @@
+"""Small helpers shared by the tests: waiting for a condition, reading custom resources."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import client
+
+from vaop import models
+
+T = TypeVar("T")
+
+PLURALS = {
+    "VideoAnalyzerAccount": "videoanalyzeraccounts",
+    "CustomerKey": "customerkeys",
+    "KeyVault": "keyvaults",
+}
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float = 30, interval: float = 0.25) -> T:
+    """Call ``probe`` until it returns something truthy; fail with the last value or error."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+        except AssertionError as error:
+            last = error
+        else:
+            if value:
+                return value
+            last = value
+        time.sleep(interval)
+    raise AssertionError(f"not true within {timeout}s; last: {last!r}")
+
+
+def custom(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+def create(
+    api: client.ApiClient, namespace: str, kind: str, name: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    body = {"apiVersion": models.API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
+    return custom(api).create_namespaced_custom_object(  # type: ignore[no-any-return]
+        models.GROUP, models.VERSION, namespace, PLURALS[kind], body
+    )
+
+
+def get(api: client.ApiClient, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    return custom(api).get_namespaced_custom_object(  # type: ignore[no-any-return]
+        models.GROUP, models.VERSION, namespace, PLURALS[kind], name
+    )
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for entry in obj.get("status", {}).get("conditions", []):
+        if entry["type"] == type_:
+            return entry  # type: ignore[no-any-return]
+    return None

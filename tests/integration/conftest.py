@@ -1,0 +1,126 @@
+"""One real control plane per test session, the chart installed with helm, the operator as a process.
+
+The operator authenticates with a token of the chart's ServiceAccount, so it has exactly the RBAC
+the chart grants; tests act as an admin (system:masters) like a platform engineer with kubectl.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from tests.helpers import eventually
+from vaop.devcluster import cluster, environment
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[cluster.ControlPlane]:
+    with cluster.ControlPlane() as plane:
+        environment.helm_install(plane)
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def admin(control_plane: cluster.ControlPlane) -> Iterator[client.ApiClient]:
+    with environment.admin_api(control_plane) as api:
+        yield api
+
+
+@dataclass
+class Kubectl:
+    binary: Path
+    kubeconfig: Path
+
+    def __call__(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.binary), "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: cluster.ControlPlane) -> Kubectl:
+    assert control_plane.bins is not None and control_plane.admin_kubeconfig is not None
+    return Kubectl(control_plane.bins.kubectl, control_plane.admin_kubeconfig)
+
+
+@dataclass
+class OperatorProcess:
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    identity: environment.OperatorIdentity
+    health_url: str
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def operator(
+    control_plane: cluster.ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    identity = environment.operator_identity(control_plane)
+    health_port = cluster.free_port()
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    env = environment.operator_env(
+        identity, VAOP_HEALTH_PORT=str(health_port), VAOP_METRICS_PORT=str(cluster.free_port())
+    )
+    with open(log_path, "wb") as log:
+        popen = subprocess.Popen(
+            [*environment.operator_command(), "--log-level", "DEBUG"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=cluster.die_with_parent,
+        )
+    process = OperatorProcess(popen, log_path, identity, f"http://127.0.0.1:{health_port}/healthz")
+
+    def healthy() -> bool:
+        assert popen.poll() is None, f"operator exited:\n{process.log()[-3000:]}"
+        try:
+            with urllib.request.urlopen(process.health_url, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    eventually(healthy, timeout=60)
+    yield process
+    popen.terminate()
+    try:
+        popen.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
+    if os.environ.get("VAOP_SHOW_OPERATOR_LOG"):
+        print(process.log())
+
+
+@pytest.fixture
+def namespace(admin: client.ApiClient) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    client.CoreV1Api(admin).delete_namespace(name)
