@@ -107,6 +107,32 @@ def _dev_down(args: argparse.Namespace) -> int:
     return 1
 
 
+def _keys(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kubernetes_asyncio import client
+
+    from . import keyadmin, kubeclient
+
+    async def run() -> str:
+        async with client.ApiClient(await kubeclient.load_configuration()) as api:
+            namespace = await keyadmin.key_namespace(api, args.namespace, args.vault)
+            if args.keys in {"disable", "enable"}:
+                await keyadmin.set_enabled(
+                    api, namespace, args.name, args.version, enabled=args.keys == "enable"
+                )
+                return f"key {args.name} version {args.version} {args.keys}d in namespace {namespace}"
+            version = await keyadmin.create_rsa(api, namespace, args.name, size=args.size)
+            return f"key {args.name} version {version} (RSA-{args.size}) stored in namespace {namespace}"
+
+    try:
+        print(asyncio.run(run()))
+    except ValueError as error:
+        print(f"vaop: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaop", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +147,24 @@ def build_parser() -> argparse.ArgumentParser:
         func=_dev_up
     )
     dev.add_parser("down", help="stop what `dev up` started").set_defaults(func=_dev_down)
+
+    keys = commands.add_parser("keys", help="manage kubernetes-provider key versions (as the tenant)")
+    key_commands = keys.add_subparsers(dest="keys", required=True)
+    for command, text in [
+        ("create", "create a key (its version 1)"),
+        ("rotate", "add a new version; accounts tracking the latest are re-wrapped"),
+        ("disable", "disable one version"),
+        ("enable", "enable one version again"),
+    ]:
+        sub = key_commands.add_parser(command, help=text)
+        sub.add_argument("--namespace", "-n", required=True, help="namespace of the KeyVault")
+        sub.add_argument("--vault", required=True, help="KeyVault name")
+        sub.add_argument("--name", required=True, help="key name")
+        if command in ("create", "rotate"):
+            sub.add_argument("--size", type=int, default=3072, choices=(2048, 3072, 4096))
+        else:
+            sub.add_argument("--version", type=int, required=True)
+        sub.set_defaults(func=_keys)
     return parser
 
 

@@ -50,7 +50,8 @@ class Reason:
     SOFT_DELETE_DISABLED = "SoftDeleteDisabled"
     PURGE_PROTECTION_DISABLED = "PurgeProtectionDisabled"
     VAULT_UNREACHABLE = "VaultUnreachable"
-    KEY_NOT_READY = "CustomerKeyNotReady"
+    PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+    IDENTITY_NOT_FOUND = "IdentityNotFound"
 
 
 @dataclass(frozen=True)

@@ -15,3 +15,4 @@ class OperatorConfig(BaseSettings):
     )
     metrics_port: int = Field(default=8080, description="Prometheus metrics; 0 disables the endpoint.")
     health_port: int = Field(default=8081, description="Liveness endpoint /healthz; 0 disables it.")
+    workers: int = Field(default=8, description="Accounts reconciled at the same time.")

@@ -38,6 +38,13 @@ CONTROLLERS = "garbagecollector,namespace,serviceaccount,serviceaccount-token"
 
 
 _WORKDIR_PREFIX = "vaop-cp-"
+_AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+"""
 
 
 def remove_abandoned_workdirs() -> None:
@@ -129,6 +136,7 @@ class ControlPlane:
     ca: pki.KeyPair | None = None
     admin: pki.KeyPair | None = None
     admin_kubeconfig: Path | None = None
+    audit_log: Path | None = None
     _kcm_client: pki.KeyPair | None = None
 
     def __enter__(self) -> ControlPlane:
@@ -254,6 +262,11 @@ class ControlPlane:
         assert self.bins is not None
         port = free_port()
         self.server = f"https://127.0.0.1:{port}"
+        assert self.workdir is not None
+        # Metadata-level audit: who did what, when. Tests count the operator's requests with it.
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(_AUDIT_POLICY)
+        self.audit_log = self.workdir / "audit.log"
         self._spawn(
             "kube-apiserver",
             [
@@ -281,6 +294,10 @@ class ControlPlane:
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 "--profiling=false",
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
                 f"--cert-dir={pki_dir}",
                 "--v=0",
             ],

@@ -1,4 +1,4 @@
-"""VideoAnalyzerAccount handlers: turn events into reconciliations and status patches."""
+"""VideoAnalyzerAccount handlers: every event only enqueues the account for the controller."""
 
 from __future__ import annotations
 
@@ -6,27 +6,11 @@ from typing import Any
 
 import kopf
 
-from .. import conditions, models
-from ..models import AccountState
+from .. import models
 
 
 @kopf.on.resume(models.GROUP, models.VERSION, "videoanalyzeraccounts")
 @kopf.on.create(models.GROUP, models.VERSION, "videoanalyzeraccounts")
 @kopf.on.update(models.GROUP, models.VERSION, "videoanalyzeraccounts", field="spec")
-async def reconcile_account(meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
-    generation = meta.get("generation")
-    merged = conditions.merge(
-        status.get("conditions"),
-        [
-            conditions.Condition(
-                conditions.READY,
-                "False",
-                conditions.Reason.PROVISIONING,
-                "The account is being provisioned.",
-            )
-        ],
-        generation=generation,
-    )
-    patch.status["state"] = AccountState.PROVISIONING.value
-    patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = merged
+async def account_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.queue.add((namespace, name))

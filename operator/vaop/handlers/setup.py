@@ -1,19 +1,23 @@
-"""Operator-wide Kopf settings, applied once at start-up."""
+"""Operator start-up and shutdown: Kopf settings, API client, platform keys, the account controller."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import kopf
+from kubernetes_asyncio import client
 
-from .. import models
+from .. import config, kubeclient, metrics, models, platformkeys
+from ..reconcilers import controller
+from . import indexes
 
+logger = logging.getLogger(__name__)
 _ANNOTATION_PREFIX = f"kopf.{models.GROUP}"
 
 
-@kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def _configure(settings: kopf.OperatorSettings) -> None:
     # Kopf keeps its bookkeeping in annotations: the CRD schemas are structural and would prune
     # anything Kopf wrote under status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=_ANNOTATION_PREFIX)
@@ -21,11 +25,55 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=_ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{models.GROUP}/finalizer"
-    settings.posting.level = logging.INFO
+    settings.posting.level = logging.WARNING
     # Re-establish watches regularly so a silently dropped connection cannot stall the operator.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
-    # Failed handlers back off instead of retrying hot.
-    settings.execution.max_workers = 8
     settings.batching.error_delays = (1, 2, 5, 10, 30, 60, 120, 300)
+
+
+@kopf.on.startup()
+async def start(
+    settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
+    customer_keys: kopf.Index[Any, Any],
+    key_vaults: kopf.Index[Any, Any],
+    **_: Any,
+) -> None:
+    _configure(settings)
+    options = config.OperatorConfig()
+    base = await kubeclient.load_configuration()
+    api = client.ApiClient(base)
+    platform: platformkeys.PlatformKeys | None = None
+    platform_error: str | None = None
+    try:
+        platform = await platformkeys.load_or_create(api, options.namespace)
+    except platformkeys.PlatformKeyMissing as error:
+        # Stay up (no crash loop) and say it on every account instead.
+        platform_error = str(error)
+        logger.error("Platform keys unavailable: %s", error)
+
+    def vaults_of(namespace: str) -> dict[str, dict[str, Any]]:
+        return dict(key_vaults.get(namespace, ()))
+
+    memo.api = api
+    memo.controller = controller.AccountController(
+        api,
+        platform=platform,
+        platform_error=platform_error,
+        identities=kubeclient.Identities(api, base),
+        customer_keys=lambda namespace, name: indexes.first(customer_keys, (namespace, name)),
+        key_vaults=vaults_of,
+        workers=options.workers,
+    )
+    memo.controller.queue.start()
+    memo.secret_watch = asyncio.create_task(memo.controller.watch_secrets(), name="account-key-secrets")
+    metrics.serve(options.metrics_port)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    memo.secret_watch.cancel()
+    await memo.controller.queue.stop()
+    await memo.api.close()

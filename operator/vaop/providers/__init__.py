@@ -1,0 +1,52 @@
+"""Key-vault providers behind one small interface (``base.KeyProvider``), one module each.
+
+``connect`` is the only place that knows every provider: adding one is a new module and one entry
+in ``_FACTORIES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from kubernetes_asyncio import client
+
+from .. import conditions, models
+from . import base, instrumented
+from . import kubernetes as kubernetes_provider
+
+Factory = Callable[[models.KeyVaultSpec, str, client.ApiClient, str], Awaitable[base.KeyProvider]]
+
+
+async def _kubernetes(
+    spec: models.KeyVaultSpec, namespace: str, api: client.ApiClient, identity: str
+) -> base.KeyProvider:
+    block = spec.provider.kubernetes
+    assert block is not None
+    return kubernetes_provider.KubernetesKeyProvider(
+        api,
+        namespace=block.namespace or namespace,
+        identity=identity,
+        soft_delete=block.soft_delete,
+        purge_protection=block.purge_protection,
+    )
+
+
+_FACTORIES: dict[str, Factory] = {"kubernetes": _kubernetes}
+
+
+async def connect(
+    spec: models.KeyVaultSpec, *, namespace: str, api: client.ApiClient, identity: str
+) -> base.KeyProvider:
+    """A provider for the vault described by ``spec`` (a KeyVault in ``namespace``), acting as ``identity``.
+
+    ``api`` is a Kubernetes API client authenticated as that identity: the kubernetes provider calls
+    the API with it, others exchange its token for the vault's own credentials.
+    """
+    factory = _FACTORIES.get(spec.provider.name)
+    if factory is None:
+        raise base.DefinitiveError(
+            f"the {spec.provider.name} provider is not available in this operator version; "
+            f"available: {', '.join(sorted(_FACTORIES))}",
+            reason=conditions.Reason.PROVIDER_UNAVAILABLE,
+        )
+    return instrumented.Instrumented(await factory(spec, namespace, api, identity))

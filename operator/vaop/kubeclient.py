@@ -1,0 +1,101 @@
+"""Kubernetes API clients: the operator's own, and one per account identity.
+
+The operator touches a tenant's keys only *as the account's identity*: it asks the TokenRequest API
+for a short-lived token of the account's ServiceAccount and calls the API with it, so the tenant's
+RBAC decides. Tokens are cached per ServiceAccount and renewed before they expire, so identity
+traffic grows with the number of identities, not with accounts or reconciliations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+MERGE_PATCH = "application/merge-patch+json"
+TOKEN_SECONDS = 600  # the shortest lifetime the TokenRequest API grants
+_RENEW_AFTER = 0.8
+
+
+async def load_configuration() -> client.Configuration:
+    """In-cluster configuration when running in a pod, else $KUBECONFIG / ~/.kube/config."""
+    configuration = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        await config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
+def with_token(base: client.Configuration, token: str) -> client.Configuration:
+    """The same server and CA as ``base``, authenticated only by ``token``."""
+    configuration = client.Configuration(host=base.host, ssl_ca_cert=base.ssl_ca_cert)
+    configuration.verify_ssl = base.verify_ssl
+    configuration.api_key = {"BearerToken": f"Bearer {token}"}
+    return configuration
+
+
+@dataclass(frozen=True)
+class ServiceAccountRef:
+    namespace: str
+    name: str
+
+    @property
+    def username(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.name}"
+
+    def __str__(self) -> str:
+        return f"ServiceAccount {self.namespace}/{self.name}"
+
+
+class IdentityError(Exception):
+    """No token could be had for the identity (missing ServiceAccount, or the API refused)."""
+
+    def __init__(self, message: str, *, not_found: bool = False) -> None:
+        super().__init__(message)
+        self.not_found = not_found
+
+
+class Identities:
+    """Hands out API clients that act as a ServiceAccount, with cached short-lived tokens."""
+
+    def __init__(self, api: client.ApiClient, base: client.Configuration) -> None:
+        self._core = client.CoreV1Api(api)
+        self._base = base
+        self._tokens: dict[ServiceAccountRef, tuple[str, float]] = {}
+        self._locks: dict[ServiceAccountRef, asyncio.Lock] = {}
+
+    async def token(self, account: ServiceAccountRef, *, audiences: list[str] | None = None) -> str:
+        lock = self._locks.setdefault(account, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(account)
+            if cached and time.monotonic() < cached[1] and audiences is None:
+                return cached[0]
+            request = client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=audiences or [], expiration_seconds=TOKEN_SECONDS)
+            )
+            try:
+                response = await self._core.create_namespaced_service_account_token(
+                    account.name, account.namespace, request
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    raise IdentityError(f"{account} does not exist", not_found=True) from None
+                raise IdentityError(
+                    f"cannot get a token for {account}: {error.status} {error.reason}"
+                ) from None
+            token: str = response.status.token
+            if audiences is None:
+                self._tokens[account] = (token, time.monotonic() + TOKEN_SECONDS * _RENEW_AFTER)
+            return token
+
+    async def client_for(self, account: ServiceAccountRef) -> client.ApiClient:
+        """A new API client acting as ``account``; the caller closes it."""
+        return client.ApiClient(with_token(self._base, await self.token(account)))
+
+    def forget(self, account: ServiceAccountRef) -> None:
+        self._tokens.pop(account, None)

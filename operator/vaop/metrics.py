@@ -1,0 +1,61 @@
+"""Prometheus metrics. Labels are bounded sets (states, providers, operations, outcomes, reasons):
+never account names, key names or anything derived from key material."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+ACCOUNTS = Gauge("vaop_accounts", "Accounts by state.", ["state"])
+WRAPS = Counter(
+    "vaop_account_key_wraps_total",
+    "Account-key wraps by operation (create, rewrap), wrapping key type and outcome.",
+    ["operation", "type", "outcome"],
+)
+PROVIDER_CALLS = Histogram(
+    "vaop_provider_call_duration_seconds",
+    "Key-vault calls by provider, operation and outcome (ok, or the reason code).",
+    ["provider", "operation", "outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RECONCILIATIONS = Counter(
+    "vaop_account_reconciliations_total", "Account reconciliations by result reason.", ["reason"]
+)
+
+
+@contextmanager
+def provider_call(provider: str, operation: str) -> Iterator[None]:
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        yield
+    except Exception as error:
+        outcome = getattr(error, "reason", error.__class__.__name__)
+        raise
+    finally:
+        PROVIDER_CALLS.labels(provider, operation, outcome).observe(time.perf_counter() - started)
+
+
+class StateGauge:
+    """Keeps ``vaop_accounts{state}`` equal to the count of accounts last seen in each state."""
+
+    def __init__(self) -> None:
+        self._states: dict[tuple[str, str], str] = {}
+
+    def set(self, account: tuple[str, str], state: str | None) -> None:
+        if state is None:
+            self._states.pop(account, None)
+        else:
+            self._states[account] = state
+        counts = Tally(self._states.values())
+        for known in ("Provisioning", "Active", "KeyInaccessible", "Error"):
+            ACCOUNTS.labels(known).set(counts.get(known, 0))
+
+
+def serve(port: int) -> None:
+    if port:
+        start_http_server(port)

@@ -1,0 +1,31 @@
+"""A provider wrapper that times every vault call into vaop_provider_call_duration_seconds."""
+
+from __future__ import annotations
+
+from .. import metrics
+from . import base
+
+
+class Instrumented(base.KeyProvider):
+    def __init__(self, inner: base.KeyProvider) -> None:
+        self._inner = inner
+        self.name = inner.name
+
+    async def vault_properties(self) -> base.VaultProperties:
+        with metrics.provider_call(self.name, "properties"):
+            return await self._inner.vault_properties()
+
+    async def versions(self, key_name: str) -> list[base.KeyVersion]:
+        with metrics.provider_call(self.name, "versions"):
+            return await self._inner.versions(key_name)
+
+    async def wrap(self, key: base.KeyVersion, plaintext: bytes) -> base.Wrapped:
+        with metrics.provider_call(self.name, "wrap"):
+            return await self._inner.wrap(key, plaintext)
+
+    async def unwrap(self, key_name: str, version: str, ciphertext: bytes, *, algorithm: str) -> bytes:
+        with metrics.provider_call(self.name, "unwrap"):
+            return await self._inner.unwrap(key_name, version, ciphertext, algorithm=algorithm)
+
+    async def close(self) -> None:
+        await self._inner.close()

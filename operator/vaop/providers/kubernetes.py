@@ -1,0 +1,121 @@
+"""The ``kubernetes`` provider: software RSA keys kept as Secrets, one immutable Secret per version.
+
+A version is a Secret in the vault's namespace with the labels ``videoanalyzer.io/key-name`` and
+``videoanalyzer.io/key-version`` (a positive integer) and the PEM private key in ``key.pem``; the
+annotation ``videoanalyzer.io/key-enabled: "false"`` disables it. The highest enabled version is the
+latest. Access is whatever RBAC grants the identity whose API client this provider was given: it
+must be allowed to get and list Secrets in that namespace. This provider cannot observe soft-delete
+or purge protection; the vault owner declares them in the KeyVault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import aiohttp
+from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from ..crypto import rsa
+from . import base
+
+LABEL_KEY_NAME = "videoanalyzer.io/key-name"
+LABEL_KEY_VERSION = "videoanalyzer.io/key-version"
+ANNOTATION_ENABLED = "videoanalyzer.io/key-enabled"
+DATA_KEY = "key.pem"
+
+
+class KubernetesKeyProvider(base.KeyProvider):
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        namespace: str,
+        identity: str,
+        soft_delete: bool,
+        purge_protection: bool,
+    ) -> None:
+        self._core = client.CoreV1Api(api)
+        self._namespace = namespace
+        self._identity = identity
+        self._properties = base.VaultProperties(soft_delete=soft_delete, purge_protection=purge_protection)
+        # One listing per key for the provider's lifetime (one reconciliation): wrap and unwrap reuse it.
+        self._pems: dict[tuple[str, str], bytes] = {}
+        self._listed: dict[str, list[base.KeyVersion]] = {}
+
+    async def vault_properties(self) -> base.VaultProperties:
+        return self._properties
+
+    async def versions(self, key_name: str) -> list[base.KeyVersion]:
+        if key_name in self._listed:
+            return self._listed[key_name]
+        secrets = await self._list(key_name)
+        versions = []
+        for secret in secrets:
+            version = (secret.metadata.labels or {}).get(LABEL_KEY_VERSION, "")
+            if not version.isdigit() or int(version) < 1:
+                continue  # not a version: the label must be a positive integer
+            pem = base64.b64decode((secret.data or {}).get(DATA_KEY, ""))
+            enabled = (secret.metadata.annotations or {}).get(ANNOTATION_ENABLED, "true").lower() != "false"
+            try:
+                facts = rsa.facts(rsa.load_private_key(pem))
+            except rsa.KeyMaterialError:
+                facts = rsa.KeyFacts("unreadable", 0)
+            self._pems[(key_name, version)] = pem
+            versions.append(base.KeyVersion(key_name, version, facts, enabled))
+        if not versions:
+            raise base.KeyNotFound(
+                f"no Secret in namespace {self._namespace} carries the labels "
+                f"{LABEL_KEY_NAME}={key_name} and {LABEL_KEY_VERSION}=<n>"
+            )
+        versions.sort(key=lambda v: int(v.version))
+        self._listed[key_name] = versions
+        return versions
+
+    async def wrap(self, key: base.KeyVersion, plaintext: bytes) -> base.Wrapped:
+        private = await self._private_key(key.name, key.version)
+        ciphertext = await asyncio.to_thread(rsa.wrap, private.public_key(), plaintext)
+        return base.Wrapped(ciphertext, rsa.RSA_OAEP_256, key.version)
+
+    async def unwrap(self, key_name: str, version: str, ciphertext: bytes, *, algorithm: str) -> bytes:
+        private = await self._private_key(key_name, version)
+        try:
+            # RSA private-key work takes milliseconds: keep it off the event loop.
+            return await asyncio.to_thread(rsa.unwrap, private, ciphertext, algorithm=algorithm)
+        except rsa.KeyMaterialError as error:
+            raise base.UnwrapFailed(f"key {key_name!r} version {version}: {error}") from None
+
+    async def _private_key(self, key_name: str, version: str) -> rsa_keys.RSAPrivateKey:
+        if (key_name, version) not in self._pems:
+            await self.versions(key_name)
+        pem = self._pems.get((key_name, version))
+        if pem is None:
+            raise base.KeyVersionNotFound(f"key {key_name!r} has no version {version!r}")
+        key = rsa.load_private_key(pem)
+        if not isinstance(key, rsa_keys.RSAPrivateKey):
+            raise base.KeyUnsupported(f"key {key_name!r} version {version} is not an RSA key")
+        return key
+
+    async def _list(self, key_name: str) -> list[client.V1Secret]:
+        try:
+            response = await self._core.list_namespaced_secret(
+                self._namespace, label_selector=f"{LABEL_KEY_NAME}={key_name}"
+            )
+        except ApiException as error:
+            if error.status in (401, 403):
+                raise base.AccessDenied(
+                    f"{self._identity} may not list Secrets in namespace {self._namespace}: create a Role "
+                    f"there that allows get and list on secrets, and a RoleBinding of it to {self._identity}"
+                ) from None
+            if error.status == 404:
+                raise base.VaultNotFound(f"namespace {self._namespace} does not exist") from None
+            raise base.TransientError(f"listing key Secrets failed: {error.status} {error.reason}") from None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise base.TransientError(
+                f"the Kubernetes API did not answer: {error.__class__.__name__}"
+            ) from None
+        return list(response.items)

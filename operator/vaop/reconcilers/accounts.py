@@ -1,0 +1,287 @@
+"""Account reconciliation: make, wrap, re-wrap and guard the account key. The one place that writes it.
+
+Order of work, chosen so that at every instant the account's Secret holds an envelope that opens:
+a new key is wrapped and sealed before the Secret is created (create fails if one appeared); a
+re-wrap unwraps with the old key, wraps with the new, and replaces the Secret only if its
+resourceVersion is still the one that was read.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .. import conditions, labels, models, platformkeys, wrapping
+from ..crypto import envelope
+from ..domain import accounts as domain
+from ..providers import base
+
+logger = logging.getLogger(__name__)
+
+
+class Retry(Exception):
+    """Something changed underneath (a write conflict, a transient API error): reconcile again soon."""
+
+
+@dataclass(frozen=True)
+class Account:
+    uid: str
+    context: wrapping.AccountContext
+    status: dict[str, Any]
+
+    @property
+    def envelope_identity(self) -> envelope.AccountIdentity:
+        return envelope.AccountIdentity(self.uid, self.context.namespace, self.context.name)
+
+    @property
+    def secret_name(self) -> str:
+        return models.account_key_secret_name(self.context.name)
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    """What this reconciliation learnt about the account's CustomerKey, for that key's own status."""
+
+    name: str
+    version: base.KeyVersion | None
+    problem: wrapping.KeyProblem | None
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: domain.Outcome
+    key_report: KeyReport | None
+    events: list[tuple[str, str]]  # (reason, message) of what was done
+
+
+class AccountReconciler:
+    def __init__(self, api: client.ApiClient, platform: platformkeys.PlatformKeys, identities: Any) -> None:
+        self._core = client.CoreV1Api(api)
+        self._platform = platform
+        self._identities = identities
+
+    async def reconcile(self, account: Account) -> Result:
+        secret = await self._read_secret(account)
+        current = self._decode(secret) if secret is not None else None
+        key_existed = bool(account.status.get("accountKey"))
+        key_name = (
+            account.context.spec.encryption.key_ref.name if account.context.spec.encryption.key_ref else None
+        )
+
+        async with wrapping.Session(self._platform, self._identities) as session:
+            try:
+                target = await session.target(account.context)
+            except wrapping.KeyProblem as problem:
+                report = KeyReport(key_name, None, problem) if key_name else None
+                return Result(self._on_problem(account, problem, secret, current, key_existed), report, [])
+            report = KeyReport(key_name, target.version, None) if key_name else None
+
+            action = domain.decide(
+                secret_present=secret is not None,
+                key_existed=key_existed,
+                current=current.inner if current else None,
+                target_same=current is not None and target.same_key(current.inner),
+            )
+            if action is domain.Action.LOST:
+                return Result(domain.outcome_lost(account.secret_name), report, [])
+            try:
+                sealed, kcv, wrapped_at, events = await self._apply(
+                    action, account=account, session=session, target=target, secret=secret, current=current
+                )
+            except wrapping.KeyProblem as problem:
+                return Result(self._on_problem(account, problem, secret, current, key_existed), report, [])
+            except envelope.EnvelopeError as error:
+                return Result(domain.outcome_error(conditions.Reason.UNWRAP_FAILED, str(error)), report, [])
+
+        status = domain.account_key_status(
+            secret_name=account.secret_name, key_check_value=kcv, sealed=sealed, wrapped_at=wrapped_at
+        )
+        return Result(domain.outcome_wrapped(sealed.inner, status), report, events)
+
+    # ---- the three actions --------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        action: domain.Action,
+        *,
+        account: Account,
+        session: wrapping.Session,
+        target: wrapping.WrappingKey,
+        secret: client.V1Secret | None,
+        current: envelope.Envelope | None,
+    ) -> tuple[envelope.Envelope, str, str, list[tuple[str, str]]]:
+        if action is domain.Action.CREATE:
+            account_key = envelope.new_account_key()
+            sealed = await self._wrap(account, target, account_key)
+            kcv = envelope.key_check_value(account_key)
+            wrapped_at = conditions.now_rfc3339()
+            await self._create_secret(account, sealed, kcv, wrapped_at)
+            return (
+                sealed,
+                kcv,
+                wrapped_at,
+                [("AccountKeyCreated", f"Account key made and wrapped by {domain.describe(sealed.inner)}.")],
+            )
+        assert secret is not None and current is not None
+        annotations = secret.metadata.annotations or {}
+        kcv = annotations.get(labels.ANNOTATION_KEY_CHECK_VALUE, "")
+        if action is domain.Action.KEEP:
+            wrapped_at = annotations.get(labels.ANNOTATION_WRAPPED_AT) or conditions.now_rfc3339()
+            return current, kcv, wrapped_at, []
+        account_key = await self.open(account, session, current)
+        if envelope.key_check_value(account_key) != kcv:
+            raise envelope.EnvelopeError("the opened account key does not match the recorded key-check value")
+        sealed = await self._wrap(account, target, account_key)
+        wrapped_at = conditions.now_rfc3339()
+        await self._replace_secret(account, secret, sealed, kcv, wrapped_at)
+        old, new = domain.describe(current.inner), domain.describe(sealed.inner)
+        message = f"Account key re-wrapped from {old} to {new}."
+        return sealed, kcv, wrapped_at, [("AccountKeyRewrapped", message)]
+
+    async def open(self, account: Account, session: wrapping.Session, sealed: envelope.Envelope) -> bytes:
+        """Both layers off: the plaintext account key (kept in memory only, never logged)."""
+        outer_key = self._platform.infrastructure_key(sealed.outer_key_version)
+        inner_wrapped = envelope.unseal(sealed, account=account.envelope_identity, outer_key=outer_key)
+        provider = await session.opener(account.context, sealed.inner)
+        try:
+            return await provider.unwrap(
+                sealed.inner.key_name,
+                sealed.inner.key_version,
+                inner_wrapped,
+                algorithm=sealed.inner.algorithm,
+            )
+        except base.ProviderError as error:
+            raise wrapping.KeyProblem.from_provider(error) from None
+
+    async def _wrap(
+        self, account: Account, target: wrapping.WrappingKey, account_key: bytes
+    ) -> envelope.Envelope:
+        try:
+            wrapped = await target.provider.wrap(target.version, account_key)
+        except base.ProviderError as error:
+            raise wrapping.KeyProblem.from_provider(error) from None
+        inner = envelope.InnerKeyRef(**{**target.ref.__dict__, "algorithm": wrapped.algorithm})
+        version = self._platform.infrastructure_version
+        return envelope.seal(
+            wrapped.ciphertext,
+            account=account.envelope_identity,
+            inner=inner,
+            outer_key=self._platform.infrastructure_key(version),
+            outer_key_version=version,
+        )
+
+    # ---- problems -----------------------------------------------------------------------------
+
+    def _on_problem(
+        self,
+        account: Account,
+        problem: wrapping.KeyProblem,
+        secret: client.V1Secret | None,
+        current: envelope.Envelope | None,
+        key_existed: bool,
+    ) -> domain.Outcome:
+        if secret is None and key_existed:
+            return domain.outcome_lost(account.secret_name)
+        if problem.reason == conditions.Reason.PLATFORM_KEY_MISSING:
+            return domain.outcome_error(problem.reason, problem.message)
+        inaccessible = problem.reason in wrapping.INACCESSIBLE_REASONS
+        if current is not None and problem.definitive and inaccessible and self._wraps_now(account, current):
+            return domain.outcome_current_key_inaccessible(
+                reason=problem.reason, message=problem.message, current=current.inner
+            )
+        return domain.outcome_key_problem(
+            reason=problem.reason,
+            message=problem.message,
+            definitive=problem.definitive,
+            inaccessible=inaccessible,
+            current=current.inner if current else None,
+        )
+
+    @staticmethod
+    def _wraps_now(account: Account, current: envelope.Envelope) -> bool:
+        """Is the key that failed the one that wraps the account key now (not one it moves to)?"""
+        key = account.context.customer_key
+        if current.inner.type != models.EncryptionType.CUSTOMER_KEY.value:
+            return False
+        if key is None:
+            return True  # the CustomerKey resource is gone: its key is the one in use
+        return (current.inner.key_vault, current.inner.key_name) == (key.vault_ref.name, key.key_name)
+
+    # ---- the Secret ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _decode(secret: client.V1Secret) -> envelope.Envelope | None:
+        raw = (secret.data or {}).get(labels.ENVELOPE_DATA_KEY)
+        if raw is None:
+            return None
+        return envelope.decode(base64.b64decode(raw))
+
+    async def _read_secret(self, account: Account) -> client.V1Secret | None:
+        try:
+            return await self._core.read_namespaced_secret(account.secret_name, account.context.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise Retry(f"reading Secret {account.secret_name}: {error.status} {error.reason}") from None
+
+    def _secret_body(
+        self,
+        account: Account,
+        sealed: envelope.Envelope,
+        kcv: str,
+        wrapped_at: str,
+        resource_version: str | None,
+    ) -> client.V1Secret:
+        return client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=account.secret_name,
+                namespace=account.context.namespace,
+                resource_version=resource_version,
+                labels={
+                    **labels.MANAGED,
+                    labels.COMPONENT: labels.ACCOUNT_KEY_COMPONENT,
+                    labels.ACCOUNT: account.context.name,
+                },
+                annotations={
+                    labels.ANNOTATION_KEY_CHECK_VALUE: kcv,
+                    labels.ANNOTATION_WRAPPED_AT: wrapped_at,
+                },
+                owner_references=[
+                    client.V1OwnerReference(
+                        api_version=models.API_VERSION,
+                        kind="VideoAnalyzerAccount",
+                        name=account.context.name,
+                        uid=account.uid,
+                        controller=True,
+                    )
+                ],
+            ),
+            type=labels.ACCOUNT_KEY_SECRET_TYPE,
+            data={labels.ENVELOPE_DATA_KEY: base64.b64encode(envelope.encode(sealed)).decode()},
+        )
+
+    async def _create_secret(
+        self, account: Account, sealed: envelope.Envelope, kcv: str, wrapped_at: str
+    ) -> None:
+        try:
+            await self._core.create_namespaced_secret(
+                account.context.namespace, self._secret_body(account, sealed, kcv, wrapped_at, None)
+            )
+        except ApiException as error:
+            # 409: a Secret appeared since it was read (another replica, or a restore). Never overwrite it.
+            raise Retry(f"creating Secret {account.secret_name}: {error.status} {error.reason}") from None
+
+    async def _replace_secret(
+        self, account: Account, secret: client.V1Secret, sealed: envelope.Envelope, kcv: str, wrapped_at: str
+    ) -> None:
+        body = self._secret_body(account, sealed, kcv, wrapped_at, secret.metadata.resource_version)
+        try:
+            await self._core.replace_namespaced_secret(account.secret_name, account.context.namespace, body)
+        except ApiException as error:
+            # 409: changed since read; the old envelope is still there and still opens. Try again.
+            raise Retry(f"replacing Secret {account.secret_name}: {error.status} {error.reason}") from None

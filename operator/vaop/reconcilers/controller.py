@@ -1,0 +1,254 @@
+"""The account controller: a work queue of accounts, each run reads, reconciles and writes status.
+
+Every trigger (account created or changed, its Secret deleted, its CustomerKey or KeyVault changed)
+only enqueues the account; one worker at a time handles a given account. What the account's
+references point to comes from Kopf indices (in memory), so a run reads from the API only the
+account and its Secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .. import conditions, events, kubeclient, labels, metrics, models, platformkeys, wrapping
+from ..domain import accounts as domain
+from ..domain import keys as keys_domain
+from . import accounts, workqueue
+
+logger = logging.getLogger(__name__)
+
+AccountKey = tuple[str, str]  # (namespace, name)
+RETRY_DELAY = 2.0
+BACKOFF = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class AccountController:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        platform: platformkeys.PlatformKeys | None,
+        platform_error: str | None,
+        identities: kubeclient.Identities,
+        customer_keys: Callable[[str, str], dict[str, Any] | None],  # -> {"spec", "status", "generation"}
+        key_vaults: Callable[[str], dict[str, dict[str, Any]]],
+        workers: int = 8,
+    ) -> None:
+        self._api = api
+        self._custom = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+        self._platform = platform
+        self._platform_error = platform_error
+        self._reconciler = accounts.AccountReconciler(api, platform, identities) if platform else None
+        self._customer_keys = customer_keys
+        self._key_vaults = key_vaults
+        self._failures: dict[AccountKey, int] = {}
+        self._states = metrics.StateGauge()
+        self.queue: workqueue.WorkQueue[AccountKey] = workqueue.WorkQueue(
+            self.process, workers=workers, name="accounts"
+        )
+
+    async def process(self, key: AccountKey) -> float | None:
+        namespace, name = key
+        try:
+            body = await self._custom.get_namespaced_custom_object(
+                models.GROUP, models.VERSION, namespace, "videoanalyzeraccounts", name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                self._states.set(key, None)
+                self._failures.pop(key, None)
+                return None
+            raise
+        if body["metadata"].get("deletionTimestamp"):
+            return None
+        spec = models.AccountSpec.parse(body.get("spec"))
+        status: dict[str, Any] = body.get("status") or {}
+
+        delay: float | None = None
+        if self._reconciler is None:
+            result = accounts.Result(
+                domain.outcome_error(conditions.Reason.PLATFORM_KEY_MISSING, self._platform_error or ""),
+                None,
+                [],
+            )
+        else:
+            await self._ensure_identity(body, spec)
+            account = accounts.Account(body["metadata"]["uid"], self._context(namespace, name, spec), status)
+            try:
+                result = await self._reconciler.reconcile(account)
+            except accounts.Retry as retry:
+                logger.info("Account %s/%s: %s; retrying", namespace, name, retry)
+                return RETRY_DELAY
+            delay = self._backoff(key, result.outcome)
+        await self._write_status(body, result.outcome)
+        if result.key_report is not None:
+            await self._report_key(namespace, result.key_report)
+        for reason, message in result.events:
+            await events.post(self._api, _reference(body), reason=reason, message=message)
+        metrics.RECONCILIATIONS.labels(result.outcome.conditions[0].reason).inc()
+        return delay
+
+    def _backoff(self, key: AccountKey, outcome: domain.Outcome) -> float | None:
+        """Transient vault failures retry with growing delays; everything else waits for a change."""
+        degraded = any(c.type == conditions.VAULT_DEGRADED and c.status == "True" for c in outcome.conditions)
+        if not degraded:
+            self._failures.pop(key, None)
+            return None
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        return BACKOFF[min(failures, len(BACKOFF)) - 1]
+
+    def _context(self, namespace: str, name: str, spec: models.AccountSpec) -> wrapping.AccountContext:
+        key_ref = spec.encryption.key_ref
+        raw_key = self._customer_keys(namespace, key_ref.name) if key_ref else None
+        return wrapping.AccountContext(
+            namespace=namespace,
+            name=name,
+            spec=spec,
+            customer_key=models.CustomerKeySpec.parse(raw_key["spec"]) if raw_key is not None else None,
+            vaults={n: models.KeyVaultSpec.parse(v) for n, v in self._key_vaults(namespace).items()},
+        )
+
+    async def _ensure_identity(self, body: dict[str, Any], spec: models.AccountSpec) -> None:
+        """Make the default identity ``<account>-identity``; a named one is the tenant's to make."""
+        if spec.encryption.identity.service_account_name:
+            return
+        meta = body["metadata"]
+        account = client.V1ServiceAccount(
+            metadata=client.V1ObjectMeta(
+                name=models.identity_name(meta["name"], spec),
+                labels={**labels.MANAGED, labels.ACCOUNT: meta["name"]},
+                owner_references=[_owner(body)],
+            )
+        )
+        try:
+            await self._core.create_namespaced_service_account(meta["namespace"], account)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+    async def _write_status(self, body: dict[str, Any], outcome: domain.Outcome) -> None:
+        meta = body["metadata"]
+        before = (body.get("status") or {}).get("conditions")
+        merged = conditions.merge(before, outcome.conditions, generation=meta.get("generation"))
+        status: dict[str, Any] = {
+            "state": outcome.state.value,
+            "observedGeneration": meta.get("generation"),
+            "conditions": merged,
+        }
+        if outcome.account_key is not None:
+            status["accountKey"] = outcome.account_key
+        await self._custom.patch_namespaced_custom_object_status(
+            models.GROUP,
+            models.VERSION,
+            meta["namespace"],
+            "videoanalyzeraccounts",
+            meta["name"],
+            {"status": status},
+            _content_type=kubeclient.MERGE_PATCH,
+        )
+        self._states.set((meta["namespace"], meta["name"]), outcome.state.value)
+        for changed in conditions.transitions(before, merged):
+            if changed["type"] in (conditions.READY, conditions.KEY_INACCESSIBLE):
+                bad_status = "False" if changed["type"] == conditions.READY else "True"
+                warning = changed["status"] == bad_status
+                await events.post(
+                    self._api,
+                    _reference(body),
+                    reason=changed["reason"],
+                    message=f"{changed['type']}={changed['status']}: {changed['message']}",
+                    warning=warning,
+                )
+
+    async def _report_key(self, namespace: str, report: accounts.KeyReport) -> None:
+        """Show on the CustomerKey what checking it as this account's identity found (when it changed)."""
+        known = self._customer_keys(namespace, report.name)
+        if known is None:
+            return
+        problem = (report.problem.reason, report.problem.message) if report.problem else None
+        status = keys_domain.customer_key_status(report.version, problem)
+        if status is None:
+            return
+        previous = known.get("status") or {}
+        ready = conditions.find(previous.get("conditions"), conditions.READY)
+        new_ready = status.pop("ready")
+        unchanged = (
+            all(previous.get(k) == v for k, v in status.items())
+            and ready is not None
+            and (ready.get("status"), ready.get("reason"), ready.get("message"))
+            == (new_ready.status, new_ready.reason, new_ready.message)
+        )
+        if unchanged:
+            return
+        status["lastChecked"] = conditions.now_rfc3339()
+        status["observedGeneration"] = known.get("generation")
+        status["conditions"] = conditions.merge(
+            previous.get("conditions"), [new_ready], generation=known.get("generation")
+        )
+        try:
+            await self._custom.patch_namespaced_custom_object_status(
+                models.GROUP,
+                models.VERSION,
+                namespace,
+                "customerkeys",
+                report.name,
+                {"status": status},
+                _content_type=kubeclient.MERGE_PATCH,
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def watch_secrets(self) -> None:
+        """Watch only account-key Secrets (server-side label selector): a deleted or edited one re-checks
+        its account at once, so a lost key shows as AccountKeyLost without waiting for a timer."""
+        while True:
+            stream = watch.Watch()
+            try:
+                async with stream:
+                    async for event in stream.stream(
+                        self._core.list_secret_for_all_namespaces,
+                        label_selector=labels.ACCOUNT_KEY_SELECTOR,
+                        timeout_seconds=300,
+                    ):
+                        if event["type"] in ("DELETED", "MODIFIED"):
+                            meta = event["object"].metadata
+                            account = (meta.labels or {}).get(labels.ACCOUNT)
+                            if account:
+                                self.queue.add((meta.namespace, account))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning(
+                    "Account-key Secret watch ended (%s); restarting in 5s", error.__class__.__name__
+                )
+                await asyncio.sleep(5)
+
+
+def _owner(body: dict[str, Any]) -> client.V1OwnerReference:
+    meta = body["metadata"]
+    return client.V1OwnerReference(
+        api_version=models.API_VERSION,
+        kind="VideoAnalyzerAccount",
+        name=meta["name"],
+        uid=meta["uid"],
+        controller=True,
+    )
+
+
+def _reference(body: dict[str, Any]) -> client.V1ObjectReference:
+    meta = body["metadata"]
+    return client.V1ObjectReference(
+        api_version=models.API_VERSION,
+        kind="VideoAnalyzerAccount",
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta["uid"],
+        resource_version=meta.get("resourceVersion"),
+    )

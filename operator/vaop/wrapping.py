@@ -1,0 +1,202 @@
+"""Which key wraps an account key, and the providers to reach it, resolved for one reconciliation.
+
+``Session.target`` answers "which exact key version should wrap this account now?" (system key, or
+the CustomerKey -> KeyVault -> provider chain, checked for region, soft-delete, purge protection, key
+type and size), acting as the account's identity for customer keys. ``Session.opener`` finds the
+provider that can open an existing envelope. A session closes the identity clients it opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from types import TracebackType
+
+from kubernetes_asyncio import client
+
+from . import conditions, kubeclient, models, platformkeys, providers
+from .crypto import envelope
+from .providers import base
+from .providers import kubernetes as kubernetes_provider
+
+
+class KeyProblem(Exception):
+    """The wanted key cannot be used. ``definitive`` is False for transient vault failures."""
+
+    def __init__(self, reason: str, message: str, *, definitive: bool = True) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.definitive = definitive
+
+    @classmethod
+    def from_provider(cls, error: base.ProviderError) -> KeyProblem:
+        return cls(error.reason, str(error), definitive=not isinstance(error, base.TransientError))
+
+
+# Reasons that mean "the key that should wrap is unusable or gone"; the rest are configuration problems.
+INACCESSIBLE_REASONS = frozenset(
+    {
+        conditions.Reason.KEY_NOT_FOUND,
+        conditions.Reason.KEY_VERSION_NOT_FOUND,
+        conditions.Reason.VAULT_NOT_FOUND,
+        conditions.Reason.ACCESS_DENIED,
+        conditions.Reason.KEY_DISABLED,
+        conditions.Reason.UNWRAP_FAILED,
+        conditions.Reason.KEY_REF_NOT_FOUND,
+        conditions.Reason.VAULT_REF_NOT_FOUND,
+        conditions.Reason.IDENTITY_NOT_FOUND,
+    }
+)
+
+
+@dataclass(frozen=True)
+class WrappingKey:
+    """An exact key version and the provider that reaches it."""
+
+    ref: envelope.InnerKeyRef  # algorithm left empty until a wrap fixes it
+    provider: base.KeyProvider
+    version: base.KeyVersion
+
+    def same_key(self, other: envelope.InnerKeyRef) -> bool:
+        mine = (self.ref.type, self.ref.key_vault, self.ref.key_name, self.ref.key_version)
+        return mine == (other.type, other.key_vault, other.key_name, other.key_version)
+
+
+@dataclass(frozen=True)
+class AccountContext:
+    """What the session needs to know of an account, its CustomerKey and that key's KeyVault."""
+
+    namespace: str
+    name: str
+    spec: models.AccountSpec
+    customer_key: models.CustomerKeySpec | None  # None: absent from the namespace (or not referenced)
+    vaults: dict[str, models.KeyVaultSpec]  # KeyVaults of the namespace, by name
+
+    @property
+    def identity(self) -> kubeclient.ServiceAccountRef:
+        return kubeclient.ServiceAccountRef(self.namespace, models.identity_name(self.name, self.spec))
+
+
+class Session:
+    def __init__(self, platform: platformkeys.PlatformKeys, identities: kubeclient.Identities) -> None:
+        self._platform = platform
+        self._identities = identities
+        self._clients: list[client.ApiClient] = []
+        self._providers: dict[tuple[str, kubeclient.ServiceAccountRef], base.KeyProvider] = {}
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for api in self._clients:
+            with contextlib.suppress(Exception):
+                await api.close()
+
+    async def target(self, account: AccountContext) -> WrappingKey:
+        """The key version that should wrap this account's key now; raises KeyProblem if unusable."""
+        spec = account.spec
+        if spec.encryption.type == models.EncryptionType.SYSTEM_KEY:
+            return await self._system_key()
+        key_ref = spec.encryption.key_ref
+        assert key_ref is not None  # the CRD's CEL rule requires it
+        key = account.customer_key
+        if key is None:
+            raise KeyProblem(
+                conditions.Reason.KEY_REF_NOT_FOUND,
+                f"CustomerKey {key_ref.name} does not exist in namespace {account.namespace}",
+            )
+        vault = account.vaults.get(key.vault_ref.name)
+        if vault is None:
+            raise KeyProblem(
+                conditions.Reason.VAULT_REF_NOT_FOUND,
+                f"KeyVault {key.vault_ref.name} (of CustomerKey {key_ref.name}) does not exist "
+                f"in namespace {account.namespace}",
+            )
+        if vault.region != spec.region:
+            raise KeyProblem(
+                conditions.Reason.REGION_MISMATCH,
+                f"KeyVault {key.vault_ref.name} is in region {vault.region} but the account is in "
+                f"{spec.region}; use a vault in {spec.region}",
+            )
+        provider = await self._customer_provider(account, key.vault_ref.name, vault)
+        try:
+            properties = await provider.vault_properties()
+            if not properties.soft_delete:
+                raise KeyProblem(
+                    conditions.Reason.SOFT_DELETE_DISABLED,
+                    f"KeyVault {key.vault_ref.name} does not have soft-delete enabled; enable it so a "
+                    "deleted key stays recoverable",
+                )
+            if not properties.purge_protection:
+                raise KeyProblem(
+                    conditions.Reason.PURGE_PROTECTION_DISABLED,
+                    f"KeyVault {key.vault_ref.name} does not have purge protection enabled; enable it so "
+                    "a deleted key cannot be purged before its retention ends",
+                )
+            version = await provider.resolve(key.key_name, key.pinned_version)
+        except base.ProviderError as error:
+            raise KeyProblem.from_provider(error) from None
+        ref = envelope.InnerKeyRef(
+            type=models.EncryptionType.CUSTOMER_KEY.value,
+            provider=provider.name,
+            key_vault=key.vault_ref.name,
+            key_name=key.key_name,
+            key_version=version.version,
+            algorithm="",
+        )
+        return WrappingKey(ref, provider, version)
+
+    async def opener(self, account: AccountContext, inner: envelope.InnerKeyRef) -> base.KeyProvider:
+        """The provider that can unwrap an envelope's inner layer (which may differ from the target)."""
+        if inner.type == models.EncryptionType.SYSTEM_KEY.value:
+            return self._platform.system
+        vault = account.vaults.get(inner.key_vault)
+        if vault is None:
+            raise KeyProblem(
+                conditions.Reason.VAULT_REF_NOT_FOUND,
+                f"KeyVault {inner.key_vault}, whose key wraps the account key, does not exist in namespace "
+                f"{account.namespace}; restore it to open the account key",
+            )
+        return await self._customer_provider(account, inner.key_vault, vault)
+
+    async def _system_key(self) -> WrappingKey:
+        try:
+            version = await self._platform.system.resolve(platformkeys.SYSTEM_KEY_NAME, None)
+        except base.ProviderError as error:
+            raise KeyProblem(conditions.Reason.PLATFORM_KEY_MISSING, f"system key: {error}") from None
+        ref = envelope.InnerKeyRef(
+            type=models.EncryptionType.SYSTEM_KEY.value,
+            provider=kubernetes_provider.KubernetesKeyProvider.name,
+            key_vault="",
+            key_name=platformkeys.SYSTEM_KEY_NAME,
+            key_version=version.version,
+            algorithm="",
+        )
+        return WrappingKey(ref, self._platform.system, version)
+
+    async def _customer_provider(
+        self, account: AccountContext, vault_name: str, vault: models.KeyVaultSpec
+    ) -> base.KeyProvider:
+        identity = account.identity
+        cached = self._providers.get((vault_name, identity))
+        if cached is not None:
+            return cached
+        try:
+            api = await self._identities.client_for(identity)
+        except kubeclient.IdentityError as error:
+            reason = (
+                conditions.Reason.IDENTITY_NOT_FOUND if error.not_found else conditions.Reason.ACCESS_DENIED
+            )
+            raise KeyProblem(reason, str(error)) from None
+        self._clients.append(api)
+        try:
+            provider = await providers.connect(
+                vault, namespace=account.namespace, api=api, identity=str(identity)
+            )
+        except base.ProviderError as error:
+            raise KeyProblem.from_provider(error) from None
+        self._providers[(vault_name, identity)] = provider
+        return provider

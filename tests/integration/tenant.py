@@ -1,0 +1,161 @@
+"""What a tenant does by hand: key Secrets (as with openssl + kubectl), vaults, keys, RBAC grants."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from kubernetes import client
+
+from tests import helpers
+from vaop.providers import kubernetes as kubernetes_provider
+
+
+def rsa_pem(bits: int) -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def ec_pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def put_key_version(
+    admin: client.ApiClient, namespace: str, key_name: str, version: int, pem: bytes, *, enabled: bool = True
+) -> None:
+    annotations = {} if enabled else {kubernetes_provider.ANNOTATION_ENABLED: "false"}
+    client.CoreV1Api(admin).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=f"{key_name}-v{version}",
+                labels={
+                    kubernetes_provider.LABEL_KEY_NAME: key_name,
+                    kubernetes_provider.LABEL_KEY_VERSION: str(version),
+                },
+                annotations=annotations,
+            ),
+            data={"key.pem": base64.b64encode(pem).decode()},
+        ),
+    )
+
+
+def make_vault(
+    admin: client.ApiClient,
+    namespace: str,
+    name: str,
+    *,
+    keys_namespace: str,
+    region: str = "westeurope",
+    soft_delete: bool = True,
+    purge_protection: bool = True,
+) -> None:
+    block = {"namespace": keys_namespace, "softDelete": soft_delete, "purgeProtection": purge_protection}
+    helpers.create(admin, namespace, "KeyVault", name, {"region": region, "provider": {"kubernetes": block}})
+
+
+def make_key(
+    admin: client.ApiClient, namespace: str, name: str, *, vault: str, key_name: str, version: str = ""
+) -> None:
+    spec = {"vaultRef": {"name": vault}, "keyName": key_name}
+    if version:
+        spec["keyVersion"] = version
+    helpers.create(admin, namespace, "CustomerKey", name, spec)
+
+
+def grant(admin: client.ApiClient, *, keys_namespace: str, identity_namespace: str, identity: str) -> None:
+    """The Role and RoleBinding a tenant writes so the account's identity may read its key Secrets."""
+    rbac = client.RbacAuthorizationV1Api(admin)
+    role = f"read-keys-{identity}"
+    try:
+        rbac.create_namespaced_role(
+            keys_namespace,
+            client.V1Role(
+                metadata=client.V1ObjectMeta(name=role),
+                rules=[client.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["get", "list"])],
+            ),
+        )
+    except client.ApiException as error:
+        if error.status != 409:
+            raise
+    rbac.create_namespaced_role_binding(
+        keys_namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name=role),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=role),
+            subjects=[
+                client.RbacV1Subject(kind="ServiceAccount", name=identity, namespace=identity_namespace)
+            ],
+        ),
+    )
+
+
+def account(
+    admin: client.ApiClient, namespace: str, name: str, *, key: str | None = None, region: str = "westeurope"
+) -> None:
+    encryption: dict[str, Any] = (
+        {"type": "CustomerKey", "keyRef": {"name": key}} if key else {"type": "SystemKey"}
+    )
+    helpers.create(
+        admin, namespace, "VideoAnalyzerAccount", name, {"region": region, "encryption": encryption}
+    )
+
+
+def set_encryption(admin: client.ApiClient, namespace: str, name: str, *, key: str | None) -> None:
+    encryption = (
+        {"type": "CustomerKey", "keyRef": {"name": key}} if key else {"type": "SystemKey", "keyRef": None}
+    )
+    helpers.custom(admin).patch_namespaced_custom_object(
+        "videoanalyzer.io",
+        "v1alpha1",
+        namespace,
+        "videoanalyzeraccounts",
+        name,
+        {"spec": {"encryption": encryption}},
+    )
+
+
+def wait_condition(
+    admin: client.ApiClient,
+    namespace: str,
+    name: str,
+    type_: str,
+    status: str,
+    *,
+    reason: str | None = None,
+    timeout: float = 30,
+) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        obj = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
+        found = helpers.condition(obj, type_)
+        if found and found["status"] == status and (reason is None or found["reason"] == reason):
+            return obj
+        return None
+
+    return helpers.eventually(probe, timeout=timeout)
+
+
+def audit_events(audit_log: Path, *, since: float, users: set[str]) -> Iterator[dict[str, Any]]:
+    """Requests made by ``users`` after ``since`` (a time.time()), from the apiserver's audit log."""
+    with audit_log.open() as handle:
+        for line in handle:
+            event = json.loads(line)
+            # A watch logs a start and an end; count each request once (its start).
+            long_running = event.get("verb") == "watch"
+            if event.get("stage") != ("ResponseStarted" if long_running else "ResponseComplete"):
+                continue
+            if event["user"]["username"] not in users:
+                continue
+            if datetime.datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp() >= since:
+                yield event

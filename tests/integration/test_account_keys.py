@@ -1,0 +1,350 @@
+"""Account keys end to end on the real control plane, with the operator on the chart's RBAC."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+from kubernetes import client
+from kubernetes_asyncio import client as aclient
+from kubernetes_asyncio import config as aconfig
+
+from tests import helpers
+from tests.integration import tenant
+from tests.integration.conftest import OperatorProcess
+from vaop import labels, platformkeys
+from vaop.crypto import envelope
+from vaop.crypto import rsa as rsa_wrap
+from vaop.devcluster import cluster, environment
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+@pytest.fixture
+def keys_namespace(admin: client.ApiClient) -> Iterator[str]:
+    """The tenant's separate namespace for key Secrets (the kubernetes provider's 'vault')."""
+    name = f"keys-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    client.CoreV1Api(admin).delete_namespace(name)
+
+
+def _secret(admin: client.ApiClient, namespace: str, name: str) -> client.V1Secret:
+    return client.CoreV1Api(admin).read_namespaced_secret(f"{name}-account-key", namespace)
+
+
+def _open(admin: client.ApiClient, namespace: str, name: str, private_pem: bytes | None = None) -> bytes:
+    """Open an account's envelope the way an auditor with both keys would, independent of the operator."""
+    account = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
+    secret = _secret(admin, namespace, name)
+    sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))
+    core = client.CoreV1Api(admin)
+    infra = core.read_namespaced_secret(platformkeys.INFRASTRUCTURE_SECRET, environment.OPERATOR_NAMESPACE)
+    outer_key = base64.b64decode(infra.data[sealed.outer_key_version])
+    identity = envelope.AccountIdentity(account["metadata"]["uid"], namespace, name)
+    inner = envelope.unseal(sealed, account=identity, outer_key=outer_key)
+    if private_pem is None:
+        system = core.read_namespaced_secret(
+            f"vaop-system-key-v{sealed.inner.key_version}", environment.OPERATOR_NAMESPACE
+        )
+        private_pem = base64.b64decode(system.data["key.pem"])
+    private = serialization.load_pem_private_key(private_pem, password=None)
+    assert isinstance(private, rsa_keys.RSAPrivateKey)
+    return rsa_wrap.unwrap(private, inner, algorithm=sealed.inner.algorithm)
+
+
+def _byok_setup(
+    admin: client.ApiClient, namespace: str, keys_namespace: str, *, key_pem: bytes, **vault: Any
+) -> None:
+    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys_namespace, **vault)
+    tenant.put_key_version(admin, keys_namespace, "kek", 1, key_pem)
+    tenant.make_key(admin, namespace, "key", vault="vault", key_name="kek")
+
+
+def test_system_key_account_gets_a_wrapped_key(admin: client.ApiClient, namespace: str) -> None:
+    tenant.account(admin, namespace, "studio")
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    status = account["status"]
+    assert status["state"] == "Active"
+    assert status["accountKey"]["secretName"] == "studio-account-key"
+    assert status["accountKey"]["wrappedBy"]["type"] == "SystemKey"
+    assert status["accountKey"]["algorithm"] == "RSA-OAEP-256+A256GCM"
+    secret = _secret(admin, namespace, "studio")
+    assert secret.type == "videoanalyzer.io/wrapped-account-key"
+    assert secret.metadata.owner_references[0].uid == account["metadata"]["uid"]
+    account_key = _open(admin, namespace, "studio")
+    assert len(account_key) == 32
+    assert envelope.key_check_value(account_key) == status["accountKey"]["keyCheckValue"]
+    # The default identity exists, owned by the account.
+    identity = client.CoreV1Api(admin).read_namespaced_service_account("studio-identity", namespace)
+    assert identity.metadata.owner_references[0].name == "studio"
+    reasons = {e.reason for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items}
+    assert "AccountKeyCreated" in reasons
+
+
+def test_etcd_holds_neither_plaintext_nor_inner_wrapped_key(
+    admin: client.ApiClient, namespace: str, control_plane: cluster.ControlPlane
+) -> None:
+    tenant.account(admin, namespace, "studio")
+    tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    account_key = _open(admin, namespace, "studio")
+    secret = _secret(admin, namespace, "studio")
+    sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))
+    infra = client.CoreV1Api(admin).read_namespaced_secret(
+        platformkeys.INFRASTRUCTURE_SECRET, environment.OPERATOR_NAMESPACE
+    )
+    account = helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")
+    inner = envelope.unseal(
+        sealed,
+        account=envelope.AccountIdentity(account["metadata"]["uid"], namespace, "studio"),
+        outer_key=base64.b64decode(infra.data["1"]),
+    )
+    assert control_plane.bins is not None
+    raw = subprocess.run(
+        [
+            str(control_plane.bins.etcdctl),
+            f"--endpoints={control_plane.etcd_url}",
+            "get",
+            "--prefix",
+            f"/registry/secrets/{namespace}/",
+            "--print-value-only",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert b"wrapped-account-key" in raw  # the Secret really is in what was read
+    for needle in (account_key, inner):
+        assert needle not in raw
+        assert base64.b64encode(needle) not in raw
+
+
+def test_customer_key_account_uses_latest_version_and_switches_back_and_forth(
+    admin: client.ApiClient, namespace: str, keys_namespace: str
+) -> None:
+    v1, v2 = tenant.rsa_pem(2048), tenant.rsa_pem(3072)
+    _byok_setup(admin, namespace, keys_namespace, key_pem=v1)
+    tenant.put_key_version(admin, keys_namespace, "kek", 2, v2)
+    tenant.grant(
+        admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="studio-identity"
+    )
+    tenant.account(admin, namespace, "studio", key="key")
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    wrapped_by = account["status"]["accountKey"]["wrappedBy"]
+    assert wrapped_by == {"type": "CustomerKey", "keyVault": "vault", "keyName": "kek", "keyVersion": "2"}
+    kcv = account["status"]["accountKey"]["keyCheckValue"]
+    assert envelope.key_check_value(_open(admin, namespace, "studio", v2)) == kcv
+
+    key = helpers.eventually(
+        lambda: (
+            (k := helpers.get(admin, namespace, "CustomerKey", "key")).get("status", {}).get("currentVersion")
+            and k
+        )
+    )
+    assert (key["status"]["keyType"], key["status"]["keySize"]) == ("RSA", 3072)
+
+    tenant.set_encryption(admin, namespace, "studio", key=None)
+    account = helpers.eventually(
+        lambda: (
+            (a := helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio"))["status"]["accountKey"][
+                "wrappedBy"
+            ]["type"]
+            == "SystemKey"
+            and a
+        )
+    )
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
+    assert envelope.key_check_value(_open(admin, namespace, "studio")) == kcv
+
+    tenant.set_encryption(admin, namespace, "studio", key="key")
+    account = helpers.eventually(
+        lambda: (
+            (a := helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio"))["status"]["accountKey"][
+                "wrappedBy"
+            ]["type"]
+            == "CustomerKey"
+            and a
+        )
+    )
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
+    reasons = [e.reason for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items]
+    assert reasons.count("AccountKeyRewrapped") >= 2
+
+
+def test_without_role_binding_access_is_denied_and_nothing_is_wrapped(
+    admin: client.ApiClient, namespace: str, keys_namespace: str
+) -> None:
+    _byok_setup(admin, namespace, keys_namespace, key_pem=tenant.rsa_pem(2048))
+    tenant.account(admin, namespace, "studio", key="key")
+    account = tenant.wait_condition(
+        admin, namespace, "studio", "KeyInaccessible", "True", reason="AccessDenied"
+    )
+    message = helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
+    assert f"ServiceAccount {namespace}/studio-identity" in message
+    assert "RoleBinding" in message and keys_namespace in message
+    assert account["status"]["state"] == "KeyInaccessible"
+    assert "accountKey" not in account["status"]
+    with pytest.raises(client.ApiException) as missing:
+        _secret(admin, namespace, "studio")
+    assert missing.value.status == 404
+
+
+BAD_KEYS: dict[str, tuple[dict[str, Any], str, str]] = {
+    "ec": ({"key_pem_kind": "ec"}, "KeyUnsupported", "EC key"),
+    "rsa1024": ({"key_pem_kind": "rsa1024"}, "KeyUnsupported", "RSA key of 1024 bits"),
+    "region": ({"region": "eastus"}, "RegionMismatch", "region eastus"),
+    "softdelete": ({"soft_delete": False}, "SoftDeleteDisabled", "soft-delete"),
+}
+
+
+def test_bad_keys_give_clear_conditions_without_hot_retries(
+    admin: client.ApiClient,
+    namespace: str,
+    keys_namespace: str,
+    control_plane: cluster.ControlPlane,
+    operator: OperatorProcess,
+) -> None:
+    pems = {"ec": tenant.ec_pem(), "rsa1024": tenant.rsa_pem(1024), None: tenant.rsa_pem(2048)}
+    for case, (case_options, _, _) in BAD_KEYS.items():
+        options = dict(case_options)
+        pem = pems[options.pop("key_pem_kind", None)]
+        vault = f"vault-{case}"
+        tenant.make_vault(admin, namespace, vault, keys_namespace=keys_namespace, **options)
+        tenant.put_key_version(admin, keys_namespace, f"kek-{case}", 1, pem)
+        tenant.make_key(admin, namespace, f"key-{case}", vault=vault, key_name=f"kek-{case}")
+        tenant.grant(
+            admin,
+            keys_namespace=keys_namespace,
+            identity_namespace=namespace,
+            identity=f"acct-{case}-identity",
+        )
+        tenant.account(admin, namespace, f"acct-{case}", key=f"key-{case}")
+    for case, (_, reason, words) in BAD_KEYS.items():
+        account = tenant.wait_condition(admin, namespace, f"acct-{case}", "Ready", "False", reason=reason)
+        assert words in helpers.condition(account, "Ready")["message"]  # type: ignore[index]
+        assert account["status"]["state"] == "Error"
+
+    # A minute of the operator's API traffic now that all four settled: no hot retry loop.
+    assert control_plane.audit_log is not None
+    since = time.time()
+    time.sleep(60)
+    users = {f"system:serviceaccount:{operator.identity.namespace}:{operator.identity.service_account}"}
+    users |= {f"system:serviceaccount:{namespace}:acct-{case}-identity" for case in BAD_KEYS}
+    requests = list(tenant.audit_events(control_plane.audit_log, since=since, users=users))
+    touching = [
+        e
+        for e in requests
+        if namespace in e.get("requestURI", "") or keys_namespace in e.get("requestURI", "")
+    ]
+    assert len(touching) <= 8, [f"{e['verb']} {e['requestURI']}" for e in touching]
+    assert operator.popen.poll() is None
+
+
+def test_moving_to_a_bad_key_keeps_the_current_wrap(
+    admin: client.ApiClient, namespace: str, keys_namespace: str
+) -> None:
+    _byok_setup(admin, namespace, keys_namespace, key_pem=tenant.ec_pem())
+    tenant.grant(
+        admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="studio-identity"
+    )
+    tenant.account(admin, namespace, "studio")
+    before = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    secret_version = _secret(admin, namespace, "studio").metadata.resource_version
+    tenant.set_encryption(admin, namespace, "studio", key="key")
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="KeyUnsupported")
+    assert "stays wrapped by the system key" in helpers.condition(account, "Ready")["message"]  # type: ignore[index]
+    assert account["status"]["state"] == "Active"
+    assert account["status"]["accountKey"] == before["status"]["accountKey"]
+    assert _secret(admin, namespace, "studio").metadata.resource_version == secret_version
+
+
+def test_deleting_the_account_removes_its_secret(admin: client.ApiClient, namespace: str) -> None:
+    tenant.account(admin, namespace, "studio")
+    tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    helpers.custom(admin).delete_namespaced_custom_object(
+        "videoanalyzer.io", "v1alpha1", namespace, "videoanalyzeraccounts", "studio"
+    )
+
+    def gone() -> bool:
+        try:
+            _secret(admin, namespace, "studio")
+        except client.ApiException as error:
+            return bool(error.status == 404)
+        return False
+
+    helpers.eventually(gone, timeout=60)
+
+
+def test_lost_secret_gives_account_key_lost_and_no_new_key(admin: client.ApiClient, namespace: str) -> None:
+    tenant.account(admin, namespace, "studio")
+    before = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    client.CoreV1Api(admin).delete_namespaced_secret("studio-account-key", namespace)
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="AccountKeyLost")
+    assert account["status"]["state"] == "Error"
+    assert "restore the Secret" in helpers.condition(account, "Ready")["message"]  # type: ignore[index]
+    assert account["status"]["accountKey"] == before["status"]["accountKey"]  # the record of the key stays
+    time.sleep(3)
+    with pytest.raises(client.ApiException) as missing:
+        _secret(admin, namespace, "studio")
+    assert missing.value.status == 404
+
+
+def test_platform_keys_are_made_once_and_never_reminted(
+    admin: client.ApiClient, namespace: str, control_plane: cluster.ControlPlane
+) -> None:
+    tenant.account(admin, namespace, "studio")
+    tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    core = client.CoreV1Api(admin)
+    infra = core.read_namespaced_secret(platformkeys.INFRASTRUCTURE_SECRET, environment.OPERATOR_NAMESPACE)
+    system = core.read_namespaced_secret("vaop-system-key-v1", environment.OPERATOR_NAMESPACE)
+    assert system.immutable is True
+    assert len(base64.b64decode(infra.data["1"])) == 32
+
+    # Platform keys looked for where there are none, while account keys exist: refused, nothing minted.
+    async def load_where_there_are_none() -> None:
+        configuration = aclient.Configuration()
+        await aconfig.load_kube_config(
+            config_file=str(control_plane.admin_kubeconfig), client_configuration=configuration
+        )
+        async with aclient.ApiClient(configuration) as api:
+            await platformkeys.load_or_create(api, namespace)
+
+    with pytest.raises(platformkeys.PlatformKeyMissing, match="Restore the Secrets"):
+        asyncio.run(load_where_there_are_none())
+    assert not core.list_namespaced_secret(namespace, label_selector=f"{labels.COMPONENT}=platform-key").items
+
+
+def test_keys_cli_creates_and_rotates(
+    admin: client.ApiClient, namespace: str, keys_namespace: str, control_plane: cluster.ControlPlane
+) -> None:
+    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
+    env = {"KUBECONFIG": str(control_plane.admin_kubeconfig)}
+    base = [sys.executable, "-m", "vaop", "keys"]
+    args = ["-n", namespace, "--vault", "vault", "--name", "kek"]
+    for command in ("create", "rotate"):
+        result = subprocess.run(
+            [*base, command, *args, "--size", "2048"], env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+    result = subprocess.run(
+        [*base, "disable", *args, "--version", "2"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    secrets = client.CoreV1Api(admin).list_namespaced_secret(
+        keys_namespace, label_selector="videoanalyzer.io/key-name=kek"
+    )
+    versions = {
+        s.metadata.labels["videoanalyzer.io/key-version"]: (s.metadata.annotations or {}).get(
+            "videoanalyzer.io/key-enabled"
+        )
+        for s in secrets.items
+    }
+    assert versions == {"1": None, "2": "false"}
