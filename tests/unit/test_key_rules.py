@@ -43,9 +43,10 @@ class FakeProvider(base.KeyProvider):
         raise AssertionError("not used")
 
 
-def _v(
-    version: str, *, enabled: bool = True, facts: rsa.KeyFacts = rsa.KeyFacts("RSA", 2048)
-) -> base.KeyVersion:
+RSA_2048 = rsa.KeyFacts("RSA", 2048)
+
+
+def _v(version: str, *, enabled: bool = True, facts: rsa.KeyFacts = RSA_2048) -> base.KeyVersion:
     return base.KeyVersion("kek", version, facts, enabled)
 
 
