@@ -26,6 +26,10 @@ def _run_operator(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     settings = config.OperatorConfig()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The API clients log whole response bodies at DEBUG, and those hold Secrets (tenants' key PEMs,
+    # envelopes). Never let them through, whatever level the operator runs at.
+    for name in ("kubernetes_asyncio.client.rest", "kubernetes.client.rest"):
+        logging.getLogger(name).setLevel(logging.INFO)
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
     kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness)
     return 0

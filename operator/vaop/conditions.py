@@ -38,7 +38,6 @@ class Reason:
     UNWRAP_FAILED = "UnwrapFailed"
     # References inside the namespace
     KEY_REF_NOT_FOUND = "CustomerKeyNotFound"
-    VAULT_REF_NOT_FOUND = "KeyVaultNotFound"
     # What only the vault can tell
     KEY_NOT_FOUND = "KeyNotFound"
     KEY_VERSION_NOT_FOUND = "KeyVersionNotFound"

@@ -16,3 +16,9 @@ class OperatorConfig(BaseSettings):
     metrics_port: int = Field(default=8080, description="Prometheus metrics; 0 disables the endpoint.")
     health_port: int = Field(default=8081, description="Liveness endpoint /healthz; 0 disables it.")
     workers: int = Field(default=8, description="Accounts reconciled at the same time.")
+    check_interval: float = Field(
+        default=30.0, description="Seconds between checks of each (identity, key) pair."
+    )
+    grace_period: float = Field(
+        default=300.0, description="Seconds of transient vault failures before accounts go KeyInaccessible."
+    )

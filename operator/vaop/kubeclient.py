@@ -9,12 +9,17 @@ traffic grows with the number of identities, not with accounts or reconciliation
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
+
+logger = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
 TOKEN_SECONDS = 600  # the shortest lifetime the TokenRequest API grants
@@ -55,9 +60,10 @@ class ServiceAccountRef:
 class IdentityError(Exception):
     """No token could be had for the identity (missing ServiceAccount, or the API refused)."""
 
-    def __init__(self, message: str, *, not_found: bool = False) -> None:
+    def __init__(self, message: str, *, not_found: bool = False, transient: bool = False) -> None:
         super().__init__(message)
         self.not_found = not_found
+        self.transient = transient
 
 
 class Identities:
@@ -85,8 +91,9 @@ class Identities:
             except ApiException as error:
                 if error.status == 404:
                     raise IdentityError(f"{account} does not exist", not_found=True) from None
+                transient = error.status == 429 or error.status >= 500
                 raise IdentityError(
-                    f"cannot get a token for {account}: {error.status} {error.reason}"
+                    f"cannot get a token for {account}: {error.status} {error.reason}", transient=transient
                 ) from None
             token: str = response.status.token
             if audiences is None:
@@ -99,3 +106,51 @@ class Identities:
 
     def forget(self, account: ServiceAccountRef) -> None:
         self._tokens.pop(account, None)
+
+
+async def list_and_watch(
+    list_function: Callable[..., Awaitable[Any]],
+    *,
+    label_selector: str,
+    on_event: Callable[[str, Any], None],
+    restart_delay: float = 5.0,
+) -> None:
+    """Informer-style list then watch with a server-side label selector, forever.
+
+    After every (re)list, objects that vanished while no watch was open are reported as DELETED,
+    so a deletion in the gap between two watches is never missed. ``on_event`` gets the event type
+    (ADDED, MODIFIED, DELETED) and the object; the initial listing reports nothing already known.
+    """
+    known: dict[tuple[str, str], Any] = {}
+    while True:
+        try:
+            listing = await list_function(label_selector=label_selector)
+            listed = {(o.metadata.namespace, o.metadata.name): o for o in listing.items}
+            for key in known.keys() - listed.keys():
+                on_event("DELETED", known[key])
+            for key in listed.keys() - known.keys():
+                if known:
+                    on_event("ADDED", listed[key])
+            known = listed
+            stream = watch.Watch()
+            async with stream:
+                async for event in stream.stream(
+                    list_function,
+                    label_selector=label_selector,
+                    resource_version=listing.metadata.resource_version,
+                    timeout_seconds=300,
+                ):
+                    obj = event["object"]
+                    key = (obj.metadata.namespace, obj.metadata.name)
+                    if event["type"] == "DELETED":
+                        known.pop(key, None)
+                    elif event["type"] in ("ADDED", "MODIFIED"):
+                        known[key] = obj
+                    else:
+                        continue
+                    on_event(event["type"], obj)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.warning("Watch of %s ended (%s); relisting", label_selector, error.__class__.__name__)
+            await asyncio.sleep(restart_delay)

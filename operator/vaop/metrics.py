@@ -22,6 +22,17 @@ PROVIDER_CALLS = Histogram(
     ["provider", "operation", "outcome"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+ROTATIONS = Counter("vaop_key_rotations_total", "Account keys re-wrapped onto another key version.")
+REWRAP_SECONDS = Histogram(
+    "vaop_rewrap_duration_seconds",
+    "Time to re-wrap one account key: unwrap, wrap, seal and the Secret update.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+DETECTION_SECONDS = Histogram(
+    "vaop_key_inaccessible_detection_seconds",
+    "Time from the first failing check of a key to its accounts showing KeyInaccessible.",
+    buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200),
+)
 RECONCILIATIONS = Counter(
     "vaop_account_reconciliations_total", "Account reconciliations by result reason.", ["reason"]
 )

@@ -39,12 +39,11 @@ INACCESSIBLE_REASONS = frozenset(
     {
         conditions.Reason.KEY_NOT_FOUND,
         conditions.Reason.KEY_VERSION_NOT_FOUND,
-        conditions.Reason.VAULT_NOT_FOUND,
         conditions.Reason.ACCESS_DENIED,
         conditions.Reason.KEY_DISABLED,
         conditions.Reason.UNWRAP_FAILED,
         conditions.Reason.KEY_REF_NOT_FOUND,
-        conditions.Reason.VAULT_REF_NOT_FOUND,
+        conditions.Reason.VAULT_NOT_FOUND,
         conditions.Reason.IDENTITY_NOT_FOUND,
     }
 )
@@ -111,7 +110,7 @@ class Session:
         vault = account.vaults.get(key.vault_ref.name)
         if vault is None:
             raise KeyProblem(
-                conditions.Reason.VAULT_REF_NOT_FOUND,
+                conditions.Reason.VAULT_NOT_FOUND,
                 f"KeyVault {key.vault_ref.name} (of CustomerKey {key_ref.name}) does not exist "
                 f"in namespace {account.namespace}",
             )
@@ -156,7 +155,7 @@ class Session:
         vault = account.vaults.get(inner.key_vault)
         if vault is None:
             raise KeyProblem(
-                conditions.Reason.VAULT_REF_NOT_FOUND,
+                conditions.Reason.VAULT_NOT_FOUND,
                 f"KeyVault {inner.key_vault}, whose key wraps the account key, does not exist in namespace "
                 f"{account.namespace}; restore it to open the account key",
             )
@@ -187,6 +186,8 @@ class Session:
         try:
             api = await self._identities.client_for(identity)
         except kubeclient.IdentityError as error:
+            if error.transient:
+                raise KeyProblem(conditions.Reason.VAULT_UNREACHABLE, str(error), definitive=False) from None
             reason = (
                 conditions.Reason.IDENTITY_NOT_FOUND if error.not_found else conditions.Reason.ACCESS_DENIED
             )
@@ -194,7 +195,7 @@ class Session:
         self._clients.append(api)
         try:
             provider = await providers.connect(
-                vault, namespace=account.namespace, api=api, identity=str(identity)
+                vault, namespace=account.namespace, name=vault_name, api=api, identity=str(identity)
             )
         except base.ProviderError as error:
             raise KeyProblem.from_provider(error) from None

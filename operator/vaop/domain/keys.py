@@ -17,7 +17,6 @@ KEY_REASONS = frozenset(
         Reason.KEY_DISABLED,
         Reason.KEY_UNSUPPORTED,
         Reason.VAULT_NOT_FOUND,
-        Reason.VAULT_REF_NOT_FOUND,
         Reason.SOFT_DELETE_DISABLED,
         Reason.PURGE_PROTECTION_DISABLED,
         Reason.PROVIDER_UNAVAILABLE,

@@ -66,14 +66,21 @@ async def start(
         customer_keys=lambda namespace, name: indexes.first(customer_keys, (namespace, name)),
         key_vaults=vaults_of,
         workers=options.workers,
+        check_interval=options.check_interval,
+        grace_period=options.grace_period,
     )
     memo.controller.queue.start()
-    memo.secret_watch = asyncio.create_task(memo.controller.watch_secrets(), name="account-key-secrets")
+    memo.tasks = [
+        asyncio.create_task(memo.controller.watch_account_key_secrets(), name="account-key-secrets"),
+        asyncio.create_task(memo.controller.watch_key_versions(), name="key-version-secrets"),
+        asyncio.create_task(memo.controller.monitor.run(), name="key-monitor"),
+    ]
     metrics.serve(options.metrics_port)
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    memo.secret_watch.cancel()
+    for task in memo.tasks:
+        task.cancel()
     await memo.controller.queue.stop()
     await memo.api.close()

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from kubernetes_asyncio import client
 
 from .. import conditions, models
-from . import base, instrumented
+from . import base, faults, instrumented
 from . import kubernetes as kubernetes_provider
 
 Factory = Callable[[models.KeyVaultSpec, str, client.ApiClient, str], Awaitable[base.KeyProvider]]
@@ -35,7 +35,7 @@ _FACTORIES: dict[str, Factory] = {"kubernetes": _kubernetes}
 
 
 async def connect(
-    spec: models.KeyVaultSpec, *, namespace: str, api: client.ApiClient, identity: str
+    spec: models.KeyVaultSpec, *, namespace: str, name: str, api: client.ApiClient, identity: str
 ) -> base.KeyProvider:
     """A provider for the vault described by ``spec`` (a KeyVault in ``namespace``), acting as ``identity``.
 
@@ -49,4 +49,7 @@ async def connect(
             f"available: {', '.join(sorted(_FACTORIES))}",
             reason=conditions.Reason.PROVIDER_UNAVAILABLE,
         )
-    return instrumented.Instrumented(await factory(spec, namespace, api, identity))
+    provider = faults.wrap_if_enabled(
+        await factory(spec, namespace, api, identity), vault=f"{namespace}/{name}"
+    )
+    return instrumented.Instrumented(provider)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import conditions, labels, models, platformkeys, wrapping
+from .. import conditions, labels, metrics, models, platformkeys, wrapping
 from ..crypto import envelope
 from ..domain import accounts as domain
 from ..providers import base
@@ -33,6 +34,7 @@ class Account:
     uid: str
     context: wrapping.AccountContext
     status: dict[str, Any]
+    grace_expired: bool = False  # its key has failed transiently for longer than the grace period
 
     @property
     def envelope_identity(self) -> envelope.AccountIdentity:
@@ -121,6 +123,7 @@ class AccountReconciler:
             kcv = envelope.key_check_value(account_key)
             wrapped_at = conditions.now_rfc3339()
             await self._create_secret(account, sealed, kcv, wrapped_at)
+            metrics.WRAPS.labels("create", sealed.inner.type, "ok").inc()
             return (
                 sealed,
                 kcv,
@@ -133,12 +136,15 @@ class AccountReconciler:
         if action is domain.Action.KEEP:
             wrapped_at = annotations.get(labels.ANNOTATION_WRAPPED_AT) or conditions.now_rfc3339()
             return current, kcv, wrapped_at, []
+        started = time.perf_counter()
         account_key = await self.open(account, session, current)
         if envelope.key_check_value(account_key) != kcv:
             raise envelope.EnvelopeError("the opened account key does not match the recorded key-check value")
         sealed = await self._wrap(account, target, account_key)
         wrapped_at = conditions.now_rfc3339()
         await self._replace_secret(account, secret, sealed, kcv, wrapped_at)
+        metrics.WRAPS.labels("rewrap", sealed.inner.type, "ok").inc()
+        metrics.REWRAP_SECONDS.observe(time.perf_counter() - started)
         old, new = domain.describe(current.inner), domain.describe(sealed.inner)
         message = f"Account key re-wrapped from {old} to {new}."
         return sealed, kcv, wrapped_at, [("AccountKeyRewrapped", message)]
@@ -190,6 +196,11 @@ class AccountReconciler:
         if problem.reason == conditions.Reason.PLATFORM_KEY_MISSING:
             return domain.outcome_error(problem.reason, problem.message)
         inaccessible = problem.reason in wrapping.INACCESSIBLE_REASONS
+        if not problem.definitive and account.grace_expired:
+            # A vault that has not answered for the whole grace period is treated as gone.
+            message = f"{problem.message} The vault has failed for longer than the grace period."
+            problem = wrapping.KeyProblem(problem.reason, message, definitive=True)
+            inaccessible = True
         if current is not None and problem.definitive and inaccessible and self._wraps_now(account, current):
             return domain.outcome_current_key_inaccessible(
                 reason=problem.reason, message=problem.message, current=current.inner

@@ -8,18 +8,19 @@ account and its Secret.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import conditions, events, kubeclient, labels, metrics, models, platformkeys, wrapping
 from ..domain import accounts as domain
 from ..domain import keys as keys_domain
-from . import accounts, workqueue
+from ..providers import kubernetes as kubernetes_provider
+from . import accounts, monitor, workqueue
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class AccountController:
         customer_keys: Callable[[str, str], dict[str, Any] | None],  # -> {"spec", "status", "generation"}
         key_vaults: Callable[[str], dict[str, dict[str, Any]]],
         workers: int = 8,
+        check_interval: float = 30.0,
+        grace_period: float = 300.0,
     ) -> None:
         self._api = api
         self._custom = client.CustomObjectsApi(api)
@@ -50,8 +53,13 @@ class AccountController:
         self._key_vaults = key_vaults
         self._failures: dict[AccountKey, int] = {}
         self._states = metrics.StateGauge()
+        self._identities = identities
+        self._identities_made: set[AccountKey] = set()
         self.queue: workqueue.WorkQueue[AccountKey] = workqueue.WorkQueue(
             self.process, workers=workers, name="accounts"
+        )
+        self.monitor = monitor.KeyMonitor(
+            check=self.check_pair, enqueue=self.queue.add, interval=check_interval, grace=grace_period
         )
 
     async def process(self, key: AccountKey) -> float | None:
@@ -62,11 +70,11 @@ class AccountController:
             )
         except ApiException as error:
             if error.status == 404:
-                self._states.set(key, None)
-                self._failures.pop(key, None)
+                self._forget(key)
                 return None
             raise
         if body["metadata"].get("deletionTimestamp"):
+            self._forget(key)
             return None
         spec = models.AccountSpec.parse(body.get("spec"))
         status: dict[str, Any] = body.get("status") or {}
@@ -80,13 +88,25 @@ class AccountController:
             )
         else:
             await self._ensure_identity(body, spec)
-            account = accounts.Account(body["metadata"]["uid"], self._context(namespace, name, spec), status)
+            context = self._context(namespace, name, spec)
+            pair = _pair(context)
+            grace_expired = pair is not None and self.monitor.grace_expired(pair)
+            account = accounts.Account(body["metadata"]["uid"], context, status, grace_expired)
             try:
                 result = await self._reconciler.reconcile(account)
             except accounts.Retry as retry:
                 logger.info("Account %s/%s: %s; retrying", namespace, name, retry)
                 return RETRY_DELAY
             delay = self._backoff(key, result.outcome)
+            self._observe(key, context, status, result)
+            logger.debug(
+                "Account %s/%s reconciled: %s, %s (grace expired: %s)",
+                namespace,
+                name,
+                result.outcome.state.value,
+                result.outcome.conditions[0].reason,
+                grace_expired,
+            )
         await self._write_status(body, result.outcome)
         if result.key_report is not None:
             await self._report_key(namespace, result.key_report)
@@ -94,6 +114,85 @@ class AccountController:
             await events.post(self._api, _reference(body), reason=reason, message=message)
         metrics.RECONCILIATIONS.labels(result.outcome.conditions[0].reason).inc()
         return delay
+
+    def _observe(
+        self,
+        key: AccountKey,
+        context: wrapping.AccountContext,
+        status: dict[str, Any],
+        result: accounts.Result,
+    ) -> None:
+        """Tell the monitor where this account now stands; record rotations and detection latency."""
+        outcome = result.outcome
+        pair = _pair(context)
+        ready = outcome.conditions[0]
+        degraded = any(c.type == conditions.VAULT_DEGRADED and c.status == "True" for c in outcome.conditions)
+        wrapped_by = (outcome.account_key or status.get("accountKey") or {}).get("wrappedBy", {})
+        if pair is not None:
+            if ready.status == "True":
+                self.monitor.succeeded(pair)
+            elif ready.reason not in (conditions.Reason.ACCOUNT_KEY_LOST, conditions.Reason.UNWRAP_FAILED):
+                since = self.monitor.failed(pair)
+                was_locked = status.get("state") == models.AccountState.KEY_INACCESSIBLE.value
+                if outcome.state is models.AccountState.KEY_INACCESSIBLE and not was_locked:
+                    metrics.DETECTION_SECONDS.observe(time.monotonic() - since)
+        self.monitor.observed(
+            key,
+            monitor.AccountView(
+                pair=pair,
+                pinned=bool(context.customer_key and context.customer_key.pinned_version),
+                wrapped_version=wrapped_by.get("keyVersion")
+                if wrapped_by.get("type") == "CustomerKey"
+                else None,
+                state=outcome.state.value,
+                reason=ready.reason,
+                degraded=degraded,
+            ),
+        )
+        for reason, _ in result.events:
+            if reason == "AccountKeyRewrapped":
+                metrics.ROTATIONS.inc()
+
+    def _forget(self, key: AccountKey) -> None:
+        self._states.set(key, None)
+        self._failures.pop(key, None)
+        self._identities_made.discard(key)
+        self.monitor.observed(key, None)
+
+    async def check_pair(self, pair: monitor.Pair) -> monitor.CheckResult:
+        """One vault check for a (namespace, identity, key, region) pair, as that identity."""
+        assert self._platform is not None
+        context = pair.context()
+        raw_key = self._customer_keys(pair.namespace, pair.key)
+        context = wrapping.AccountContext(
+            namespace=context.namespace,
+            name=context.name,
+            spec=context.spec,
+            customer_key=models.CustomerKeySpec.parse(raw_key["spec"]) if raw_key is not None else None,
+            vaults=self._vaults(pair.namespace),
+        )
+        async with wrapping.Session(self._platform, self._identities) as session:
+            try:
+                target = await session.target(context)
+            except wrapping.KeyProblem as problem:
+                await self._report_key(pair.namespace, accounts.KeyReport(pair.key, None, problem))
+                return monitor.CheckResult(None, problem)
+        await self._report_key(pair.namespace, accounts.KeyReport(pair.key, target.version, None))
+        return monitor.CheckResult(target.version.version, None)
+
+    def key_location(self, pair: monitor.Pair) -> tuple[str, str] | None:
+        """(namespace of the key Secrets, key name) for pairs on kubernetes-provider keys."""
+        raw_key = self._customer_keys(pair.namespace, pair.key)
+        if raw_key is None:
+            return None
+        key = models.CustomerKeySpec.parse(raw_key["spec"])
+        vault = self._vaults(pair.namespace).get(key.vault_ref.name)
+        if vault is None or vault.provider.kubernetes is None:
+            return None
+        return (vault.provider.kubernetes.namespace or pair.namespace, key.key_name)
+
+    def _vaults(self, namespace: str) -> dict[str, models.KeyVaultSpec]:
+        return {n: models.KeyVaultSpec.parse(v) for n, v in self._key_vaults(namespace).items()}
 
     def _backoff(self, key: AccountKey, outcome: domain.Outcome) -> float | None:
         """Transient vault failures retry with growing delays; everything else waits for a change."""
@@ -112,14 +211,15 @@ class AccountController:
             name=name,
             spec=spec,
             customer_key=models.CustomerKeySpec.parse(raw_key["spec"]) if raw_key is not None else None,
-            vaults={n: models.KeyVaultSpec.parse(v) for n, v in self._key_vaults(namespace).items()},
+            vaults=self._vaults(namespace),
         )
 
     async def _ensure_identity(self, body: dict[str, Any], spec: models.AccountSpec) -> None:
         """Make the default identity ``<account>-identity``; a named one is the tenant's to make."""
-        if spec.encryption.identity.service_account_name:
-            return
         meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if spec.encryption.identity.service_account_name or key in self._identities_made:
+            return
         account = client.V1ServiceAccount(
             metadata=client.V1ObjectMeta(
                 name=models.identity_name(meta["name"], spec),
@@ -132,6 +232,7 @@ class AccountController:
         except ApiException as error:
             if error.status != 409:
                 raise
+        self._identities_made.add(key)
 
     async def _write_status(self, body: dict[str, Any], outcome: domain.Outcome) -> None:
         meta = body["metadata"]
@@ -205,30 +306,41 @@ class AccountController:
             if error.status != 404:
                 raise
 
-    async def watch_secrets(self) -> None:
-        """Watch only account-key Secrets (server-side label selector): a deleted or edited one re-checks
-        its account at once, so a lost key shows as AccountKeyLost without waiting for a timer."""
-        while True:
-            stream = watch.Watch()
-            try:
-                async with stream:
-                    async for event in stream.stream(
-                        self._core.list_secret_for_all_namespaces,
-                        label_selector=labels.ACCOUNT_KEY_SELECTOR,
-                        timeout_seconds=300,
-                    ):
-                        if event["type"] in ("DELETED", "MODIFIED"):
-                            meta = event["object"].metadata
-                            account = (meta.labels or {}).get(labels.ACCOUNT)
-                            if account:
-                                self.queue.add((meta.namespace, account))
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                logger.warning(
-                    "Account-key Secret watch ended (%s); restarting in 5s", error.__class__.__name__
-                )
-                await asyncio.sleep(5)
+    async def watch_account_key_secrets(self) -> None:
+        """A deleted or edited account-key Secret re-checks its account at once (AccountKeyLost)."""
+
+        def on_event(kind: str, secret: Any) -> None:
+            account = (secret.metadata.labels or {}).get(labels.ACCOUNT)
+            if kind != "ADDED" and account:
+                self.queue.add((secret.metadata.namespace, account))
+
+        await kubeclient.list_and_watch(
+            self._core.list_secret_for_all_namespaces,
+            label_selector=labels.ACCOUNT_KEY_SELECTOR,
+            on_event=on_event,
+        )
+
+    async def watch_key_versions(self) -> None:
+        """The kubernetes provider can signal changes: a key version Secret added, edited or deleted
+        triggers a check of the pairs on that key now instead of at the next tick."""
+
+        def on_event(kind: str, secret: Any) -> None:
+            key_name = (secret.metadata.labels or {}).get(kubernetes_provider.LABEL_KEY_NAME)
+            location = (secret.metadata.namespace, key_name)
+            self.monitor.check_soon(p for p in self.monitor.pairs() if self.key_location(p) == location)
+
+        await kubeclient.list_and_watch(
+            self._core.list_secret_for_all_namespaces,
+            label_selector=kubernetes_provider.LABEL_KEY_NAME,
+            on_event=on_event,
+        )
+
+
+def _pair(context: wrapping.AccountContext) -> monitor.Pair | None:
+    key_ref = context.spec.encryption.key_ref
+    if context.spec.encryption.type is not models.EncryptionType.CUSTOMER_KEY or key_ref is None:
+        return None
+    return monitor.Pair(context.namespace, context.identity.name, key_ref.name, context.spec.region)
 
 
 def _owner(body: dict[str, Any]) -> client.V1OwnerReference:

@@ -1,0 +1,284 @@
+"""Key lifecycle on the real control plane: new versions, revocation, recovery, transient faults, crashes."""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests import helpers
+from tests.integration import tenant
+from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD, OperatorProcess
+from tests.integration.test_account_keys import _open
+from vaop.crypto import envelope
+
+WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10  # the issue's bound: one interval plus 10 s
+
+
+@pytest.fixture
+def keys_namespace(admin: client.ApiClient) -> Iterator[str]:
+    name = f"keys-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    client.CoreV1Api(admin).delete_namespace(name)
+
+
+def _byok(
+    admin: client.ApiClient, namespace: str, keys_namespace: str, accounts: list[str], pem: bytes
+) -> None:
+    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
+    tenant.put_key_version(admin, keys_namespace, "kek", 1, pem)
+    tenant.make_key(admin, namespace, "key", vault="vault", key_name="kek")
+    for name in accounts:
+        tenant.grant(
+            admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity=f"{name}-identity"
+        )
+        tenant.account(admin, namespace, name, key="key")
+    for name in accounts:
+        tenant.wait_condition(admin, namespace, name, "Ready", "True")
+
+
+def _wrapped_version(admin: client.ApiClient, namespace: str, name: str) -> str:
+    account = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
+    return str(account["status"]["accountKey"]["wrappedBy"]["keyVersion"])
+
+
+def _kcv(admin: client.ApiClient, namespace: str, name: str) -> str:
+    return str(
+        helpers.get(admin, namespace, "VideoAnalyzerAccount", name)["status"]["accountKey"]["keyCheckValue"]
+    )
+
+
+@pytest.mark.usefixtures("operator")
+def test_new_version_rewraps_tracking_accounts_and_leaves_pinned_ones(
+    admin: client.ApiClient, namespace: str, keys_namespace: str
+) -> None:
+    v1, v2 = tenant.rsa_pem(2048), tenant.rsa_pem(2048)
+    _byok(admin, namespace, keys_namespace, ["a", "b", "c"], v1)
+    tenant.make_key(admin, namespace, "pinned", vault="vault", key_name="kek", version="1")
+    tenant.grant(admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="p-identity")
+    tenant.account(admin, namespace, "p", key="pinned")
+    tenant.wait_condition(admin, namespace, "p", "Ready", "True")
+    before = {name: _kcv(admin, namespace, name) for name in ("a", "b", "c", "p")}
+
+    tenant.put_key_version(admin, keys_namespace, "kek", 2, v2)
+    for name in ("a", "b", "c"):
+
+        def rewrapped(account: str = name) -> bool:
+            return _wrapped_version(admin, namespace, account) == "2"
+
+        helpers.eventually(rewrapped, timeout=WITHIN_ONE_INTERVAL)
+        assert _kcv(admin, namespace, name) == before[name]
+        assert _open(admin, namespace, name, v2) is not None
+    time.sleep(CHECK_INTERVAL)
+    assert _wrapped_version(admin, namespace, "p") == "1"
+    assert _kcv(admin, namespace, "p") == before["p"]
+    key = helpers.get(admin, namespace, "CustomerKey", "key")
+    assert key["status"]["currentVersion"] == "2"
+    rotations = [
+        e
+        for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items
+        if e.reason == "AccountKeyRewrapped"
+    ]
+    assert {e.involved_object.name for e in rotations} == {"a", "b", "c"}
+
+
+@pytest.mark.usefixtures("operator")
+def test_revoked_access_locks_the_account_and_restored_access_recovers_it(
+    admin: client.ApiClient, namespace: str, keys_namespace: str
+) -> None:
+    _byok(admin, namespace, keys_namespace, ["studio"], tenant.rsa_pem(2048))
+    kcv = _kcv(admin, namespace, "studio")
+    rbac = client.RbacAuthorizationV1Api(admin)
+    rbac.delete_namespaced_role_binding("read-keys-studio-identity", keys_namespace)
+    account = tenant.wait_condition(
+        admin,
+        namespace,
+        "studio",
+        "KeyInaccessible",
+        "True",
+        reason="AccessDenied",
+        timeout=WITHIN_ONE_INTERVAL,
+    )
+    assert account["status"]["state"] == "KeyInaccessible"
+    assert helpers.condition(account, "Ready")["reason"] == "AccessDenied"  # type: ignore[index]
+
+    rbac.delete_namespaced_role("read-keys-studio-identity", keys_namespace)
+    tenant.grant(
+        admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="studio-identity"
+    )
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
+    assert account["status"]["state"] == "Active"
+    assert helpers.condition(account, "KeyInaccessible")["status"] == "False"  # type: ignore[index]
+    assert _kcv(admin, namespace, "studio") == kcv
+    reasons = [e.reason for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items]
+    assert "AccessDenied" in reasons and "KeyAccessible" in reasons
+
+
+@pytest.mark.usefixtures("operator")
+@pytest.mark.parametrize("revocation", ["delete-key-secrets", "disable-version", "delete-keyvault"])
+def test_each_revocation_gives_its_reason(
+    admin: client.ApiClient, namespace: str, keys_namespace: str, revocation: str
+) -> None:
+    _byok(admin, namespace, keys_namespace, ["studio"], tenant.rsa_pem(2048))
+    core = client.CoreV1Api(admin)
+    if revocation == "delete-key-secrets":
+        core.delete_namespaced_secret("kek-v1", keys_namespace)
+        expected = "KeyNotFound"
+    elif revocation == "disable-version":
+        core.patch_namespaced_secret(
+            "kek-v1", keys_namespace, {"metadata": {"annotations": {"videoanalyzer.io/key-enabled": "false"}}}
+        )
+        expected = "KeyDisabled"
+    else:
+        helpers.custom(admin).delete_namespaced_custom_object(
+            "videoanalyzer.io", "v1alpha1", namespace, "keyvaults", "vault"
+        )
+        expected = "VaultNotFound"
+    account = tenant.wait_condition(
+        admin, namespace, "studio", "KeyInaccessible", "True", reason=expected, timeout=WITHIN_ONE_INTERVAL
+    )
+    assert account["status"]["state"] == "KeyInaccessible"
+
+
+def _states_during(
+    admin: client.ApiClient, namespace: str, name: str, seconds: float
+) -> list[dict[str, Any]]:
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen.append(helpers.get(admin, namespace, "VideoAnalyzerAccount", name))
+        time.sleep(0.5)
+    return seen
+
+
+def test_transient_fault_shorter_than_grace_changes_nothing_and_longer_one_locks(
+    admin: client.ApiClient, namespace: str, keys_namespace: str, operator: OperatorProcess
+) -> None:
+    """Faults come from the providers' test seam (vaop/providers/faults.py): the vault refuses connections."""
+    _byok(admin, namespace, keys_namespace, ["studio"], tenant.rsa_pem(2048))
+
+    operator.fail_vault(namespace, "vault", failing=True)
+    short = _states_during(admin, namespace, "studio", GRACE_PERIOD / 2)
+    operator.fail_vault(namespace, "vault", failing=False)
+    assert all(s["status"]["state"] == "Active" for s in short)
+    assert all(helpers.condition(s, "KeyInaccessible")["status"] == "False" for s in short)  # type: ignore[index]
+    degraded = [helpers.condition(s, "VaultDegraded") for s in short]
+    assert any(d and d["status"] == "True" and d["reason"] == "VaultUnreachable" for d in degraded)
+    tenant.wait_condition(admin, namespace, "studio", "VaultDegraded", "False", timeout=WITHIN_ONE_INTERVAL)
+
+    operator.fail_vault(namespace, "vault", failing=True)
+    try:
+        account = tenant.wait_condition(
+            admin,
+            namespace,
+            "studio",
+            "KeyInaccessible",
+            "True",
+            reason="VaultUnreachable",
+            timeout=GRACE_PERIOD + WITHIN_ONE_INTERVAL,
+        )
+        assert "grace period" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
+    finally:
+        operator.fail_vault(namespace, "vault", failing=False)
+    tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
+
+
+def test_crash_safety_under_repeated_sigkill_during_rotation(
+    admin: client.ApiClient, namespace: str, keys_namespace: str, operator: OperatorProcess
+) -> None:
+    """200 accounts re-wrap while the operator is SIGKILLed at random moments, at least 10 times."""
+    count = 200
+    v1, v2 = tenant.rsa_pem(2048), tenant.rsa_pem(2048)
+    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
+    tenant.put_key_version(admin, keys_namespace, "kek", 1, v1)
+    tenant.make_key(admin, namespace, "key", vault="vault", key_name="kek")
+    # One identity for all: one (identity, key) pair, as a platform with a shared tenant identity has.
+    client.CoreV1Api(admin).create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="shared"))
+    )
+    tenant.grant(admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="shared")
+    names = [f"acct-{i:03d}" for i in range(count)]
+    for name in names:
+        helpers.create(
+            admin,
+            namespace,
+            "VideoAnalyzerAccount",
+            name,
+            {
+                "region": "westeurope",
+                "encryption": {
+                    "type": "CustomerKey",
+                    "keyRef": {"name": "key"},
+                    "identity": {"serviceAccountName": "shared"},
+                },
+            },
+        )
+
+    def all_on(version: str) -> bool:
+        items = helpers.custom(admin).list_namespaced_custom_object(
+            "videoanalyzer.io", "v1alpha1", namespace, "videoanalyzeraccounts"
+        )["items"]
+        return len(items) == count and all(
+            (i.get("status", {}).get("accountKey") or {}).get("wrappedBy", {}).get("keyVersion") == version
+            and i["status"].get("state") == "Active"
+            for i in items
+        )
+
+    helpers.eventually(lambda: all_on("1"), timeout=180, interval=1)
+    kcvs = {name: _kcv(admin, namespace, name) for name in names}
+
+    tenant.put_key_version(admin, keys_namespace, "kek", 2, v2)
+    rng = random.Random(1234)
+    for _ in range(10):
+        time.sleep(rng.uniform(0.3, 2.0))
+        operator.kill()
+        operator.start()
+    helpers.eventually(lambda: all_on("2"), timeout=180, interval=1)
+
+    for name in names:
+        assert _kcv(admin, namespace, name) == kcvs[name]
+        secret = client.CoreV1Api(admin).read_namespaced_secret(f"{name}-account-key", namespace)
+        assert secret.data  # the envelope is there
+        account_key = _open(admin, namespace, name, v2)
+        assert envelope.key_check_value(account_key) == kcvs[name]
+        assert base64.b64encode(account_key).decode() not in str(secret.data)
+
+
+def test_no_key_material_in_operator_log_events_or_status(
+    admin: client.ApiClient, namespace: str, keys_namespace: str, operator: OperatorProcess
+) -> None:
+    """The operator runs at DEBUG in tests; even so, no key, PEM or envelope byte reaches its log."""
+    v1, v2 = tenant.rsa_pem(2048), tenant.rsa_pem(2048)
+    _byok(admin, namespace, keys_namespace, ["studio"], v1)
+    tenant.put_key_version(admin, keys_namespace, "kek", 2, v2)
+    helpers.eventually(
+        lambda: _wrapped_version(admin, namespace, "studio") == "2", timeout=WITHIN_ONE_INTERVAL
+    )
+    account_key = _open(admin, namespace, "studio", v2)
+    secret = client.CoreV1Api(admin).read_namespaced_secret("studio-account-key", namespace)
+    envelope_b64 = secret.data["envelope"]
+    pem_body = [line for line in v2.decode().splitlines() if "-----" not in line][3]
+    needles = {
+        "PEM marker": "PRIVATE KEY",
+        "PEM marker in base64": base64.b64encode(b"-----BEGIN").decode()[:12],
+        "tenant key PEM line": pem_body,
+        "account key (base64)": base64.b64encode(account_key).decode(),
+        "account key (hex)": account_key.hex(),
+        "envelope": envelope_b64[40:80],
+    }
+    log = operator.log()
+    events = str(
+        [(e.reason, e.message) for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items]
+    )
+    status = str(helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")["status"])
+    for what, needle in needles.items():
+        assert needle not in log, f"{what} in the operator log"
+        assert needle not in events, f"{what} in an event"
+        assert needle not in status, f"{what} in the status"
