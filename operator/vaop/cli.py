@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ def _dev_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
 
     plane = cluster.ControlPlane()
-    operator: subprocess.Popen[bytes] | None = None
+    operator: environment.OperatorProcess | None = None
     try:
         print("vaop: starting etcd, kube-apiserver and kube-controller-manager...", flush=True)
         plane.start()
@@ -62,27 +61,21 @@ def _dev_up(args: argparse.Namespace) -> int:
         environment.helm_install(plane)
         identity = environment.operator_identity(plane)
         pid_file.write_text(str(os.getpid()))
+        operator = environment.OperatorProcess(identity, None)
+        operator.start()
         print(
             f"vaop: control plane at {plane.server}; admin kubeconfig: {kubeconfig}\n"
-            f"vaop: operator runs as system:serviceaccount:{identity.namespace}:{identity.service_account}\n"
+            f"vaop: operator runs as system:serviceaccount:{identity.namespace}:{identity.service_account}, "
+            f"metrics at {operator.metrics_url}\n"
             f"vaop: try: KUBECONFIG={kubeconfig} kubectl apply -f examples/   (Ctrl-C or `make down` stops)",
             flush=True,
         )
-        operator = subprocess.Popen(
-            environment.operator_command(),
-            env=environment.operator_env(identity),
-            preexec_fn=cluster.die_with_parent,
-        )
-        while not stopping and operator.poll() is None:
+        while not stopping and operator.alive():
             time.sleep(0.5)
-        return 0 if stopping else (operator.returncode or 1)
+        return 0 if stopping else 1
     finally:
-        if operator is not None and operator.poll() is None:
-            operator.terminate()
-            try:
-                operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                operator.kill()
+        if operator is not None:
+            operator.stop()
         plane.stop()
         pid_file.unlink(missing_ok=True)
         print("vaop: stopped; nothing left running.", flush=True)

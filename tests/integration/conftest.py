@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.helpers import eventually
 from vaop.devcluster import cluster, environment
 
 
@@ -67,88 +65,24 @@ def kubectl(control_plane: cluster.ControlPlane) -> Kubectl:
     return Kubectl(control_plane.bins.kubectl, control_plane.admin_kubeconfig)
 
 
+OperatorProcess = environment.OperatorProcess
+
 # Short intervals so lifecycle tests run in seconds; the defaults are 30 s and 5 min.
 CHECK_INTERVAL = 3.0
 GRACE_PERIOD = 15.0
 
 
-class OperatorProcess:
-    """The operator as a local process with the chart's identity; tests may kill and restart it."""
-
-    def __init__(self, identity: environment.OperatorIdentity, log_path: Path) -> None:
-        self.identity = identity
-        self.log_path = log_path
-        # The providers' test seam (vaop/providers/faults.py): vaults listed here fail transiently.
-        self.fault_file = log_path.with_name("faults")
-        self.fault_file.write_text("")
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.health_url = ""
-
-    def start(self) -> None:
-        health_port = cluster.free_port()
-        self.health_url = f"http://127.0.0.1:{health_port}/healthz"
-        env = environment.operator_env(
-            self.identity,
-            VAOP_HEALTH_PORT=str(health_port),
-            VAOP_METRICS_PORT=str(cluster.free_port()),
-            VAOP_CHECK_INTERVAL=str(CHECK_INTERVAL),
-            VAOP_GRACE_PERIOD=str(GRACE_PERIOD),
-            VAOP_FAULT_FILE=str(self.fault_file),
-        )
-        with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(
-                [*environment.operator_command(), "--log-level", "DEBUG"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=cluster.die_with_parent,
-            )
-        eventually(self._healthy, timeout=60)
-
-    def _healthy(self) -> bool:
-        assert self.popen is not None
-        assert self.popen.poll() is None, f"operator exited:\n{self.log()[-3000:]}"
-        try:
-            with urllib.request.urlopen(self.health_url, timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup code runs, as when a node dies or the OOM killer strikes."""
-        assert self.popen is not None
-        self.popen.kill()
-        self.popen.wait()
-
-    def stop(self) -> None:
-        if not self.alive():
-            return
-        assert self.popen is not None
-        self.popen.terminate()
-        try:
-            self.popen.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def fail_vault(self, namespace: str, vault: str, *, failing: bool) -> None:
-        entries = set(self.fault_file.read_text().split())
-        entries = entries | {f"{namespace}/{vault}"} if failing else entries - {f"{namespace}/{vault}"}
-        self.fault_file.write_text("\n".join(sorted(entries)))
-
-
 @pytest.fixture(scope="session")
 def operator(
     control_plane: cluster.ControlPlane, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
+) -> Iterator[environment.OperatorProcess]:
     identity = environment.operator_identity(control_plane)
-    process = OperatorProcess(identity, tmp_path_factory.mktemp("operator") / "operator.log")
+    process = environment.OperatorProcess(
+        identity,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        settings={"VAOP_CHECK_INTERVAL": str(CHECK_INTERVAL), "VAOP_GRACE_PERIOD": str(GRACE_PERIOD)},
+        log_level="DEBUG",
+    )
     process.start()
     yield process
     process.stop()

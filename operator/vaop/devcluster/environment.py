@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +101,93 @@ def operator_command() -> list[str]:
     return [sys.executable, "-m", "vaop", "run"]
 
 
-def operator_env(identity: OperatorIdentity, **overrides: str) -> dict[str, str]:
-    env = dict(os.environ, KUBECONFIG=str(identity.kubeconfig), VAOP_NAMESPACE=identity.namespace)
-    env.update(overrides)
-    return env
+class OperatorProcess:
+    """The operator as a local process with the chart's identity. Tests may kill and restart it.
+
+    ``log_path`` None lets it write to this process's stdout (``make up``). Every start picks fresh
+    health and metrics ports and waits until /healthz answers.
+    """
+
+    def __init__(
+        self,
+        identity: OperatorIdentity,
+        log_path: Path | None,
+        *,
+        settings: dict[str, str] | None = None,
+        log_level: str = "INFO",
+    ) -> None:
+        self.identity = identity
+        self.log_path = log_path
+        self.settings = dict(settings or {})
+        self.log_level = log_level
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.health_url = ""
+        self.metrics_url = ""
+        # The providers' test seam (vaop/providers/faults.py): vaults listed there fail transiently.
+        self.fault_file = (log_path or Path(tempfile.mkdtemp(prefix="vaop-op-")) / "log").with_name("faults")
+        self.fault_file.write_text("")
+
+    def start(self, *, timeout: float = 60) -> None:
+        health_port, metrics_port = cluster.free_port(), cluster.free_port()
+        self.health_url = f"http://127.0.0.1:{health_port}/healthz"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        env = dict(
+            os.environ,
+            KUBECONFIG=str(self.identity.kubeconfig),
+            VAOP_NAMESPACE=self.identity.namespace,
+            VAOP_HEALTH_PORT=str(health_port),
+            VAOP_METRICS_PORT=str(metrics_port),
+            VAOP_FAULT_FILE=str(self.fault_file),
+            **self.settings,
+        )
+        command = [*operator_command(), "--log-level", self.log_level]
+        if self.log_path is None:
+            self.popen = subprocess.Popen(command, env=env, preexec_fn=cluster.die_with_parent)
+        else:
+            with open(self.log_path, "ab") as log:
+                self.popen = subprocess.Popen(
+                    command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=cluster.die_with_parent
+                )
+        deadline = time.monotonic() + timeout
+        while not self._healthy():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the operator did not become healthy within {timeout}s")
+            time.sleep(0.2)
+
+    def _healthy(self) -> bool:
+        assert self.popen is not None
+        if self.popen.poll() is not None:
+            raise RuntimeError(f"the operator exited with {self.popen.returncode}:\n{self.log()[-3000:]}")
+        try:
+            with urllib.request.urlopen(self.health_url, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup code runs, as when a node dies or the OOM killer strikes."""
+        assert self.popen is not None
+        self.popen.kill()
+        self.popen.wait()
+
+    def stop(self) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.terminate()
+        try:
+            self.popen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def fail_vault(self, namespace: str, vault: str, *, failing: bool) -> None:
+        entries = set(self.fault_file.read_text().split())
+        entry = f"{namespace}/{vault}"
+        entries = entries | {entry} if failing else entries - {entry}
+        self.fault_file.write_text("\n".join(sorted(entries)))

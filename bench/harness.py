@@ -1,0 +1,89 @@
+"""What every benchmark needs: a control plane, the chart, the operator with the chart's identity.
+
+Benchmarks report ratios against a floor measured in the same run on the same machine (bare
+apiserver writes, bare RSA operations), never absolute targets.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from vaop import models
+from vaop.devcluster import cluster, environment
+
+
+@contextlib.contextmanager
+def environment_running(
+    workdir: Path, *, settings: dict[str, str] | None = None
+) -> Iterator[tuple[cluster.ControlPlane, client.ApiClient, environment.OperatorProcess]]:
+    with cluster.ControlPlane() as plane:
+        environment.helm_install(plane)
+        operator = environment.OperatorProcess(
+            environment.operator_identity(plane), workdir / "operator.log", settings=settings
+        )
+        operator.start()
+        try:
+            with environment.admin_api(plane) as api:
+                yield plane, api, operator
+        finally:
+            operator.stop()
+
+
+def namespace(api: client.ApiClient, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name
+
+
+def timed(function: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def parallel(items: list[Any], function: Callable[[Any], Any], *, workers: int = 8) -> None:
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(function, items))
+
+
+def raw_secret_writes(api: client.ApiClient, ns: str, count: int, *, workers: int = 8) -> float:
+    """The floor: ``count`` Secret creates and then ``count`` updates of envelope-sized data."""
+    core = client.CoreV1Api(api)
+    payload = {"envelope": base64.b64encode(b"x" * 700).decode()}
+
+    def create(i: int) -> None:
+        core.create_namespaced_secret(
+            ns, client.V1Secret(metadata=client.V1ObjectMeta(name=f"raw-{i}"), data=payload)
+        )
+
+    def update(i: int) -> None:
+        secret = core.read_namespaced_secret(f"raw-{i}", ns)
+        secret.data = {"envelope": base64.b64encode(b"y" * 700).decode()}
+        core.replace_namespaced_secret(f"raw-{i}", ns, secret)
+
+    return timed(lambda: parallel(list(range(count)), create, workers=workers)) + timed(
+        lambda: parallel(list(range(count)), update, workers=workers)
+    )
+
+
+def accounts(api: client.ApiClient, ns: str) -> list[dict[str, Any]]:
+    return client.CustomObjectsApi(api).list_namespaced_custom_object(  # type: ignore[no-any-return]
+        models.GROUP, models.VERSION, ns, "videoanalyzeraccounts"
+    )["items"]
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark did not converge")
+        time.sleep(interval)
