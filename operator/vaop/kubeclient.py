@@ -154,3 +154,11 @@ async def list_and_watch(
         except Exception as error:
             logger.warning("Watch of %s ended (%s); relisting", label_selector, error.__class__.__name__)
             await asyncio.sleep(restart_delay)
+
+
+async def whoami(api: client.ApiClient) -> str:
+    """The user name this client authenticates as (SelfSubjectReview)."""
+    review = await client.AuthenticationV1Api(api).create_self_subject_review(
+        client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+    )
+    return str(review.status.user_info.username)

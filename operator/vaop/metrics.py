@@ -33,6 +33,11 @@ DETECTION_SECONDS = Histogram(
     "Time from the first failing check of a key to its accounts showing KeyInaccessible.",
     buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200),
 )
+ADMISSIONS = Counter(
+    "vaop_admission_decisions_total",
+    "Admission webhook decisions by kind, operation and verdict.",
+    ["kind", "operation", "allowed"],
+)
 RECONCILIATIONS = Counter(
     "vaop_account_reconciliations_total", "Account reconciliations by result reason.", ["reason"]
 )

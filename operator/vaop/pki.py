@@ -133,3 +133,15 @@ def make_rsa_key_pem(bits: int = 2048) -> tuple[bytes, bytes]:
 
 def not_after(cert_pem: bytes) -> datetime.datetime:
     return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
+
+
+def covers(cert_pem: bytes, dns_names: Sequence[str], ip_addresses: Sequence[str]) -> bool:
+    """Does the certificate name every one of these DNS names and addresses?"""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    names = set(sans.get_values_for_type(x509.DNSName))
+    addresses = {str(a) for a in sans.get_values_for_type(x509.IPAddress)}
+    return set(dns_names) <= names and set(ip_addresses) <= addresses

@@ -128,7 +128,11 @@ class OperatorProcess:
         self.fault_file.write_text("")
 
     def start(self, *, timeout: float = 60) -> None:
-        health_port, metrics_port = cluster.free_port(), cluster.free_port()
+        health_port, metrics_port, webhook_port = (
+            cluster.free_port(),
+            cluster.free_port(),
+            cluster.free_port(),
+        )
         self.health_url = f"http://127.0.0.1:{health_port}/healthz"
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         env = dict(
@@ -138,6 +142,10 @@ class OperatorProcess:
             VAOP_HEALTH_PORT=str(health_port),
             VAOP_METRICS_PORT=str(metrics_port),
             VAOP_FAULT_FILE=str(self.fault_file),
+            # Local mode: the apiserver on this host calls the webhook by URL, not through a Service.
+            VAOP_WEBHOOK_PORT=str(webhook_port),
+            VAOP_WEBHOOK_HOST="127.0.0.1",
+            VAOP_WEBHOOK_URL=f"https://127.0.0.1:{webhook_port}",
             **self.settings,
         )
         command = [*operator_command(), "--log-level", self.log_level]

@@ -34,6 +34,12 @@ def decide(
     return Action.KEEP
 
 
+def sentence(text: str) -> str:
+    """Messages are joined from parts: make each part end like a sentence."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
 def describe(ref: envelope.InnerKeyRef) -> str:
     if ref.type == EncryptionType.SYSTEM_KEY.value:
         return f"the system key (version {ref.key_version})"
@@ -103,10 +109,11 @@ def outcome_key_problem(
         return Outcome(
             state,
             [
-                Condition(conditions.READY, "False", reason, message),
-                Condition(conditions.VAULT_DEGRADED, "True", reason, f"{message} Retrying with backoff."),
+                Condition(conditions.READY, "False", reason, sentence(message)),
+                Condition(conditions.VAULT_DEGRADED, "True", reason, f"{sentence(message)} Retrying."),
             ],
         )
+    message = sentence(message)
     keeps = f" The account key stays wrapped by {describe(current)}." if current is not None else ""
     updates = [Condition(conditions.READY, "False", reason, message + keeps)]
     if inaccessible and current is None:
@@ -121,7 +128,8 @@ def outcome_key_problem(
 
 def outcome_current_key_inaccessible(*, reason: str, message: str, current: envelope.InnerKeyRef) -> Outcome:
     """The key that wraps the account key now is unusable: lock the account."""
-    text = f"{describe(current)[0].upper()}{describe(current)[1:]} cannot be used: {message}"
+    where = describe(current)
+    text = sentence(f"{where[0].upper()}{where[1:]} cannot be used: {message}")
     return Outcome(
         AccountState.KEY_INACCESSIBLE,
         [

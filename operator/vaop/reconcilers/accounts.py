@@ -198,7 +198,9 @@ class AccountReconciler:
         inaccessible = problem.reason in wrapping.INACCESSIBLE_REASONS
         if not problem.definitive and account.grace_expired:
             # A vault that has not answered for the whole grace period is treated as gone.
-            message = f"{problem.message} The vault has failed for longer than the grace period."
+            message = (
+                f"{domain.sentence(problem.message)} The vault has failed for longer than the grace period."
+            )
             problem = wrapping.KeyProblem(problem.reason, message, definitive=True)
             inaccessible = True
         if current is not None and problem.definitive and inaccessible and self._wraps_now(account, current):

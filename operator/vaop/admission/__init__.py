@@ -1,0 +1,1 @@
+"""The validating admission webhook: its HTTPS server, its certificate and its registration."""

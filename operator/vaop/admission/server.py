@@ -1,0 +1,90 @@
+"""The webhook's HTTPS server: AdmissionReview in, the domain's verdict out.
+
+Decisions use only the in-memory view (``domain.admission.View``), never a vault call, so an
+admission answer takes microseconds and does not depend on any vault being up. Dry-run requests
+get the same answer; the webhook has no side effects.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .. import metrics, pki
+from ..domain import admission
+from .registration import PATH
+
+logger = logging.getLogger(__name__)
+
+
+def _ssl_context(serving: pki.KeyPair) -> ssl.SSLContext:
+    # ssl wants files: write them to a private temporary folder, load, and remove them again.
+    with tempfile.TemporaryDirectory(prefix="vaop-webhook-") as folder:
+        cert, key = Path(folder) / "tls.crt", Path(folder) / "tls.key"
+        cert.write_bytes(serving.cert_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(serving.key_pem)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def _response(uid: str, verdict: admission.Verdict) -> dict[str, Any]:
+    response: dict[str, Any] = {"uid": uid, "allowed": verdict.allowed}
+    if not verdict.allowed:
+        response["status"] = {"code": 403, "reason": "Forbidden", "message": verdict.message}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+
+
+class WebhookServer:
+    def __init__(
+        self, view: Callable[[], admission.View], *, serving: pki.KeyPair, host: str, port: int
+    ) -> None:
+        self._view = view
+        self._serving = serving
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post(PATH, self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=_ssl_context(self._serving))
+        await site.start()
+        logger.info("Admission webhook listening on https://%s:%d%s", self._host, self._port, PATH)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        try:
+            review = await request.json()
+            admission_request = review["request"]
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "expected an admission.k8s.io/v1 AdmissionReview"}, status=400)
+        verdict = admission.review(admission_request, self._view())
+        kind = admission_request.get("kind", {}).get("kind", "")
+        metrics.ADMISSIONS.labels(
+            kind, admission_request.get("operation", ""), str(verdict.allowed).lower()
+        ).inc()
+        if not verdict.allowed:
+            logger.info(
+                "Denied %s %s %s/%s by %s: %s",
+                admission_request.get("operation"),
+                kind,
+                admission_request.get("namespace"),
+                admission_request.get("name"),
+                (admission_request.get("userInfo") or {}).get("username"),
+                verdict.reason,
+            )
+        return web.json_response(_response(admission_request.get("uid", ""), verdict))

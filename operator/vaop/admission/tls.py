@@ -1,0 +1,68 @@
+"""The webhook's CA and serving certificate, kept in a Secret so every replica and restart agrees.
+
+Made on first start; the serving certificate is reissued (same CA, so the caBundle stays valid)
+when less than 30 days remain.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .. import labels, pki
+
+SECRET_NAME = "vaop-webhook-tls"  # noqa: S105 (a Secret's name)
+_RENEW_BEFORE = datetime.timedelta(days=30)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def load_or_create(
+    api: client.ApiClient, *, namespace: str, dns_names: list[str], ip_addresses: list[str]
+) -> tuple[pki.KeyPair, pki.KeyPair]:
+    """(CA, serving key pair) for the webhook."""
+    core = client.CoreV1Api(api)
+    try:
+        secret = await core.read_namespaced_secret(SECRET_NAME, namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        secret = None
+    if secret is not None:
+        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        ca = pki.KeyPair(data["ca.crt"], data["ca.key"])
+        serving = pki.KeyPair(data["tls.crt"], data["tls.key"])
+        fresh = pki.not_after(serving.cert_pem) - datetime.datetime.now(datetime.UTC) > _RENEW_BEFORE
+        if fresh and pki.covers(serving.cert_pem, dns_names, ip_addresses):
+            return ca, serving
+    else:
+        ca = pki.make_ca("video-analyzer-operator-webhook-ca")
+    serving = pki.issue_serving(ca, dns_names=dns_names, ip_addresses=ip_addresses)
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(name=SECRET_NAME, labels=dict(labels.MANAGED)),
+        type="kubernetes.io/tls",
+        data={
+            "ca.crt": _b64(ca.cert_pem),
+            "ca.key": _b64(ca.key_pem),
+            "tls.crt": _b64(serving.cert_pem),
+            "tls.key": _b64(serving.key_pem),
+        },
+    )
+    if secret is None:
+        try:
+            await core.create_namespaced_secret(namespace, body)
+        except ApiException as error:
+            if error.status == 409:  # another replica was first: use its certificates
+                return await load_or_create(
+                    api, namespace=namespace, dns_names=dns_names, ip_addresses=ip_addresses
+                )
+            raise
+    else:
+        body.metadata.resource_version = secret.metadata.resource_version
+        await core.replace_namespaced_secret(SECRET_NAME, namespace, body)
+    return ca, serving

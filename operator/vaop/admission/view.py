@@ -1,0 +1,61 @@
+"""The admission view over the operator's live state: the key monitor's accounts and Kopf's indices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import kopf
+
+from ..domain import admission
+from ..reconcilers import monitor
+from .registration import GARBAGE_COLLECTOR, NAMESPACE_CONTROLLER
+
+
+class _AccountStates(Mapping[tuple[str, str], tuple[str, str]]):
+    def __init__(self, accounts: Mapping[tuple[str, str], monitor.AccountView]) -> None:
+        self._accounts = accounts
+
+    def __getitem__(self, key: tuple[str, str]) -> tuple[str, str]:
+        view = self._accounts[key]
+        return view.state, view.reason
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._accounts)
+
+    def __len__(self) -> int:
+        return len(self._accounts)
+
+
+class _First(Mapping[Any, Any]):
+    """An index whose stores hold one value each, seen as a plain mapping."""
+
+    def __init__(self, index: kopf.Index[Any, Any], *, as_dict: bool = False) -> None:
+        self._index = index
+        self._as_dict = as_dict
+
+    def __getitem__(self, key: Any) -> Any:
+        store = self._index[key]
+        return dict(store) if self._as_dict else next(iter(store))
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def make(
+    *,
+    accounts: Mapping[tuple[str, str], monitor.AccountView],
+    customer_keys: kopf.Index[Any, Any],
+    key_vaults: kopf.Index[Any, Any],
+    operator_username: str,
+) -> admission.View:
+    return admission.View(
+        account_state=_AccountStates(accounts),
+        customer_keys=_First(customer_keys),
+        vaults=_First(key_vaults, as_dict=True),
+        operator_username=operator_username,
+        system_deleters=frozenset({GARBAGE_COLLECTOR, NAMESPACE_CONTROLLER}),
+    )
