@@ -73,6 +73,7 @@ class Identities:
         self._core = client.CoreV1Api(api)
         self._base = base
         self._tokens: dict[ServiceAccountRef, tuple[str, float]] = {}
+        self._clients: dict[ServiceAccountRef, tuple[str, client.ApiClient]] = {}
         self._locks: dict[ServiceAccountRef, asyncio.Lock] = {}
 
     async def token(self, account: ServiceAccountRef, *, audiences: list[str] | None = None) -> str:
@@ -101,8 +102,22 @@ class Identities:
             return token
 
     async def client_for(self, account: ServiceAccountRef) -> client.ApiClient:
-        """A new API client acting as ``account``; the caller closes it."""
-        return client.ApiClient(with_token(self._base, await self.token(account)))
+        """An API client acting as ``account``, kept (with its connections) until its token is renewed."""
+        token = await self.token(account)
+        cached = self._clients.get(account)
+        if cached is not None and cached[0] == token:
+            return cached[1]
+        api = client.ApiClient(with_token(self._base, token))
+        self._clients[account] = (token, api)
+        if cached is not None:
+            # In-flight calls may still use the old client: close it a little later, not now.
+            asyncio.get_running_loop().call_later(60, lambda: asyncio.ensure_future(cached[1].close()))
+        return api
+
+    async def close(self) -> None:
+        for _, api in self._clients.values():
+            await api.close()
+        self._clients.clear()
 
     def forget(self, account: ServiceAccountRef) -> None:
         self._tokens.pop(account, None)

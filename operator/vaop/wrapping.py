@@ -12,8 +12,6 @@ import contextlib
 from dataclasses import dataclass
 from types import TracebackType
 
-from kubernetes_asyncio import client
-
 from . import conditions, kubeclient, models, platformkeys, providers
 from .crypto import envelope
 from .providers import base
@@ -81,7 +79,6 @@ class Session:
     def __init__(self, platform: platformkeys.PlatformKeys, identities: kubeclient.Identities) -> None:
         self._platform = platform
         self._identities = identities
-        self._clients: list[client.ApiClient] = []
         self._providers: dict[tuple[str, kubeclient.ServiceAccountRef], base.KeyProvider] = {}
 
     async def __aenter__(self) -> Session:
@@ -90,9 +87,10 @@ class Session:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for api in self._clients:
+        # Identity clients belong to ``Identities`` (reused across sessions); providers hold nothing else.
+        for provider in self._providers.values():
             with contextlib.suppress(Exception):
-                await api.close()
+                await provider.close()
 
     async def target(self, account: AccountContext) -> WrappingKey:
         """The key version that should wrap this account's key now; raises KeyProblem if unusable."""
@@ -192,7 +190,6 @@ class Session:
                 conditions.Reason.IDENTITY_NOT_FOUND if error.not_found else conditions.Reason.ACCESS_DENIED
             )
             raise KeyProblem(reason, str(error)) from None
-        self._clients.append(api)
         try:
             provider = await providers.connect(
                 vault, namespace=account.namespace, name=vault_name, api=api, identity=str(identity)

@@ -6,6 +6,7 @@ use these; HSM and cloud providers do the same operation remotely and only repor
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -38,7 +39,10 @@ def _oaep(algorithm: str) -> padding.OAEP:
     return padding.OAEP(mgf=padding.MGF1(algorithm=digest), algorithm=digest, label=None)
 
 
+@functools.lru_cache(maxsize=1024)
 def load_private_key(pem: bytes) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | object:
+    """Parse (and validate) a PEM private key; cached, because validating an RSA key costs
+    milliseconds and every re-wrap of a rotation would otherwise parse the same two keys again."""
     try:
         return serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as error:

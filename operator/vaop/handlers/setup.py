@@ -60,11 +60,12 @@ async def start(
         return dict(key_vaults.get(namespace, ()))
 
     memo.api = api
+    memo.identities = kubeclient.Identities(api, base)
     memo.controller = controller.AccountController(
         api,
         platform=platform,
         platform_error=platform_error,
-        identities=kubeclient.Identities(api, base),
+        identities=memo.identities,
         customer_keys=lambda namespace, name: indexes.first(customer_keys, (namespace, name)),
         key_vaults=vaults_of,
         workers=options.workers,
@@ -128,4 +129,5 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.controller.queue.stop()
     if getattr(memo, "webhook", None) is not None:
         await memo.webhook.stop()
+    await memo.identities.close()
     await memo.api.close()
