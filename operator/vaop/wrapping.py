@@ -55,6 +55,11 @@ class WrappingKey:
     provider: base.KeyProvider
     version: base.KeyVersion
 
+    def same_key_other_version(self, other: envelope.InnerKeyRef) -> bool:
+        mine = (self.ref.type, self.ref.provider, self.ref.key_vault, self.ref.key_name)
+        theirs = (other.type, other.provider, other.key_vault, other.key_name)
+        return mine == theirs and self.ref.key_version != other.key_version
+
     def same_key(self, other: envelope.InnerKeyRef) -> bool:
         mine = (self.ref.type, self.ref.key_vault, self.ref.key_name, self.ref.key_version)
         return mine == (other.type, other.key_vault, other.key_name, other.key_version)
@@ -120,7 +125,7 @@ class Session:
             )
         provider = await self._customer_provider(account, key.vault_ref.name, vault)
         try:
-            properties = await provider.vault_properties()
+            properties = await provider.protection(key.key_name)
             if not properties.soft_delete:
                 raise KeyProblem(
                     conditions.Reason.SOFT_DELETE_DISABLED,

@@ -20,7 +20,7 @@ from kubernetes_asyncio import config as aconfig
 
 from tests import helpers
 from tests.integration import tenant
-from tests.integration.conftest import CHECK_INTERVAL, OperatorProcess
+from tests.integration.conftest import CHECK_INTERVAL, Kubectl, OperatorProcess
 from vaop import labels, platformkeys
 from vaop.crypto import envelope
 from vaop.crypto import rsa as rsa_wrap
@@ -291,10 +291,21 @@ def test_deleting_the_account_removes_its_secret(admin: client.ApiClient, namesp
     helpers.eventually(gone, timeout=60)
 
 
-def test_lost_secret_gives_account_key_lost_and_no_new_key(admin: client.ApiClient, namespace: str) -> None:
+def test_lost_secret_gives_account_key_lost_and_no_new_key(
+    admin: client.ApiClient, namespace: str, kubectl: Kubectl
+) -> None:
     tenant.account(admin, namespace, "studio")
     before = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
-    client.CoreV1Api(admin).delete_namespaced_secret("studio-account-key", namespace)
+    # The webhook refuses this deletion to people; a loss still happens (a bad restore, break glass),
+    # so delete as the garbage collector, which the webhook lets through.
+    kubectl(
+        "delete",
+        "secret",
+        "studio-account-key",
+        "-n",
+        namespace,
+        "--as=system:serviceaccount:kube-system:generic-garbage-collector",
+    )
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="AccountKeyLost")
     assert account["status"]["state"] == "Error"
     assert "restore the Secret" in helpers.condition(account, "Ready")["message"]  # type: ignore[index]

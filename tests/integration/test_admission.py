@@ -15,6 +15,12 @@ from tests.integration import tenant
 from tests.integration.conftest import CHECK_INTERVAL, Kubectl, OperatorProcess
 
 WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10
+ACCOUNT_ON_FAR_KEY = """
+apiVersion: videoanalyzer.io/v1alpha1
+kind: VideoAnalyzerAccount
+metadata: {{name: new, namespace: {namespace}}}
+spec: {{region: westeurope, encryption: {{type: CustomerKey, keyRef: {{name: far-key}}}}}}
+"""
 
 
 @pytest.fixture
@@ -128,6 +134,12 @@ def test_moving_to_an_unusable_key_is_denied_with_its_reason(
 
     tenant.make_vault(admin, namespace, "far", keys_namespace=keys_namespace, region="eastus")
     tenant.make_key(admin, namespace, "far-key", vault="far", key_name="ec")
+    # Admission answers from the operator's in-memory view, which sees a new KeyVault a moment after
+    # it is stored: probe with server-side dry runs (no side effects) until it does.
+    probe = ACCOUNT_ON_FAR_KEY.format(namespace=namespace)
+    helpers.eventually(
+        lambda: kubectl("apply", "--dry-run=server", "-f", "-", stdin=probe, check=False).returncode != 0
+    )
     with pytest.raises(client.ApiException) as denied:
         tenant.account(admin, namespace, "new", key="far-key")
     body = str(denied.value.body)

@@ -30,7 +30,7 @@ class FakeProvider(base.KeyProvider):
     def __init__(self, versions: list[base.KeyVersion]) -> None:
         self._versions = versions
 
-    async def vault_properties(self) -> base.VaultProperties:
+    async def protection(self, key_name: str) -> base.VaultProperties:
         return base.VaultProperties(soft_delete=True, purge_protection=True)
 
     async def versions(self, key_name: str) -> list[base.KeyVersion]:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from kubernetes_asyncio import client
 
 from .. import conditions, models
-from . import base, faults, instrumented
+from . import base, faults, instrumented, openbao
 from . import kubernetes as kubernetes_provider
 
 Factory = Callable[[models.KeyVaultSpec, str, client.ApiClient, str], Awaitable[base.KeyProvider]]
@@ -31,7 +31,25 @@ async def _kubernetes(
     )
 
 
-_FACTORIES: dict[str, Factory] = {"kubernetes": _kubernetes}
+async def _openbao(
+    spec: models.KeyVaultSpec, namespace: str, api: client.ApiClient, identity: str
+) -> base.KeyProvider:
+    block = spec.provider.openbao
+    assert block is not None
+    # The identity's API client carries its ServiceAccount token: OpenBao's Kubernetes auth takes it.
+    token = str(api.configuration.api_key["BearerToken"]).removeprefix("Bearer ")
+    return openbao.OpenBaoKeyProvider(
+        address=block.address,
+        transit_mount=block.transit_mount,
+        auth_mount=block.auth_mount,
+        role=block.role,
+        service_account_token=token,
+        identity=identity,
+        ca_bundle=block.ca_bundle,
+    )
+
+
+_FACTORIES: dict[str, Factory] = {"kubernetes": _kubernetes, "openbao": _openbao}
 
 
 async def connect(

@@ -93,8 +93,8 @@ class KeyProvider(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    async def vault_properties(self) -> VaultProperties:
-        """Soft-delete and purge protection as the vault reports (or its owner declares) them."""
+    async def protection(self, key_name: str) -> VaultProperties:
+        """Soft-delete and purge protection of this key, as the vault reports (or its owner declares) them."""
 
     @abc.abstractmethod
     async def versions(self, key_name: str) -> list[KeyVersion]:
@@ -126,6 +126,11 @@ class KeyProvider(abc.ABC):
     @abc.abstractmethod
     async def unwrap(self, key_name: str, version: str, ciphertext: bytes, *, algorithm: str) -> bytes:
         """Decrypt an account key wrapped by ``wrap`` (with the algorithm recorded in the envelope)."""
+
+    async def rewrap(self, key: KeyVersion, ciphertext: bytes) -> Wrapped | None:
+        """Re-encrypt ``ciphertext`` (made by another version of the same key) to ``key`` inside the
+        vault, so no plaintext leaves it. None: this provider cannot; the caller unwraps and wraps."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Release connections; providers without any need not override."""

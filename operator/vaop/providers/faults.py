@@ -36,9 +36,9 @@ class Faulty(base.KeyProvider):
                 f"vault {self._vault} did not answer (connection refused, injected fault)"
             )
 
-    async def vault_properties(self) -> base.VaultProperties:
+    async def protection(self, key_name: str) -> base.VaultProperties:
         self._check()
-        return await self._inner.vault_properties()
+        return await self._inner.protection(key_name)
 
     async def versions(self, key_name: str) -> list[base.KeyVersion]:
         self._check()
@@ -51,6 +51,13 @@ class Faulty(base.KeyProvider):
     async def unwrap(self, key_name: str, version: str, ciphertext: bytes, *, algorithm: str) -> bytes:
         self._check()
         return await self._inner.unwrap(key_name, version, ciphertext, algorithm=algorithm)
+
+    async def rewrap(self, key: base.KeyVersion, ciphertext: bytes) -> base.Wrapped | None:
+        self._check()
+        return await self._inner.rewrap(key, ciphertext)
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 def wrap_if_enabled(provider: base.KeyProvider, *, vault: str) -> base.KeyProvider:

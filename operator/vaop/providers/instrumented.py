@@ -11,9 +11,9 @@ class Instrumented(base.KeyProvider):
         self._inner = inner
         self.name = inner.name
 
-    async def vault_properties(self) -> base.VaultProperties:
+    async def protection(self, key_name: str) -> base.VaultProperties:
         with metrics.provider_call(self.name, "properties"):
-            return await self._inner.vault_properties()
+            return await self._inner.protection(key_name)
 
     async def versions(self, key_name: str) -> list[base.KeyVersion]:
         with metrics.provider_call(self.name, "versions"):
@@ -26,6 +26,10 @@ class Instrumented(base.KeyProvider):
     async def unwrap(self, key_name: str, version: str, ciphertext: bytes, *, algorithm: str) -> bytes:
         with metrics.provider_call(self.name, "unwrap"):
             return await self._inner.unwrap(key_name, version, ciphertext, algorithm=algorithm)
+
+    async def rewrap(self, key: base.KeyVersion, ciphertext: bytes) -> base.Wrapped | None:
+        with metrics.provider_call(self.name, "rewrap"):
+            return await self._inner.rewrap(key, ciphertext)
 
     async def close(self) -> None:
         await self._inner.close()

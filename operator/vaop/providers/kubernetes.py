@@ -47,7 +47,7 @@ class KubernetesKeyProvider(base.KeyProvider):
         self._pems: dict[tuple[str, str], bytes] = {}
         self._listed: dict[str, list[base.KeyVersion]] = {}
 
-    async def vault_properties(self) -> base.VaultProperties:
+    async def protection(self, key_name: str) -> base.VaultProperties:
         return self._properties
 
     async def versions(self, key_name: str) -> list[base.KeyVersion]:

@@ -137,10 +137,16 @@ class AccountReconciler:
             wrapped_at = annotations.get(labels.ANNOTATION_WRAPPED_AT) or conditions.now_rfc3339()
             return current, kcv, wrapped_at, []
         started = time.perf_counter()
-        account_key = await self.open(account, session, current)
-        if envelope.key_check_value(account_key) != kcv:
-            raise envelope.EnvelopeError("the opened account key does not match the recorded key-check value")
-        sealed = await self._wrap(account, target, account_key)
+        rewrapped = await self._rewrap_in_vault(account, target, current)
+        if rewrapped is not None:
+            sealed = rewrapped
+        else:
+            account_key = await self.open(account, session, current)
+            if envelope.key_check_value(account_key) != kcv:
+                raise envelope.EnvelopeError(
+                    "the opened account key does not match the recorded key-check value"
+                )
+            sealed = await self._wrap(account, target, account_key)
         wrapped_at = conditions.now_rfc3339()
         await self._replace_secret(account, secret, sealed, kcv, wrapped_at)
         metrics.WRAPS.labels("rewrap", sealed.inner.type, "ok").inc()
@@ -164,6 +170,20 @@ class AccountReconciler:
         except base.ProviderError as error:
             raise wrapping.KeyProblem.from_provider(error) from None
 
+    async def _rewrap_in_vault(
+        self, account: Account, target: wrapping.WrappingKey, current: envelope.Envelope
+    ) -> envelope.Envelope | None:
+        """Another version of the same key: let the vault re-encrypt, if it can (no plaintext leaves it)."""
+        if not target.same_key_other_version(current.inner):
+            return None
+        outer_key = self._platform.infrastructure_key(current.outer_key_version)
+        inner_wrapped = envelope.unseal(current, account=account.envelope_identity, outer_key=outer_key)
+        try:
+            wrapped = await target.provider.rewrap(target.version, inner_wrapped)
+        except base.ProviderError as error:
+            raise wrapping.KeyProblem.from_provider(error) from None
+        return None if wrapped is None else self._seal(account, target, wrapped)
+
     async def _wrap(
         self, account: Account, target: wrapping.WrappingKey, account_key: bytes
     ) -> envelope.Envelope:
@@ -171,6 +191,11 @@ class AccountReconciler:
             wrapped = await target.provider.wrap(target.version, account_key)
         except base.ProviderError as error:
             raise wrapping.KeyProblem.from_provider(error) from None
+        return self._seal(account, target, wrapped)
+
+    def _seal(
+        self, account: Account, target: wrapping.WrappingKey, wrapped: base.Wrapped
+    ) -> envelope.Envelope:
         inner = envelope.InnerKeyRef(**{**target.ref.__dict__, "algorithm": wrapped.algorithm})
         version = self._platform.infrastructure_version
         return envelope.seal(

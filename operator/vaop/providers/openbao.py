@@ -1,0 +1,172 @@
+"""The ``openbao`` provider: RSA keys in the transit engine of OpenBao (or HashiCorp Vault: same API).
+
+The account's identity logs in with the Kubernetes auth method (its ServiceAccount token, checked
+by OpenBao with a TokenReview), so the vault's own policies decide access. Wrap and unwrap are
+transit encrypt and decrypt; moving an account key to a newer version of the same key uses transit
+``rewrap``, so no plaintext account key leaves the vault during a rotation.
+
+Reported: key type and size from the transit key type; a version is enabled when it is at or above
+``min_decryption_version``; ``deletion_allowed: false`` gives purge protection and soft-delete (a
+key that cannot be deleted cannot be lost); a soft-deleted key is not found.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import time
+from typing import Any
+
+import aiohttp
+
+from ..crypto import rsa
+from . import base
+
+_KEY_TYPES = {
+    "rsa-2048": rsa.KeyFacts("RSA", 2048),
+    "rsa-3072": rsa.KeyFacts("RSA", 3072),
+    "rsa-4096": rsa.KeyFacts("RSA", 4096),
+    "ecdsa-p256": rsa.KeyFacts("EC", 256),
+    "ecdsa-p384": rsa.KeyFacts("EC", 384),
+    "ecdsa-p521": rsa.KeyFacts("EC", 521),
+    "ed25519": rsa.KeyFacts("OKP", 256),
+    "aes128-gcm96": rsa.KeyFacts("oct", 128),
+    "aes256-gcm96": rsa.KeyFacts("oct", 256),
+    "chacha20-poly1305": rsa.KeyFacts("oct", 256),
+}
+_TIMEOUT = aiohttp.ClientTimeout(total=10)
+# Vault tokens per (address, auth mount, role, ServiceAccount token): one login per identity and lease.
+_tokens: dict[tuple[str, str, str, str], tuple[str, float]] = {}
+
+
+class OpenBaoKeyProvider(base.KeyProvider):
+    name = "openbao"
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        transit_mount: str,
+        auth_mount: str,
+        role: str,
+        service_account_token: str,
+        identity: str,
+        ca_bundle: str | None = None,
+    ) -> None:
+        self._address = address.rstrip("/")
+        self._transit = transit_mount.strip("/")
+        self._auth = auth_mount.strip("/")
+        self._role = role
+        self._jwt = service_account_token
+        self._identity = identity
+        self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else True
+        self._session: aiohttp.ClientSession | None = None
+        self._keys: dict[str, dict[str, Any]] = {}
+
+    # ---- the interface --------------------------------------------------------------------
+
+    async def protection(self, key_name: str) -> base.VaultProperties:
+        data = await self._key(key_name)
+        undeletable = not data.get("deletion_allowed", True)
+        return base.VaultProperties(soft_delete=undeletable, purge_protection=undeletable)
+
+    async def versions(self, key_name: str) -> list[base.KeyVersion]:
+        data = await self._key(key_name)
+        facts = _KEY_TYPES.get(str(data.get("type")), rsa.KeyFacts(str(data.get("type")), 0))
+        lowest = int(data.get("min_decryption_version") or 1)
+        return [
+            base.KeyVersion(key_name, str(v), facts, int(v) >= lowest)
+            for v in sorted((data.get("keys") or {}), key=int)
+        ]
+
+    async def wrap(self, key: base.KeyVersion, plaintext: bytes) -> base.Wrapped:
+        body = {"plaintext": base64.b64encode(plaintext).decode(), "key_version": int(key.version)}
+        data = await self._call("POST", f"{self._transit}/encrypt/{key.name}", body, key_name=key.name)
+        return base.Wrapped(str(data["ciphertext"]).encode(), rsa.RSA_OAEP_256, key.version)
+
+    async def unwrap(self, key_name: str, version: str, ciphertext: bytes, *, algorithm: str) -> bytes:
+        data = await self._call(
+            "POST",
+            f"{self._transit}/decrypt/{key_name}",
+            {"ciphertext": ciphertext.decode()},
+            key_name=key_name,
+        )
+        return base64.b64decode(data["plaintext"])
+
+    async def rewrap(self, key: base.KeyVersion, ciphertext: bytes) -> base.Wrapped | None:
+        body = {"ciphertext": ciphertext.decode(), "key_version": int(key.version)}
+        data = await self._call("POST", f"{self._transit}/rewrap/{key.name}", body, key_name=key.name)
+        return base.Wrapped(str(data["ciphertext"]).encode(), rsa.RSA_OAEP_256, key.version)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # ---- HTTP -----------------------------------------------------------------------------
+
+    async def _key(self, key_name: str) -> dict[str, Any]:
+        if key_name not in self._keys:
+            data = await self._call("GET", f"{self._transit}/keys/{key_name}", None, key_name=key_name)
+            if data.get("soft_deleted"):
+                raise base.KeyNotFound(f"transit key {key_name!r} is soft-deleted; restore it to use it")
+            self._keys[key_name] = data
+        return self._keys[key_name]
+
+    async def _login(self) -> str:
+        cache_key = (self._address, self._auth, self._role, self._jwt)
+        cached = _tokens.get(cache_key)
+        if cached and time.monotonic() < cached[1]:
+            return cached[0]
+        data = await self._request(
+            "POST", f"auth/{self._auth}/login", {"role": self._role, "jwt": self._jwt}, token=None
+        )
+        auth = data.get("auth") or {}
+        token = str(auth["client_token"])
+        lease = float(auth.get("lease_duration") or 300)
+        _tokens[cache_key] = (token, time.monotonic() + lease * 0.8)
+        return token
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, *, key_name: str
+    ) -> dict[str, Any]:
+        token = await self._login()
+        try:
+            data = await self._request(method, path, body, token=token)
+        except base.KeyNotFound:
+            raise base.KeyNotFound(
+                f"transit key {key_name!r} does not exist at {self._address}/{self._transit}"
+            ) from None
+        return dict(data.get("data") or {})
+
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, *, token: str | None
+    ) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
+        headers = {"X-Vault-Token": token} if token else {}
+        url = f"{self._address}/v1/{path}"
+        try:
+            async with self._session.request(
+                method, url, json=body, headers=headers, ssl=self._ssl
+            ) as response:
+                payload: dict[str, Any] = await response.json(content_type=None) or {}
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise base.TransientError(
+                f"OpenBao at {self._address} did not answer ({error.__class__.__name__})"
+            ) from None
+        if status < 300:
+            return payload
+        errors = "; ".join(payload.get("errors") or []) or f"HTTP {status}"
+        if status in (401, 403) or (token is None and status == 400):
+            what = path.rsplit("/", maxsplit=1)[-1]
+            raise base.AccessDenied(
+                f"{self._identity} may not use {what!r} at {self._address} ({errors}): bind a policy "
+                f"allowing read on {self._transit}/keys/<key> and update on {self._transit}/encrypt, "
+                f"decrypt and rewrap to the Kubernetes-auth role {self._role!r}"
+            )
+        if status == 404:
+            raise base.KeyNotFound(errors)
+        if status == 429 or status >= 500:
+            raise base.TransientError(f"OpenBao at {self._address} answered {status}: {errors}")
+        raise base.DefinitiveError(f"OpenBao refused {path}: {errors}", reason=base.UnwrapFailed.reason)

@@ -1,0 +1,128 @@
+"""The openbao provider end to end against a real OpenBao server and the real control plane."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from tests import helpers
+from tests.integration import openbao, tenant
+from tests.integration.conftest import CHECK_INTERVAL
+from vaop import labels
+from vaop.crypto import envelope
+from vaop.devcluster import cluster
+
+WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+@pytest.fixture(scope="session")
+def bao(control_plane: cluster.ControlPlane, admin: client.ApiClient) -> Iterator[openbao.OpenBao]:
+    server = openbao.start(control_plane, admin)
+    yield server
+    server.popen.terminate()
+    server.popen.wait(timeout=20)
+
+
+def _vault(
+    admin: client.ApiClient, namespace: str, bao: openbao.OpenBao, *, key_type: str = "rsa-2048"
+) -> str:
+    """Transit key, policy and role for ``studio-identity`` of ``namespace``; KeyVault and CustomerKey."""
+    key = f"kek-{namespace}"
+    bao.api("POST", f"transit/keys/{key}", {"type": key_type})
+    bao.grant(policy=namespace, key=key)
+    bao.role(name=namespace, namespace=namespace, service_account="studio-identity", policy=namespace)
+    helpers.create(
+        admin,
+        namespace,
+        "KeyVault",
+        "bao",
+        {"region": "westeurope", "provider": {"openbao": {"address": bao.address, "role": namespace}}},
+    )
+    tenant.make_key(admin, namespace, "key", vault="bao", key_name=key)
+    return key
+
+
+def _inner_ciphertext(admin: client.ApiClient, namespace: str) -> bytes:
+    secret = client.CoreV1Api(admin).read_namespaced_secret("studio-account-key", namespace)
+    sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))
+    return sealed.ciphertext
+
+
+def _wrapped_version(admin: client.ApiClient, namespace: str) -> str:
+    account = helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")
+    return str(account["status"]["accountKey"]["wrappedBy"]["keyVersion"])
+
+
+def test_wrap_rotate_revoke_recover(admin: client.ApiClient, namespace: str, bao: openbao.OpenBao) -> None:
+    key = _vault(admin, namespace, bao)
+    tenant.account(admin, namespace, "studio", key="key")
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    assert account["status"]["accountKey"]["wrappedBy"]["keyVersion"] == "1"
+    kcv = account["status"]["accountKey"]["keyCheckValue"]
+    status = helpers.get(admin, namespace, "CustomerKey", "key")["status"]
+    assert (status["keyType"], status["keySize"], status["currentVersion"]) == ("RSA", 2048, "1")
+
+    bao.api("POST", f"transit/keys/{key}/rotate")
+    helpers.eventually(lambda: _wrapped_version(admin, namespace) == "2", timeout=WITHIN_ONE_INTERVAL)
+    assert (
+        helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")["status"]["accountKey"][
+            "keyCheckValue"
+        ]
+        == kcv
+    )
+    # The outer layer is ours; inside it, the vault's own ciphertext now names version 2 (made by rewrap).
+    secret = client.CoreV1Api(admin).read_namespaced_secret("studio-account-key", namespace)
+    sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))
+    assert sealed.inner.key_version == "2"
+
+    bao.api("DELETE", f"sys/policies/acl/{namespace}")
+    account = tenant.wait_condition(
+        admin,
+        namespace,
+        "studio",
+        "KeyInaccessible",
+        "True",
+        reason="AccessDenied",
+        timeout=WITHIN_ONE_INTERVAL,
+    )
+    assert "Kubernetes-auth role" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
+
+    bao.grant(policy=namespace, key=key)
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
+
+
+def test_deletable_key_is_refused(admin: client.ApiClient, namespace: str, bao: openbao.OpenBao) -> None:
+    key = _vault(admin, namespace, bao)
+    bao.api("POST", f"transit/keys/{key}/config", {"deletion_allowed": True})
+    tenant.account(admin, namespace, "studio", key="key")
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="SoftDeleteDisabled")
+    assert account["status"]["state"] == "Error"
+
+
+def test_ec_transit_key_is_unsupported(admin: client.ApiClient, namespace: str, bao: openbao.OpenBao) -> None:
+    _vault(admin, namespace, bao, key_type="ecdsa-p256")
+    tenant.account(admin, namespace, "studio", key="key")
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="KeyUnsupported")
+    assert "EC key" in helpers.condition(account, "Ready")["message"]  # type: ignore[index]
+
+
+def test_deleted_key_locks_the_account(admin: client.ApiClient, namespace: str, bao: openbao.OpenBao) -> None:
+    key = _vault(admin, namespace, bao)
+    tenant.account(admin, namespace, "studio", key="key")
+    tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    bao.api("POST", f"transit/keys/{key}/config", {"deletion_allowed": True})
+    bao.api("DELETE", f"transit/keys/{key}")
+    tenant.wait_condition(
+        admin,
+        namespace,
+        "studio",
+        "KeyInaccessible",
+        "True",
+        reason="KeyNotFound",
+        timeout=WITHIN_ONE_INTERVAL,
+    )
