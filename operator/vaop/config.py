@@ -21,6 +21,10 @@ class OperatorConfig(BaseSettings):
     webhook_url: str | None = Field(
         default=None, description="Base URL the apiserver calls (local mode); unset: the in-cluster Service."
     )
+    webhook_cert_secret: str | None = Field(
+        default=None,
+        description="TLS Secret (ca.crt, tls.crt, tls.key) kept by cert-manager; unset: own CA.",
+    )
     webhook_service: str = Field(
         default="video-analyzer-operator-webhook", description="The webhook's Service."
     )

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import subprocess
 from typing import Any
 
+import yaml
 from kubernetes import client
+from kubernetes_asyncio import client as aclient
+from kubernetes_asyncio import config as aconfig
 
 from tests import helpers
 from tests.integration.conftest import Kubectl, OperatorProcess
+from vaop import pki
+from vaop.admission import tls
 from vaop.devcluster import cluster, environment
 
 
@@ -56,3 +63,59 @@ def test_new_account_gets_a_first_status(
     assert account["status"]["state"] in {"Provisioning", "Active"}
     ready = helpers.condition(account, "Ready")
     assert ready is not None and ready["lastTransitionTime"]
+
+
+def test_chart_renders_cert_manager_mode(control_plane: cluster.ControlPlane) -> None:
+    assert control_plane.bins is not None
+    rendered = subprocess.run(
+        [
+            str(control_plane.bins.helm),
+            "template",
+            "vaop",
+            str(environment.CHART_DIR),
+            "--kube-version",
+            "1.37.0",
+            "--set",
+            "webhook.certManager.enabled=true",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    documents = [d for d in yaml.safe_load_all(rendered) if d]
+    kinds = [d["kind"] for d in documents]
+    assert kinds.count("Certificate") == 2 and kinds.count("Issuer") == 2
+    serving = next(d for d in documents if d["kind"] == "Certificate" and not d["spec"].get("isCA"))
+    assert serving["spec"]["dnsNames"][0] == "video-analyzer-operator-webhook.default.svc"
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["VAOP_WEBHOOK_CERT_SECRET"] == serving["spec"]["secretName"]
+
+
+def test_webhook_takes_a_cert_manager_secret(
+    admin: client.ApiClient, namespace: str, control_plane: cluster.ControlPlane
+) -> None:
+    """The Secret cert-manager writes (ca.crt, tls.crt, tls.key) is what the operator serves and registers."""
+    ca = pki.make_ca("issuer")
+    serving = pki.issue_serving(ca, dns_names=["svc.ns.svc"])
+    data = {"ca.crt": ca.cert_pem, "tls.crt": serving.cert_pem, "tls.key": serving.key_pem}
+    client.CoreV1Api(admin).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="webhook-tls"),
+            type="kubernetes.io/tls",
+            data={k: base64.b64encode(v).decode() for k, v in data.items()},
+        ),
+    )
+
+    async def load() -> tuple[pki.KeyPair, pki.KeyPair]:
+        configuration = aclient.Configuration()
+        await aconfig.load_kube_config(
+            config_file=str(control_plane.admin_kubeconfig), client_configuration=configuration
+        )
+        async with aclient.ApiClient(configuration) as api:
+            return await tls.load_external(api, namespace=namespace, name="webhook-tls")
+
+    loaded_ca, loaded_serving = asyncio.run(load())
+    assert loaded_ca.cert_pem == ca.cert_pem
+    assert loaded_serving == serving

@@ -52,13 +52,27 @@ class WebhookServer:
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
+        self._context: ssl.SSLContext | None = None
+
+    def reload(self, serving: pki.KeyPair) -> None:
+        """Serve a renewed certificate: new TLS connections get it, open ones finish with the old."""
+        if serving != self._serving and self._context is not None:
+            with tempfile.TemporaryDirectory(prefix="vaop-webhook-") as folder:
+                cert, key = Path(folder) / "tls.crt", Path(folder) / "tls.key"
+                cert.write_bytes(serving.cert_pem)
+                key.touch(mode=0o600)
+                key.write_bytes(serving.key_pem)
+                self._context.load_cert_chain(cert, key)
+            self._serving = serving
+            logger.info("Admission webhook certificate reloaded")
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post(PATH, self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=_ssl_context(self._serving))
+        self._context = _ssl_context(self._serving)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._context)
         await site.start()
         logger.info("Admission webhook listening on https://%s:%d%s", self._host, self._port, PATH)
 

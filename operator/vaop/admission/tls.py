@@ -22,6 +22,19 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+async def load_external(
+    api: client.ApiClient, *, namespace: str, name: str
+) -> tuple[pki.KeyPair, pki.KeyPair]:
+    """(CA, serving key pair) from a kubernetes.io/tls Secret kept by someone else, e.g. cert-manager
+    (which writes ca.crt, tls.crt and tls.key). The CA's key is not needed, nor read."""
+    secret = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+    missing = [k for k in ("ca.crt", "tls.crt", "tls.key") if k not in data]
+    if missing:
+        raise ValueError(f"Secret {namespace}/{name} lacks {', '.join(missing)}")
+    return pki.KeyPair(data["ca.crt"], b""), pki.KeyPair(data["tls.crt"], data["tls.key"])
+
+
 async def load_or_create(
     api: client.ApiClient, *, namespace: str, dns_names: list[str], ip_addresses: list[str]
 ) -> tuple[pki.KeyPair, pki.KeyPair]:

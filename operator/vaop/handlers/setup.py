@@ -10,8 +10,7 @@ import kopf
 from kubernetes_asyncio import client
 
 from .. import config, kubeclient, metrics, models, platformkeys
-from ..admission import registration, server, tls
-from ..admission import view as admission_view
+from ..admission import lifecycle
 from ..reconcilers import controller
 from . import indexes
 
@@ -80,46 +79,10 @@ async def start(
     ]
     metrics.serve(options.metrics_port)
     if options.webhook_port:
-        memo.webhook = await _start_webhook(options, api, memo.controller, customer_keys, key_vaults)
-
-
-async def _start_webhook(
-    options: config.OperatorConfig,
-    api: client.ApiClient,
-    accounts: controller.AccountController,
-    customer_keys: kopf.Index[Any, Any],
-    key_vaults: kopf.Index[Any, Any],
-) -> server.WebhookServer:
-    username = await kubeclient.whoami(api)
-    service = f"{options.webhook_service}.{options.namespace}.svc"
-    ca, serving = await tls.load_or_create(
-        api,
-        namespace=options.namespace,
-        dns_names=[service, f"{service}.cluster.local"],
-        ip_addresses=["127.0.0.1"],
-    )
-    view = admission_view.make(
-        accounts=accounts.monitor.accounts,
-        customer_keys=customer_keys,
-        key_vaults=key_vaults,
-        operator_username=username,
-    )
-    webhook = server.WebhookServer(
-        lambda: view, serving=serving, host=options.webhook_host, port=options.webhook_port
-    )
-    await webhook.start()
-    await registration.apply(
-        api,
-        registration.build(
-            name=options.webhook_configuration,
-            ca_pem=ca.cert_pem,
-            operator_username=username,
-            operator_namespace=options.namespace,
-            url=options.webhook_url,
-            service=options.webhook_service,
-        ),
-    )
-    return webhook
+        memo.webhook = lifecycle.Webhook(options, api)
+        await memo.webhook.start(
+            accounts=memo.controller.monitor.accounts, customer_keys=customer_keys, key_vaults=key_vaults
+        )
 
 
 @kopf.on.cleanup()

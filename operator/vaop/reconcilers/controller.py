@@ -8,6 +8,7 @@ account and its Secret.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from collections.abc import Callable
@@ -285,7 +286,7 @@ class AccountController:
             and (ready.get("status"), ready.get("reason"), ready.get("message"))
             == (new_ready.status, new_ready.reason, new_ready.message)
         )
-        if unchanged:
+        if unchanged and not _stale(previous.get("lastChecked")):
             return
         status["lastChecked"] = conditions.now_rfc3339()
         status["observedGeneration"] = known.get("generation")
@@ -334,6 +335,18 @@ class AccountController:
             label_selector=kubernetes_provider.LABEL_KEY_NAME,
             on_event=on_event,
         )
+
+
+LAST_CHECKED_REFRESH = datetime.timedelta(minutes=5)
+
+
+def _stale(last_checked: str | None) -> bool:
+    """lastChecked is refreshed when a check finds something new, and otherwise every few minutes:
+    often enough to show the checks run, rarely enough that a quiet key costs no writes."""
+    if not last_checked:
+        return True
+    then = datetime.datetime.fromisoformat(last_checked)
+    return datetime.datetime.now(datetime.UTC) - then > LAST_CHECKED_REFRESH
 
 
 def _pair(context: wrapping.AccountContext) -> monitor.Pair | None:
