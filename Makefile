@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: setup binaries up down test lint unit integration bench clean crds
+.PHONY: setup system-packages binaries up down test lint unit integration bench clean crds
 
 $(STAMP): pyproject.toml
 	@command -v go >/dev/null || { echo "Go 1.26+ is needed to build the control plane (https://go.dev/dl)"; exit 1; }
@@ -18,7 +18,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-setup: $(STAMP) binaries
+setup: $(STAMP) system-packages binaries
+
+# SoftHSM2 (Debian) for the pkcs11 provider's tests; installed only when missing.
+system-packages:
+	@test -e /usr/lib/softhsm/libsofthsm2.so || { \
+	  echo "Installing softhsm2 with apt-get..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2; }
 
 # Builds etcd, kube-apiserver, kube-controller-manager, kubectl and helm once into ~/.cache/vaop.
 binaries: $(STAMP)

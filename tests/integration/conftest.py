@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from tests.integration import softhsm
 from vaop.devcluster import cluster, environment
 
 
@@ -73,14 +74,26 @@ GRACE_PERIOD = 15.0
 
 
 @pytest.fixture(scope="session")
+def softhsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SoftHSM2 configuration the tests and the operator share (one token, made up front)."""
+    conf = softhsm.configure(tmp_path_factory.mktemp("softhsm"))
+    os.environ["SOFTHSM2_CONF"] = str(conf)  # for the test process's own PKCS#11 calls
+    return conf
+
+
+@pytest.fixture(scope="session")
 def operator(
-    control_plane: cluster.ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    control_plane: cluster.ControlPlane, tmp_path_factory: pytest.TempPathFactory, softhsm_conf: Path
 ) -> Iterator[environment.OperatorProcess]:
     identity = environment.operator_identity(control_plane)
     process = environment.OperatorProcess(
         identity,
         tmp_path_factory.mktemp("operator") / "operator.log",
-        settings={"VAOP_CHECK_INTERVAL": str(CHECK_INTERVAL), "VAOP_GRACE_PERIOD": str(GRACE_PERIOD)},
+        settings={
+            "VAOP_CHECK_INTERVAL": str(CHECK_INTERVAL),
+            "VAOP_GRACE_PERIOD": str(GRACE_PERIOD),
+            "SOFTHSM2_CONF": str(softhsm_conf),
+        },
         log_level="DEBUG",
     )
     process.start()

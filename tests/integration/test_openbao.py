@@ -63,7 +63,7 @@ def test_wrap_rotate_revoke_recover(admin: client.ApiClient, namespace: str, bao
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     assert account["status"]["accountKey"]["wrappedBy"]["keyVersion"] == "1"
     kcv = account["status"]["accountKey"]["keyCheckValue"]
-    status = helpers.get(admin, namespace, "CustomerKey", "key")["status"]
+    status = helpers.eventually(lambda: helpers.get(admin, namespace, "CustomerKey", "key").get("status"))
     assert (status["keyType"], status["keySize"], status["currentVersion"]) == ("RSA", 2048, "1")
 
     bao.api("POST", f"transit/keys/{key}/rotate")

@@ -6,9 +6,11 @@ in ``_FACTORIES``.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import conditions, models
 from . import base, faults, instrumented, openbao
@@ -49,7 +51,36 @@ async def _openbao(
     )
 
 
-_FACTORIES: dict[str, Factory] = {"kubernetes": _kubernetes, "openbao": _openbao}
+async def _pkcs11(
+    spec: models.KeyVaultSpec, namespace: str, api: client.ApiClient, identity: str
+) -> base.KeyProvider:
+    block = spec.provider.pkcs11
+    assert block is not None
+    ref = block.pin_secret_ref
+    # The PIN is read as the account's identity: RBAC on this Secret is the access grant.
+    try:
+        secret = await client.CoreV1Api(api).read_namespaced_secret(ref.name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            raise base.AccessDenied(f"the token PIN Secret {namespace}/{ref.name} does not exist") from None
+        if error.status in (401, 403):
+            raise base.AccessDenied(
+                f"{identity} may not read the token PIN (Secret {namespace}/{ref.name}): create a Role "
+                f"allowing get on that Secret and a RoleBinding of it to {identity}"
+            ) from None
+        raise base.TransientError(f"reading the PIN Secret failed: {error.status} {error.reason}") from None
+    encoded = (secret.data or {}).get(ref.key)
+    if encoded is None:
+        raise base.AccessDenied(f"Secret {namespace}/{ref.name} has no key {ref.key!r} holding the token PIN")
+    pin = base64.b64decode(encoded).decode().strip()
+    from . import pkcs11  # imported on use: it loads a native library
+
+    return pkcs11.Pkcs11KeyProvider(
+        module=block.module, token_label=block.token_label, pin=pin, identity=identity
+    )
+
+
+_FACTORIES: dict[str, Factory] = {"kubernetes": _kubernetes, "openbao": _openbao, "pkcs11": _pkcs11}
 
 
 async def connect(

@@ -1,0 +1,61 @@
+"""A SoftHSM2 token directory of our own (Debian softhsm2), and keys made inside the token."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pkcs11
+from pkcs11 import Attribute, KeyType
+from pkcs11.util.ec import encode_named_curve_parameters
+
+MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+TOKEN = "tenant"
+PIN = "1234"
+
+
+def configure(folder: Path) -> Path:
+    """A softhsm2.conf whose tokens live in ``folder``; one token labelled TOKEN, initialised."""
+    tokens = folder / "tokens"
+    tokens.mkdir(parents=True)
+    conf = folder / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    subprocess.run(
+        [
+            "/usr/bin/softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN,
+            "--pin",
+            PIN,
+            "--so-pin",
+            "87654321",
+        ],
+        env={"SOFTHSM2_CONF": str(conf)},
+        check=True,
+        capture_output=True,
+    )
+    return conf
+
+
+def add_rsa_version(label: str, version: int, *, bits: int = 2048, destroyable: bool = False) -> None:
+    with pkcs11.lib(MODULE).get_token(token_label=TOKEN).open(rw=True, user_pin=PIN) as session:
+        session.generate_keypair(
+            KeyType.RSA,
+            bits,
+            id=str(version).encode(),
+            label=label,
+            store=True,
+            private_template={Attribute.DESTROYABLE: destroyable},
+        )
+
+
+def add_ec_version(label: str, version: int) -> None:
+    with pkcs11.lib(MODULE).get_token(token_label=TOKEN).open(rw=True, user_pin=PIN) as session:
+        parameters = session.create_domain_parameters(
+            KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True
+        )
+        parameters.generate_keypair(
+            id=str(version).encode(), label=label, store=True, private_template={Attribute.DESTROYABLE: False}
+        )
