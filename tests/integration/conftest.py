@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.integration import softhsm
+from tests.integration import openbao, softhsm
 from vaop.devcluster import cluster, environment
 
 
@@ -79,6 +79,15 @@ def softhsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     conf = softhsm.configure(tmp_path_factory.mktemp("softhsm"))
     os.environ["SOFTHSM2_CONF"] = str(conf)  # for the test process's own PKCS#11 calls
     return conf
+
+
+@pytest.fixture(scope="session")
+def bao_server(control_plane: cluster.ControlPlane, admin: client.ApiClient) -> Iterator[openbao.OpenBao]:
+    """A real OpenBao dev server for the session, with transit and Kubernetes auth configured."""
+    server = openbao.start(control_plane, admin)
+    yield server
+    server.popen.terminate()
+    server.popen.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
@@ -13,34 +12,25 @@ from tests.integration import openbao, tenant
 from tests.integration.conftest import CHECK_INTERVAL
 from vaop import labels
 from vaop.crypto import envelope
-from vaop.devcluster import cluster
 
 WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-@pytest.fixture(scope="session")
-def bao(control_plane: cluster.ControlPlane, admin: client.ApiClient) -> Iterator[openbao.OpenBao]:
-    server = openbao.start(control_plane, admin)
-    yield server
-    server.popen.terminate()
-    server.popen.wait(timeout=20)
-
-
 def _vault(
-    admin: client.ApiClient, namespace: str, bao: openbao.OpenBao, *, key_type: str = "rsa-2048"
+    admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao, *, key_type: str = "rsa-2048"
 ) -> str:
     """Transit key, policy and role for ``studio-identity`` of ``namespace``; KeyVault and CustomerKey."""
     key = f"kek-{namespace}"
-    bao.api("POST", f"transit/keys/{key}", {"type": key_type})
-    bao.grant(policy=namespace, key=key)
-    bao.role(name=namespace, namespace=namespace, service_account="studio-identity", policy=namespace)
+    bao_server.api("POST", f"transit/keys/{key}", {"type": key_type})
+    bao_server.grant(policy=namespace, key=key)
+    bao_server.role(name=namespace, namespace=namespace, service_account="studio-identity", policy=namespace)
     helpers.create(
         admin,
         namespace,
         "KeyVault",
         "bao",
-        {"region": "westeurope", "provider": {"openbao": {"address": bao.address, "role": namespace}}},
+        {"region": "westeurope", "provider": {"openbao": {"address": bao_server.address, "role": namespace}}},
     )
     tenant.make_key(admin, namespace, "key", vault="bao", key_name=key)
     return key
@@ -57,8 +47,10 @@ def _wrapped_version(admin: client.ApiClient, namespace: str) -> str:
     return str(account["status"]["accountKey"]["wrappedBy"]["keyVersion"])
 
 
-def test_wrap_rotate_revoke_recover(admin: client.ApiClient, namespace: str, bao: openbao.OpenBao) -> None:
-    key = _vault(admin, namespace, bao)
+def test_wrap_rotate_revoke_recover(
+    admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
+) -> None:
+    key = _vault(admin, namespace, bao_server)
     tenant.account(admin, namespace, "studio", key="key")
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     assert account["status"]["accountKey"]["wrappedBy"]["keyVersion"] == "1"
@@ -66,7 +58,7 @@ def test_wrap_rotate_revoke_recover(admin: client.ApiClient, namespace: str, bao
     status = helpers.eventually(lambda: helpers.get(admin, namespace, "CustomerKey", "key").get("status"))
     assert (status["keyType"], status["keySize"], status["currentVersion"]) == ("RSA", 2048, "1")
 
-    bao.api("POST", f"transit/keys/{key}/rotate")
+    bao_server.api("POST", f"transit/keys/{key}/rotate")
     helpers.eventually(lambda: _wrapped_version(admin, namespace) == "2", timeout=WITHIN_ONE_INTERVAL)
     assert (
         helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")["status"]["accountKey"][
@@ -79,7 +71,7 @@ def test_wrap_rotate_revoke_recover(admin: client.ApiClient, namespace: str, bao
     sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))
     assert sealed.inner.key_version == "2"
 
-    bao.api("DELETE", f"sys/policies/acl/{namespace}")
+    bao_server.api("DELETE", f"sys/policies/acl/{namespace}")
     account = tenant.wait_condition(
         admin,
         namespace,
@@ -91,32 +83,38 @@ def test_wrap_rotate_revoke_recover(admin: client.ApiClient, namespace: str, bao
     )
     assert "Kubernetes-auth role" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
 
-    bao.grant(policy=namespace, key=key)
+    bao_server.grant(policy=namespace, key=key)
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
 
 
-def test_deletable_key_is_refused(admin: client.ApiClient, namespace: str, bao: openbao.OpenBao) -> None:
-    key = _vault(admin, namespace, bao)
-    bao.api("POST", f"transit/keys/{key}/config", {"deletion_allowed": True})
+def test_deletable_key_is_refused(
+    admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
+) -> None:
+    key = _vault(admin, namespace, bao_server)
+    bao_server.api("POST", f"transit/keys/{key}/config", {"deletion_allowed": True})
     tenant.account(admin, namespace, "studio", key="key")
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="SoftDeleteDisabled")
     assert account["status"]["state"] == "Error"
 
 
-def test_ec_transit_key_is_unsupported(admin: client.ApiClient, namespace: str, bao: openbao.OpenBao) -> None:
-    _vault(admin, namespace, bao, key_type="ecdsa-p256")
+def test_ec_transit_key_is_unsupported(
+    admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
+) -> None:
+    _vault(admin, namespace, bao_server, key_type="ecdsa-p256")
     tenant.account(admin, namespace, "studio", key="key")
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="KeyUnsupported")
     assert "EC key" in helpers.condition(account, "Ready")["message"]  # type: ignore[index]
 
 
-def test_deleted_key_locks_the_account(admin: client.ApiClient, namespace: str, bao: openbao.OpenBao) -> None:
-    key = _vault(admin, namespace, bao)
+def test_deleted_key_locks_the_account(
+    admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
+) -> None:
+    key = _vault(admin, namespace, bao_server)
     tenant.account(admin, namespace, "studio", key="key")
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
-    bao.api("POST", f"transit/keys/{key}/config", {"deletion_allowed": True})
-    bao.api("DELETE", f"transit/keys/{key}")
+    bao_server.api("POST", f"transit/keys/{key}/config", {"deletion_allowed": True})
+    bao_server.api("DELETE", f"transit/keys/{key}")
     tenant.wait_condition(
         admin,
         namespace,

@@ -74,10 +74,10 @@ class OpenBaoKeyProvider(base.KeyProvider):
         data = await self._key(key_name)
         facts = _KEY_TYPES.get(str(data.get("type")), rsa.KeyFacts(str(data.get("type")), 0))
         lowest = int(data.get("min_decryption_version") or 1)
-        return [
-            base.KeyVersion(key_name, str(v), facts, int(v) >= lowest)
-            for v in sorted((data.get("keys") or {}), key=int)
-        ]
+        latest = int(data.get("latest_version") or max(map(int, data.get("keys") or {"0": None})))
+        # Versions below min_decryption_version are archived and no longer listed under "keys":
+        # they still exist (raising the minimum again brings them back), so report them disabled.
+        return [base.KeyVersion(key_name, str(v), facts, v >= lowest) for v in range(1, latest + 1)]
 
     async def wrap(self, key: base.KeyVersion, plaintext: bytes) -> base.Wrapped:
         body = {"plaintext": base64.b64encode(plaintext).decode(), "key_version": int(key.version)}
