@@ -22,6 +22,11 @@ PROVIDER_CALLS = Histogram(
     ["provider", "operation", "outcome"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+VAULT_REQUESTS = Counter(
+    "vaop_vault_requests_total",
+    "HTTP requests sent to remote vaults, by provider and endpoint (login, keys, encrypt, decrypt, rewrap).",
+    ["provider", "endpoint"],
+)
 ROTATIONS = Counter("vaop_key_rotations_total", "Account keys re-wrapped onto another key version.")
 REWRAP_SECONDS = Histogram(
     "vaop_rewrap_duration_seconds",

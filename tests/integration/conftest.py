@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.integration import openbao, softhsm
-from vaop.devcluster import cluster, environment
+from tests.integration import softhsm
+from vaop.devcluster import cluster, environment, openbao
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

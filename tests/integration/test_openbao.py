@@ -8,10 +8,11 @@ import pytest
 from kubernetes import client
 
 from tests import helpers
-from tests.integration import openbao, tenant
+from tests.integration import tenant
 from tests.integration.conftest import CHECK_INTERVAL
 from vaop import labels
 from vaop.crypto import envelope
+from vaop.devcluster import openbao
 
 WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10
 pytestmark = pytest.mark.usefixtures("operator")

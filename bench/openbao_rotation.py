@@ -1,0 +1,126 @@
+"""Re-wrap N accounts on an OpenBao transit key after `rotate`: the time, and the calls to OpenBao.
+
+Calls are counted by the operator's own counter of HTTP requests to vaults
+(vaop_vault_requests_total{provider="openbao"}), read from its /metrics before and after the
+rotation (OpenBao 2 allows audit devices only from its config file, not the dev server's API).
+The floor beside it: N bare transit `rewrap` calls from one client against the same server.
+
+    .venv/bin/python -m bench.openbao_rotation --accounts 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from bench import harness
+from vaop import models
+from vaop.devcluster import openbao
+
+
+def _vault_requests(metrics_url: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:  # noqa: S310 (our loopback URL)
+        for line in response.read().decode().splitlines():
+            match = re.match(
+                r'vaop_vault_requests_total\{endpoint="([^"]+)",provider="openbao"\} (\S+)', line
+            )
+            if match:
+                counts[match[1]] = int(float(match[2]))
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--accounts", type=int, default=200)
+    args = parser.parse_args()
+    count = args.accounts
+    workdir = Path(tempfile.mkdtemp(prefix="vaop-bench-"))
+    with harness.environment_running(workdir) as (plane, api, operator):
+        bao = openbao.start(plane, api)
+        ns = harness.namespace(api, "bao")
+        client.CoreV1Api(api).create_namespaced_service_account(
+            ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="tenant"))
+        )
+        bao.api("POST", "transit/keys/kek", {"type": "rsa-2048"})
+        bao.grant(policy="tenant", key="kek")
+        bao.role(name="tenant", namespace=ns, service_account="tenant", policy="tenant")
+        custom = client.CustomObjectsApi(api)
+        vault = {"region": "westeurope", "provider": {"openbao": {"address": bao.address, "role": "tenant"}}}
+        for kind, plural, name, spec in [
+            ("KeyVault", "keyvaults", "vault", vault),
+            ("CustomerKey", "customerkeys", "key", {"vaultRef": {"name": "vault"}, "keyName": "kek"}),
+        ]:
+            body = {"apiVersion": models.API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
+            custom.create_namespaced_custom_object(models.GROUP, models.VERSION, ns, plural, body)
+
+        def create(i: int) -> None:
+            encryption = {
+                "type": "CustomerKey",
+                "keyRef": {"name": "key"},
+                "identity": {"serviceAccountName": "tenant"},
+            }
+            body: dict[str, Any] = {
+                "apiVersion": models.API_VERSION,
+                "kind": "VideoAnalyzerAccount",
+                "metadata": {"name": f"acct-{i:05d}"},
+                "spec": {"region": "westeurope", "encryption": encryption},
+            }
+            custom.create_namespaced_custom_object(
+                models.GROUP, models.VERSION, ns, "videoanalyzeraccounts", body
+            )
+
+        def on(version: str) -> bool:
+            items = harness.accounts(api, ns)
+            return len(items) == count and all(
+                (i.get("status", {}).get("accountKey") or {}).get("wrappedBy", {}).get("keyVersion")
+                == version
+                for i in items
+            )
+
+        harness.parallel(list(range(count)), create)
+        harness.wait_until(lambda: on("1"), timeout=1800)
+        time.sleep(1)
+        before = _vault_requests(operator.metrics_url)
+
+        def detected() -> bool:
+            key = custom.get_namespaced_custom_object(models.GROUP, models.VERSION, ns, "customerkeys", "key")
+            return bool(key.get("status", {}).get("currentVersion") == "2")
+
+        started = time.perf_counter()
+        bao.api("POST", "transit/keys/kek/rotate")
+        harness.wait_until(detected, timeout=600, interval=0.1)
+        detection = time.perf_counter() - started
+        harness.wait_until(lambda: on("2"), timeout=1800)
+        rotation = time.perf_counter() - started - detection
+        calls = _vault_requests(operator.metrics_url)
+        calls.subtract(before)
+        # Floor: the same number of bare rewraps by one client with the root token.
+        ciphertext = bao.api(
+            "POST", "transit/encrypt/kek", {"plaintext": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
+        )["data"]["ciphertext"]
+        floor = harness.timed(
+            lambda: [bao.api("POST", "transit/rewrap/kek", {"ciphertext": ciphertext}) for _ in range(count)]
+        )
+        bao.popen.terminate()
+    print(f"accounts: {count} on one OpenBao transit key (rsa-2048), one identity")
+    print(f"detection of the new version (polling: interval 30 s with jitter): {detection:.1f} s")
+    print(f"re-wrap after detection, until all on v2: {rotation:.1f} s ({count / rotation:.1f} accounts/s)")
+    print(f"calls OpenBao received during the rotation: {sum(calls.values())}")
+    for path, number in calls.most_common():
+        print(f"  {path}: {number}")
+    print(
+        f"floor: {count} bare transit rewraps from one client: {floor:.1f} s; ratio {rotation / floor:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
