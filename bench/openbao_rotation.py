@@ -45,7 +45,7 @@ def main() -> None:
     count = args.accounts
     workdir = Path(tempfile.mkdtemp(prefix="vaop-bench-"))
     with harness.environment_running(workdir) as (plane, api, operator):
-        bao = openbao.start(plane, api)
+        bao = openbao.start(plane, api, workdir / "openbao")
         ns = harness.namespace(api, "bao")
         client.CoreV1Api(api).create_namespaced_service_account(
             ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="tenant"))
@@ -110,7 +110,7 @@ def main() -> None:
         floor = harness.timed(
             lambda: [bao.api("POST", "transit/rewrap/kek", {"ciphertext": ciphertext}) for _ in range(count)]
         )
-        bao.popen.terminate()
+        bao.stop()
     print(f"accounts: {count} on one OpenBao transit key (rsa-2048), one identity")
     print(f"detection of the new version (polling: interval 30 s with jitter): {detection:.1f} s")
     print(f"re-wrap after detection, until all on v2: {rotation:.1f} s ({count / rotation:.1f} accounts/s)")

@@ -82,12 +82,13 @@ def softhsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bao_server(control_plane: cluster.ControlPlane, admin: client.ApiClient) -> Iterator[openbao.OpenBao]:
-    """A real OpenBao dev server for the session, with transit and Kubernetes auth configured."""
-    server = openbao.start(control_plane, admin)
+def bao_server(
+    control_plane: cluster.ControlPlane, admin: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[openbao.OpenBao]:
+    """A real OpenBao server for the session, with transit and Kubernetes auth configured."""
+    server = openbao.start(control_plane, admin, tmp_path_factory.mktemp("openbao"))
     yield server
-    server.popen.terminate()
-    server.popen.wait(timeout=20)
+    server.stop()
 
 
 @pytest.fixture(scope="session")

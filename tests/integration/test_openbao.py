@@ -9,7 +9,7 @@ from kubernetes import client
 
 from tests import helpers
 from tests.integration import tenant
-from tests.integration.conftest import CHECK_INTERVAL
+from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD
 from vaop import labels
 from vaop.crypto import envelope
 from vaop.devcluster import openbao
@@ -125,3 +125,40 @@ def test_deleted_key_locks_the_account(
         reason="KeyNotFound",
         timeout=WITHIN_ONE_INTERVAL,
     )
+
+
+def test_server_stopped_past_the_grace_period_locks_and_restart_recovers(
+    admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
+) -> None:
+    """A real unreachable endpoint: the server process is stopped (connections refused), then restarted."""
+    _vault(admin, namespace, bao_server)
+    tenant.account(admin, namespace, "studio", key="key")
+    kcv = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")["status"]["accountKey"][
+        "keyCheckValue"
+    ]
+    bao_server.stop()
+    try:
+        degraded = tenant.wait_condition(
+            admin,
+            namespace,
+            "studio",
+            "VaultDegraded",
+            "True",
+            reason="VaultUnreachable",
+            timeout=WITHIN_ONE_INTERVAL,
+        )
+        assert degraded["status"]["state"] == "Active"  # within the grace period nothing is locked
+        account = tenant.wait_condition(
+            admin,
+            namespace,
+            "studio",
+            "KeyInaccessible",
+            "True",
+            reason="VaultUnreachable",
+            timeout=GRACE_PERIOD + WITHIN_ONE_INTERVAL,
+        )
+        assert account["status"]["state"] == "KeyInaccessible"
+    finally:
+        bao_server.start()
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv

