@@ -87,3 +87,45 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
         if time.monotonic() > deadline:
             raise TimeoutError("benchmark did not converge")
         time.sleep(interval)
+
+
+def customer_key_setup(api: client.ApiClient, ns: str, vault_spec: dict[str, Any], key_name: str) -> None:
+    """KeyVault "vault" and CustomerKey "key" in ``ns``."""
+    custom = client.CustomObjectsApi(api)
+    for kind, plural, name, spec in [
+        ("KeyVault", "keyvaults", "vault", vault_spec),
+        ("CustomerKey", "customerkeys", "key", {"vaultRef": {"name": "vault"}, "keyName": key_name}),
+    ]:
+        body = {"apiVersion": models.API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
+        custom.create_namespaced_custom_object(models.GROUP, models.VERSION, ns, plural, body)
+
+
+def create_customer_key_accounts(api: client.ApiClient, ns: str, count: int, *, identity: str) -> None:
+    """``count`` accounts on CustomerKey "key", all acting as one ServiceAccount (one vault pair)."""
+    custom = client.CustomObjectsApi(api)
+    encryption = {
+        "type": "CustomerKey",
+        "keyRef": {"name": "key"},
+        "identity": {"serviceAccountName": identity},
+    }
+
+    def create(i: int) -> None:
+        body: dict[str, Any] = {
+            "apiVersion": models.API_VERSION,
+            "kind": "VideoAnalyzerAccount",
+            "metadata": {"name": f"acct-{i:05d}"},
+            "spec": {"region": "westeurope", "encryption": encryption},
+        }
+        custom.create_namespaced_custom_object(
+            models.GROUP, models.VERSION, ns, "videoanalyzeraccounts", body
+        )
+
+    parallel(list(range(count)), create)
+
+
+def all_wrapped_by(api: client.ApiClient, ns: str, count: int, version: str) -> bool:
+    items = accounts(api, ns)
+    return len(items) == count and all(
+        (i.get("status", {}).get("accountKey") or {}).get("wrappedBy", {}).get("keyVersion") == version
+        for i in items
+    )

@@ -17,7 +17,6 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client
 
@@ -55,38 +54,12 @@ def main() -> None:
         bao.role(name="tenant", namespace=ns, service_account="tenant", policy="tenant")
         custom = client.CustomObjectsApi(api)
         vault = {"region": "westeurope", "provider": {"openbao": {"address": bao.address, "role": "tenant"}}}
-        for kind, plural, name, spec in [
-            ("KeyVault", "keyvaults", "vault", vault),
-            ("CustomerKey", "customerkeys", "key", {"vaultRef": {"name": "vault"}, "keyName": "kek"}),
-        ]:
-            body = {"apiVersion": models.API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
-            custom.create_namespaced_custom_object(models.GROUP, models.VERSION, ns, plural, body)
-
-        def create(i: int) -> None:
-            encryption = {
-                "type": "CustomerKey",
-                "keyRef": {"name": "key"},
-                "identity": {"serviceAccountName": "tenant"},
-            }
-            body: dict[str, Any] = {
-                "apiVersion": models.API_VERSION,
-                "kind": "VideoAnalyzerAccount",
-                "metadata": {"name": f"acct-{i:05d}"},
-                "spec": {"region": "westeurope", "encryption": encryption},
-            }
-            custom.create_namespaced_custom_object(
-                models.GROUP, models.VERSION, ns, "videoanalyzeraccounts", body
-            )
+        harness.customer_key_setup(api, ns, vault, "kek")
 
         def on(version: str) -> bool:
-            items = harness.accounts(api, ns)
-            return len(items) == count and all(
-                (i.get("status", {}).get("accountKey") or {}).get("wrappedBy", {}).get("keyVersion")
-                == version
-                for i in items
-            )
+            return harness.all_wrapped_by(api, ns, count, version)
 
-        harness.parallel(list(range(count)), create)
+        harness.create_customer_key_accounts(api, ns, count, identity="tenant")
         harness.wait_until(lambda: on("1"), timeout=1800)
         time.sleep(1)
         before = _vault_requests(operator.metrics_url)

@@ -14,14 +14,12 @@ import base64
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from kubernetes import client
 
 from bench import harness
-from vaop import models
 from vaop.crypto import envelope, rsa
 from vaop.providers import kubernetes as kubernetes_provider
 
@@ -73,13 +71,7 @@ def main() -> None:
             "region": "westeurope",
             "provider": {"kubernetes": {"softDelete": True, "purgeProtection": True}},
         }
-        custom = client.CustomObjectsApi(api)
-        for kind, plural, name, spec in [
-            ("KeyVault", "keyvaults", "vault", vault),
-            ("CustomerKey", "customerkeys", "key", {"vaultRef": {"name": "vault"}, "keyName": "kek"}),
-        ]:
-            body = {"apiVersion": models.API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
-            custom.create_namespaced_custom_object(models.GROUP, models.VERSION, ns, plural, body)
+        harness.customer_key_setup(api, ns, vault, "kek")
         core.create_namespaced_service_account(
             ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="tenant"))
         )
@@ -101,32 +93,11 @@ def main() -> None:
         )
         _put_version(core, ns, 1, _pem(args.bits))
 
-        def create(i: int) -> None:
-            encryption = {
-                "type": "CustomerKey",
-                "keyRef": {"name": "key"},
-                "identity": {"serviceAccountName": "tenant"},
-            }
-            body: dict[str, Any] = {
-                "apiVersion": models.API_VERSION,
-                "kind": "VideoAnalyzerAccount",
-                "metadata": {"name": f"acct-{i:05d}"},
-                "spec": {"region": "westeurope", "encryption": encryption},
-            }
-            custom.create_namespaced_custom_object(
-                models.GROUP, models.VERSION, ns, "videoanalyzeraccounts", body
-            )
-
         def on(version: str) -> bool:
-            items = harness.accounts(api, ns)
-            return len(items) == count and all(
-                (i.get("status", {}).get("accountKey") or {}).get("wrappedBy", {}).get("keyVersion")
-                == version
-                for i in items
-            )
+            return harness.all_wrapped_by(api, ns, count, version)
 
         def provision() -> None:
-            harness.parallel(list(range(count)), create)
+            harness.create_customer_key_accounts(api, ns, count, identity="tenant")
             harness.wait_until(lambda: on("1"), timeout=3600)
 
         def rotate() -> None:

@@ -119,3 +119,12 @@ def namespace(admin: client.ApiClient) -> Iterator[str]:
     client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     client.CoreV1Api(admin).delete_namespace(name)
+
+
+@pytest.fixture
+def keys_namespace(admin: client.ApiClient) -> Iterator[str]:
+    """The tenant's separate namespace for key Secrets (the kubernetes provider's "vault")."""
+    name = f"keys-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    client.CoreV1Api(admin).delete_namespace(name)

@@ -7,8 +7,6 @@ import base64
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,15 +25,6 @@ from vaop.crypto import rsa as rsa_wrap
 from vaop.devcluster import cluster, environment
 
 pytestmark = pytest.mark.usefixtures("operator")
-
-
-@pytest.fixture
-def keys_namespace(admin: client.ApiClient) -> Iterator[str]:
-    """The tenant's separate namespace for key Secrets (the kubernetes provider's 'vault')."""
-    name = f"keys-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    client.CoreV1Api(admin).delete_namespace(name)
 
 
 def _secret(admin: client.ApiClient, namespace: str, name: str) -> client.V1Secret:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
@@ -21,14 +20,6 @@ kind: VideoAnalyzerAccount
 metadata: {{name: new, namespace: {namespace}}}
 spec: {{region: westeurope, encryption: {{type: CustomerKey, keyRef: {{name: far-key}}}}}}
 """
-
-
-@pytest.fixture
-def keys_namespace(admin: client.ApiClient) -> Iterator[str]:
-    name = f"keys-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    client.CoreV1Api(admin).delete_namespace(name)
 
 
 def _locked_account(admin: client.ApiClient, namespace: str, keys_namespace: str, name: str) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import random
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,14 +17,6 @@ from tests.integration.test_account_keys import _open
 from vaop.crypto import envelope
 
 WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10  # the bound: one interval plus 10 s
-
-
-@pytest.fixture
-def keys_namespace(admin: client.ApiClient) -> Iterator[str]:
-    name = f"keys-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    client.CoreV1Api(admin).delete_namespace(name)
 
 
 def _byok(

@@ -36,16 +36,7 @@ def _hsm_vault(admin: client.ApiClient, namespace: str, label: str) -> None:
             ],
         ),
     )
-    rbac.create_namespaced_role_binding(
-        namespace,
-        client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name="read-pin"),
-            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-pin"),
-            subjects=[
-                client.RbacV1Subject(kind="ServiceAccount", name="studio-identity", namespace=namespace)
-            ],
-        ),
-    )
+    _grant_pin(admin, namespace)
     block = {
         "module": softhsm.MODULE,
         "tokenLabel": softhsm.TOKEN,
@@ -55,6 +46,20 @@ def _hsm_vault(admin: client.ApiClient, namespace: str, label: str) -> None:
         admin, namespace, "KeyVault", "hsm", {"region": "westeurope", "provider": {"pkcs11": block}}
     )
     tenant.make_key(admin, namespace, "key", vault="hsm", key_name=label)
+
+
+def _grant_pin(admin: client.ApiClient, namespace: str) -> None:
+    """The access grant: studio-identity may read the PIN Secret."""
+    client.RbacAuthorizationV1Api(admin).create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="read-pin"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-pin"),
+            subjects=[
+                client.RbacV1Subject(kind="ServiceAccount", name="studio-identity", namespace=namespace)
+            ],
+        ),
+    )
 
 
 def _label() -> str:
@@ -106,16 +111,7 @@ def test_wrap_rotate_revoke_recover(admin: client.ApiClient, namespace: str) -> 
     )
     assert "hsm-pin" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
 
-    client.RbacAuthorizationV1Api(admin).create_namespaced_role_binding(
-        namespace,
-        client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name="read-pin"),
-            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-pin"),
-            subjects=[
-                client.RbacV1Subject(kind="ServiceAccount", name="studio-identity", namespace=namespace)
-            ],
-        ),
-    )
+    _grant_pin(admin, namespace)
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
 

@@ -81,3 +81,16 @@ def test_lost_key_is_an_error_that_says_how_to_restore() -> None:
     assert outcome.state is AccountState.ERROR
     assert outcome.account_key is None  # the record of the old key is kept
     assert "restore the Secret" in _by_type(outcome)["Ready"].message
+
+
+def test_transient_failure_keeps_a_locked_account_locked() -> None:
+    outcome = domain.outcome_key_problem(
+        reason="VaultUnreachable",
+        message="timeout",
+        definitive=False,
+        inaccessible=False,
+        current=CUSTOMER,
+        locked=True,
+    )
+    assert outcome.state is AccountState.KEY_INACCESSIBLE
+    assert _by_type(outcome)["VaultDegraded"].status == "True"

@@ -95,17 +95,28 @@ def outcome_wrapped(wrapper: envelope.InnerKeyRef, account_key: dict[str, Any]) 
 
 
 def outcome_key_problem(
-    *, reason: str, message: str, definitive: bool, inaccessible: bool, current: envelope.InnerKeyRef | None
+    *,
+    reason: str,
+    message: str,
+    definitive: bool,
+    inaccessible: bool,
+    current: envelope.InnerKeyRef | None,
+    locked: bool = False,
 ) -> Outcome:
     """The target key cannot be used.
 
     ``inaccessible``: the reason means the key is gone or refused (not a configuration problem).
+    ``locked``: the account is KeyInaccessible already.
     The account is locked (KeyInaccessible) only when the key that is unusable is the one its key is
     wrapped by now, or when it has no key yet; an account asked to move onto a bad key keeps its
     current wrap and stays usable.
     """
     if not definitive:
-        state = AccountState.PROVISIONING if current is None else AccountState.ACTIVE
+        # A flaky vault proves nothing either way: a locked account stays locked until a check succeeds.
+        if locked:
+            state = AccountState.KEY_INACCESSIBLE
+        else:
+            state = AccountState.PROVISIONING if current is None else AccountState.ACTIVE
         return Outcome(
             state,
             [

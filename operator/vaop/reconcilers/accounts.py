@@ -238,6 +238,7 @@ class AccountReconciler:
             definitive=problem.definitive,
             inaccessible=inaccessible,
             current=current.inner if current else None,
+            locked=account.status.get("state") == models.AccountState.KEY_INACCESSIBLE.value,
         )
 
     @staticmethod

@@ -15,6 +15,7 @@ with the answer and only those that must change are enqueued for the account con
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -135,17 +136,25 @@ class KeyMonitor:
     # ---- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Sweep every pair once per interval; in between, check at once what watches flag.
+
+        The sweep has its own deadline, so a stream of watch-triggered checks never postpones it.
+        """
+        next_sweep = time.monotonic() + self._next_interval()
         while True:
-            # Jitter spreads the checks of many operators (or restarts) over the interval.
-            timeout = self._interval * random.uniform(0.9, 1.1)  # noqa: S311 (not for security)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-                pairs = set(self._due)
-            except TimeoutError:
-                pairs = self.pairs()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_sweep - time.monotonic()))
+            pairs = set(self._due)
             self._wake.clear()
             self._due.clear()
+            if time.monotonic() >= next_sweep:
+                pairs = self.pairs()
+                next_sweep = time.monotonic() + self._next_interval()
             await asyncio.gather(*(self._check_pair(pair) for pair in pairs))
+
+    def _next_interval(self) -> float:
+        # Jitter spreads the checks of many operators (or restarts) over the interval.
+        return self._interval * random.uniform(0.9, 1.1)  # noqa: S311 (not for security)
 
     def pairs(self) -> set[Pair]:
         return set(self._members)
