@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from tests import helpers
 from tests.integration.conftest import Kubectl
 from vaop.devcluster import binaries
 
@@ -150,3 +151,21 @@ def test_encryption_defaults_to_system_key(kubectl: Kubectl, namespace: str) -> 
     _apply(kubectl, namespace, ACCOUNT.format(name="a", spec="{region: westeurope}"), check=True)
     account = json.loads(kubectl("get", "vaa", "a", "-n", namespace, "-o", "json").stdout)
     assert account["spec"]["encryption"] == {"type": "SystemKey"}
+
+
+def test_key_vault_status_shows_provider_and_protection(
+    kubectl: Kubectl, namespace: str, operator: object
+) -> None:
+    manifest = VAULT.format(
+        spec="{region: westeurope, provider: {kubernetes: {softDelete: true, purgeProtection: true}}}"
+    )
+    _apply(kubectl, namespace, manifest, check=True)
+
+    def status() -> dict[str, object] | None:
+        vault = json.loads(kubectl("get", "kv", "v", "-n", namespace, "-o", "json").stdout)
+        return vault.get("status") if vault.get("status", {}).get("conditions") else None
+
+    shown = helpers.eventually(status)
+    assert (shown["provider"], shown["softDelete"], shown["purgeProtection"]) == ("kubernetes", True, True)
+    row = kubectl("get", "kv", "v", "-n", namespace).stdout.splitlines()[1].split()
+    assert row[1:6] == ["kubernetes", "westeurope", "true", "true", "True"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import conditions
+from .. import conditions, models
 from ..conditions import Condition, Reason
 from ..providers import base
 
@@ -46,3 +46,33 @@ def customer_key_status(
             f"of {version.facts.size} bits.",
         ),
     }
+
+
+def key_vault_status(
+    spec: models.KeyVaultSpec, *, available: frozenset[str], generation: int | None, previous: Any
+) -> dict[str, Any]:
+    """What a KeyVault's status says from its spec alone (the vault is reached only as account identities)."""
+    provider = spec.provider.name
+    status: dict[str, Any] = {"provider": provider, "observedGeneration": generation}
+    if spec.provider.kubernetes is not None:
+        # This provider cannot observe them: the owner declares them, and accounts check the declaration.
+        status["softDelete"] = spec.provider.kubernetes.soft_delete
+        status["purgeProtection"] = spec.provider.kubernetes.purge_protection
+    if provider not in available:
+        ready = Condition(
+            conditions.READY,
+            "False",
+            Reason.PROVIDER_UNAVAILABLE,
+            f"The {provider} provider is not in this operator version; "
+            f"available: {', '.join(sorted(available))}.",
+        )
+    else:
+        ready = Condition(
+            conditions.READY,
+            "True",
+            Reason.VALID,
+            f"Configured for the {provider} provider. Access and key properties are checked per key, "
+            "as the identities of the accounts that use them.",
+        )
+    status["conditions"] = conditions.merge(previous, [ready], generation=generation)
+    return status

@@ -6,7 +6,8 @@ from typing import Any
 
 import kopf
 
-from .. import models
+from .. import models, providers
+from ..domain import keys as keys_domain
 
 
 def _recheck_namespace(namespace: str, memo: kopf.Memo, customer_key_accounts: kopf.Index[str, str]) -> None:
@@ -38,3 +39,19 @@ async def key_vault_event(
 def _spec_changed(body: kopf.Body) -> bool:
     status = body.get("status") or {}
     return status.get("observedGeneration") != body.metadata.get("generation")
+
+
+@kopf.on.resume(models.GROUP, models.VERSION, "keyvaults")
+@kopf.on.create(models.GROUP, models.VERSION, "keyvaults")
+@kopf.on.update(models.GROUP, models.VERSION, "keyvaults", field="spec")
+async def key_vault_status(
+    spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any
+) -> None:
+    patch.status.update(
+        keys_domain.key_vault_status(
+            models.KeyVaultSpec.parse(dict(spec)),
+            available=providers.available(),
+            generation=meta.get("generation"),
+            previous=status.get("conditions"),
+        )
+    )

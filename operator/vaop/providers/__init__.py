@@ -83,6 +83,11 @@ async def _pkcs11(
 _FACTORIES: dict[str, Factory] = {"kubernetes": _kubernetes, "openbao": _openbao, "pkcs11": _pkcs11}
 
 
+def available() -> frozenset[str]:
+    """Names of the providers this operator version has."""
+    return frozenset(_FACTORIES)
+
+
 async def connect(
     spec: models.KeyVaultSpec, *, namespace: str, name: str, api: client.ApiClient, identity: str
 ) -> base.KeyProvider:
