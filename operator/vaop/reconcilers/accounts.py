@@ -25,6 +25,13 @@ from ..providers import base
 logger = logging.getLogger(__name__)
 
 
+def owner_reference(name: str, uid: str) -> client.V1OwnerReference:
+    """Owned by the account: garbage collection removes what the account owns when it is deleted."""
+    return client.V1OwnerReference(
+        api_version=models.API_VERSION, kind="VideoAnalyzerAccount", name=name, uid=uid, controller=True
+    )
+
+
 class Retry(Exception):
     """Something changed underneath (a write conflict, a transient API error): reconcile again soon."""
 
@@ -290,15 +297,7 @@ class AccountReconciler:
                     labels.ANNOTATION_KEY_CHECK_VALUE: kcv,
                     labels.ANNOTATION_WRAPPED_AT: wrapped_at,
                 },
-                owner_references=[
-                    client.V1OwnerReference(
-                        api_version=models.API_VERSION,
-                        kind="VideoAnalyzerAccount",
-                        name=account.context.name,
-                        uid=account.uid,
-                        controller=True,
-                    )
-                ],
+                owner_references=[owner_reference(account.context.name, account.uid)],
             ),
             type=labels.ACCOUNT_KEY_SECRET_TYPE,
             data={labels.ENVELOPE_DATA_KEY: base64.b64encode(envelope.encode(sealed)).decode()},

@@ -225,7 +225,7 @@ class AccountController:
             metadata=client.V1ObjectMeta(
                 name=models.identity_name(meta["name"], spec),
                 labels={**labels.MANAGED, labels.ACCOUNT: meta["name"]},
-                owner_references=[_owner(body)],
+                owner_references=[accounts.owner_reference(meta["name"], meta["uid"])],
             )
         )
         try:
@@ -354,17 +354,6 @@ def _pair(context: wrapping.AccountContext) -> monitor.Pair | None:
     if context.spec.encryption.type is not models.EncryptionType.CUSTOMER_KEY or key_ref is None:
         return None
     return monitor.Pair(context.namespace, context.identity.name, key_ref.name, context.spec.region)
-
-
-def _owner(body: dict[str, Any]) -> client.V1OwnerReference:
-    meta = body["metadata"]
-    return client.V1OwnerReference(
-        api_version=models.API_VERSION,
-        kind="VideoAnalyzerAccount",
-        name=meta["name"],
-        uid=meta["uid"],
-        controller=True,
-    )
 
 
 def _reference(body: dict[str, Any]) -> client.V1ObjectReference:
