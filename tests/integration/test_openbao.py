@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -10,9 +11,11 @@ from kubernetes import client
 from tests import helpers
 from tests.integration import tenant
 from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD
-from vaop import labels
+from vaop import labels, metrics
 from vaop.crypto import envelope
 from vaop.devcluster import openbao
+from vaop.providers import base
+from vaop.providers import openbao as openbao_provider
 
 WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10
 pytestmark = pytest.mark.usefixtures("operator")
@@ -162,3 +165,43 @@ def test_server_stopped_past_the_grace_period_locks_and_restart_recovers(
         bao_server.start()
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
+
+
+async def test_concurrent_rewraps_are_batched(
+    admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
+) -> None:
+    """A rotation re-wraps many accounts at once: OpenBao gets them as a few batch_input requests."""
+    key = f"kek-{namespace}"
+    bao_server.api("POST", f"transit/keys/{key}", {"type": "rsa-2048"})
+    bao_server.grant(policy=namespace, key=key)
+    client.CoreV1Api(admin).create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="studio-identity"))
+    )
+    bao_server.role(name=namespace, namespace=namespace, service_account="studio-identity", policy=namespace)
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+    )
+    token = client.CoreV1Api(admin).create_namespaced_service_account_token(
+        "studio-identity", namespace, request
+    )
+    provider = openbao_provider.OpenBaoKeyProvider(
+        address=bao_server.address,
+        transit_mount="transit",
+        auth_mount="kubernetes",
+        role=namespace,
+        service_account_token=token.status.token,
+        identity="studio-identity",
+    )
+    v1 = await provider.resolve(key, None)
+    account_keys = [envelope.new_account_key() for _ in range(40)]
+    wrapped = [await provider.wrap(v1, k) for k in account_keys]
+    bao_server.api("POST", f"transit/keys/{key}/rotate")
+    v2 = base.KeyVersion(key, "2", v1.facts, True)
+    before = metrics.VAULT_REQUESTS.labels("openbao", "rewrap")._value.get()
+    rewrapped = await asyncio.gather(*(provider.rewrap(v2, w.ciphertext) for w in wrapped))
+    sent = metrics.VAULT_REQUESTS.labels("openbao", "rewrap")._value.get() - before
+    assert sent <= 2, sent
+    for account_key, result in zip(account_keys, rewrapped, strict=True):
+        assert result is not None and result.ciphertext.startswith(b"vault:v2:")
+        assert await provider.unwrap(key, "2", result.ciphertext, algorithm=result.algorithm) == account_key
+    await provider.close()

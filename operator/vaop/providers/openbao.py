@@ -3,7 +3,8 @@
 The account's identity logs in with the Kubernetes auth method (its ServiceAccount token, checked
 by OpenBao with a TokenReview), so the vault's own policies decide access. Wrap and unwrap are
 transit encrypt and decrypt; moving an account key to a newer version of the same key uses transit
-``rewrap``, so no plaintext account key leaves the vault during a rotation.
+``rewrap`` (batched with ``batch_input``), so no plaintext account key leaves the vault during a
+rotation and a rotation of many accounts costs few requests.
 
 Reported: key type and size from the transit key type; a version is enabled when it is at or above
 ``min_decryption_version``; ``deletion_allowed: false`` gives purge protection and soft-delete (a
@@ -12,6 +13,7 @@ key that cannot be deleted cannot be lost); a soft-deleted key is not found.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
 import time
@@ -36,6 +38,10 @@ _KEY_TYPES = {
     "chacha20-poly1305": rsa.KeyFacts("oct", 256),
 }
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
+_BATCH_WINDOW = 0.02  # seconds a rewrap waits for others of the same key version
+_BATCH_MAX = 128
+# Rewraps waiting to be sent, per (address, transit mount, key, version, vault token).
+_rewraps: dict[tuple[str, str, str, int, str], list[tuple[str, asyncio.Future[str]]]] = {}
 # Vault tokens per (address, auth mount, role, ServiceAccount token): one login per identity and lease.
 _tokens: dict[tuple[str, str, str, str], tuple[str, float]] = {}
 
@@ -95,9 +101,47 @@ class OpenBaoKeyProvider(base.KeyProvider):
         return base64.b64decode(data["plaintext"])
 
     async def rewrap(self, key: base.KeyVersion, ciphertext: bytes) -> base.Wrapped | None:
-        body = {"ciphertext": ciphertext.decode(), "key_version": int(key.version)}
-        data = await self._call("POST", f"{self._transit}/rewrap/{key.name}", body, key_name=key.name)
-        return base.Wrapped(str(data["ciphertext"]).encode(), rsa.RSA_OAEP_256, key.version)
+        """Joins a batch: rewraps of one key version arriving within a few milliseconds (a rotation
+        re-wraps many accounts at once) go to OpenBao as one transit ``batch_input`` request."""
+        token = await self._login()
+        batch = (self._address, self._transit, key.name, int(key.version), token)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        waiting = _rewraps.setdefault(batch, [])
+        waiting.append((ciphertext.decode(), future))
+        if len(waiting) == 1:
+            asyncio.get_running_loop().call_later(
+                _BATCH_WINDOW, lambda: asyncio.ensure_future(self._flush(batch))
+            )
+        elif len(waiting) >= _BATCH_MAX:
+            await self._flush(batch)
+        return base.Wrapped((await future).encode(), rsa.RSA_OAEP_256, key.version)
+
+    async def _flush(self, batch: tuple[str, str, str, int, str]) -> None:
+        waiting = _rewraps.pop(batch, [])
+        if not waiting:
+            return
+        _, transit, key_name, version, _ = batch
+        body = {"key_version": version, "batch_input": [{"ciphertext": text} for text, _ in waiting]}
+        try:
+            data = await self._call("POST", f"{transit}/rewrap/{key_name}", body, key_name=key_name)
+        except base.ProviderError as error:
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        results = data.get("batch_results") or []
+        for (_, future), result in zip(waiting, results, strict=False):
+            if future.done():
+                continue
+            if result.get("error") or not result.get("ciphertext"):
+                future.set_exception(base.UnwrapFailed(f"OpenBao could not rewrap: {result.get('error')}"))
+            else:
+                future.set_result(str(result["ciphertext"]))
+        for _, future in waiting[len(results) :]:
+            if not future.done():
+                future.set_exception(
+                    base.UnwrapFailed("OpenBao answered fewer batch results than it was sent")
+                )
 
     async def close(self) -> None:
         if self._session is not None:
