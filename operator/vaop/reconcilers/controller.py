@@ -108,7 +108,13 @@ class AccountController:
                 result.outcome.conditions[0].reason,
                 grace_expired,
             )
-        await self._write_status(body, result.outcome)
+        try:
+            await self._write_status(body, result.outcome)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            self._forget(key)  # deleted while it was being reconciled: nothing left to report on
+            return None
         if result.key_report is not None:
             await self._report_key(namespace, result.key_report)
         for reason, message in result.events:
