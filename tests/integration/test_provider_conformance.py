@@ -7,6 +7,7 @@ identity with or without the access grant; the tests only use the provider inter
 from __future__ import annotations
 
 import abc
+import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator
@@ -273,3 +274,18 @@ async def test_disabled_version_is_skipped_or_refused(harness: Harness) -> None:
     with pytest.raises(base.KeyDisabled):
         await provider.resolve("kek", "1")
     await provider.close()
+
+
+async def test_concurrent_calls_do_not_trip_over_each_other(harness: Harness) -> None:
+    """Many accounts check and unwrap at once (PKCS#11 keeps one login per process and token)."""
+    harness.add_rsa("kek", 1, 2048)
+    providers = [await harness.provider(granted=True) for _ in range(8)]
+    key = await providers[0].resolve("kek", None)
+    wrapped = await providers[0].wrap(key, b"k" * 32)
+    opened = await asyncio.gather(
+        *(p.unwrap("kek", key.version, wrapped.ciphertext, algorithm=wrapped.algorithm) for p in providers),
+        *(p.resolve("kek", None) for p in providers),
+    )
+    assert opened[: len(providers)] == [b"k" * 32] * len(providers)
+    for provider in providers:
+        await provider.close()

@@ -7,13 +7,14 @@ whose CKA_DECRYPT is false is disabled. Wrapping uses RSA-OAEP with SHA-256 wher
 and SHA-1 otherwise (SoftHSM2 2.6 supports only SHA-1): the envelope records which. A key that
 cannot be destroyed (CKA_DESTROYABLE false) counts as soft-delete and purge protected.
 
-PKCS#11 calls block, so each runs in a worker thread.
+PKCS#11 calls block, so each runs in a worker thread, one at a time per module (login is per process).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,6 +35,14 @@ _OAEP = {
 @functools.lru_cache(maxsize=8)
 def _library(module: str) -> pkcs11.lib:
     return pkcs11.lib(module)
+
+
+@functools.lru_cache(maxsize=8)
+def _module_lock(module: str) -> threading.Lock:
+    """PKCS#11 login state is per process and token, shared by all its sessions (a second C_Login
+    fails, closing one session logs all out), and slot look-ups are not safe from many threads:
+    one caller at a time per module."""
+    return threading.Lock()
 
 
 class Pkcs11KeyProvider(base.KeyProvider):
@@ -129,7 +138,11 @@ class Pkcs11KeyProvider(base.KeyProvider):
         return await self._run(decrypt)
 
     async def _run(self, work: Callable[[Any], T]) -> T:
-        return await asyncio.to_thread(self._in_session, work)
+        return await asyncio.to_thread(self._locked, work)
+
+    def _locked(self, work: Callable[[Any], T]) -> T:
+        with _module_lock(self._module):
+            return self._in_session(work)
 
     def _in_session(self, work: Callable[[Any], T]) -> T:
         try:
