@@ -26,13 +26,13 @@ TOKEN_SECONDS = 600  # the shortest lifetime the TokenRequest API grants
 _RENEW_AFTER = 0.8
 
 
-async def load_configuration() -> client.Configuration:
-    """In-cluster configuration when running in a pod, else $KUBECONFIG / ~/.kube/config."""
+async def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
+    """``kubeconfig`` if given; else in-cluster configuration in a pod, else $KUBECONFIG / ~/.kube/config."""
     configuration = client.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config(client_configuration=configuration)
     else:
-        await config.load_kube_config(client_configuration=configuration)
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     return configuration
 
 

@@ -71,6 +71,7 @@ OperatorProcess = environment.OperatorProcess
 # Short intervals so lifecycle tests run in seconds; the defaults are 30 s and 5 min.
 CHECK_INTERVAL = 3.0
 GRACE_PERIOD = 15.0
+WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10  # the issues' bound for detection: one interval plus 10 s
 
 
 @pytest.fixture(scope="session")
@@ -113,18 +114,20 @@ def operator(
         print(process.log())
 
 
-@pytest.fixture
-def namespace(admin: client.ApiClient) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
+def _fresh_namespace(admin: client.ApiClient, prefix: str) -> Iterator[str]:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     client.CoreV1Api(admin).delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(admin: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace per test: the tenant's."""
+    yield from _fresh_namespace(admin, "t")
 
 
 @pytest.fixture
 def keys_namespace(admin: client.ApiClient) -> Iterator[str]:
     """The tenant's separate namespace for key Secrets (the kubernetes provider's "vault")."""
-    name = f"keys-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    client.CoreV1Api(admin).delete_namespace(name)
+    yield from _fresh_namespace(admin, "keys")

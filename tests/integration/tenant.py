@@ -146,6 +146,13 @@ def wait_condition(
     return helpers.eventually(probe, timeout=timeout)
 
 
+def wait_locked(
+    admin: client.ApiClient, namespace: str, name: str, reason: str, *, timeout: float = 30
+) -> dict[str, Any]:
+    """Wait until the account is KeyInaccessible for ``reason``."""
+    return wait_condition(admin, namespace, name, "KeyInaccessible", "True", reason=reason, timeout=timeout)
+
+
 def audit_events(audit_log: Path, *, since: float, users: set[str]) -> Iterator[dict[str, Any]]:
     """Requests made by ``users`` after ``since`` (a time.time()), from the apiserver's audit log."""
     with audit_log.open() as handle:

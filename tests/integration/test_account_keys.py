@@ -14,12 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from kubernetes import client
 from kubernetes_asyncio import client as aclient
-from kubernetes_asyncio import config as aconfig
 
 from tests import helpers
 from tests.integration import tenant
 from tests.integration.conftest import CHECK_INTERVAL, Kubectl, OperatorProcess
-from vaop import labels, platformkeys
+from vaop import kubeclient, labels, platformkeys
 from vaop.crypto import envelope
 from vaop.crypto import rsa as rsa_wrap
 from vaop.devcluster import cluster, environment
@@ -320,10 +319,7 @@ def test_platform_keys_are_made_once_and_never_reminted(
 
     # Platform keys looked for where there are none, while account keys exist: refused, nothing minted.
     async def load_where_there_are_none() -> None:
-        configuration = aclient.Configuration()
-        await aconfig.load_kube_config(
-            config_file=str(control_plane.admin_kubeconfig), client_configuration=configuration
-        )
+        configuration = await kubeclient.load_configuration(str(control_plane.admin_kubeconfig))
         async with aclient.ApiClient(configuration) as api:
             await platformkeys.load_or_create(api, namespace)
 

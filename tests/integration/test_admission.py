@@ -11,9 +11,8 @@ from kubernetes import client
 
 from tests import helpers
 from tests.integration import tenant
-from tests.integration.conftest import CHECK_INTERVAL, Kubectl, OperatorProcess
+from tests.integration.conftest import WITHIN_ONE_INTERVAL, Kubectl, OperatorProcess
 
-WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10
 ACCOUNT_ON_FAR_KEY = """
 apiVersion: videoanalyzer.io/v1alpha1
 kind: VideoAnalyzerAccount
@@ -34,9 +33,7 @@ def _locked_account(admin: client.ApiClient, namespace: str, keys_namespace: str
     client.RbacAuthorizationV1Api(admin).delete_namespaced_role_binding(
         f"read-keys-{name}-identity", keys_namespace
     )
-    tenant.wait_condition(
-        admin, namespace, name, "KeyInaccessible", "True", reason="AccessDenied", timeout=WITHIN_ONE_INTERVAL
-    )
+    tenant.wait_locked(admin, namespace, name, "AccessDenied", timeout=WITHIN_ONE_INTERVAL)
 
 
 def _denied(result: object, *words: str) -> None:
@@ -90,15 +87,7 @@ def test_inaccessible_account_allows_only_get_list_delete(
 
     # Delete always completes, also while locked.
     tenant.account(admin, namespace, "other", key="key")
-    tenant.wait_condition(
-        admin,
-        namespace,
-        "other",
-        "KeyInaccessible",
-        "True",
-        reason="AccessDenied",
-        timeout=WITHIN_ONE_INTERVAL,
-    )
+    tenant.wait_locked(admin, namespace, "other", "AccessDenied", timeout=WITHIN_ONE_INTERVAL)
     kubectl("delete", "vaa", "other", *ns, "--timeout=60s")
 
 

@@ -12,11 +12,9 @@ from kubernetes import client
 
 from tests import helpers
 from tests.integration import tenant
-from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD, OperatorProcess
+from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD, WITHIN_ONE_INTERVAL, OperatorProcess
 from tests.integration.test_account_keys import _open
 from vaop.crypto import envelope
-
-WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10  # the bound: one interval plus 10 s
 
 
 def _byok(
@@ -87,15 +85,7 @@ def test_revoked_access_locks_the_account_and_restored_access_recovers_it(
     kcv = _kcv(admin, namespace, "studio")
     rbac = client.RbacAuthorizationV1Api(admin)
     rbac.delete_namespaced_role_binding("read-keys-studio-identity", keys_namespace)
-    account = tenant.wait_condition(
-        admin,
-        namespace,
-        "studio",
-        "KeyInaccessible",
-        "True",
-        reason="AccessDenied",
-        timeout=WITHIN_ONE_INTERVAL,
-    )
+    account = tenant.wait_locked(admin, namespace, "studio", "AccessDenied", timeout=WITHIN_ONE_INTERVAL)
     assert account["status"]["state"] == "KeyInaccessible"
     assert helpers.condition(account, "Ready")["reason"] == "AccessDenied"  # type: ignore[index]
 
@@ -131,9 +121,7 @@ def test_each_revocation_gives_its_reason(
             "videoanalyzer.io", "v1alpha1", namespace, "keyvaults", "vault"
         )
         expected = "VaultNotFound"
-    account = tenant.wait_condition(
-        admin, namespace, "studio", "KeyInaccessible", "True", reason=expected, timeout=WITHIN_ONE_INTERVAL
-    )
+    account = tenant.wait_locked(admin, namespace, "studio", expected, timeout=WITHIN_ONE_INTERVAL)
     assert account["status"]["state"] == "KeyInaccessible"
 
 
@@ -165,14 +153,8 @@ def test_transient_fault_shorter_than_grace_changes_nothing_and_longer_one_locks
 
     operator.fail_vault(namespace, "vault", failing=True)
     try:
-        account = tenant.wait_condition(
-            admin,
-            namespace,
-            "studio",
-            "KeyInaccessible",
-            "True",
-            reason="VaultUnreachable",
-            timeout=GRACE_PERIOD + WITHIN_ONE_INTERVAL,
+        account = tenant.wait_locked(
+            admin, namespace, "studio", "VaultUnreachable", timeout=GRACE_PERIOD + WITHIN_ONE_INTERVAL
         )
         assert "grace period" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
     finally:

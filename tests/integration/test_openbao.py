@@ -10,14 +10,13 @@ from kubernetes import client
 
 from tests import helpers
 from tests.integration import tenant
-from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD
+from tests.integration.conftest import GRACE_PERIOD, WITHIN_ONE_INTERVAL
 from vaop import labels, metrics
 from vaop.crypto import envelope
 from vaop.devcluster import openbao
 from vaop.providers import base
 from vaop.providers import openbao as openbao_provider
 
-WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10
 pytestmark = pytest.mark.usefixtures("operator")
 
 
@@ -76,15 +75,7 @@ def test_wrap_rotate_revoke_recover(
     assert sealed.inner.key_version == "2"
 
     bao_server.api("DELETE", f"sys/policies/acl/{namespace}")
-    account = tenant.wait_condition(
-        admin,
-        namespace,
-        "studio",
-        "KeyInaccessible",
-        "True",
-        reason="AccessDenied",
-        timeout=WITHIN_ONE_INTERVAL,
-    )
+    account = tenant.wait_locked(admin, namespace, "studio", "AccessDenied", timeout=WITHIN_ONE_INTERVAL)
     assert "Kubernetes-auth role" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
 
     bao_server.grant(policy=namespace, key=key)
@@ -119,15 +110,7 @@ def test_deleted_key_locks_the_account(
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     bao_server.api("POST", f"transit/keys/{key}/config", {"deletion_allowed": True})
     bao_server.api("DELETE", f"transit/keys/{key}")
-    tenant.wait_condition(
-        admin,
-        namespace,
-        "studio",
-        "KeyInaccessible",
-        "True",
-        reason="KeyNotFound",
-        timeout=WITHIN_ONE_INTERVAL,
-    )
+    tenant.wait_locked(admin, namespace, "studio", "KeyNotFound", timeout=WITHIN_ONE_INTERVAL)
 
 
 def test_server_stopped_past_the_grace_period_locks_and_restart_recovers(
@@ -151,14 +134,8 @@ def test_server_stopped_past_the_grace_period_locks_and_restart_recovers(
             timeout=WITHIN_ONE_INTERVAL,
         )
         assert degraded["status"]["state"] == "Active"  # within the grace period nothing is locked
-        account = tenant.wait_condition(
-            admin,
-            namespace,
-            "studio",
-            "KeyInaccessible",
-            "True",
-            reason="VaultUnreachable",
-            timeout=GRACE_PERIOD + WITHIN_ONE_INTERVAL,
+        account = tenant.wait_locked(
+            admin, namespace, "studio", "VaultUnreachable", timeout=GRACE_PERIOD + WITHIN_ONE_INTERVAL
         )
         assert account["status"]["state"] == "KeyInaccessible"
     finally:

@@ -10,11 +10,10 @@ from typing import Any
 import yaml
 from kubernetes import client
 from kubernetes_asyncio import client as aclient
-from kubernetes_asyncio import config as aconfig
 
 from tests import helpers
 from tests.integration.conftest import Kubectl, OperatorProcess
-from vaop import pki
+from vaop import kubeclient, pki
 from vaop.admission import tls
 from vaop.devcluster import cluster, environment
 
@@ -109,10 +108,7 @@ def test_webhook_takes_a_cert_manager_secret(
     )
 
     async def load() -> tuple[pki.KeyPair, pki.KeyPair]:
-        configuration = aclient.Configuration()
-        await aconfig.load_kube_config(
-            config_file=str(control_plane.admin_kubeconfig), client_configuration=configuration
-        )
+        configuration = await kubeclient.load_configuration(str(control_plane.admin_kubeconfig))
         async with aclient.ApiClient(configuration) as api:
             return await tls.load_external(api, namespace=namespace, name="webhook-tls")
 

@@ -10,11 +10,10 @@ from kubernetes import client
 
 from tests import helpers
 from tests.integration import softhsm, tenant
-from tests.integration.conftest import CHECK_INTERVAL
+from tests.integration.conftest import WITHIN_ONE_INTERVAL
 from vaop import labels
 from vaop.crypto import envelope
 
-WITHIN_ONE_INTERVAL = CHECK_INTERVAL + 10
 pytestmark = pytest.mark.usefixtures("operator")
 
 
@@ -100,15 +99,7 @@ def test_wrap_rotate_revoke_recover(admin: client.ApiClient, namespace: str) -> 
     )
 
     client.RbacAuthorizationV1Api(admin).delete_namespaced_role_binding("read-pin", namespace)
-    account = tenant.wait_condition(
-        admin,
-        namespace,
-        "studio",
-        "KeyInaccessible",
-        "True",
-        reason="AccessDenied",
-        timeout=WITHIN_ONE_INTERVAL,
-    )
+    account = tenant.wait_locked(admin, namespace, "studio", "AccessDenied", timeout=WITHIN_ONE_INTERVAL)
     assert "hsm-pin" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
 
     _grant_pin(admin, namespace)

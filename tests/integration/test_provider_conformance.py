@@ -16,7 +16,6 @@ import pkcs11
 import pytest
 from kubernetes import client
 from kubernetes_asyncio import client as aclient
-from kubernetes_asyncio import config as aconfig
 from pkcs11 import Attribute, ObjectClass
 
 from tests.integration import softhsm, tenant
@@ -197,10 +196,7 @@ async def harness(
     namespace: str,
     control_plane: cluster.ControlPlane,
 ) -> AsyncIterator[Harness]:
-    configuration = aclient.Configuration()
-    await aconfig.load_kube_config(
-        config_file=str(control_plane.admin_kubeconfig), client_configuration=configuration
-    )
+    configuration = await kubeclient.load_configuration(str(control_plane.admin_kubeconfig))
     async with aclient.ApiClient(configuration) as api:
         made: Harness
         if request.param == "kubernetes":
