@@ -72,15 +72,17 @@ class Identities:
     def __init__(self, api: client.ApiClient, base: client.Configuration) -> None:
         self._core = client.CoreV1Api(api)
         self._base = base
-        self._tokens: dict[ServiceAccountRef, tuple[str, float]] = {}
+        self._tokens: dict[tuple[ServiceAccountRef, tuple[str, ...]], tuple[str, float]] = {}
         self._clients: dict[ServiceAccountRef, tuple[str, client.ApiClient]] = {}
-        self._locks: dict[ServiceAccountRef, asyncio.Lock] = {}
+        self._locks: dict[tuple[ServiceAccountRef, tuple[str, ...]], asyncio.Lock] = {}
 
     async def token(self, account: ServiceAccountRef, *, audiences: list[str] | None = None) -> str:
-        lock = self._locks.setdefault(account, asyncio.Lock())
+        """A token of ``account`` for ``audiences`` (default: the apiserver's), cached until renewal."""
+        cache_key = (account, tuple(audiences or ()))
+        lock = self._locks.setdefault(cache_key, asyncio.Lock())
         async with lock:
-            cached = self._tokens.get(account)
-            if cached and time.monotonic() < cached[1] and audiences is None:
+            cached = self._tokens.get(cache_key)
+            if cached and time.monotonic() < cached[1]:
                 return cached[0]
             request = client.AuthenticationV1TokenRequest(
                 spec=client.V1TokenRequestSpec(audiences=audiences or [], expiration_seconds=TOKEN_SECONDS)
@@ -97,8 +99,7 @@ class Identities:
                     f"cannot get a token for {account}: {error.status} {error.reason}", transient=transient
                 ) from None
             token: str = response.status.token
-            if audiences is None:
-                self._tokens[account] = (token, time.monotonic() + TOKEN_SECONDS * _RENEW_AFTER)
+            self._tokens[cache_key] = (token, time.monotonic() + TOKEN_SECONDS * _RENEW_AFTER)
             return token
 
     async def client_for(self, account: ServiceAccountRef) -> client.ApiClient:
@@ -118,9 +119,6 @@ class Identities:
         for _, api in self._clients.values():
             await api.close()
         self._clients.clear()
-
-    def forget(self, account: ServiceAccountRef) -> None:
-        self._tokens.pop(account, None)
 
 
 async def list_and_watch(

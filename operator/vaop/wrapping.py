@@ -9,6 +9,7 @@ provider that can open an existing envelope. A session closes the identity clien
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -197,9 +198,23 @@ class Session:
             raise KeyProblem(reason, str(error)) from None
         try:
             provider = await providers.connect(
-                vault, namespace=account.namespace, name=vault_name, api=api, identity=str(identity)
+                vault,
+                namespace=account.namespace,
+                name=vault_name,
+                identity=providers.Identity(str(identity), api, self._token_for(identity)),
             )
         except base.ProviderError as error:
             raise KeyProblem.from_provider(error) from None
         self._providers[(vault_name, identity)] = provider
         return provider
+
+    def _token_for(self, identity: kubeclient.ServiceAccountRef) -> Callable[[str], Awaitable[str]]:
+        async def token(audience: str) -> str:
+            try:
+                return await self._identities.token(identity, audiences=[audience])
+            except kubeclient.IdentityError as error:
+                if error.transient:
+                    raise base.TransientError(str(error)) from None
+                raise base.AccessDenied(str(error)) from None
+
+        return token

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.integration import softhsm
+from tests.integration import azure_stand_in, softhsm
 from vaop.devcluster import cluster, environment, openbao
 
 
@@ -90,6 +90,16 @@ def bao_server(
     server = openbao.start(control_plane, admin, tmp_path_factory.mktemp("openbao"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def azure_vault(
+    admin: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[azure_stand_in.AzureKeyVault]:
+    """The Azure Key Vault stand-in (no emulator can be installed here: see its module)."""
+    vault = azure_stand_in.start(admin, tmp_path_factory.mktemp("azure"))
+    yield vault
+    vault.stop()
 
 
 @pytest.fixture(scope="session")

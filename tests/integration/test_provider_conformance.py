@@ -18,10 +18,11 @@ from kubernetes import client
 from kubernetes_asyncio import client as aclient
 from pkcs11 import Attribute, ObjectClass
 
-from tests.integration import softhsm, tenant
+from tests.integration import azure_stand_in, softhsm, tenant
 from vaop import kubeclient
 from vaop.crypto import envelope, rsa
 from vaop.devcluster import cluster, openbao
+from vaop.providers import azure as azure_provider
 from vaop.providers import base
 from vaop.providers import kubernetes as kubernetes_provider
 from vaop.providers import openbao as openbao_provider
@@ -163,6 +164,93 @@ class Pkcs11Harness(Harness):
         return _Prefixed(inner, self.prefix)
 
 
+class AzureHarness(KubernetesHarness):
+    """Versions are opaque ids in Azure: the harness maps the suite's 1, 2, ... to them."""
+
+    def __init__(
+        self,
+        admin: client.ApiClient,
+        namespace: str,
+        api: aclient.ApiClient,
+        vault: azure_stand_in.AzureKeyVault,
+    ) -> None:
+        super().__init__(admin, namespace, api)
+        self.vault = vault
+        self.apps = {
+            granted: vault.register_app(f"system:serviceaccount:{namespace}:{granted}")
+            for granted in ("granted", "denied")
+        }
+        self.numbered: dict[tuple[str, int], str] = {}
+        vault.assign(self.apps["granted"])
+
+    def _add(self, key: str, version: int, **kind: object) -> None:
+        name = f"{self.namespace}-{key}"
+        self.numbered[(key, version)] = self.vault.add_version(name, **kind)  # type: ignore[arg-type]
+
+    def add_rsa(self, key: str, version: int, bits: int) -> None:
+        self._add(key, version, size=bits)
+
+    def add_ec(self, key: str, version: int) -> None:
+        self._add(key, version, key_type="EC")
+
+    def disable(self, key: str, version: int) -> None:
+        self.vault.update(f"{self.namespace}-{key}", self.numbered[(key, version)], enabled=False)
+
+    async def provider(self, *, granted: bool) -> base.KeyProvider:
+        identity = kubeclient.ServiceAccountRef(self.namespace, "granted" if granted else "denied")
+        client_id = self.apps["granted" if granted else "denied"]
+        connection = await azure_provider.connection(
+            vault_url=self.vault.vault_url,
+            tenant_id=self.vault.tenant_id,
+            client_id=client_id,
+            authority=self.vault.authority,
+            ca_bundle=self.vault.ca_pem,
+            identity=str(identity),
+            service_account_token=await self.identities.token(
+                identity, audiences=[azure_provider.TOKEN_AUDIENCE]
+            ),
+        )
+        inner = azure_provider.AzureKeyVaultProvider(
+            connection, vault_url=self.vault.vault_url, client_id=client_id, identity=str(identity)
+        )
+        return _Numbered(_Prefixed(inner, f"{self.namespace}-"), self.numbered)
+
+
+class _Numbered(base.KeyProvider):
+    """Shows Azure's opaque version ids as the suite's numbers (and back)."""
+
+    def __init__(self, inner: base.KeyProvider, numbered: dict[tuple[str, int], str]) -> None:
+        self._inner, self.name = inner, inner.name
+        self._numbered = numbered
+
+    def _number(self, key: str, version: str) -> str:
+        return next((str(n) for (k, n), v in self._numbered.items() if k == key and v == version), version)
+
+    def _opaque(self, key: str, version: str) -> str:
+        return self._numbered.get((key, int(version)), version) if version.isdigit() else version
+
+    async def protection(self, key_name: str) -> base.VaultProperties:
+        return await self._inner.protection(key_name)
+
+    async def versions(self, key_name: str) -> list[base.KeyVersion]:
+        return [
+            base.KeyVersion(key_name, self._number(key_name, v.version), v.facts, v.enabled)
+            for v in await self._inner.versions(key_name)
+        ]
+
+    async def wrap(self, key: base.KeyVersion, plaintext: bytes) -> base.Wrapped:
+        opaque = base.KeyVersion(key.name, self._opaque(key.name, key.version), key.facts, key.enabled)
+        return await self._inner.wrap(opaque, plaintext)
+
+    async def unwrap(self, key_name: str, version: str, ciphertext: bytes, *, algorithm: str) -> bytes:
+        return await self._inner.unwrap(
+            key_name, self._opaque(key_name, version), ciphertext, algorithm=algorithm
+        )
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 class _Prefixed(base.KeyProvider):
     """Keeps the tests' key names short while each test's keys stay apart in a shared vault."""
 
@@ -189,7 +277,7 @@ class _Prefixed(base.KeyProvider):
         await self._inner.close()
 
 
-@pytest.fixture(params=["kubernetes", "openbao", "pkcs11"])
+@pytest.fixture(params=["kubernetes", "openbao", "pkcs11", "azureKeyVault"])
 async def harness(
     request: pytest.FixtureRequest,
     admin: client.ApiClient,
@@ -203,6 +291,8 @@ async def harness(
             made = KubernetesHarness(admin, namespace, api)
         elif request.param == "openbao":
             made = OpenBaoHarness(admin, namespace, api, request.getfixturevalue("bao_server"))
+        elif request.param == "azureKeyVault":
+            made = AzureHarness(admin, namespace, api, request.getfixturevalue("azure_vault"))
         else:
             made = Pkcs11Harness(namespace)
         yield made

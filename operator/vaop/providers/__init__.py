@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -16,57 +17,62 @@ from .. import conditions, models
 from . import base, faults, instrumented, openbao
 from . import kubernetes as kubernetes_provider
 
-Factory = Callable[[models.KeyVaultSpec, str, client.ApiClient, str], Awaitable[base.KeyProvider]]
+
+@dataclass(frozen=True)
+class Identity:
+    """The account's identity as providers use it: the Kubernetes API as that ServiceAccount, and
+    tokens of it for other audiences (which vaults exchange for their own credentials)."""
+
+    name: str  # system:serviceaccount:<namespace>:<name>, for messages
+    api: client.ApiClient
+    token: Callable[[str], Awaitable[str]]  # audience -> ServiceAccount token
 
 
-async def _kubernetes(
-    spec: models.KeyVaultSpec, namespace: str, api: client.ApiClient, identity: str
-) -> base.KeyProvider:
+Factory = Callable[[models.KeyVaultSpec, str, Identity], Awaitable[base.KeyProvider]]
+
+
+async def _kubernetes(spec: models.KeyVaultSpec, namespace: str, identity: Identity) -> base.KeyProvider:
     block = spec.provider.kubernetes
     assert block is not None
     return kubernetes_provider.KubernetesKeyProvider(
-        api,
+        identity.api,
         namespace=block.namespace or namespace,
-        identity=identity,
+        identity=identity.name,
         soft_delete=block.soft_delete,
         purge_protection=block.purge_protection,
     )
 
 
-async def _openbao(
-    spec: models.KeyVaultSpec, namespace: str, api: client.ApiClient, identity: str
-) -> base.KeyProvider:
+async def _openbao(spec: models.KeyVaultSpec, namespace: str, identity: Identity) -> base.KeyProvider:
     block = spec.provider.openbao
     assert block is not None
     # The identity's API client carries its ServiceAccount token: OpenBao's Kubernetes auth takes it.
-    token = str(api.configuration.api_key["BearerToken"]).removeprefix("Bearer ")
+    token = str(identity.api.configuration.api_key["BearerToken"]).removeprefix("Bearer ")
     return openbao.OpenBaoKeyProvider(
         address=block.address,
         transit_mount=block.transit_mount,
         auth_mount=block.auth_mount,
         role=block.role,
         service_account_token=token,
-        identity=identity,
+        identity=identity.name,
         ca_bundle=block.ca_bundle,
     )
 
 
-async def _pkcs11(
-    spec: models.KeyVaultSpec, namespace: str, api: client.ApiClient, identity: str
-) -> base.KeyProvider:
+async def _pkcs11(spec: models.KeyVaultSpec, namespace: str, identity: Identity) -> base.KeyProvider:
     block = spec.provider.pkcs11
     assert block is not None
     ref = block.pin_secret_ref
     # The PIN is read as the account's identity: RBAC on this Secret is the access grant.
     try:
-        secret = await client.CoreV1Api(api).read_namespaced_secret(ref.name, namespace)
+        secret = await client.CoreV1Api(identity.api).read_namespaced_secret(ref.name, namespace)
     except ApiException as error:
         if error.status == 404:
             raise base.AccessDenied(f"the token PIN Secret {namespace}/{ref.name} does not exist") from None
         if error.status in (401, 403):
             raise base.AccessDenied(
-                f"{identity} may not read the token PIN (Secret {namespace}/{ref.name}): create a Role "
-                f"allowing get on that Secret and a RoleBinding of it to {identity}"
+                f"{identity.name} may not read the token PIN (Secret {namespace}/{ref.name}): create a Role "
+                f"allowing get on that Secret and a RoleBinding of it to {identity.name}"
             ) from None
         raise base.TransientError(f"reading the PIN Secret failed: {error.status} {error.reason}") from None
     encoded = (secret.data or {}).get(ref.key)
@@ -76,11 +82,35 @@ async def _pkcs11(
     from . import pkcs11  # imported on use: it loads a native library
 
     return pkcs11.Pkcs11KeyProvider(
-        module=block.module, token_label=block.token_label, pin=pin, identity=identity
+        module=block.module, token_label=block.token_label, pin=pin, identity=identity.name
     )
 
 
-_FACTORIES: dict[str, Factory] = {"kubernetes": _kubernetes, "openbao": _openbao, "pkcs11": _pkcs11}
+async def _azure_key_vault(spec: models.KeyVaultSpec, namespace: str, identity: Identity) -> base.KeyProvider:
+    block = spec.provider.azure_key_vault
+    assert block is not None
+    from . import azure  # imported on use: the Azure SDK is large
+
+    connection = await azure.connection(
+        vault_url=block.vault_url,
+        tenant_id=block.tenant_id,
+        client_id=block.client_id,
+        authority=block.authority_host,
+        ca_bundle=block.ca_bundle,
+        identity=identity.name,
+        service_account_token=await identity.token(azure.TOKEN_AUDIENCE),
+    )
+    return azure.AzureKeyVaultProvider(
+        connection, vault_url=block.vault_url, client_id=block.client_id, identity=identity.name
+    )
+
+
+_FACTORIES: dict[str, Factory] = {
+    "kubernetes": _kubernetes,
+    "openbao": _openbao,
+    "pkcs11": _pkcs11,
+    "azureKeyVault": _azure_key_vault,
+}
 
 
 def available() -> frozenset[str]:
@@ -89,13 +119,10 @@ def available() -> frozenset[str]:
 
 
 async def connect(
-    spec: models.KeyVaultSpec, *, namespace: str, name: str, api: client.ApiClient, identity: str
+    spec: models.KeyVaultSpec, *, namespace: str, name: str, identity: Identity
 ) -> base.KeyProvider:
-    """A provider for the vault described by ``spec`` (a KeyVault in ``namespace``), acting as ``identity``.
-
-    ``api`` is a Kubernetes API client authenticated as that identity: the kubernetes provider calls
-    the API with it, others exchange its token for the vault's own credentials.
-    """
+    """A provider for the vault described by ``spec`` (a KeyVault in ``namespace``), acting as ``identity``:
+    the kubernetes provider calls the API as it, others exchange its tokens for the vault's credentials."""
     factory = _FACTORIES.get(spec.provider.name)
     if factory is None:
         raise base.DefinitiveError(
@@ -103,7 +130,5 @@ async def connect(
             f"available: {', '.join(sorted(_FACTORIES))}",
             reason=conditions.Reason.PROVIDER_UNAVAILABLE,
         )
-    provider = faults.wrap_if_enabled(
-        await factory(spec, namespace, api, identity), vault=f"{namespace}/{name}"
-    )
+    provider = faults.wrap_if_enabled(await factory(spec, namespace, identity), vault=f"{namespace}/{name}")
     return instrumented.Instrumented(provider)

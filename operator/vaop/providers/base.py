@@ -72,6 +72,7 @@ class KeyVersion:
     version: str
     facts: rsa.KeyFacts
     enabled: bool
+    why_disabled: str = ""  # what the vault says beyond "disabled" (an expiry date, say), if anything
 
 
 @dataclass(frozen=True)
@@ -110,10 +111,16 @@ class KeyProvider(abc.ABC):
         else:
             enabled = [v for v in versions if v.enabled]
             if not enabled:
-                raise KeyDisabled(f"every version of key {key_name!r} is disabled")
+                why = (
+                    f" (the newest {versions[-1].why_disabled})"
+                    if versions and versions[-1].why_disabled
+                    else ""
+                )
+                raise KeyDisabled(f"every version of key {key_name!r} is disabled{why}")
             found = enabled[-1]
         if not found.enabled:
-            raise KeyDisabled(f"version {found.version} of key {key_name!r} is disabled")
+            why = f" ({found.why_disabled})" if found.why_disabled else ""
+            raise KeyDisabled(f"version {found.version} of key {key_name!r} is disabled{why}")
         problem = rsa.unsupported_reason(found.facts)
         if problem:
             raise KeyUnsupported(f"key {key_name!r} version {found.version} cannot be used: {problem}")
