@@ -2,10 +2,11 @@
 
 No Key Vault emulator could be installed from this project's registries (Lowkey Vault's server is not
 served from Maven Central here, only its client libraries), so the azureKeyVault provider is tested
-against this server instead. Its exchanges follow the Azure REST reference and requests recorded
-against the real service (see tests/fixtures/azure/), and ``tests/unit/test_azure_recordings.py``
-checks them against those recordings; the provider talks to it through the real azure-keyvault-keys
-and azure-identity packages, over TLS.
+against this server instead. Its exchanges follow the Azure REST reference and requests the Azure SDKs
+recorded against the real service, written down in tests/fixtures/azure/recorded.json:
+``tests/unit/test_azure_recordings.py`` replays those to the provider, and ``test_azure_key_vault.py``
+checks that this server answers in the same shapes. The provider talks to it through the real
+azure-keyvault-keys and azure-identity packages, over TLS.
 
 What is real: RSA keys and OAEP unwrapping (``cryptography``), the challenge-based sign-in the SDK
 performs, and the federated credential check: the ServiceAccount token is verified by a TokenReview

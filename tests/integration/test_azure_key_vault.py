@@ -8,14 +8,22 @@ decides. See azure_stand_in for what the stand-in is and is not.
 from __future__ import annotations
 
 import base64
+import json
+import re
+import ssl
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
 
 from tests import helpers
 from tests.integration import tenant
-from tests.integration.azure_stand_in import AzureKeyVault
+from tests.integration.azure_stand_in import AUDIENCE, AzureKeyVault
 from tests.integration.conftest import WITHIN_ONE_INTERVAL
 from vaop import labels
 from vaop.crypto import envelope
@@ -164,3 +172,107 @@ def test_expired_key_locks_with_the_date(
     azure_vault.update(key, azure_vault.keys[key].versions[0].version, expires=int(time.time()) - 60)
     account = tenant.wait_locked(admin, namespace, "studio", "KeyDisabled", timeout=WITHIN_ONE_INTERVAL)
     assert "expired on" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
+
+
+RECORDED = json.loads((Path(__file__).parents[1] / "fixtures" / "azure" / "recorded.json").read_text())
+
+
+def _shape(value: Any) -> Any:
+    """Field names and JSON types, not values: what a client's parser depends on."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def _ask(
+    azure: AzureKeyVault, method: str, path: str, *, token: str = "", form: str = ""
+) -> tuple[int, Any, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if form:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    request = urllib.request.Request(
+        azure.authority + path, data=form.encode() or None, method=method, headers=headers
+    )
+    context = ssl.create_default_context(cadata=azure.ca_pem)
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, json.loads(error.read())
+
+
+def test_stand_in_answers_in_the_recorded_shapes(
+    admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
+) -> None:
+    """Keeps the stand-in honest: each answer has the status, fields and error codes Azure recorded."""
+    recorded = RECORDED["exchanges"]
+    key = f"kek-{namespace}"
+    first = azure_vault.add_version(key, size=3072)
+    azure_vault.add_version(key, size=3072)
+    subject = "studio-identity"
+    client.CoreV1Api(admin).create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=subject))
+    )
+    client_id = azure_vault.register_app(f"system:serviceaccount:{namespace}:{subject}")
+    other_id = azure_vault.register_app(f"system:serviceaccount:{namespace}:someone-else")
+    assertion = (
+        client.CoreV1Api(admin)
+        .create_namespaced_service_account_token(
+            subject,
+            namespace,
+            client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[AUDIENCE])),
+        )
+        .status.token
+    )
+    versions = f"/keys/{key}/versions?api-version=2025-07-01"
+
+    def token_form(app: str) -> str:
+        return urllib.parse.urlencode(
+            {
+                "client_id": app,
+                "grant_type": "client_credentials",
+                "scope": f"https://0.0.1:{azure_vault.port}/.default",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": assertion,
+            }
+        )
+
+    status, headers, body = _ask(azure_vault, "GET", versions)
+    assert (status, _shape(body)) == (401, _shape(recorded["challenge"]["body"]))
+    assert re.fullmatch(
+        r'Bearer authorization="[^"]+/[0-9a-f-]{36}", resource="https://[^"]+"', headers["WWW-Authenticate"]
+    )
+
+    token_path = f"/{azure_vault.tenant_id}/oauth2/v2.0/token"
+    status, _, body = _ask(azure_vault, "POST", token_path, form=token_form(other_id))
+    assert (status, _shape(body)) == (400, _shape(recorded["token_no_federated_credential"]["body"]))
+    assert body["error"] == "invalid_client" and body["error_codes"] == [70021]
+    status, _, body = _ask(azure_vault, "POST", token_path, form=token_form(client_id))
+    assert (status, _shape(body)) == (200, _shape(recorded["token"]["body"]))
+    token = body["access_token"]
+
+    status, _, body = _ask(azure_vault, "GET", versions, token=token)
+    assert (status, body["error"]["code"], body["error"]["innererror"]["code"]) == (
+        403,
+        "Forbidden",
+        "ForbiddenByRbac",
+    )
+    assert _shape(body) == _shape(recorded["versions_forbidden"]["body"])
+    azure_vault.assign(client_id, key)
+    status, _, body = _ask(azure_vault, "GET", versions, token=token)
+    assert (status, _shape(body)) == (200, _shape(recorded["versions"]["body"]))
+    status, _, body = _ask(azure_vault, "GET", f"/keys/{key}/{first}?api-version=2025-07-01", token=token)
+    recorded_key = recorded["key"]["body"]
+    assert status == 200 and _shape(body) == _shape(recorded_key)
+    azure_vault.assign(client_id)  # on the whole vault: a missing key is then "not found", not "forbidden"
+    status, _, body = _ask(
+        azure_vault, "GET", f"/keys/{key}-absent/versions?api-version=2025-07-01", token=token
+    )
+    assert (status, body["error"]["code"]) == (404, "KeyNotFound")
+    azure_vault.update(key, first, enabled=False)
+    status, _, body = _ask(
+        azure_vault, "POST", f"/keys/{key}/{first}/unwrapkey?api-version=2025-07-01", token=token
+    )
+    assert (status, _shape(body)) == (403, _shape(recorded["unwrap_disabled"]["body"]))

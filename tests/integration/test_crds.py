@@ -112,6 +112,12 @@ spec: {spec}
             "spec.provider.openbao.role: Required value",
         ),
         (
+            VAULT.format(
+                spec="{region: westeurope, provider: {azureKeyVault: {vaultURL: 'https://v.vault.azure.net/'}}}"
+            ),
+            "spec.provider.azureKeyVault.tenantID: Required value",
+        ),
+        (
             """
 apiVersion: videoanalyzer.io/v1alpha1
 kind: CustomerKey
@@ -129,6 +135,7 @@ spec: {vaultRef: {name: v, namespace: other}, keyName: kek}
         "no-provider",
         "two-providers",
         "openbao-without-role",
+        "azure-without-tenant",
         "cross-namespace-reference",
     ],
 )

@@ -1,0 +1,210 @@
+"""The azureKeyVault provider against recorded Key Vault and Entra ID exchanges (tests/fixtures/azure).
+
+A small TLS server on loopback replays the recordings, so the provider runs through the real
+azure-keyvault-keys and azure-identity packages (challenge, token exchange, paging, error parsing)
+and these tests check what it sends and what it makes of each answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from vaop import pki
+from vaop.crypto import rsa
+from vaop.devcluster import cluster
+from vaop.providers import azure, base
+
+RECORDED = json.loads((Path(__file__).parents[1] / "fixtures" / "azure" / "recorded.json").read_text())
+V1, V2 = RECORDED["versions"]
+SERVICE_ACCOUNT_TOKEN = "eyJhbGciOiJSUzI1NiJ9.service-account-token.signature"
+
+
+@dataclass
+class Replay:
+    """Serves the named recorded exchange for each kind of request; keeps what was asked."""
+
+    port: int
+    ca_pem: str
+    answers: dict[str, str] = field(default_factory=dict)
+    asked: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def answer(self, kind: str, request: web.Request, form: dict[str, str], body: str) -> web.Response:
+        self.asked.append(
+            {"kind": kind, "path": request.path, "query": dict(request.query), "form": form, "body": body}
+        )
+        if kind != "token" and not request.headers.get("Authorization", "").startswith("Bearer "):
+            name = "challenge"
+        else:
+            name = self.answers.get(kind, kind)
+        recorded = RECORDED["exchanges"][name]
+        text = json.dumps(recorded["body"])
+        headers = {k: self._fill(v) for k, v in recorded.get("headers", {}).items()}
+        return web.Response(
+            status=recorded["status"], text=self._fill(text), headers=headers, content_type="application/json"
+        )
+
+    def _fill(self, text: str) -> str:
+        return (
+            text.replace("{vault}", self.url)
+            .replace("{authority}", self.url)
+            .replace("{tenant}", RECORDED["tenant"])
+            .replace("{resource}", f"https://0.0.1:{self.port}")  # a parent domain of 127.0.0.1:<port>
+        )
+
+
+@pytest.fixture
+async def replay(tmp_path: Path) -> AsyncIterator[Replay]:
+    ca = pki.make_ca("replay-ca")
+    serving = pki.issue_serving(ca, dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+    (tmp_path / "tls.crt").write_bytes(serving.cert_pem)
+    (tmp_path / "tls.key").write_bytes(serving.key_pem)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    made = Replay(cluster.free_port(), ca.cert_pem.decode())
+
+    def route(kind: str) -> Any:
+        async def handle(request: web.Request) -> web.Response:
+            form = {k: str(v) for k, v in (await request.post()).items()} if kind == "token" else {}
+            body = await request.text() if kind != "token" else ""
+            return made.answer(kind, request, form, body)
+
+        return handle
+
+    app = web.Application()
+    app.router.add_post("/{tenant}/oauth2/v2.0/token", route("token"))
+    app.router.add_get("/keys/{name}/versions", route("versions"))
+    app.router.add_get("/keys/{name}/{version}", route("key"))
+    app.router.add_post("/keys/{name}/{version}/unwrapkey", route("unwrap"))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", made.port, ssl_context=context).start()
+    yield made
+    await runner.cleanup()
+
+
+async def _provider(replay: Replay) -> azure.AzureKeyVaultProvider:
+    identity = f"ServiceAccount tenant-a/studio-identity-{uuid.uuid4().hex[:6]}"
+    connection = await azure.connection(
+        vault_url=replay.url,
+        tenant_id=RECORDED["tenant"],
+        client_id="1b2c3d4e-0000-0000-0000-000000000000",
+        authority=replay.url,
+        ca_bundle=replay.ca_pem,
+        identity=identity,
+        service_account_token=SERVICE_ACCOUNT_TOKEN,
+    )
+    return azure.AzureKeyVaultProvider(
+        connection, vault_url=replay.url, client_id="1b2c3d4e-0000-0000-0000-000000000000", identity=identity
+    )
+
+
+async def test_signs_in_with_the_federated_token_and_reads_versions(replay: Replay) -> None:
+    provider = await _provider(replay)
+    versions = await provider.versions("account-kek")
+    assert [(v.version, v.facts, v.enabled) for v in versions] == [
+        (V1, rsa.KeyFacts("RSA-HSM", 3072), True),
+        (V2, rsa.KeyFacts("RSA-HSM", 3072), True),
+    ]
+    assert await provider.protection("account-kek") == base.VaultProperties(
+        soft_delete=True, purge_protection=True
+    )
+    assert (await provider.resolve("account-kek", None)).version == V2  # versionless: the newest
+
+    token = next(a for a in replay.asked if a["kind"] == "token")
+    assert token["path"] == f"/{RECORDED['tenant']}/oauth2/v2.0/token"
+    assert token["form"]["client_assertion"] == SERVICE_ACCOUNT_TOKEN
+    assert token["form"]["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    assert token["form"]["grant_type"] == "client_credentials"
+    assert token["form"]["scope"] == f"https://0.0.1:{replay.port}/.default"
+    assert all("api-version" in a["query"] for a in replay.asked if a["kind"] != "token")
+
+
+async def test_unwrap_sends_the_recorded_algorithm_to_the_exact_version(replay: Replay) -> None:
+    provider = await _provider(replay)
+    ciphertext = b"\x01" * 384
+    plain = await provider.unwrap("account-kek", V2, ciphertext, algorithm=rsa.RSA_OAEP_256)
+    recorded = RECORDED["exchanges"]["unwrap"]["body"]["value"]
+    assert plain == base64.urlsafe_b64decode(recorded + "=" * (-len(recorded) % 4))
+    sent = [a for a in replay.asked if a["kind"] == "unwrap" and a["body"]][-1]
+    assert sent["path"] == f"/keys/account-kek/{V2}/unwrapkey"
+    body = json.loads(sent["body"])
+    assert body["alg"] == "RSA-OAEP-256"
+    assert base64.urlsafe_b64decode(body["value"] + "=" * (-len(body["value"]) % 4)) == ciphertext
+
+
+async def test_wrap_uses_the_versions_public_key_with_oaep_sha256(replay: Replay) -> None:
+    provider = await _provider(replay)
+    key = await provider.resolve("account-kek", None)
+    wrapped = await provider.wrap(key, b"k" * 32)
+    assert (wrapped.algorithm, wrapped.version, len(wrapped.ciphertext)) == (rsa.RSA_OAEP_256, V2, 384)
+
+
+@pytest.mark.parametrize(
+    ("recording", "protection"),
+    [("versions", (True, True)), ("versions_purgeable", (True, False))],
+)
+async def test_recovery_level_gives_soft_delete_and_purge_protection(
+    replay: Replay, recording: str, protection: tuple[bool, bool]
+) -> None:
+    replay.answers["versions"] = recording
+    properties = await (await _provider(replay)).protection("account-kek")
+    assert (properties.soft_delete, properties.purge_protection) == protection
+
+
+async def test_expired_version_is_disabled_with_its_date(replay: Replay) -> None:
+    replay.answers["versions"] = "versions_expired"
+    with pytest.raises(base.KeyDisabled, match="expired on 2025-11-29"):
+        await (await _provider(replay)).resolve("account-kek", None)
+
+
+@pytest.mark.parametrize(
+    ("kind", "recording", "error", "says"),
+    [
+        ("versions", "versions_forbidden", base.AccessDenied, "Key Vault Crypto Service Encryption User"),
+        ("versions", "versions_not_found", base.KeyNotFound, "does not exist"),
+        ("versions", "versions_throttled", base.TransientError, "429"),
+        ("token", "token_no_federated_credential", base.AccessDenied, "AADSTS70021"),
+        ("unwrap", "unwrap_disabled", base.KeyDisabled, "enable it"),
+    ],
+)
+async def test_vault_answers_become_reasons(
+    replay: Replay, kind: str, recording: str, error: type[base.ProviderError], says: str
+) -> None:
+    replay.answers[kind] = recording
+    provider = await _provider(replay)
+    with pytest.raises(error, match=says) as raised:
+        if kind == "unwrap":
+            await provider.unwrap("account-kek", V2, b"\x01" * 384, algorithm=rsa.RSA_OAEP_256)
+        else:
+            await provider.versions("account-kek")
+    assert SERVICE_ACCOUNT_TOKEN not in str(raised.value)
+
+
+async def test_unreachable_vault_is_transient(replay: Replay) -> None:
+    closed = f"https://127.0.0.1:{cluster.free_port()}"
+    connection = await azure.connection(
+        vault_url=closed,
+        tenant_id=RECORDED["tenant"],
+        client_id="1b2c3d4e-0000-0000-0000-000000000000",
+        authority=closed,
+        ca_bundle=replay.ca_pem,
+        identity="ServiceAccount tenant-a/unreachable",
+        service_account_token=SERVICE_ACCOUNT_TOKEN,
+    )
+    provider = azure.AzureKeyVaultProvider(connection, vault_url=closed, client_id="x", identity="y")
+    with pytest.raises(base.TransientError, match="did not answer"):
+        await provider.versions("account-kek")
