@@ -93,6 +93,7 @@ async def replay(tmp_path: Path) -> AsyncIterator[Replay]:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", made.port, ssl_context=context).start()
     yield made
+    await azure.close_all()
     await runner.cleanup()
 
 

@@ -11,6 +11,7 @@ from kubernetes_asyncio import client
 
 from .. import config, kubeclient, metrics, models, platformkeys
 from ..admission import lifecycle
+from ..providers import base as providers_base
 from ..reconcilers import controller
 from . import indexes
 
@@ -92,5 +93,6 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.controller.queue.stop()
     if getattr(memo, "webhook", None) is not None:
         await memo.webhook.stop()
+    await providers_base.shutdown()
     await memo.identities.close()
     await memo.api.close()

@@ -72,7 +72,8 @@ class _Connection:
     assertion: str
 
 
-_connections: dict[tuple[object, ...], _Connection] = {}
+_connections: dict[tuple[object, ...], _Connection] = {}  # oldest first
+_MAX_CONNECTIONS = 256
 # Each exact version's public key and its facts (type, size), by versioned key id: key material never
 # changes, so a check of many accounts reads one listing per key, not one key per version.
 _facts: dict[str, tuple[rsa.KeyFacts, KeyVaultKey]] = {}
@@ -102,9 +103,10 @@ async def connection(
     """The cached connection for this vault and identity, given the identity's newest token."""
     loop = asyncio.get_running_loop()
     key = (loop, vault_url, tenant_id, client_id, authority, ca_bundle, identity)
-    cached = _connections.get(key)
+    cached = _connections.pop(key, None)
     if cached is not None and not cached.session.closed:
         cached.assertion = service_account_token
+        _connections[key] = cached  # now the most recently used
         return cached
     context = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else ssl.create_default_context()
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
@@ -117,7 +119,21 @@ async def connection(
     keys = KeyClient(vault_url, credential, **options)
     made = _Connection(session, transport, credential, keys, service_account_token)
     _connections[key] = made
+    base.close_at_shutdown(close_all)
+    while len(_connections) > _MAX_CONNECTIONS:  # vaults or identities that went away
+        await _close(_connections.pop(next(iter(_connections))))
     return made
+
+
+async def close_all() -> None:
+    while _connections:
+        await _close(_connections.popitem()[1])
+
+
+async def _close(connection: _Connection) -> None:
+    await connection.keys.close()
+    await connection.credential.close()
+    await connection.session.close()
 
 
 class AzureKeyVaultProvider(base.KeyProvider):

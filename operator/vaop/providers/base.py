@@ -9,6 +9,7 @@ so the vault's own access control decides. Errors split like httpx's: callers ca
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .. import conditions
@@ -141,3 +142,17 @@ class KeyProvider(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Release connections; providers without any need not override."""
+
+
+# Closers of what providers keep across reconciliations (connections, sessions), run at shutdown.
+_kept: set[Callable[[], Awaitable[None]]] = set()
+
+
+def close_at_shutdown(closer: Callable[[], Awaitable[None]]) -> None:
+    _kept.add(closer)
+
+
+async def shutdown() -> None:
+    """Close every connection that providers keep across reconciliations."""
+    for closer in list(_kept):
+        await closer()
