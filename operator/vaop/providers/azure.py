@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -70,10 +71,14 @@ class _Connection:
     credential: ClientAssertionCredential
     keys: KeyClient
     assertion: str
+    # Version listings by key name, with the time read: reconciliations of many accounts at once
+    # (a rotation) share one listing instead of each reading its own.
+    listings: dict[str, tuple[float, list[KeyProperties]]] = field(default_factory=dict)
 
 
 _connections: dict[tuple[object, ...], _Connection] = {}  # oldest first
 _MAX_CONNECTIONS = 256
+_LISTING_SECONDS = 2.0  # how stale a shared listing may be: far below the check interval
 # Each exact version's public key and its facts (type, size), by versioned key id: key material never
 # changes, so a check of many accounts reads one listing per key, not one key per version.
 _facts: dict[str, tuple[rsa.KeyFacts, KeyVaultKey]] = {}
@@ -213,7 +218,10 @@ class AzureKeyVaultProvider(base.KeyProvider):
         )
 
     async def _listing(self, key_name: str) -> list[KeyProperties]:
-        """Every version's attributes, oldest first (one paged call per reconciliation)."""
+        """Every version's attributes, oldest first: one paged call per key, shared for a moment."""
+        shared = self._connection.listings.get(key_name)
+        if key_name not in self._listings and shared and time.monotonic() - shared[0] < _LISTING_SECONDS:
+            self._listings[key_name] = shared[1]
         if key_name not in self._listings:
             async with self._guard(key_name, None, "list the versions of"):
                 found = [p async for p in self._connection.keys.list_properties_of_key_versions(key_name)]
@@ -222,6 +230,7 @@ class AzureKeyVaultProvider(base.KeyProvider):
             self._listings[key_name] = sorted(
                 found, key=lambda p: (p.created_on.timestamp() if p.created_on else 0, p.version)
             )
+            self._connection.listings[key_name] = (time.monotonic(), self._listings[key_name])
         return self._listings[key_name]
 
     async def _version(
