@@ -9,8 +9,6 @@ must at least write per account: the account-key Secret and the status), 8 write
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 from kubernetes import client
 
@@ -23,7 +21,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=200)
     args = parser.parse_args()
     count = args.accounts
-    with harness.environment_running(Path(tempfile.mkdtemp(prefix="vaop-bench-"))) as (_, api, _operator):
+    with harness.scratch() as workdir, harness.environment_running(workdir) as (_, api, _operator):
         floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count)
         ns = harness.namespace(api, "ready")
         custom = client.CustomObjectsApi(api)

@@ -15,12 +15,10 @@ from __future__ import annotations
 import argparse
 import re
 import subprocess
-import tempfile
 import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from kubernetes import client
 
@@ -101,7 +99,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=60)
     args = parser.parse_args()
-    with harness.environment_running(Path(tempfile.mkdtemp(prefix="vaop-bench-"))) as (plane, api, _operator):
+    with harness.scratch() as workdir, harness.environment_running(workdir) as (plane, api, _operator):
         assert plane.bins is not None
         kubectl = [str(plane.bins.kubectl), "--kubeconfig", str(plane.admin_kubeconfig)]
         ns = harness.namespace(api, "adm")

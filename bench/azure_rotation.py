@@ -11,10 +11,8 @@ operation: each account costs one unwrapKey (the wrap uses the version's public 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 from kubernetes import client
 from tests.integration import azure_stand_in
@@ -35,8 +33,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=200)
     args = parser.parse_args()
     count = args.accounts
-    workdir = Path(tempfile.mkdtemp(prefix="vaop-bench-"))
-    with harness.environment_running(workdir) as (_, api, _):
+    with harness.scratch() as workdir, harness.environment_running(workdir) as (_, api, _):
         vault = azure_stand_in.start(api, workdir)
         ns = harness.namespace(api, "akv")
         client.CoreV1Api(api).create_namespaced_service_account(

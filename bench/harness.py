@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,13 @@ from kubernetes import client
 
 from vaop import models
 from vaop.devcluster import cluster, environment
+
+
+@contextlib.contextmanager
+def scratch() -> Iterator[Path]:
+    """A working folder for one benchmark run, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="vaop-bench-") as folder:
+        yield Path(folder)
 
 
 @contextlib.contextmanager

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import tempfile
 import time
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 from kubernetes import client
 
@@ -42,8 +40,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=200)
     args = parser.parse_args()
     count = args.accounts
-    workdir = Path(tempfile.mkdtemp(prefix="vaop-bench-"))
-    with harness.environment_running(workdir) as (plane, api, operator):
+    with harness.scratch() as workdir, harness.environment_running(workdir) as (plane, api, operator):
         bao = openbao.start(plane, api, workdir / "openbao")
         ns = harness.namespace(api, "bao")
         client.CoreV1Api(api).create_namespaced_service_account(

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import tempfile
 import time
-from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
@@ -62,8 +60,7 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=2048, choices=(2048, 3072, 4096))
     args = parser.parse_args()
     count = args.accounts
-    workdir = Path(tempfile.mkdtemp(prefix="vaop-bench-"))
-    with harness.environment_running(workdir) as (_, api, _operator):
+    with harness.scratch() as workdir, harness.environment_running(workdir) as (_, api, _operator):
         core = client.CoreV1Api(api)
         api_floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count) / 2
         ns = harness.namespace(api, "rot")

@@ -124,7 +124,12 @@ class OperatorProcess:
         self.health_url = ""
         self.metrics_url = ""
         # The providers' test seam (vaop/providers/faults.py): vaults listed there fail transiently.
-        self.fault_file = (log_path or Path(tempfile.mkdtemp(prefix="vaop-op-")) / "log").with_name("faults")
+        # Without a log file the seam lives in a scratch folder of our own, removed by stop().
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if log_path is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="vaop-op-")
+            log_path = Path(self._scratch.name) / "unused.log"
+        self.fault_file = log_path.with_name("faults")
         self.fault_file.write_text("")
 
     def start(self, *, timeout: float = 60) -> None:
@@ -182,14 +187,15 @@ class OperatorProcess:
         self.popen.wait()
 
     def stop(self) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        self.popen.terminate()
-        try:
-            self.popen.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
