@@ -165,10 +165,18 @@ class AzureKeyVault:
         asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self.pause()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+
+    def pause(self) -> None:
+        """Stops listening (connections are refused) but keeps every key, app and assignment."""
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+            self._runner = None
+
+    def resume(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
 
     async def _serve(self) -> None:
         app = web.Application(middlewares=[self._record])

@@ -22,9 +22,9 @@ import pytest
 from kubernetes import client
 
 from tests import helpers
-from tests.integration import tenant
+from tests.integration import azure_stand_in, tenant
 from tests.integration.azure_stand_in import AUDIENCE, AzureKeyVault
-from tests.integration.conftest import WITHIN_ONE_INTERVAL
+from tests.integration.conftest import GRACE_PERIOD, WITHIN_ONE_INTERVAL
 from vaop import labels
 from vaop.crypto import envelope
 
@@ -172,6 +172,40 @@ def test_expired_key_locks_with_the_date(
     azure_vault.update(key, azure_vault.keys[key].versions[0].version, expires=int(time.time()) - 60)
     account = tenant.wait_locked(admin, namespace, "studio", "KeyDisabled", timeout=WITHIN_ONE_INTERVAL)
     assert "expired on" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
+
+
+def test_vault_away_past_the_grace_period_locks_and_its_return_recovers(
+    admin: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """A vault of its own, so that taking it away disturbs no other test."""
+    vault = azure_stand_in.start(admin, tmp_path)
+    try:
+        _vault(admin, namespace, vault)
+        tenant.account(admin, namespace, "studio", key="key")
+        kcv = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")["status"]["accountKey"][
+            "keyCheckValue"
+        ]
+        vault.pause()
+        degraded = tenant.wait_condition(
+            admin,
+            namespace,
+            "studio",
+            "VaultDegraded",
+            "True",
+            reason="VaultUnreachable",
+            timeout=WITHIN_ONE_INTERVAL,
+        )
+        assert degraded["status"]["state"] == "Active"  # within the grace period nothing is locked
+        tenant.wait_locked(
+            admin, namespace, "studio", "VaultUnreachable", timeout=GRACE_PERIOD + WITHIN_ONE_INTERVAL
+        )
+        vault.resume()
+        account = tenant.wait_condition(
+            admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL
+        )
+        assert account["status"]["accountKey"]["keyCheckValue"] == kcv
+    finally:
+        vault.stop()
 
 
 RECORDED = json.loads((Path(__file__).parents[1] / "fixtures" / "azure" / "recorded.json").read_text())
