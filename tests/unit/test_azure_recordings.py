@@ -37,6 +37,7 @@ class Replay:
     ca_pem: str
     answers: dict[str, str] = field(default_factory=dict)
     asked: list[dict[str, Any]] = field(default_factory=list)
+    resource: str = ""  # the challenge's resource; default: a parent domain of 127.0.0.1:<port>
 
     @property
     def url(self) -> str:
@@ -62,7 +63,7 @@ class Replay:
             text.replace("{vault}", self.url)
             .replace("{authority}", self.url)
             .replace("{tenant}", RECORDED["tenant"])
-            .replace("{resource}", f"https://0.0.1:{self.port}")  # a parent domain of 127.0.0.1:<port>
+            .replace("{resource}", self.resource or f"https://0.0.1:{self.port}")
         )
 
 
@@ -193,6 +194,15 @@ async def test_vault_answers_become_reasons(
         else:
             await provider.versions("account-kek")
     assert SERVICE_ACCOUNT_TOKEN not in str(raised.value)
+
+
+async def test_url_that_is_not_the_vaults_own_is_refused(replay: Replay) -> None:
+    """The 401 challenge names the resource the vault belongs to; the SDK refuses to sign in for
+    another one (so a mistyped or hostile vaultURL never receives a vault token)."""
+    replay.resource = "https://vault.azure.net"
+    with pytest.raises(base.VaultNotFound, match="did not answer as an Azure Key Vault"):
+        await (await _provider(replay)).versions("account-kek")
+    assert not [a for a in replay.asked if a["kind"] == "token"]
 
 
 async def test_unreachable_vault_is_transient(replay: Replay) -> None:

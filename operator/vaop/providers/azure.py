@@ -80,7 +80,9 @@ _connections: dict[tuple[object, ...], _Connection] = {}  # oldest first
 _MAX_CONNECTIONS = 256
 _LISTING_SECONDS = 2.0  # how stale a shared listing may be: far below the check interval
 # Each exact version's public key and its facts (type, size), by versioned key id: key material never
-# changes, so a check of many accounts reads one listing per key, not one key per version.
+# changes, so a check of many accounts reads one listing per key, not one key per version. Public keys
+# only, so sharing them across identities grants nothing: each identity still lists the key and
+# unwraps with its own token.
 _facts: dict[str, tuple[rsa.KeyFacts, KeyVaultKey]] = {}
 
 
