@@ -74,6 +74,7 @@ class Identities:
         self._base = base
         self._tokens: dict[tuple[ServiceAccountRef, tuple[str, ...]], tuple[str, float]] = {}
         self._clients: dict[ServiceAccountRef, tuple[str, client.ApiClient]] = {}
+        self._annotations: dict[ServiceAccountRef, tuple[dict[str, str], float]] = {}
         self._locks: dict[tuple[ServiceAccountRef, tuple[str, ...]], asyncio.Lock] = {}
 
     async def token(self, account: ServiceAccountRef, *, audiences: list[str] | None = None) -> str:
@@ -101,6 +102,25 @@ class Identities:
             token: str = response.status.token
             self._tokens[cache_key] = (token, time.monotonic() + TOKEN_SECONDS * _RENEW_AFTER)
             return token
+
+    async def annotations(self, account: ServiceAccountRef) -> dict[str, str]:
+        """The ServiceAccount's annotations (where workload-identity settings live), cached for a minute
+        so that an annotation added to fix an account is seen soon."""
+        cached = self._annotations.get(account)
+        if cached and time.monotonic() < cached[1]:
+            return cached[0]
+        try:
+            found = await self._core.read_namespaced_service_account(account.name, account.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                raise IdentityError(f"{account} does not exist", not_found=True) from None
+            transient = error.status == 429 or error.status >= 500
+            raise IdentityError(
+                f"cannot read {account}: {error.status} {error.reason}", transient=transient
+            ) from None
+        annotations = dict(found.metadata.annotations or {})
+        self._annotations[account] = (annotations, time.monotonic() + 60)
+        return annotations
 
     async def client_for(self, account: ServiceAccountRef) -> client.ApiClient:
         """An API client acting as ``account``, kept (with its connections) until its token is renewed."""

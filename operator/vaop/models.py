@@ -66,8 +66,9 @@ class Pkcs11Vault(_Model):
 
 class AzureKeyVault(_Model):
     vault_url: str = Field(alias="vaultURL")
-    tenant_id: str = Field(alias="tenantID")
-    client_id: str = Field(alias="clientID")
+    # Unset: the account identity's azure.workload.identity/tenant-id and /client-id annotations.
+    tenant_id: str | None = Field(default=None, alias="tenantID")
+    client_id: str | None = Field(default=None, alias="clientID")
     authority_host: str = "https://login.microsoftonline.com"
     ca_bundle: str | None = None
 

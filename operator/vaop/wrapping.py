@@ -9,7 +9,7 @@ provider that can open an existing envelope. A session closes the identity clien
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -201,20 +201,36 @@ class Session:
                 vault,
                 namespace=account.namespace,
                 name=vault_name,
-                identity=providers.Identity(str(identity), api, self._token_for(identity)),
+                identity=providers.Identity(
+                    str(identity), api, self._token_for(identity), self._annotations_of(identity)
+                ),
             )
         except base.ProviderError as error:
             raise KeyProblem.from_provider(error) from None
         self._providers[(vault_name, identity)] = provider
         return provider
 
+    def _annotations_of(
+        self, identity: kubeclient.ServiceAccountRef
+    ) -> Callable[[], Awaitable[Mapping[str, str]]]:
+        async def annotations() -> Mapping[str, str]:
+            try:
+                return await self._identities.annotations(identity)
+            except kubeclient.IdentityError as error:
+                raise _as_provider_error(error) from None
+
+        return annotations
+
     def _token_for(self, identity: kubeclient.ServiceAccountRef) -> Callable[[str], Awaitable[str]]:
         async def token(audience: str) -> str:
             try:
                 return await self._identities.token(identity, audiences=[audience])
             except kubeclient.IdentityError as error:
-                if error.transient:
-                    raise base.TransientError(str(error)) from None
-                raise base.AccessDenied(str(error)) from None
+                raise _as_provider_error(error) from None
 
         return token
+
+
+def _as_provider_error(error: kubeclient.IdentityError) -> base.ProviderError:
+    """An identity problem met while a provider connects, as the provider error it amounts to."""
+    return base.TransientError(str(error)) if error.transient else base.AccessDenied(str(error))

@@ -40,19 +40,17 @@ def _vault(
     size: int = 3072,
     recovery_level: str = "Recoverable",
     federated_for: str = "studio-identity",
+    app_in_spec: bool = True,
 ) -> tuple[str, str]:
-    """A key whose role is assigned to an app federated with ``studio-identity``; KeyVault, CustomerKey."""
+    """A key whose role is assigned to an app federated with ``studio-identity``; KeyVault, CustomerKey.
+    With ``app_in_spec`` False the KeyVault names no app: the identity's annotations must."""
     key = f"kek-{namespace}"
     azure.add_version(key, key_type=key_type, size=size, recovery_level=recovery_level)
     client_id = azure.register_app(f"system:serviceaccount:{namespace}:{federated_for}")
     azure.assign(client_id, key)
-    block = {
-        "vaultURL": azure.vault_url,
-        "tenantID": azure.tenant_id,
-        "clientID": client_id,
-        "authorityHost": azure.authority,
-        "caBundle": azure.ca_pem,
-    }
+    block = {"vaultURL": azure.vault_url, "authorityHost": azure.authority, "caBundle": azure.ca_pem}
+    if app_in_spec:
+        block |= {"tenantID": azure.tenant_id, "clientID": client_id}
     helpers.create(
         admin, namespace, "KeyVault", "akv", {"region": "westeurope", "provider": {"azureKeyVault": block}}
     )
@@ -172,6 +170,35 @@ def test_expired_key_locks_with_the_date(
     azure_vault.update(key, azure_vault.keys[key].versions[0].version, expires=int(time.time()) - 60)
     account = tenant.wait_locked(admin, namespace, "studio", "KeyDisabled", timeout=WITHIN_ONE_INTERVAL)
     assert "expired on" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
+
+
+def test_app_from_the_identitys_workload_identity_annotations(
+    admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
+) -> None:
+    """As on AKS: the KeyVault names no app; the ServiceAccount's annotations do."""
+    _, client_id = _vault(admin, namespace, azure_vault, app_in_spec=False)
+    annotations = {
+        "azure.workload.identity/client-id": client_id,
+        "azure.workload.identity/tenant-id": azure_vault.tenant_id,
+    }
+    client.CoreV1Api(admin).create_namespaced_service_account(
+        namespace,
+        client.V1ServiceAccount(
+            metadata=client.V1ObjectMeta(name="studio-identity", annotations=annotations)
+        ),
+    )
+    tenant.account(admin, namespace, "studio", key="key")
+    tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+
+
+def test_no_app_anywhere_says_where_to_put_it(
+    admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
+) -> None:
+    _vault(admin, namespace, azure_vault, app_in_spec=False)
+    tenant.account(admin, namespace, "studio", key="key")
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="AccessDenied")
+    message = helpers.condition(account, "Ready")["message"]  # type: ignore[index]
+    assert "set clientID in the KeyVault" in message and "azure.workload.identity/client-id" in message
 
 
 def test_vault_away_past_the_grace_period_locks_and_its_return_recovers(

@@ -113,9 +113,9 @@ spec: {spec}
         ),
         (
             VAULT.format(
-                spec="{region: westeurope, provider: {azureKeyVault: {vaultURL: 'https://v.vault.azure.net/'}}}"
+                spec="{region: westeurope, provider: {azureKeyVault: {vaultURL: 'http://v.vault.azure.net/'}}}"
             ),
-            "spec.provider.azureKeyVault.tenantID: Required value",
+            "spec.provider.azureKeyVault.vaultURL in body should match",
         ),
         (
             """
@@ -135,7 +135,7 @@ spec: {vaultRef: {name: v, namespace: other}, keyName: kek}
         "no-provider",
         "two-providers",
         "openbao-without-role",
-        "azure-without-tenant",
+        "azure-vault-url-without-https",
         "cross-namespace-reference",
     ],
 )

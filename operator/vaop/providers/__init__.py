@@ -7,7 +7,7 @@ in ``_FACTORIES``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from kubernetes_asyncio import client
@@ -23,9 +23,10 @@ class Identity:
     """The account's identity as providers use it: the Kubernetes API as that ServiceAccount, and
     tokens of it for other audiences (which vaults exchange for their own credentials)."""
 
-    name: str  # system:serviceaccount:<namespace>:<name>, for messages
+    name: str  # "ServiceAccount <namespace>/<name>", for messages
     api: client.ApiClient
     token: Callable[[str], Awaitable[str]]  # audience -> ServiceAccount token
+    annotations: Callable[[], Awaitable[Mapping[str, str]]]  # the ServiceAccount's, read when needed
 
 
 Factory = Callable[[models.KeyVaultSpec, str, Identity], Awaitable[base.KeyProvider]]
@@ -91,17 +92,28 @@ async def _azure_key_vault(spec: models.KeyVaultSpec, namespace: str, identity: 
     assert block is not None
     from . import azure  # imported on use: the Azure SDK is large
 
+    # Unset in the KeyVault: the identity's own workload-identity annotations, as on AKS.
+    annotations = {} if block.client_id and block.tenant_id else await identity.annotations()
+    client_id = block.client_id or annotations.get(azure.CLIENT_ID_ANNOTATION)
+    tenant_id = block.tenant_id or annotations.get(azure.TENANT_ID_ANNOTATION)
+    if not client_id or not tenant_id:
+        missing = "clientID" if not client_id else "tenantID"
+        annotation = azure.CLIENT_ID_ANNOTATION if not client_id else azure.TENANT_ID_ANNOTATION
+        raise base.AccessDenied(
+            f"no Azure {missing} for {identity.name}: set {missing} in the KeyVault, or annotate the "
+            f"ServiceAccount with {annotation}"
+        )
     connection = await azure.connection(
         vault_url=block.vault_url,
-        tenant_id=block.tenant_id,
-        client_id=block.client_id,
+        tenant_id=tenant_id,
+        client_id=client_id,
         authority=block.authority_host,
         ca_bundle=block.ca_bundle,
         identity=identity.name,
         service_account_token=await identity.token(azure.TOKEN_AUDIENCE),
     )
     return azure.AzureKeyVaultProvider(
-        connection, vault_url=block.vault_url, client_id=block.client_id, identity=identity.name
+        connection, vault_url=block.vault_url, client_id=client_id, identity=identity.name
     )
 
 

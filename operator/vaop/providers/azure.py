@@ -50,6 +50,9 @@ from ..crypto import rsa
 from . import base
 
 TOKEN_AUDIENCE = "api://AzureADTokenExchange"  # noqa: S105 (the audience Entra ID expects, not a secret)
+# Where AKS workload identity keeps an identity's app registration: used when the KeyVault names none.
+CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+TENANT_ID_ANNOTATION = "azure.workload.identity/tenant-id"
 _ALGORITHMS = {rsa.RSA_OAEP_256: KeyWrapAlgorithm.rsa_oaep_256, rsa.RSA_OAEP_SHA1: KeyWrapAlgorithm.rsa_oaep}
 _UNKNOWN = rsa.KeyFacts("unknown", 0)
 _EC_SIZES = {"P-256": 256, "P-256K": 256, "P-384": 384, "P-521": 521}
