@@ -65,6 +65,13 @@ class IdentityError(Exception):
         self.not_found = not_found
         self.transient = transient
 
+    @classmethod
+    def of(cls, account: ServiceAccountRef, error: ApiException, doing: str) -> IdentityError:
+        if error.status == 404:
+            return cls(f"{account} does not exist", not_found=True)
+        transient = error.status == 429 or error.status >= 500
+        return cls(f"cannot {doing} {account}: {error.status} {error.reason}", transient=transient)
+
 
 class Identities:
     """Hands out API clients that act as a ServiceAccount, with cached short-lived tokens."""
@@ -93,12 +100,7 @@ class Identities:
                     account.name, account.namespace, request
                 )
             except ApiException as error:
-                if error.status == 404:
-                    raise IdentityError(f"{account} does not exist", not_found=True) from None
-                transient = error.status == 429 or error.status >= 500
-                raise IdentityError(
-                    f"cannot get a token for {account}: {error.status} {error.reason}", transient=transient
-                ) from None
+                raise IdentityError.of(account, error, "get a token for") from None
             token: str = response.status.token
             self._tokens[cache_key] = (token, time.monotonic() + TOKEN_SECONDS * _RENEW_AFTER)
             return token
@@ -112,12 +114,7 @@ class Identities:
         try:
             found = await self._core.read_namespaced_service_account(account.name, account.namespace)
         except ApiException as error:
-            if error.status == 404:
-                raise IdentityError(f"{account} does not exist", not_found=True) from None
-            transient = error.status == 429 or error.status >= 500
-            raise IdentityError(
-                f"cannot read {account}: {error.status} {error.reason}", transient=transient
-            ) from None
+            raise IdentityError.of(account, error, "read") from None
         annotations = dict(found.metadata.annotations or {})
         self._annotations[account] = (annotations, time.monotonic() + 60)
         return annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,41 @@ def wait_locked(
 ) -> dict[str, Any]:
     """Wait until the account is KeyInaccessible for ``reason``."""
     return wait_condition(admin, namespace, name, "KeyInaccessible", "True", reason=reason, timeout=timeout)
+
+
+def vault_outage_locks_then_recovers(
+    admin: client.ApiClient,
+    namespace: str,
+    name: str,
+    *,
+    take_away: Callable[[], None],
+    bring_back: Callable[[], None],
+) -> None:
+    """The account's vault goes away: VaultDegraded within one check interval while the account stays
+    Active, KeyInaccessible (VaultUnreachable) after the grace period; back: Ready with the same key."""
+    from tests.integration.conftest import GRACE_PERIOD, WITHIN_ONE_INTERVAL
+
+    kcv = wait_condition(admin, namespace, name, "Ready", "True")["status"]["accountKey"]["keyCheckValue"]
+    take_away()
+    try:
+        degraded = wait_condition(
+            admin,
+            namespace,
+            name,
+            "VaultDegraded",
+            "True",
+            reason="VaultUnreachable",
+            timeout=WITHIN_ONE_INTERVAL,
+        )
+        assert degraded["status"]["state"] == "Active"  # within the grace period nothing is locked
+        locked = wait_locked(
+            admin, namespace, name, "VaultUnreachable", timeout=GRACE_PERIOD + WITHIN_ONE_INTERVAL
+        )
+        assert locked["status"]["state"] == "KeyInaccessible"
+    finally:
+        bring_back()
+    account = wait_condition(admin, namespace, name, "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
 
 
 def audit_events(audit_log: Path, *, since: float, users: set[str]) -> Iterator[dict[str, Any]]:

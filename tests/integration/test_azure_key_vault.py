@@ -24,7 +24,7 @@ from kubernetes import client
 from tests import helpers
 from tests.integration import azure_stand_in, tenant
 from tests.integration.azure_stand_in import AUDIENCE, AzureKeyVault
-from tests.integration.conftest import GRACE_PERIOD, WITHIN_ONE_INTERVAL
+from tests.integration.conftest import WITHIN_ONE_INTERVAL
 from vaop import labels
 from vaop.crypto import envelope
 
@@ -209,28 +209,9 @@ def test_vault_away_past_the_grace_period_locks_and_its_return_recovers(
     try:
         _vault(admin, namespace, vault)
         tenant.account(admin, namespace, "studio", key="key")
-        kcv = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")["status"]["accountKey"][
-            "keyCheckValue"
-        ]
-        vault.pause()
-        degraded = tenant.wait_condition(
-            admin,
-            namespace,
-            "studio",
-            "VaultDegraded",
-            "True",
-            reason="VaultUnreachable",
-            timeout=WITHIN_ONE_INTERVAL,
+        tenant.vault_outage_locks_then_recovers(
+            admin, namespace, "studio", take_away=vault.pause, bring_back=vault.resume
         )
-        assert degraded["status"]["state"] == "Active"  # within the grace period nothing is locked
-        tenant.wait_locked(
-            admin, namespace, "studio", "VaultUnreachable", timeout=GRACE_PERIOD + WITHIN_ONE_INTERVAL
-        )
-        vault.resume()
-        account = tenant.wait_condition(
-            admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL
-        )
-        assert account["status"]["accountKey"]["keyCheckValue"] == kcv
     finally:
         vault.stop()
 

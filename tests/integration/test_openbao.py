@@ -10,7 +10,7 @@ from kubernetes import client
 
 from tests import helpers
 from tests.integration import tenant
-from tests.integration.conftest import GRACE_PERIOD, WITHIN_ONE_INTERVAL
+from tests.integration.conftest import WITHIN_ONE_INTERVAL
 from vaop import labels, metrics
 from vaop.crypto import envelope
 from vaop.devcluster import openbao
@@ -119,29 +119,9 @@ def test_server_stopped_past_the_grace_period_locks_and_restart_recovers(
     """A real unreachable endpoint: the server process is stopped (connections refused), then restarted."""
     _vault(admin, namespace, bao_server)
     tenant.account(admin, namespace, "studio", key="key")
-    kcv = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")["status"]["accountKey"][
-        "keyCheckValue"
-    ]
-    bao_server.stop()
-    try:
-        degraded = tenant.wait_condition(
-            admin,
-            namespace,
-            "studio",
-            "VaultDegraded",
-            "True",
-            reason="VaultUnreachable",
-            timeout=WITHIN_ONE_INTERVAL,
-        )
-        assert degraded["status"]["state"] == "Active"  # within the grace period nothing is locked
-        account = tenant.wait_locked(
-            admin, namespace, "studio", "VaultUnreachable", timeout=GRACE_PERIOD + WITHIN_ONE_INTERVAL
-        )
-        assert account["status"]["state"] == "KeyInaccessible"
-    finally:
-        bao_server.start()
-    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
-    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
+    tenant.vault_outage_locks_then_recovers(
+        admin, namespace, "studio", take_away=bao_server.stop, bring_back=bao_server.start
+    )
 
 
 async def test_concurrent_rewraps_are_batched(
