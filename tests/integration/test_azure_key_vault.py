@@ -136,16 +136,6 @@ def test_hsm_key_is_reported_and_ec_key_refused(
     assert helpers.condition(account, "KeyInaccessible")["status"] == "False"  # type: ignore[index]
 
 
-def test_identity_without_federated_credential_is_denied(
-    admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
-) -> None:
-    _vault(admin, namespace, azure_vault, federated_for="someone-else")
-    tenant.account(admin, namespace, "studio", key="key")
-    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="AccessDenied")
-    message = helpers.condition(account, "Ready")["message"]  # type: ignore[index]
-    assert "AADSTS70021" in message and "federated credential" in message
-
-
 def test_deleted_key_locks_and_recovered_key_unlocks(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
@@ -191,14 +181,26 @@ def test_app_from_the_identitys_workload_identity_annotations(
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
 
 
-def test_no_app_anywhere_says_where_to_put_it(
-    admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
+@pytest.mark.parametrize(
+    ("setup", "says"),
+    [
+        ({"federated_for": "someone-else"}, ["AADSTS70021", "federated credential"]),
+        ({"app_in_spec": False}, ["set clientID in the KeyVault", "azure.workload.identity/client-id"]),
+    ],
+    ids=["no-federated-credential-for-the-identity", "no-app-in-keyvault-or-annotations"],
+)
+def test_missing_sign_in_setup_is_denied_with_what_to_do(
+    admin: client.ApiClient,
+    namespace: str,
+    azure_vault: AzureKeyVault,
+    setup: dict[str, Any],
+    says: list[str],
 ) -> None:
-    _vault(admin, namespace, azure_vault, app_in_spec=False)
+    _vault(admin, namespace, azure_vault, **setup)
     tenant.account(admin, namespace, "studio", key="key")
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="AccessDenied")
     message = helpers.condition(account, "Ready")["message"]  # type: ignore[index]
-    assert "set clientID in the KeyVault" in message and "azure.workload.identity/client-id" in message
+    assert all(part in message for part in says), message
 
 
 def test_vault_away_past_the_grace_period_locks_and_its_return_recovers(
