@@ -19,7 +19,6 @@ Status = Literal["True", "False", "Unknown"]
 READY = "Ready"  # summary, read by GitOps tools
 KEY_INACCESSIBLE = "KeyInaccessible"  # the customer key cannot be used; the account is locked
 ACCOUNT_KEY_READY = "AccountKeyReady"  # the wrapped account key exists and opens
-KEY_VALID = "KeyValid"  # CustomerKey: the key is usable for wrapping (type, size, vault properties)
 VAULT_DEGRADED = "VaultDegraded"  # transient vault failures within the grace period
 
 

@@ -9,6 +9,7 @@ traffic grows with the number of identities, not with accounts or reconciliation
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import time
@@ -24,6 +25,21 @@ logger = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
 TOKEN_SECONDS = 600  # the shortest lifetime the TokenRequest API grants
 _RENEW_AFTER = 0.8
+
+
+async def read_secret_or_none(core: client.CoreV1Api, name: str, namespace: str) -> client.V1Secret | None:
+    """The Secret, or None when it does not exist (other API errors are raised)."""
+    try:
+        return await core.read_namespaced_secret(name, namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        return None
+
+
+def secret_data(secret: client.V1Secret) -> dict[str, bytes]:
+    """A Secret's data, decoded."""
+    return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
 
 
 async def load_configuration(kubeconfig: str | None = None) -> client.Configuration:

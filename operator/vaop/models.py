@@ -26,9 +26,6 @@ class _Model(BaseModel):
     def parse(cls, data: Mapping[str, Any] | None) -> Self:
         return cls.model_validate(dict(data or {}))
 
-    def dump(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
-
 
 class LocalRef(_Model):
     """A reference to an object in the same namespace; there is deliberately no namespace field."""

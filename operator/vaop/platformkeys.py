@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from . import labels
+from . import kubeclient, labels
 from .crypto import rsa
 from .providers import base, instrumented
 from .providers import kubernetes as kubernetes_provider
@@ -104,12 +104,7 @@ async def load_or_create(api: client.ApiClient, namespace: str) -> PlatformKeys:
     system_versions = await core.list_namespaced_secret(
         namespace, label_selector=f"{kubernetes_provider.LABEL_KEY_NAME}={SYSTEM_KEY_NAME}"
     )
-    try:
-        infrastructure = await core.read_namespaced_secret(INFRASTRUCTURE_SECRET, namespace)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-        infrastructure = None
+    infrastructure = await kubeclient.read_secret_or_none(core, INFRASTRUCTURE_SECRET, namespace)
 
     if not system_versions.items or infrastructure is None:
         if await _account_keys_exist(core):
@@ -127,7 +122,7 @@ async def load_or_create(api: client.ApiClient, namespace: str) -> PlatformKeys:
             await _create_if_absent(core, namespace, _infrastructure_secret(namespace))
         infrastructure = await core.read_namespaced_secret(INFRASTRUCTURE_SECRET, namespace)
 
-    versions = {name: base64.b64decode(value) for name, value in (infrastructure.data or {}).items()}
+    versions = kubeclient.secret_data(infrastructure)
     current = (infrastructure.metadata.annotations or {}).get(ANNOTATION_CURRENT, "1")
     system = instrumented.Instrumented(
         kubernetes_provider.KubernetesKeyProvider(

@@ -12,7 +12,7 @@ import datetime
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import labels, pki
+from .. import kubeclient, labels, pki
 
 SECRET_NAME = "vaop-webhook-tls"  # noqa: S105 (a Secret's name)
 _RENEW_BEFORE = datetime.timedelta(days=30)
@@ -27,8 +27,7 @@ async def load_external(
 ) -> tuple[pki.KeyPair, pki.KeyPair]:
     """(CA, serving key pair) from a kubernetes.io/tls Secret kept by someone else, e.g. cert-manager
     (which writes ca.crt, tls.crt and tls.key). The CA's key is not needed, nor read."""
-    secret = await client.CoreV1Api(api).read_namespaced_secret(name, namespace)
-    data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+    data = kubeclient.secret_data(await client.CoreV1Api(api).read_namespaced_secret(name, namespace))
     missing = [k for k in ("ca.crt", "tls.crt", "tls.key") if k not in data]
     if missing:
         raise ValueError(f"Secret {namespace}/{name} lacks {', '.join(missing)}")
@@ -40,14 +39,9 @@ async def load_or_create(
 ) -> tuple[pki.KeyPair, pki.KeyPair]:
     """(CA, serving key pair) for the webhook."""
     core = client.CoreV1Api(api)
-    try:
-        secret = await core.read_namespaced_secret(SECRET_NAME, namespace)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-        secret = None
+    secret = await kubeclient.read_secret_or_none(core, SECRET_NAME, namespace)
     if secret is not None:
-        data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        data = kubeclient.secret_data(secret)
         ca = pki.KeyPair(data["ca.crt"], data["ca.key"])
         serving = pki.KeyPair(data["tls.crt"], data["tls.key"])
         fresh = pki.not_after(serving.cert_pem) - datetime.datetime.now(datetime.UTC) > _RENEW_BEFORE

@@ -114,9 +114,6 @@ class KeyMonitor:
             if view.pair is not None:
                 self._members[view.pair].add(account)
 
-    def failing_since(self, pair: Pair) -> float | None:
-        return self._failing_since.get(pair)
-
     def failed(self, pair: Pair) -> float:
         """Record a failed check or wrap, by anyone; return when the pair started failing."""
         return self._failing_since.setdefault(pair, time.monotonic())
