@@ -20,10 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -74,14 +73,12 @@ class _Connection:
     credential: ClientAssertionCredential
     keys: KeyClient
     assertion: str
-    # Version listings by key name, with the time read: reconciliations of many accounts at once
-    # (a rotation) share one listing instead of each reading its own.
-    listings: dict[str, tuple[float, list[KeyProperties]]] = field(default_factory=dict)
 
 
 _connections: dict[tuple[object, ...], _Connection] = {}  # oldest first
 _MAX_CONNECTIONS = 256
-_LISTING_SECONDS = 2.0  # how stale a shared listing may be: far below the check interval
+# Version listings by (vault, app, identity, key name), shared for a moment between reconciliations.
+_listings: base.RecentReads[list[KeyProperties]] = base.RecentReads()
 # Each exact version's public key and its facts (type, size), by versioned key id: key material never
 # changes, so a check of many accounts reads one listing per key, not one key per version. Public keys
 # only, so sharing them across identities grants nothing: each identity still lists the key and
@@ -153,6 +150,7 @@ class AzureKeyVaultProvider(base.KeyProvider):
         self._connection = connection
         self.vault_url = vault_url.rstrip("/")
         self.identity = identity
+        self._client_id = client_id
         self.access_hint = (
             f"give the app registration {client_id} a federated credential for {identity} (audience "
             f"{TOKEN_AUDIENCE}) and the role 'Key Vault Crypto Service Encryption User' on the key"
@@ -224,19 +222,17 @@ class AzureKeyVaultProvider(base.KeyProvider):
 
     async def _listing(self, key_name: str) -> list[KeyProperties]:
         """Every version's attributes, oldest first: one paged call per key, shared for a moment."""
-        shared = self._connection.listings.get(key_name)
-        if key_name not in self._listings and shared and time.monotonic() - shared[0] < _LISTING_SECONDS:
-            self._listings[key_name] = shared[1]
         if key_name not in self._listings:
-            async with self._guard(key_name, None, "list the versions of"):
-                found = [p async for p in self._connection.keys.list_properties_of_key_versions(key_name)]
-            if not found:
-                raise base.KeyNotFound(f"key {key_name!r} does not exist in {self.vault_url}")
-            self._listings[key_name] = sorted(
-                found, key=lambda p: (p.created_on.timestamp() if p.created_on else 0, p.version)
-            )
-            self._connection.listings[key_name] = (time.monotonic(), self._listings[key_name])
+            shared_key = (self.vault_url, self._client_id, self.identity, key_name)
+            self._listings[key_name] = await _listings.get(shared_key, lambda: self._list(key_name))
         return self._listings[key_name]
+
+    async def _list(self, key_name: str) -> list[KeyProperties]:
+        async with self._guard(key_name, None, "list the versions of"):
+            found = [p async for p in self._connection.keys.list_properties_of_key_versions(key_name)]
+        if not found:
+            raise base.KeyNotFound(f"key {key_name!r} does not exist in {self.vault_url}")
+        return sorted(found, key=lambda p: (p.created_on.timestamp() if p.created_on else 0, p.version))
 
     async def _version(
         self, key_name: str, version: str, updated: datetime | None = None

@@ -9,8 +9,10 @@ so the vault's own access control decides. Errors split like httpx's: callers ca
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from .. import conditions
 from ..crypto import rsa
@@ -156,3 +158,29 @@ async def shutdown() -> None:
     """Close every connection that providers keep across reconciliations."""
     for closer in list(_kept):
         await closer()
+
+
+T = TypeVar("T")
+
+
+class RecentReads(Generic[T]):
+    """Vault reads shared for a moment between reconciliations: a rotation re-wraps many accounts at
+    once, and each would otherwise read the same key. Keys must name the identity (or its vault token)
+    so that one identity's read never answers for another's."""
+
+    def __init__(self, *, seconds: float = 2.0, limit: int = 1024) -> None:
+        self._seconds = seconds  # how stale a shared read may be: far below the check interval
+        self._limit = limit
+        self._reads: dict[Hashable, tuple[float, T]] = {}
+
+    async def get(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        found = self._reads.get(key)
+        if found is not None and time.monotonic() - found[0] < self._seconds:
+            return found[1]
+        value = await read()
+        now = time.monotonic()
+        if len(self._reads) >= self._limit:  # forget stale reads (of identities or tokens now gone)
+            for stale in [k for k, (at, _) in self._reads.items() if now - at >= self._seconds]:
+                del self._reads[stale]
+        self._reads[key] = (now, value)
+        return value

@@ -44,10 +44,8 @@ _BATCH_MAX = 128
 _rewraps: dict[tuple[str, str, str, int, str], list[tuple[str, asyncio.Future[str]]]] = {}
 # Vault tokens per (address, auth mount, role, ServiceAccount token): one login per identity and lease.
 _tokens: dict[tuple[str, str, str, str], tuple[str, float]] = {}
-# Key metadata per (address, transit mount, key, vault token), with the time read; entries of a token
-# serve only that token, so one identity's read never answers for another's.
-_key_reads: dict[tuple[str, str, str, str], tuple[float, dict[str, Any]]] = {}
-_KEY_READ_SECONDS = 2.0  # how stale a shared read may be: far below the check interval
+# Key metadata by (address, transit mount, key, vault token): a token's reads serve only that token.
+_key_reads: base.RecentReads[dict[str, Any]] = base.RecentReads()
 
 
 class OpenBaoKeyProvider(base.KeyProvider):
@@ -157,19 +155,10 @@ class OpenBaoKeyProvider(base.KeyProvider):
         """The transit key's metadata: read once per reconciliation, and shared for a moment between
         reconciliations by the same identity (a rotation re-wraps many accounts at once)."""
         if key_name not in self._keys:
-            shared_key = (self._address, self._transit, key_name, await self._login())
-            shared = _key_reads.get(shared_key)
-            if shared is not None and time.monotonic() - shared[0] < _KEY_READ_SECONDS:
-                data = shared[1]
-            else:
-                data = await self._call("GET", f"{self._transit}/keys/{key_name}", None, key_name=key_name)
-                now = time.monotonic()
-                if len(_key_reads) > 1024:  # forget stale reads (tokens of past leases among them)
-                    for stale in [
-                        k for k, (read, _) in _key_reads.items() if now - read >= _KEY_READ_SECONDS
-                    ]:
-                        del _key_reads[stale]
-                _key_reads[shared_key] = (now, data)
+            data = await _key_reads.get(
+                (self._address, self._transit, key_name, await self._login()),
+                lambda: self._call("GET", f"{self._transit}/keys/{key_name}", None, key_name=key_name),
+            )
             if data.get("soft_deleted"):
                 raise base.KeyNotFound(f"transit key {key_name!r} is soft-deleted; restore it to use it")
             self._keys[key_name] = data
