@@ -153,6 +153,19 @@ def wait_locked(
     return wait_condition(admin, namespace, name, "KeyInaccessible", "True", reason=reason, timeout=timeout)
 
 
+def wait_wrapped_by(
+    admin: client.ApiClient, namespace: str, name: str, *, timeout: float = 30, **wanted: str
+) -> dict[str, Any]:
+    """Wait until the account's key is wrapped as ``wanted`` says (type=..., keyVersion=...); the account."""
+
+    def probe() -> dict[str, Any] | None:
+        account = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
+        wrapped = ((account.get("status") or {}).get("accountKey") or {}).get("wrappedBy") or {}
+        return account if all(wrapped.get(k) == v for k, v in wanted.items()) else None
+
+    return helpers.eventually(probe, timeout=timeout)
+
+
 def vault_outage_locks_then_recovers(
     admin: client.ApiClient,
     namespace: str,

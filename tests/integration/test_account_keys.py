@@ -140,28 +140,12 @@ def test_customer_key_account_uses_latest_version_and_switches_back_and_forth(
     assert (key["status"]["keyType"], key["status"]["keySize"]) == ("RSA", 3072)
 
     tenant.set_encryption(admin, namespace, "studio", key=None)
-    account = helpers.eventually(
-        lambda: (
-            (a := helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio"))["status"]["accountKey"][
-                "wrappedBy"
-            ]["type"]
-            == "SystemKey"
-            and a
-        )
-    )
+    account = tenant.wait_wrapped_by(admin, namespace, "studio", type="SystemKey")
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
     assert envelope.key_check_value(_open(admin, namespace, "studio")) == kcv
 
     tenant.set_encryption(admin, namespace, "studio", key="key")
-    account = helpers.eventually(
-        lambda: (
-            (a := helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio"))["status"]["accountKey"][
-                "wrappedBy"
-            ]["type"]
-            == "CustomerKey"
-            and a
-        )
-    )
+    account = tenant.wait_wrapped_by(admin, namespace, "studio", type="CustomerKey")
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
     reasons = [e.reason for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items]
     assert reasons.count("AccountKeyRewrapped") >= 2

@@ -58,11 +58,6 @@ def _vault(
     return key, client_id
 
 
-def _status(admin: client.ApiClient, namespace: str) -> dict[str, str]:
-    account = helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")
-    return dict(account["status"]["accountKey"])
-
-
 def test_wrap_rotate_revoke_recover(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
@@ -77,11 +72,10 @@ def test_wrap_rotate_revoke_recover(
 
     # Rotation: a new version appears (as `az keyvault key rotate` makes one); the account follows.
     second = azure_vault.add_version(key, size=4096)
-    helpers.eventually(
-        lambda: _status(admin, namespace)["wrappedBy"]["keyVersion"] == second,  # type: ignore[index]
-        timeout=WITHIN_ONE_INTERVAL,
+    account = tenant.wait_wrapped_by(
+        admin, namespace, "studio", keyVersion=second, timeout=WITHIN_ONE_INTERVAL
     )
-    assert _status(admin, namespace)["keyCheckValue"] == kcv
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
     secret = client.CoreV1Api(admin).read_namespaced_secret("studio-account-key", namespace)
     sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))
     assert (sealed.inner.key_version, sealed.inner.algorithm) == (second, "RSA-OAEP-256")

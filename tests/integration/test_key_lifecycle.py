@@ -57,12 +57,8 @@ def test_new_version_rewraps_tracking_accounts_and_leaves_pinned_ones(
 
     tenant.put_key_version(admin, keys_namespace, "kek", 2, v2)
     for name in ("a", "b", "c"):
-
-        def rewrapped(account: str = name) -> bool:
-            return _wrapped_version(admin, namespace, account) == "2"
-
-        helpers.eventually(rewrapped, timeout=WITHIN_ONE_INTERVAL)
-        assert _kcv(admin, namespace, name) == before[name]
+        account = tenant.wait_wrapped_by(admin, namespace, name, keyVersion="2", timeout=WITHIN_ONE_INTERVAL)
+        assert account["status"]["accountKey"]["keyCheckValue"] == before[name]
         assert _open(admin, namespace, name, v2) is not None
     time.sleep(CHECK_INTERVAL)
     assert _wrapped_version(admin, namespace, "p") == "1"
@@ -230,9 +226,7 @@ def test_no_key_material_in_operator_log_events_or_status(
     v1, v2 = tenant.rsa_pem(2048), tenant.rsa_pem(2048)
     _byok(admin, namespace, keys_namespace, ["studio"], v1)
     tenant.put_key_version(admin, keys_namespace, "kek", 2, v2)
-    helpers.eventually(
-        lambda: _wrapped_version(admin, namespace, "studio") == "2", timeout=WITHIN_ONE_INTERVAL
-    )
+    tenant.wait_wrapped_by(admin, namespace, "studio", keyVersion="2", timeout=WITHIN_ONE_INTERVAL)
     account_key = _open(admin, namespace, "studio", v2)
     secret = client.CoreV1Api(admin).read_namespaced_secret("studio-account-key", namespace)
     envelope_b64 = secret.data["envelope"]

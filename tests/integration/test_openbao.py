@@ -45,11 +45,6 @@ def _inner_ciphertext(admin: client.ApiClient, namespace: str) -> bytes:
     return sealed.ciphertext
 
 
-def _wrapped_version(admin: client.ApiClient, namespace: str) -> str:
-    account = helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")
-    return str(account["status"]["accountKey"]["wrappedBy"]["keyVersion"])
-
-
 def test_wrap_rotate_revoke_recover(
     admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
 ) -> None:
@@ -62,13 +57,8 @@ def test_wrap_rotate_revoke_recover(
     assert (status["keyType"], status["keySize"], status["currentVersion"]) == ("RSA", 2048, "1")
 
     bao_server.api("POST", f"transit/keys/{key}/rotate")
-    helpers.eventually(lambda: _wrapped_version(admin, namespace) == "2", timeout=WITHIN_ONE_INTERVAL)
-    assert (
-        helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")["status"]["accountKey"][
-            "keyCheckValue"
-        ]
-        == kcv
-    )
+    account = tenant.wait_wrapped_by(admin, namespace, "studio", keyVersion="2", timeout=WITHIN_ONE_INTERVAL)
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
     # The outer layer is ours; inside it, the vault's own ciphertext now names version 2 (made by rewrap).
     secret = client.CoreV1Api(admin).read_namespaced_secret("studio-account-key", namespace)
     sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))

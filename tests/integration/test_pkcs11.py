@@ -82,21 +82,8 @@ def test_wrap_rotate_revoke_recover(admin: client.ApiClient, namespace: str) -> 
     assert (status["keyType"], status["keySize"]) == ("RSA-HSM", 2048)
 
     softhsm.add_rsa_version(label, 2, bits=3072)
-    helpers.eventually(
-        lambda: (
-            helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")["status"]["accountKey"][
-                "wrappedBy"
-            ]["keyVersion"]
-            == "2"
-        ),
-        timeout=WITHIN_ONE_INTERVAL,
-    )
-    assert (
-        helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")["status"]["accountKey"][
-            "keyCheckValue"
-        ]
-        == kcv
-    )
+    account = tenant.wait_wrapped_by(admin, namespace, "studio", keyVersion="2", timeout=WITHIN_ONE_INTERVAL)
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
 
     client.RbacAuthorizationV1Api(admin).delete_namespaced_role_binding("read-pin", namespace)
     account = tenant.wait_locked(admin, namespace, "studio", "AccessDenied", timeout=WITHIN_ONE_INTERVAL)
