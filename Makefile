@@ -1,15 +1,20 @@
 # One entry point for people and CI. Everything a fresh machine lacks is installed here.
-#   make up     set up, start the local control plane and the operator (foreground; Ctrl-C stops)
-#   make down   stop what `make up` started, from another shell
-#   make test   set up, lint, type-check and run the whole test suite
+#   make up         set up, start the local control plane and the operator (foreground; Ctrl-C stops)
+#   make down       stop what `make up` started, from another shell
+#   make kind       set up, create a kind cluster and install the chart with helm (the operator as a Pod)
+#   make kind-down  delete the kind cluster
+#   make image      build the operator's container image with podman
+#   make test       set up, lint, type-check and run the whole test suite (fast tier and kind tier)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
+# Debian packages: SoftHSM2 for the pkcs11 provider's tests; podman, runc and mmdebstrap for the kind tier.
+DEBIAN_PACKAGES := softhsm2 podman runc mmdebstrap
 
-.PHONY: setup system-packages binaries up down test lint unit integration bench clean crds
+.PHONY: setup system-packages binaries up down kind kind-down image test lint unit integration bench clean crds
 
 $(STAMP): pyproject.toml
 	@command -v go >/dev/null || { echo "Go 1.26+ is needed to build the control plane (https://go.dev/dl)"; exit 1; }
@@ -20,21 +25,32 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) system-packages binaries
 
-# SoftHSM2 (Debian) for the pkcs11 provider's tests; installed only when missing.
+# Installed with apt-get (as root) only when missing.
 system-packages:
-	@test -e /usr/lib/softhsm/libsofthsm2.so || { \
-	  echo "Installing softhsm2 with apt-get..."; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2; }
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing $$missing with apt-get..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 # Builds etcd, kube-apiserver, kube-controller-manager, kubectl and helm once into ~/.cache/vaop.
 binaries: $(STAMP)
-	$(BIN)/python -m vaop.devcluster.binaries
+	$(BIN)/python -m vaopdev binaries
 
 up: setup
-	$(BIN)/python -m vaop dev up
+	$(BIN)/python -m vaopdev up
 
 down:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m vaop dev down; else echo "nothing to stop"; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m vaopdev down; else echo "nothing to stop"; fi
+
+kind: setup
+	$(BIN)/python -m vaopdev kind
+
+kind-down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m vaopdev kind-down; else echo "nothing to remove"; fi
+
+image: setup
+	$(BIN)/python -m vaopdev image
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench
@@ -42,7 +58,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not integration and not kind" $(PYTEST_ARGS)
 
 integration: setup
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
@@ -53,6 +69,6 @@ test: setup lint
 clean:
 	rm -rf $(VENV) .dev .pytest_cache .mypy_cache .ruff_cache
 
-# The chart ships a copy of crds/ (Helm installs CRDs only from the chart's own crds/ folder).
+# The chart ships a copy of crds/ (templates/crds.yaml renders it, so helm upgrade upgrades the CRDs).
 crds:
-	cp crds/*.yaml charts/video-analyzer-operator/crds/
+	cp crds/*.yaml charts/video-analyzer-operator/files/crds/

@@ -19,7 +19,7 @@ from typing import Any
 from kubernetes import client
 
 from vaop import models
-from vaop.devcluster import cluster, environment
+from vaopdev import cluster, environment
 
 
 @contextlib.contextmanager

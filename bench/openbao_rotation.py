@@ -20,7 +20,7 @@ from kubernetes import client
 
 from bench import harness
 from vaop import models
-from vaop.devcluster import openbao
+from vaopdev import openbao
 
 
 def _vault_requests(metrics_url: str) -> Counter[str]:

@@ -5,7 +5,10 @@ Layers, with dependencies pointing one way only:
 - ``handlers``: Kopf decorators, thin; they read events and call the domain.
 - ``domain``: pure decisions (account state, conditions, what to re-wrap) on plain data.
 - ``providers`` and ``crypto``: side effects behind small interfaces (key vaults, the envelope).
-- ``devcluster``: the local control plane used by ``make up`` and the tests (never by handlers).
+- ``leadership``, ``health``, ``permissions``: one replica among several (Lease, probes, RBAC check).
+
+The local environments (control plane, kind cluster, images) are the separate package ``vaopdev``,
+which is not part of the operator's image.
 """
 
 __version__ = "0.1.0"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -14,7 +17,28 @@ class OperatorConfig(BaseSettings):
         description="The operator's own namespace: platform keys and leader election live here.",
     )
     metrics_port: int = Field(default=8080, description="Prometheus metrics; 0 disables the endpoint.")
-    health_port: int = Field(default=8081, description="Liveness endpoint /healthz; 0 disables it.")
+    health_port: int = Field(
+        default=8081, description="Liveness (/healthz) and readiness (/readyz) endpoints; 0 disables them."
+    )
+    health_host: str = Field(default="0.0.0.0", description="Address the health endpoints listen on.")  # noqa: S104
+    pod_name: str = Field(
+        default_factory=socket.gethostname,
+        description="This replica's name: its leader-election identity.",
+    )
+    leader_election: bool = Field(
+        default=True, description="Elect one leader among replicas (a Lease); off: this process always leads."
+    )
+    lease_name: str = Field(
+        default="video-analyzer-operator", description="The Lease, in the operator's namespace."
+    )
+    lease_duration: float = Field(default=15.0, description="Seconds a Lease is held without renewal.")
+    renew_deadline: float = Field(
+        default=10.0, description="Seconds the leader keeps trying to renew before it stops."
+    )
+    retry_period: float = Field(default=2.0, description="Seconds between attempts to acquire or renew.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text or as JSON objects."
+    )
     workers: int = Field(default=8, description="Accounts reconciled at the same time.")
     webhook_port: int = Field(default=9443, description="HTTPS port of the admission webhook; 0 disables it.")
     webhook_host: str = Field(default="0.0.0.0", description="Address the webhook listens on.")  # noqa: S104
@@ -29,7 +53,8 @@ class OperatorConfig(BaseSettings):
         default="video-analyzer-operator-webhook", description="The webhook's Service."
     )
     webhook_configuration: str = Field(
-        default="video-analyzer-operator", description="Name of the ValidatingWebhookConfiguration it keeps."
+        default="video-analyzer-operator",
+        description="The ValidatingWebhookConfiguration (made by the chart) whose caBundle it keeps current.",
     )
     check_interval: float = Field(
         default=30.0, description="Seconds between checks of each (identity, key) pair."

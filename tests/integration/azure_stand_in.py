@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from kubernetes import client
 
 from vaop import pki
-from vaop.devcluster import cluster
+from vaopdev import cluster
 
 AUDIENCE = "api://AzureADTokenExchange"
 ROLE = "Key Vault Crypto Service Encryption User"

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from tests.integration import azure_stand_in, softhsm
-from vaop.devcluster import cluster, environment, openbao
+from vaopdev import cluster, environment, openbao
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -14,6 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from kubernetes import client
 
 from tests import helpers
+from vaop import labels, platformkeys
+from vaop.crypto import envelope
+from vaop.crypto import rsa as rsa_wrap
 from vaop.providers import kubernetes as kubernetes_provider
 
 
@@ -214,3 +217,30 @@ def audit_events(audit_log: Path, *, since: float, users: set[str]) -> Iterator[
                 continue
             if datetime.datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp() >= since:
                 yield event
+
+
+def open_account_key(
+    admin: client.ApiClient,
+    namespace: str,
+    name: str,
+    private_pem: bytes | None = None,
+    *,
+    operator_namespace: str = "vaop-system",
+) -> bytes:
+    """Open an account's envelope the way an auditor with both keys would, independent of the operator."""
+    account = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
+    secret = client.CoreV1Api(admin).read_namespaced_secret(f"{name}-account-key", namespace)
+    sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))
+    core = client.CoreV1Api(admin)
+    infra = core.read_namespaced_secret(platformkeys.INFRASTRUCTURE_SECRET, operator_namespace)
+    outer_key = base64.b64decode(infra.data[sealed.outer_key_version])
+    identity = envelope.AccountIdentity(account["metadata"]["uid"], namespace, name)
+    inner = envelope.unseal(sealed, account=identity, outer_key=outer_key)
+    if private_pem is None:
+        system = core.read_namespaced_secret(
+            f"vaop-system-key-v{sealed.inner.key_version}", operator_namespace
+        )
+        private_pem = base64.b64decode(system.data["key.pem"])
+    private = serialization.load_pem_private_key(private_pem, password=None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    return rsa_wrap.unwrap(private, inner, algorithm=sealed.inner.algorithm)

@@ -10,8 +10,6 @@ import time
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from kubernetes import client
 from kubernetes_asyncio import client as aclient
 
@@ -20,34 +18,13 @@ from tests.integration import tenant
 from tests.integration.conftest import CHECK_INTERVAL, Kubectl, OperatorProcess
 from vaop import kubeclient, labels, platformkeys
 from vaop.crypto import envelope
-from vaop.crypto import rsa as rsa_wrap
-from vaop.devcluster import cluster, environment
+from vaopdev import cluster, environment
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 
 def _secret(admin: client.ApiClient, namespace: str, name: str) -> client.V1Secret:
     return client.CoreV1Api(admin).read_namespaced_secret(f"{name}-account-key", namespace)
-
-
-def _open(admin: client.ApiClient, namespace: str, name: str, private_pem: bytes | None = None) -> bytes:
-    """Open an account's envelope the way an auditor with both keys would, independent of the operator."""
-    account = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
-    secret = _secret(admin, namespace, name)
-    sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))
-    core = client.CoreV1Api(admin)
-    infra = core.read_namespaced_secret(platformkeys.INFRASTRUCTURE_SECRET, environment.OPERATOR_NAMESPACE)
-    outer_key = base64.b64decode(infra.data[sealed.outer_key_version])
-    identity = envelope.AccountIdentity(account["metadata"]["uid"], namespace, name)
-    inner = envelope.unseal(sealed, account=identity, outer_key=outer_key)
-    if private_pem is None:
-        system = core.read_namespaced_secret(
-            f"vaop-system-key-v{sealed.inner.key_version}", environment.OPERATOR_NAMESPACE
-        )
-        private_pem = base64.b64decode(system.data["key.pem"])
-    private = serialization.load_pem_private_key(private_pem, password=None)
-    assert isinstance(private, rsa_keys.RSAPrivateKey)
-    return rsa_wrap.unwrap(private, inner, algorithm=sealed.inner.algorithm)
 
 
 def _byok_setup(
@@ -69,7 +46,7 @@ def test_system_key_account_gets_a_wrapped_key(admin: client.ApiClient, namespac
     secret = _secret(admin, namespace, "studio")
     assert secret.type == "videoanalyzer.io/wrapped-account-key"
     assert secret.metadata.owner_references[0].uid == account["metadata"]["uid"]
-    account_key = _open(admin, namespace, "studio")
+    account_key = tenant.open_account_key(admin, namespace, "studio")
     assert len(account_key) == 32
     assert envelope.key_check_value(account_key) == status["accountKey"]["keyCheckValue"]
     # The default identity exists, owned by the account.
@@ -84,7 +61,7 @@ def test_etcd_holds_neither_plaintext_nor_inner_wrapped_key(
 ) -> None:
     tenant.account(admin, namespace, "studio")
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
-    account_key = _open(admin, namespace, "studio")
+    account_key = tenant.open_account_key(admin, namespace, "studio")
     secret = _secret(admin, namespace, "studio")
     sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))
     infra = client.CoreV1Api(admin).read_namespaced_secret(
@@ -129,7 +106,7 @@ def test_customer_key_account_uses_latest_version_and_switches_back_and_forth(
     wrapped_by = account["status"]["accountKey"]["wrappedBy"]
     assert wrapped_by == {"type": "CustomerKey", "keyVault": "vault", "keyName": "kek", "keyVersion": "2"}
     kcv = account["status"]["accountKey"]["keyCheckValue"]
-    assert envelope.key_check_value(_open(admin, namespace, "studio", v2)) == kcv
+    assert envelope.key_check_value(tenant.open_account_key(admin, namespace, "studio", v2)) == kcv
 
     key = helpers.eventually(
         lambda: (
@@ -142,7 +119,7 @@ def test_customer_key_account_uses_latest_version_and_switches_back_and_forth(
     tenant.set_encryption(admin, namespace, "studio", key=None)
     account = tenant.wait_wrapped_by(admin, namespace, "studio", type="SystemKey")
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
-    assert envelope.key_check_value(_open(admin, namespace, "studio")) == kcv
+    assert envelope.key_check_value(tenant.open_account_key(admin, namespace, "studio")) == kcv
 
     tenant.set_encryption(admin, namespace, "studio", key="key")
     account = tenant.wait_wrapped_by(admin, namespace, "studio", type="CustomerKey")

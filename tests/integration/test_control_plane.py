@@ -16,7 +16,7 @@ from kubernetes import client
 
 from tests.helpers import eventually
 from tests.integration.conftest import Kubectl
-from vaop.devcluster import binaries, cluster
+from vaopdev import binaries, cluster
 
 
 def _pinned_kubernetes_version() -> str:
@@ -121,7 +121,7 @@ def test_killed_parent_takes_the_control_plane_with_it(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import json, sys, time
-        from vaop.devcluster import cluster
+        from vaopdev import cluster
         plane = cluster.ControlPlane()
         plane.start()
         print(json.dumps({"pids": plane.processes(), "workdir": str(plane.workdir)}), flush=True)

@@ -9,7 +9,7 @@ import yaml
 
 from tests import helpers
 from tests.integration.conftest import Kubectl
-from vaop.devcluster import binaries
+from vaopdev import binaries
 
 EXAMPLES = binaries.REPO_ROOT / "examples"
 
@@ -57,7 +57,7 @@ def test_examples_apply(kubectl: Kubectl, operator: object) -> None:
 
 def test_every_example_field_is_in_the_schema(kubectl: Kubectl, namespace: str) -> None:
     """Server-side field validation refuses unknown fields, so examples cannot drift from the CRDs."""
-    for path in sorted(EXAMPLES.glob("*.yaml")):
+    for path in sorted(EXAMPLES.rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc or doc["kind"] == "Namespace":
                 continue

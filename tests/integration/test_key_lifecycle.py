@@ -13,7 +13,6 @@ from kubernetes import client
 from tests import helpers
 from tests.integration import tenant
 from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD, WITHIN_ONE_INTERVAL, OperatorProcess
-from tests.integration.test_account_keys import _open
 from vaop.crypto import envelope
 
 
@@ -59,7 +58,7 @@ def test_new_version_rewraps_tracking_accounts_and_leaves_pinned_ones(
     for name in ("a", "b", "c"):
         account = tenant.wait_wrapped_by(admin, namespace, name, keyVersion="2", timeout=WITHIN_ONE_INTERVAL)
         assert account["status"]["accountKey"]["keyCheckValue"] == before[name]
-        assert _open(admin, namespace, name, v2) is not None
+        assert tenant.open_account_key(admin, namespace, name, v2) is not None
     time.sleep(CHECK_INTERVAL)
     assert _wrapped_version(admin, namespace, "p") == "1"
     assert _kcv(admin, namespace, "p") == before["p"]
@@ -214,7 +213,7 @@ def test_crash_safety_under_repeated_sigkill_during_rotation(
         assert _kcv(admin, namespace, name) == kcvs[name]
         secret = client.CoreV1Api(admin).read_namespaced_secret(f"{name}-account-key", namespace)
         assert secret.data  # the envelope is there
-        account_key = _open(admin, namespace, name, v2)
+        account_key = tenant.open_account_key(admin, namespace, name, v2)
         assert envelope.key_check_value(account_key) == kcvs[name]
         assert base64.b64encode(account_key).decode() not in str(secret.data)
 
@@ -227,7 +226,7 @@ def test_no_key_material_in_operator_log_events_or_status(
     _byok(admin, namespace, keys_namespace, ["studio"], v1)
     tenant.put_key_version(admin, keys_namespace, "kek", 2, v2)
     tenant.wait_wrapped_by(admin, namespace, "studio", keyVersion="2", timeout=WITHIN_ONE_INTERVAL)
-    account_key = _open(admin, namespace, "studio", v2)
+    account_key = tenant.open_account_key(admin, namespace, "studio", v2)
     secret = client.CoreV1Api(admin).read_namespaced_secret("studio-account-key", namespace)
     envelope_b64 = secret.data["envelope"]
     pem_body = [line for line in v2.decode().splitlines() if "-----" not in line][3]

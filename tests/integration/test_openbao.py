@@ -13,9 +13,9 @@ from tests.integration import tenant
 from tests.integration.conftest import WITHIN_ONE_INTERVAL
 from vaop import labels, metrics
 from vaop.crypto import envelope
-from vaop.devcluster import openbao
 from vaop.providers import base
 from vaop.providers import openbao as openbao_provider
+from vaopdev import openbao
 
 pytestmark = pytest.mark.usefixtures("operator")
 

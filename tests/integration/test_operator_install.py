@@ -7,7 +7,6 @@ import base64
 import subprocess
 from typing import Any
 
-import yaml
 from kubernetes import client
 from kubernetes_asyncio import client as aclient
 
@@ -15,7 +14,7 @@ from tests import helpers
 from tests.integration.conftest import Kubectl, OperatorProcess
 from vaop import kubeclient, pki
 from vaop.admission import tls
-from vaop.devcluster import cluster, environment
+from vaopdev import cluster, environment
 
 
 def test_helm_lint_passes(control_plane: cluster.ControlPlane) -> None:
@@ -62,33 +61,6 @@ def test_new_account_gets_a_first_status(
     assert account["status"]["state"] in {"Provisioning", "Active"}
     ready = helpers.condition(account, "Ready")
     assert ready is not None and ready["lastTransitionTime"]
-
-
-def test_chart_renders_cert_manager_mode(control_plane: cluster.ControlPlane) -> None:
-    assert control_plane.bins is not None
-    rendered = subprocess.run(
-        [
-            str(control_plane.bins.helm),
-            "template",
-            "vaop",
-            str(environment.CHART_DIR),
-            "--kube-version",
-            "1.37.0",
-            "--set",
-            "webhook.certManager.enabled=true",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    documents = [d for d in yaml.safe_load_all(rendered) if d]
-    kinds = [d["kind"] for d in documents]
-    assert kinds.count("Certificate") == 2 and kinds.count("Issuer") == 2
-    serving = next(d for d in documents if d["kind"] == "Certificate" and not d["spec"].get("isCA"))
-    assert serving["spec"]["dnsNames"][0] == "video-analyzer-operator-webhook.default.svc"
-    deployment = next(d for d in documents if d["kind"] == "Deployment")
-    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["VAOP_WEBHOOK_CERT_SECRET"] == serving["spec"]["secretName"]
 
 
 def test_webhook_takes_a_cert_manager_secret(

@@ -21,12 +21,12 @@ from pkcs11 import Attribute, ObjectClass
 from tests.integration import azure_stand_in, softhsm, tenant
 from vaop import kubeclient
 from vaop.crypto import envelope, rsa
-from vaop.devcluster import cluster, openbao
 from vaop.providers import azure as azure_provider
 from vaop.providers import base
 from vaop.providers import kubernetes as kubernetes_provider
 from vaop.providers import openbao as openbao_provider
 from vaop.providers import pkcs11 as pkcs11_provider
+from vaopdev import cluster, openbao
 
 pytestmark = pytest.mark.usefixtures("operator")  # the session's SoftHSM and control plane, set up
 

@@ -21,8 +21,8 @@ from aiohttp import web
 
 from vaop import pki
 from vaop.crypto import rsa
-from vaop.devcluster import cluster
 from vaop.providers import azure, base
+from vaopdev import cluster
 
 RECORDED = json.loads((Path(__file__).parents[1] / "fixtures" / "azure" / "recorded.json").read_text())
 V1, V2 = RECORDED["versions"]

@@ -1,13 +1,235 @@
-"""The chart ships the same CRDs as crds/ (the chart copy is what `helm install` applies)."""
+"""The chart, rendered by the real helm: what a platform engineer gets from `helm install`, and what
+bad values get instead (a refusal that says what is wrong)."""
 
 from __future__ import annotations
 
-from vaop.devcluster import binaries
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from vaop import permissions
+from vaopdev import binaries
+
+CHART = binaries.REPO_ROOT / "charts" / "video-analyzer-operator"
+Render = Callable[..., list[dict[str, Any]]]
+
+
+def _helm_template(*values: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        str(binaries.HELM.ensure() / "helm"),
+        "template",
+        "vaop",
+        str(CHART),
+        "--namespace",
+        "vaop-system",
+    ]
+    command += ["--kube-version", "1.37.0"]
+    for value in values:
+        command += ["--set", value]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def render(*values: str) -> list[dict[str, Any]]:
+    result = _helm_template(*values)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def only(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in documents if d["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} {kind} rendered"
+    return found[0]
+
+
+def container(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = only(documents, "Deployment")["spec"]["template"]["spec"]
+    return dict(spec["containers"][0])
 
 
 def test_chart_crds_match_the_top_level_crds() -> None:
-    chart_crds = binaries.REPO_ROOT / "charts" / "video-analyzer-operator" / "crds"
+    chart_crds = CHART / "files" / "crds"
     top_level = sorted((binaries.REPO_ROOT / "crds").glob("*.yaml"))
     assert [p.name for p in top_level] == sorted(p.name for p in chart_crds.glob("*.yaml"))
     for crd in top_level:
         assert (chart_crds / crd.name).read_text() == crd.read_text(), f"run `make crds`: {crd.name} differs"
+
+
+def test_crds_are_templates_kept_on_uninstall_unless_disabled() -> None:
+    crds = [d for d in render() if d["kind"] == "CustomResourceDefinition"]
+    assert sorted(c["metadata"]["name"] for c in crds) == [
+        "customerkeys.videoanalyzer.io",
+        "keyvaults.videoanalyzer.io",
+        "videoanalyzeraccounts.videoanalyzer.io",
+    ]
+    top = {
+        yaml.safe_load(p.read_text())["metadata"]["name"]: yaml.safe_load(p.read_text())
+        for p in (binaries.REPO_ROOT / "crds").glob("*.yaml")
+    }
+    for crd in crds:
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["spec"] == top[crd["metadata"]["name"]]["spec"]
+    assert "helm.sh/resource-policy" not in str(render("crds.keep=false"))
+    assert not [d for d in render("crds.enabled=false") if d["kind"] == "CustomResourceDefinition"]
+
+
+def test_default_install_is_two_replicas_with_probes_budget_and_spread() -> None:
+    documents = render()
+    deployment = only(documents, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    operator = container(documents)
+    assert operator["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert operator["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert operator["lifecycle"]["preStop"]["sleep"]["seconds"] == 5
+    assert only(documents, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert not [
+        d
+        for d in render("replicaCount=1", "leaderElection.enabled=false")
+        if d["kind"] == "PodDisruptionBudget"
+    ]
+
+
+def test_pod_meets_the_restricted_pod_security_standard() -> None:
+    documents = render()
+    pod = only(documents, "Deployment")["spec"]["template"]["spec"]
+    operator = container(documents)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert operator["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def test_values_reach_the_operator_as_settings() -> None:
+    operator = container(
+        render(
+            "operator.checkInterval=45",
+            "operator.gracePeriod=600",
+            "operator.workers=4",
+            "operator.logFormat=json",
+            "leaderElection.leaseName=my-lease",
+            "extraArgs={--log-level=DEBUG}",
+            "extraEnv[0].name=HTTPS_PROXY",
+            "extraEnv[0].value=http://proxy:3128",
+        )
+    )
+    env = {e["name"]: e.get("value") for e in operator["env"]}
+    assert env["VAOP_CHECK_INTERVAL"] == "45"
+    assert env["VAOP_GRACE_PERIOD"] == "600"
+    assert env["VAOP_WORKERS"] == "4"
+    assert env["VAOP_LEASE_NAME"] == "my-lease"
+    assert env["HTTPS_PROXY"] == "http://proxy:3128"
+    assert "--log-format=json" in operator["args"] and operator["args"][-1] == "--log-level=DEBUG"
+
+
+def test_image_by_digest_and_pull_secrets() -> None:
+    digest = "sha256:" + "a" * 64
+    documents = render(f"image.digest={digest}", "imagePullSecrets[0].name=regcred")
+    assert container(documents)["image"] == f"ghcr.io/videoanalyzer/video-analyzer-operator@{digest}"
+    pod = only(documents, "Deployment")["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert container(render("image.tag=1.2.3"))["image"].endswith(":1.2.3")
+
+
+def test_webhook_configuration_belongs_to_the_release() -> None:
+    webhook = only(render(), "ValidatingWebhookConfiguration")
+    assert webhook["metadata"]["name"] == "video-analyzer-operator"
+    for hook in webhook["webhooks"]:
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["clientConfig"]["service"] == {
+            "name": "video-analyzer-operator-webhook",
+            "namespace": "vaop-system",
+            "path": "/validate",
+            "port": 443,
+        }
+        conditions = [c["expression"] for c in hook["matchConditions"]]
+        assert (
+            "request.userInfo.username != 'system:serviceaccount:vaop-system:video-analyzer-operator'"
+            in conditions
+        )
+        excluded = hook["namespaceSelector"]["matchExpressions"][0]
+        assert excluded["operator"] == "NotIn" and excluded["values"] == ["kube-system", "vaop-system"]
+    assert not [d for d in render("webhook.enabled=false") if d["kind"] == "ValidatingWebhookConfiguration"]
+
+
+def test_cert_manager_mode_injects_the_ca_and_mounts_nothing_of_ours() -> None:
+    documents = render("webhook.certManager.enabled=true")
+    kinds = [d["kind"] for d in documents]
+    assert kinds.count("Certificate") == 2 and kinds.count("Issuer") == 2
+    serving = next(d for d in documents if d["kind"] == "Certificate" and not d["spec"].get("isCA"))
+    assert serving["spec"]["dnsNames"][0] == "video-analyzer-operator-webhook.vaop-system.svc"
+    env = {e["name"]: e.get("value") for e in container(documents)["env"]}
+    assert env["VAOP_WEBHOOK_CERT_SECRET"] == serving["spec"]["secretName"]
+    webhook = only(documents, "ValidatingWebhookConfiguration")
+    assert webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        "vaop-system/video-analyzer-operator-webhook"
+    )
+
+
+def test_optional_service_monitor_and_network_policy() -> None:
+    assert not [d for d in render() if d["kind"] in ("ServiceMonitor", "NetworkPolicy")]
+    documents = render("metrics.serviceMonitor.enabled=true", "networkPolicy.enabled=true")
+    assert only(documents, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
+    policy = only(documents, "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    ports = [rule["ports"][0]["port"] for rule in policy["spec"]["ingress"]]
+    assert ports == ["webhook", "health", "metrics"]
+
+
+def _granted(documents: list[dict[str, Any]]) -> set[tuple[str, str, str, str | None, bool]]:
+    granted = set()
+    for role in (d for d in documents if d["kind"] in ("ClusterRole", "Role")):
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        for name in rule.get("resourceNames") or [None]:
+                            granted.add((verb, group, resource, name, role["kind"] == "Role"))
+    return granted
+
+
+def test_rbac_grants_exactly_what_the_code_uses() -> None:
+    needed = {
+        (p.verb, p.group, p.resource, p.name, p.namespaced_to_operator)
+        for p in permissions.required(
+            webhook_configuration="video-analyzer-operator", lease="video-analyzer-operator"
+        )
+    }
+    assert _granted(render()) == needed
+    without = {
+        (p.verb, p.group, p.resource, p.name, p.namespaced_to_operator)
+        for p in permissions.required(webhook_configuration=None, lease=None)
+    }
+    assert (
+        _granted(render("webhook.enabled=false", "leaderElection.enabled=false", "replicaCount=1")) == without
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("replicas=3", "additional properties 'replicas' not allowed"),
+        ("operator.logLevel=LOUD", "/operator/logLevel"),
+        ("operator.logFormat=xml", "/operator/logFormat"),
+        ("operator.workers=0", "/operator/workers"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("image.digest=sha256:abc", "/image/digest"),
+        ("webhook.failurePolicy=Maybe", "/webhook/failurePolicy"),
+        (
+            "leaderElection.renewDeadline=20",
+            "leaseDuration must be greater than leaderElection.renewDeadline",
+        ),
+        ("leaderElection.enabled=false", "replicaCount > 1 needs leaderElection.enabled=true"),
+    ],
+)
+def test_bad_values_are_refused_with_a_message(value: str, message: str) -> None:
+    result = _helm_template(value)
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -1,4 +1,8 @@
-"""Start the webhook, register it, and keep its certificate and caBundle current while it runs."""
+"""Start the webhook, point the chart's configuration at it, keep its certificate current.
+
+Every replica serves admission from its own watches (Kopf indices), leader or not, so the
+Service can send a request to any ready replica.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,12 @@ import kopf
 from kubernetes_asyncio import client
 
 from .. import config, kubeclient, pki
-from ..reconcilers import monitor
 from . import registration, server, tls
 from . import view as admission_view
 
 logger = logging.getLogger(__name__)
 REFRESH_SECONDS = 600.0
+RETRY_SECONDS = 10.0
 
 
 class Webhook:
@@ -25,29 +29,30 @@ class Webhook:
         self._server: server.WebhookServer | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._ca_pem = b""
-        self._username = ""
+        self._problem: str | None = "not started yet"
+
+    def problem(self) -> str | None:
+        """What keeps the webhook from answering the apiserver, for the readiness check."""
+        return self._problem
 
     async def start(
         self,
         *,
-        accounts: dict[tuple[str, str], monitor.AccountView],
+        accounts: kopf.Index[Any, Any],
         customer_keys: kopf.Index[Any, Any],
         key_vaults: kopf.Index[Any, Any],
     ) -> None:
-        self._username = await kubeclient.whoami(self._api)
+        username = await kubeclient.whoami(self._api)
         ca, serving = await self._certificates()
         view = admission_view.make(
-            accounts=accounts,
-            customer_keys=customer_keys,
-            key_vaults=key_vaults,
-            operator_username=self._username,
+            accounts=accounts, customer_keys=customer_keys, key_vaults=key_vaults, operator_username=username
         )
         self._server = server.WebhookServer(
             lambda: view, serving=serving, host=self._options.webhook_host, port=self._options.webhook_port
         )
         await self._server.start()
-        await self._register(ca)
-        self._refresher = asyncio.create_task(self._refresh(), name="webhook-certificates")
+        self._problem = "the ValidatingWebhookConfiguration does not name this webhook's CA yet"
+        self._refresher = asyncio.create_task(self._keep_current(ca), name="webhook-registration")
 
     async def stop(self) -> None:
         if self._refresher is not None:
@@ -70,31 +75,36 @@ class Webhook:
         )
 
     async def _register(self, ca: pki.KeyPair) -> None:
-        options = self._options
-        configuration = registration.build(
-            name=options.webhook_configuration,
-            ca_pem=ca.cert_pem,
-            operator_username=self._username,
-            operator_namespace=options.namespace,
-            url=options.webhook_url,
-            service=options.webhook_service,
-        )
-        await registration.apply(self._api, configuration)
+        if not self._options.webhook_cert_secret:  # with cert-manager, its cainjector writes the caBundle
+            await registration.point_at_operator(
+                self._api,
+                name=self._options.webhook_configuration,
+                ca_pem=ca.cert_pem,
+                url=self._options.webhook_url,
+            )
         self._ca_pem = ca.cert_pem
+        self._problem = None
 
-    async def _refresh(self) -> None:
-        """Pick up renewals (ours 30 days ahead, or cert-manager's) and keep the caBundle in step."""
+    async def _keep_current(self, ca: pki.KeyPair) -> None:
+        """Register now (retrying until it works), then pick up renewals (ours 30 days ahead, or
+        cert-manager's) and keep the caBundle in step."""
+        delay = 0.0
         while True:
-            await asyncio.sleep(REFRESH_SECONDS)
+            await asyncio.sleep(delay)
             try:
-                ca, serving = await self._certificates()
-                assert self._server is not None
-                self._server.reload(serving)
-                if ca.cert_pem != self._ca_pem:
+                if self._ca_pem:
+                    ca, serving = await self._certificates()
+                    assert self._server is not None
+                    self._server.reload(serving)
+                if ca.cert_pem != self._ca_pem or self._problem is not None:
                     await self._register(ca)
+                delay = REFRESH_SECONDS
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception(
-                    "Refreshing the webhook certificate failed; retrying in %ss", REFRESH_SECONDS
-                )
+            except registration.ConfigurationMissing as missing:
+                self._problem = str(missing)
+                delay = RETRY_SECONDS
+            except Exception as error:
+                self._problem = f"registering the webhook failed: {error.__class__.__name__}: {error}"
+                logger.exception("Registering or refreshing the webhook failed; retrying")
+                delay = RETRY_SECONDS if not self._ca_pem else REFRESH_SECONDS

@@ -1,115 +1,65 @@
-"""The ValidatingWebhookConfiguration the operator keeps in place (and its caBundle current).
+"""The webhook's registration: the chart owns the ValidatingWebhookConfiguration, the operator keeps
+its ``clientConfig`` current.
 
-Safety, by construction:
-- ``failurePolicy: Fail`` with a 5 s timeout: a guarded change never slips through unchecked;
-- ``matchConditions`` leave the operator's own requests (and the garbage collector's and namespace
-  controller's deletions) out entirely, so the operator's writes never wait on its own webhook and
-  deletion works even while the operator is down;
-- account DELETE is not in the rules at all; only labelled account-key Secrets are matched;
-- kube-system and the operator's namespace are never sent to the webhook.
+The configuration belongs to the Helm release, so ``helm uninstall`` removes it and no webhook is
+left behind pointing at a deleted Service (templates/webhook.yaml holds the rules, the
+failurePolicy and the matchConditions that leave the operator's own writes out). What only the
+running operator knows it patches in, per webhook (strategic merge on the webhooks' names):
+
+- ``caBundle``: the CA of the certificate it serves (its own CA, kept in a Secret; with
+  cert-manager, cert-manager's cainjector fills it instead and this is not called);
+- ``url``, in local mode only: the apiserver on this host calls the operator's loopback port
+  instead of the Service, which has no pods behind it there.
 """
 
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import labels, models
-
-GARBAGE_COLLECTOR = "system:serviceaccount:kube-system:generic-garbage-collector"
-NAMESPACE_CONTROLLER = "system:serviceaccount:kube-system:namespace-controller"
 PATH = "/validate"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
-def _not_user(*usernames: str) -> list[client.V1MatchCondition]:
-    return [
-        client.V1MatchCondition(name=f"not-{i}", expression=f"request.userInfo.username != '{user}'")
-        for i, user in enumerate(usernames)
-    ]
+class ConfigurationMissing(Exception):
+    """The chart's ValidatingWebhookConfiguration does not exist."""
 
 
-def build(
-    *,
-    name: str,
-    ca_pem: bytes,
-    operator_username: str,
-    operator_namespace: str,
-    url: str | None,
-    service: str | None,
-) -> client.V1ValidatingWebhookConfiguration:
-    if url:
-        client_config = client.AdmissionregistrationV1WebhookClientConfig(url=url + PATH)
-    else:
-        client_config = client.AdmissionregistrationV1WebhookClientConfig(
-            service=client.AdmissionregistrationV1ServiceReference(
-                name=service, namespace=operator_namespace, path=PATH, port=443
-            )
+def client_config_patch(
+    configuration: client.V1ValidatingWebhookConfiguration, *, ca_pem: bytes, url: str | None
+) -> dict[str, Any] | None:
+    """The patch that points every webhook of ``configuration`` at this operator, or None if they do."""
+    bundle = base64.b64encode(ca_pem).decode()
+    changes = []
+    for webhook in configuration.webhooks or []:
+        current = webhook.client_config
+        wanted: dict[str, Any] = {"caBundle": bundle}
+        if url:
+            wanted.update(url=url + PATH, service=None)
+        up_to_date = current.ca_bundle == bundle and (
+            not url or (current.url == url + PATH and not current.service)
         )
-    client_config.ca_bundle = base64.b64encode(ca_pem).decode()
-    namespaces = client.V1LabelSelector(
-        match_expressions=[
-            client.V1LabelSelectorRequirement(
-                key="kubernetes.io/metadata.name",
-                operator="NotIn",
-                values=["kube-system", operator_namespace],
-            )
-        ]
-    )
-    common = {
-        "admission_review_versions": ["v1"],
-        "client_config": client_config,
-        "failure_policy": "Fail",
-        "side_effects": "None",
-        "timeout_seconds": 5,
-        "namespace_selector": namespaces,
-        "match_policy": "Equivalent",
-    }
-    accounts = client.V1ValidatingWebhook(
-        name=f"accounts.{models.GROUP}",
-        rules=[
-            client.V1RuleWithOperations(
-                api_groups=[models.GROUP],
-                api_versions=["*"],
-                resources=["videoanalyzeraccounts"],
-                operations=["CREATE", "UPDATE"],
-                scope="Namespaced",
-            )
-        ],
-        match_conditions=_not_user(operator_username),
-        **common,
-    )
-    secrets = client.V1ValidatingWebhook(
-        name=f"account-key-secrets.{models.GROUP}",
-        rules=[
-            client.V1RuleWithOperations(
-                api_groups=[""],
-                api_versions=["v1"],
-                resources=["secrets"],
-                operations=["CREATE", "UPDATE", "DELETE"],
-                scope="Namespaced",
-            )
-        ],
-        object_selector=client.V1LabelSelector(match_labels={labels.COMPONENT: labels.ACCOUNT_KEY_COMPONENT}),
-        match_conditions=_not_user(operator_username, GARBAGE_COLLECTOR, NAMESPACE_CONTROLLER),
-        **common,
-    )
-    return client.V1ValidatingWebhookConfiguration(
-        metadata=client.V1ObjectMeta(name=name, labels=dict(labels.MANAGED)), webhooks=[accounts, secrets]
-    )
+        if not up_to_date:
+            changes.append({"name": webhook.name, "clientConfig": wanted})
+    return {"webhooks": changes} if changes else None
 
 
-async def apply(api: client.ApiClient, configuration: client.V1ValidatingWebhookConfiguration) -> None:
-    """Create the configuration, or replace it so its caBundle and rules are the current ones."""
+async def point_at_operator(api: client.ApiClient, *, name: str, ca_pem: bytes, url: str | None) -> None:
     registration = client.AdmissionregistrationV1Api(api)
-    name = configuration.metadata.name
     try:
-        existing = await registration.read_validating_webhook_configuration(name)
+        configuration = await registration.read_validating_webhook_configuration(name)
     except ApiException as error:
-        if error.status != 404:
-            raise
-        await registration.create_validating_webhook_configuration(configuration)
-        return
-    configuration.metadata.resource_version = existing.metadata.resource_version
-    await registration.replace_validating_webhook_configuration(name, configuration)
+        if error.status == 404:
+            raise ConfigurationMissing(
+                f"ValidatingWebhookConfiguration {name} does not exist: the chart makes it "
+                "(webhook.enabled=true); reinstall or upgrade the release"
+            ) from None
+        raise
+    patch = client_config_patch(configuration, ca_pem=ca_pem, url=url)
+    if patch is not None:
+        await registration.patch_validating_webhook_configuration(
+            name, patch, _content_type=STRATEGIC_MERGE_PATCH
+        )

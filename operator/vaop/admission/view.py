@@ -1,4 +1,4 @@
-"""The admission view over the operator's live state: the key monitor's accounts and Kopf's indices."""
+"""The admission view over the operator's live state: Kopf's indices, which every replica keeps."""
 
 from __future__ import annotations
 
@@ -8,23 +8,6 @@ from typing import Any
 import kopf
 
 from ..domain import admission
-from ..reconcilers import monitor
-from .registration import GARBAGE_COLLECTOR, NAMESPACE_CONTROLLER
-
-
-class _AccountStates(Mapping[tuple[str, str], tuple[str, str]]):
-    def __init__(self, accounts: Mapping[tuple[str, str], monitor.AccountView]) -> None:
-        self._accounts = accounts
-
-    def __getitem__(self, key: tuple[str, str]) -> tuple[str, str]:
-        view = self._accounts[key]
-        return view.state, view.reason
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._accounts)
-
-    def __len__(self) -> int:
-        return len(self._accounts)
 
 
 class _First(Mapping[Any, Any]):
@@ -47,15 +30,15 @@ class _First(Mapping[Any, Any]):
 
 def make(
     *,
-    accounts: Mapping[tuple[str, str], monitor.AccountView],
+    accounts: kopf.Index[Any, Any],
     customer_keys: kopf.Index[Any, Any],
     key_vaults: kopf.Index[Any, Any],
     operator_username: str,
 ) -> admission.View:
     return admission.View(
-        account_state=_AccountStates(accounts),
+        account_state=_First(accounts),
         customer_keys=_First(customer_keys),
         vaults=_First(key_vaults, as_dict=True),
         operator_username=operator_username,
-        system_deleters=frozenset({GARBAGE_COLLECTOR, NAMESPACE_CONTROLLER}),
+        system_deleters=admission.SYSTEM_DELETERS,
     )

@@ -22,6 +22,10 @@ class Verdict:
 
 
 ALLOW = Verdict(True)
+# Deletions of account-key Secrets by these are garbage collection of a deleted account, or of its namespace.
+GARBAGE_COLLECTOR = "system:serviceaccount:kube-system:generic-garbage-collector"
+NAMESPACE_CONTROLLER = "system:serviceaccount:kube-system:namespace-controller"
+SYSTEM_DELETERS = frozenset({GARBAGE_COLLECTOR, NAMESPACE_CONTROLLER})
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""VideoAnalyzerAccount handlers: every event only enqueues the account for the controller."""
+"""VideoAnalyzerAccount events: on the leader, a new, changed or deleted account is enqueued.
+
+Raw watch events, not Kopf's change-detecting handlers: those write bookkeeping annotations on
+every object from every replica, and the controller reconciles from the account's whole current
+state anyway (a new leader enqueues every account; see reconcilers/leading.py).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,15 @@ from typing import Any
 import kopf
 
 from .. import models
+from . import indexes
 
 
-@kopf.on.resume(models.GROUP, models.VERSION, "videoanalyzeraccounts")
-@kopf.on.create(models.GROUP, models.VERSION, "videoanalyzeraccounts")
-@kopf.on.update(models.GROUP, models.VERSION, "videoanalyzeraccounts", field="spec")
-async def account_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    memo.controller.queue.add((namespace, name))
+@kopf.on.event(models.GROUP, models.VERSION, "videoanalyzeraccounts")
+async def account_event(
+    namespace: str, name: str, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    controller = memo.leader.controller
+    if controller is None:
+        return  # a follower: the leader reconciles
+    if type != "MODIFIED" or indexes.spec_changed(body) or body.metadata.get("deletionTimestamp"):
+        controller.queue.add((namespace, name))

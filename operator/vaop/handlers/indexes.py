@@ -1,15 +1,18 @@
-"""Kopf indices: the operator's in-memory view of CustomerKeys, KeyVaults and who uses them.
+"""Kopf indices: every replica's in-memory view of the three kinds, kept by Kopf's watches.
 
-Reconciliations and (later) admission decisions read these instead of calling the API.
+Admission reads them on every replica; the leader's reconciliations read them instead of calling
+the API for references.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
+from kubernetes_asyncio import client
 
-from .. import models
+from .. import conditions, models
 
 
 @kopf.index(models.GROUP, models.VERSION, "customerkeys")
@@ -31,6 +34,15 @@ def key_vaults(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[str
 
 
 @kopf.index(models.GROUP, models.VERSION, "videoanalyzeraccounts")
+def accounts(
+    namespace: str, name: str, status: kopf.Status, **_: Any
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """Every account's (state, Ready reason) as its status shows it: the KeyInaccessible lock."""
+    ready = conditions.find(status.get("conditions"), conditions.READY) or {}
+    return {(namespace, name): (str(status.get("state", "")), str(ready.get("reason", "")))}
+
+
+@kopf.index(models.GROUP, models.VERSION, "videoanalyzeraccounts")
 def customer_key_accounts(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[str, str] | None:
     """Accounts on a customer key, by namespace: a key or vault change re-checks them."""
     key_ref = (spec.get("encryption") or {}).get("keyRef")
@@ -40,3 +52,63 @@ def customer_key_accounts(namespace: str, name: str, spec: kopf.Spec, **_: Any) 
 def first(index: kopf.Index[Any, Any], key: Any) -> Any | None:
     store = index.get(key)
     return next(iter(store), None) if store is not None else None
+
+
+def spec_changed(body: kopf.Body) -> bool:
+    """The spec changed since the operator last reported on it (status-only updates are its own)."""
+    status = body.get("status") or {}
+    return status.get("observedGeneration") != body.metadata.get("generation")
+
+
+class InitialSync:
+    """Ready once the indices hold every object that existed when this replica started.
+
+    Kopf fills its indices from its own watches and says nothing when the first listing is done, so
+    this lists the three kinds itself (paged) and waits until each listed object is indexed. Each
+    round lists again, so an object deleted meanwhile does not hold readiness back.
+    """
+
+    def __init__(self, api: Any, membership: dict[str, Any]) -> None:
+        self._custom = client.CustomObjectsApi(api)
+        self._membership = membership  # plural -> (namespace, name) -> bool
+        self._problem: str | None = "the first listing has not completed"
+
+    def problem(self) -> str | None:
+        return self._problem
+
+    async def run(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                missing = {
+                    plural: await self._missing(plural, known) for plural, known in self._membership.items()
+                }
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._problem = f"cannot list the custom resources: {error.__class__.__name__}: {error}"
+            else:
+                waiting = {plural: n for plural, n in missing.items() if n}
+                if not waiting:
+                    self._problem = None
+                    return
+                self._problem = "watch caches still filling: " + ", ".join(
+                    f"{n} {plural} not indexed yet" for plural, n in waiting.items()
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _missing(self, plural: str, known: Any) -> int:
+        count, token = 0, None
+        while True:
+            page = await self._custom.list_cluster_custom_object(
+                models.GROUP, models.VERSION, plural, limit=500, _continue=token
+            )
+            count += sum(
+                1
+                for item in page["items"]
+                if not known((item["metadata"]["namespace"], item["metadata"]["name"]))
+            )
+            token = page["metadata"].get("continue")
+            if not token:
+                return count

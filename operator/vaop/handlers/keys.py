@@ -1,4 +1,5 @@
-"""CustomerKey and KeyVault handlers: a change re-checks the namespace's accounts on customer keys."""
+"""CustomerKey and KeyVault events: on the leader, a change re-checks the namespace's accounts on
+customer keys, and a KeyVault's status is brought up to date."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ from typing import Any
 
 import kopf
 
-from .. import models, providers
-from ..domain import keys as keys_domain
+from .. import models
+from ..reconcilers import keyvaults
+from . import indexes
 
 
 def _recheck_namespace(namespace: str, memo: kopf.Memo, customer_key_accounts: kopf.Index[str, str]) -> None:
+    controller = memo.leader.controller
+    if controller is None:
+        return
     for account in customer_key_accounts.get(namespace, ()):
-        memo.controller.queue.add((namespace, account))
+        controller.queue.add((namespace, account))
 
 
 @kopf.on.event(models.GROUP, models.VERSION, "customerkeys")
@@ -25,33 +30,22 @@ async def customer_key_event(
     **_: Any,
 ) -> None:
     # Status-only updates are the operator's own writes: nothing to re-check.
-    if type in ("ADDED", "DELETED") or type is None or _spec_changed(body):
+    if type in ("ADDED", "DELETED") or type is None or indexes.spec_changed(body):
         _recheck_namespace(namespace, memo, customer_key_accounts)
 
 
 @kopf.on.event(models.GROUP, models.VERSION, "keyvaults")
 async def key_vault_event(
-    namespace: str, memo: kopf.Memo, customer_key_accounts: kopf.Index[str, str], **_: Any
+    namespace: str,
+    type: str | None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    customer_key_accounts: kopf.Index[str, str],
+    **_: Any,
 ) -> None:
-    _recheck_namespace(namespace, memo, customer_key_accounts)
-
-
-def _spec_changed(body: kopf.Body) -> bool:
-    status = body.get("status") or {}
-    return status.get("observedGeneration") != body.metadata.get("generation")
-
-
-@kopf.on.resume(models.GROUP, models.VERSION, "keyvaults")
-@kopf.on.create(models.GROUP, models.VERSION, "keyvaults")
-@kopf.on.update(models.GROUP, models.VERSION, "keyvaults", field="spec")
-async def key_vault_status(
-    spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any
-) -> None:
-    patch.status.update(
-        keys_domain.key_vault_status(
-            models.KeyVaultSpec.parse(dict(spec)),
-            available=providers.available(),
-            generation=meta.get("generation"),
-            previous=status.get("conditions"),
-        )
-    )
+    if memo.leader.controller is None:
+        return
+    if type in ("ADDED", "DELETED") or type is None or indexes.spec_changed(body):
+        _recheck_namespace(namespace, memo, customer_key_accounts)
+    if type != "DELETED":
+        await keyvaults.refresh(memo.api, body)

@@ -1,27 +1,34 @@
-"""Operator start-up and shutdown: Kopf settings, API client, platform keys, the account controller."""
+"""Operator start-up and shutdown: Kopf settings, health and readiness, the webhook, leader election.
+
+Every replica watches (Kopf indices), serves admission and answers probes. Only the replica that
+holds the Lease runs the leader's work (reconcilers/leading.py); it releases the Lease on
+shutdown so another replica takes over within one retry period.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 import kopf
 from kubernetes_asyncio import client
 
-from .. import config, kubeclient, metrics, models, platformkeys
+from .. import config, health, kubeclient, leadership, metrics, models, permissions
 from ..admission import lifecycle
 from ..providers import base as providers_base
-from ..reconcilers import controller
+from ..reconcilers import leading
 from . import indexes
 
 logger = logging.getLogger(__name__)
 _ANNOTATION_PREFIX = f"kopf.{models.GROUP}"
+WEBHOOK_RETRY_SECONDS = 5.0
 
 
 def _configure(settings: kopf.OperatorSettings) -> None:
-    # Kopf keeps its bookkeeping in annotations: the CRD schemas are structural and would prune
-    # anything Kopf wrote under status.
+    # No handler here uses Kopf's change detection (all are raw events), so Kopf writes no
+    # bookkeeping onto objects; the storage settings only name what older versions left behind.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=_ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=_ANNOTATION_PREFIX, key="last-handled-configuration"
@@ -41,58 +48,116 @@ async def start(
     memo: kopf.Memo,
     customer_keys: kopf.Index[Any, Any],
     key_vaults: kopf.Index[Any, Any],
+    accounts: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
     _configure(settings)
     options = config.OperatorConfig()
     base = await kubeclient.load_configuration()
     api = client.ApiClient(base)
-    platform: platformkeys.PlatformKeys | None = None
-    platform_error: str | None = None
-    try:
-        platform = await platformkeys.load_or_create(api, options.namespace)
-    except platformkeys.PlatformKeyMissing as error:
-        # Stay up (no crash loop) and say it on every account instead.
-        platform_error = str(error)
-        logger.error("Platform keys unavailable: %s", error)
+    memo.api = api
+    memo.identities = kubeclient.Identities(api, base)
+    memo.readiness = readiness = health.Readiness()
+    memo.tasks = []
+    memo.webhook = None
+    memo.elector = None
 
     def vaults_of(namespace: str) -> dict[str, dict[str, Any]]:
         return dict(key_vaults.get(namespace, ()))
 
-    memo.api = api
-    memo.identities = kubeclient.Identities(api, base)
-    memo.controller = controller.AccountController(
+    memo.leader = leading.LeaderWork(
         api,
-        platform=platform,
-        platform_error=platform_error,
-        identities=memo.identities,
+        memo.identities,
+        options,
         customer_keys=lambda namespace, name: indexes.first(customer_keys, (namespace, name)),
         key_vaults=vaults_of,
-        workers=options.workers,
-        check_interval=options.check_interval,
-        grace_period=options.grace_period,
+        accounts=lambda: list(accounts),
     )
-    memo.controller.queue.start()
-    memo.tasks = [
-        asyncio.create_task(memo.controller.watch_account_key_secrets(), name="account-key-secrets"),
-        asyncio.create_task(memo.controller.watch_key_versions(), name="key-version-secrets"),
-        asyncio.create_task(memo.controller.monitor.run(), name="key-monitor"),
-    ]
     metrics.serve(options.metrics_port)
+    if options.health_port:
+        memo.health = health.HealthServer(readiness, host=options.health_host, port=options.health_port)
+        await memo.health.start()
+
+    def background(coroutine: Any, name: str) -> None:
+        memo.tasks.append(asyncio.create_task(coroutine, name=name))
+
+    rules = permissions.required(
+        webhook_configuration=options.webhook_configuration if options.webhook_port else None,
+        lease=options.lease_name if options.leader_election else None,
+    )
+    checker = permissions.PermissionCheck(api, rules, namespace=options.namespace)
+    readiness.add("permissions", checker.problem)
+    background(checker.run(), "permission-check")
+
+    sync = indexes.InitialSync(
+        api,
+        {
+            "videoanalyzeraccounts": lambda key: key in accounts,
+            "customerkeys": lambda key: key in customer_keys,
+            "keyvaults": lambda key: any(name == key[1] for name, _ in key_vaults.get(key[0], ())),
+        },
+    )
+    readiness.add("watches", sync.problem)
+    background(sync.run(), "initial-sync")
+
     if options.webhook_port:
         memo.webhook = lifecycle.Webhook(options, api)
-        await memo.webhook.start(
-            accounts=memo.controller.monitor.accounts, customer_keys=customer_keys, key_vaults=key_vaults
+        readiness.add("webhook", memo.webhook.problem)
+        background(_start_webhook(memo.webhook, accounts, customer_keys, key_vaults), "webhook-start")
+
+    if options.leader_election:
+        memo.elector = elector = leadership.LeaderElector(
+            api,
+            leadership.LeaseSettings(
+                namespace=options.namespace,
+                name=options.lease_name,
+                identity=options.pod_name,
+                lease_duration=options.lease_duration,
+                renew_deadline=options.renew_deadline,
+                retry_period=options.retry_period,
+            ),
+            on_started=memo.leader.start,
+            on_stopped=memo.leader.stop,
         )
+        readiness.add("apiserver", elector.problem)
+        background(elector.run(), "leader-election")
+    else:
+        await memo.leader.start()
+    background(readiness.watch(), "readiness-log")
+
+
+async def _start_webhook(
+    webhook: lifecycle.Webhook,
+    accounts: kopf.Index[Any, Any],
+    customer_keys: kopf.Index[Any, Any],
+    key_vaults: kopf.Index[Any, Any],
+) -> None:
+    """Start the webhook, retrying while the apiserver cannot be reached (no crash loop)."""
+    while True:
+        try:
+            await webhook.start(accounts=accounts, customer_keys=customer_keys, key_vaults=key_vaults)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.warning("Starting the webhook failed (%s: %s); retrying", error.__class__.__name__, error)
+            await asyncio.sleep(WEBHOOK_RETRY_SECONDS)
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    if memo.elector is not None:
+        await memo.elector.release()  # stops the leader's work first
+    else:
+        await memo.leader.stop()
     for task in memo.tasks:
         task.cancel()
-    await memo.controller.queue.stop()
-    if getattr(memo, "webhook", None) is not None:
+    with contextlib.suppress(Exception):
+        await asyncio.gather(*memo.tasks, return_exceptions=True)
+    if memo.webhook is not None:
         await memo.webhook.stop()
+    if getattr(memo, "health", None) is not None:
+        await memo.health.stop()
     await providers_base.shutdown()
     await memo.identities.close()
     await memo.api.close()

@@ -105,7 +105,9 @@ class OperatorProcess:
     """The operator as a local process with the chart's identity. Tests may kill and restart it.
 
     ``log_path`` None lets it write to this process's stdout (``make up``). Every start picks fresh
-    health and metrics ports and waits until /healthz answers.
+    health and metrics ports and waits until /readyz says the operator is ready (watches synced,
+    webhook registered, RBAC complete). It elects itself leader on the chart's Lease under this
+    host's name, so a restarted process leads again at once.
     """
 
     def __init__(
@@ -121,7 +123,7 @@ class OperatorProcess:
         self.settings = dict(settings or {})
         self.log_level = log_level
         self.popen: subprocess.Popen[bytes] | None = None
-        self.health_url = ""
+        self.ready_url = ""
         self.metrics_url = ""
         # The providers' test seam (vaop/providers/faults.py): vaults listed there fail transiently.
         # Without a log file the seam lives in a scratch folder of our own, removed by stop().
@@ -138,13 +140,14 @@ class OperatorProcess:
             cluster.free_port(),
             cluster.free_port(),
         )
-        self.health_url = f"http://127.0.0.1:{health_port}/healthz"
+        self.ready_url = f"http://127.0.0.1:{health_port}/readyz"
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         env = dict(
             os.environ,
             KUBECONFIG=str(self.identity.kubeconfig),
             VAOP_NAMESPACE=self.identity.namespace,
             VAOP_HEALTH_PORT=str(health_port),
+            VAOP_HEALTH_HOST="127.0.0.1",
             VAOP_METRICS_PORT=str(metrics_port),
             VAOP_FAULT_FILE=str(self.fault_file),
             # Local mode: the apiserver on this host calls the webhook by URL, not through a Service.
@@ -162,17 +165,19 @@ class OperatorProcess:
                     command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=cluster.die_with_parent
                 )
         deadline = time.monotonic() + timeout
-        while not self._healthy():
+        while not self._ready():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the operator did not become healthy within {timeout}s")
+                raise TimeoutError(
+                    f"the operator did not become ready within {timeout}s:\n{self.log()[-3000:]}"
+                )
             time.sleep(0.2)
 
-    def _healthy(self) -> bool:
+    def _ready(self) -> bool:
         assert self.popen is not None
         if self.popen.poll() is not None:
             raise RuntimeError(f"the operator exited with {self.popen.returncode}:\n{self.log()[-3000:]}")
         try:
-            with urllib.request.urlopen(self.health_url, timeout=1) as response:
+            with urllib.request.urlopen(self.ready_url, timeout=1) as response:
                 return bool(response.status == 200)
         except OSError:
             return False

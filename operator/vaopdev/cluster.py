@@ -27,7 +27,8 @@ from types import TracebackType
 
 import yaml
 
-from .. import pki
+from vaop import pki
+
 from . import binaries
 
 logger = logging.getLogger(__name__)

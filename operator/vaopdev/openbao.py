@@ -18,7 +18,7 @@ from typing import Any
 
 from kubernetes import client
 
-from vaop.devcluster import cluster
+from vaopdev import cluster
 
 _CONFIG = """\
 storage "raft" {{

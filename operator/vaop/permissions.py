@@ -1,0 +1,145 @@
+"""The API permissions the operator's code uses, and a start-up check that it has them.
+
+The chart's ClusterRole and Role grant exactly these (a chart test compares them). A replica that
+lacks one says which, and why it is needed, in its log and in its readiness answer, instead of
+stalling on 403s deep inside a watch or a reconciliation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from kubernetes_asyncio import client
+
+from . import models
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Permission:
+    verb: str
+    group: str
+    resource: str
+    why: str
+    namespaced_to_operator: bool = False  # granted by the Role in the operator's namespace
+    name: str | None = None  # a resourceNames restriction
+
+    def __str__(self) -> str:
+        group = self.group or "core"
+        where = "in the operator's namespace" if self.namespaced_to_operator else "cluster-wide"
+        named = f" named {self.name}" if self.name else ""
+        return f"{self.verb} {self.resource}{named} ({group}, {where}): {self.why}"
+
+
+_CUSTOM = models.GROUP
+
+
+def required(*, webhook_configuration: str | None, lease: str | None) -> list[Permission]:
+    rules = [
+        *(
+            Permission(v, _CUSTOM, "videoanalyzeraccounts", "watch accounts")
+            for v in ("get", "list", "watch")
+        ),
+        Permission("patch", _CUSTOM, "videoanalyzeraccounts/status", "report account state"),
+        *(Permission(v, _CUSTOM, "customerkeys", "index customer keys") for v in ("list", "watch")),
+        Permission("patch", _CUSTOM, "customerkeys/status", "report what checks of a key found"),
+        *(Permission(v, _CUSTOM, "keyvaults", "index key vaults") for v in ("list", "watch")),
+        Permission("patch", _CUSTOM, "keyvaults/status", "report a vault's configuration"),
+        *(
+            Permission(v, "apiextensions.k8s.io", "customresourcedefinitions", "Kopf finds the kinds")
+            for v in ("list", "watch")
+        ),
+        Permission("create", "", "events", "Events on state transitions"),
+        *(
+            Permission(v, "", "secrets", "wrapped account keys, key versions, platform keys")
+            for v in ("get", "list", "watch", "create", "update")
+        ),
+        Permission("create", "", "serviceaccounts", "the default <account>-identity"),
+        Permission("get", "", "serviceaccounts", "workload-identity annotations"),
+        Permission("create", "", "serviceaccounts/token", "act as an account's identity"),
+    ]
+    if webhook_configuration:
+        rules += [
+            Permission(
+                v,
+                "admissionregistration.k8s.io",
+                "validatingwebhookconfigurations",
+                "keep the webhook's caBundle current",
+                name=webhook_configuration,
+            )
+            for v in ("get", "patch")
+        ]
+    if lease:
+        election = "leader election"
+        rules += [
+            Permission("create", "coordination.k8s.io", "leases", election, namespaced_to_operator=True),
+            *(
+                Permission(
+                    v, "coordination.k8s.io", "leases", election, namespaced_to_operator=True, name=lease
+                )
+                for v in ("get", "update")
+            ),
+        ]
+    return rules
+
+
+async def missing(api: client.ApiClient, rules: list[Permission], *, namespace: str) -> list[Permission]:
+    """The rules this client is not granted (SelfSubjectAccessReview, one per rule, concurrently)."""
+    authorization = client.AuthorizationV1Api(api)
+
+    async def allowed(rule: Permission) -> bool:
+        resource, _, subresource = rule.resource.partition("/")
+        review = client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=client.V1ResourceAttributes(
+                    verb=rule.verb,
+                    group=rule.group,
+                    resource=resource,
+                    subresource=subresource or None,
+                    name=rule.name,
+                    namespace=namespace if rule.namespaced_to_operator else None,
+                )
+            )
+        )
+        answer = await authorization.create_self_subject_access_review(review)
+        return bool(answer.status.allowed)
+
+    verdicts = await asyncio.gather(*(allowed(rule) for rule in rules))
+    return [rule for rule, ok in zip(rules, verdicts, strict=True) if not ok]
+
+
+class PermissionCheck:
+    """Checks the rules at start, and again every 15 s while any is missing (a fixed chart or a
+    ClusterRole edited by hand is noticed without a restart)."""
+
+    def __init__(self, api: client.ApiClient, rules: list[Permission], *, namespace: str) -> None:
+        self._api = api
+        self._rules = rules
+        self._namespace = namespace
+        self._problem: str | None = "not checked yet"
+
+    def problem(self) -> str | None:
+        return self._problem
+
+    async def run(self, period: float = 15.0) -> None:
+        while True:
+            try:
+                lacking = await missing(self._api, self._rules, namespace=self._namespace)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._problem = f"cannot check permissions: {error.__class__.__name__}: {error}"
+            else:
+                if not lacking:
+                    self._problem = None
+                    return
+                for rule in lacking:
+                    logger.error("Missing RBAC permission: %s", rule)
+                self._problem = (
+                    "missing RBAC permissions (the chart's ClusterRole and Role grant them): "
+                    + "; ".join(str(rule) for rule in lacking)
+                )
+            await asyncio.sleep(period if self._problem and "missing" in self._problem else 5.0)

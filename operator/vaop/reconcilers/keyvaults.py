@@ -1,0 +1,53 @@
+"""KeyVault status: what the operator can say of a vault from its spec, written when it changes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .. import kubeclient, models, providers
+from ..domain import keys as keys_domain
+
+
+def wanted_status(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The status the KeyVault should show, or None when it already shows it."""
+    current: Mapping[str, Any] = body.get("status") or {}
+    status = keys_domain.key_vault_status(
+        models.KeyVaultSpec.parse(body.get("spec")),
+        available=providers.available(),
+        generation=body["metadata"].get("generation"),
+        previous=current.get("conditions"),
+    )
+    return None if all(current.get(k) == v for k, v in status.items()) else status
+
+
+async def refresh(api: client.ApiClient, body: Mapping[str, Any]) -> None:
+    status = wanted_status(body)
+    if status is None:
+        return
+    meta = body["metadata"]
+    try:
+        await client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+            models.GROUP,
+            models.VERSION,
+            meta["namespace"],
+            "keyvaults",
+            meta["name"],
+            {"status": status},
+            _content_type=kubeclient.MERGE_PATCH,
+        )
+    except ApiException as error:
+        if error.status != 404:  # deleted meanwhile: nothing to report on
+            raise
+
+
+async def refresh_all(api: client.ApiClient) -> None:
+    """Every KeyVault's status (a new leader catches up with what changed while none led)."""
+    listing = await client.CustomObjectsApi(api).list_cluster_custom_object(
+        models.GROUP, models.VERSION, "keyvaults"
+    )
+    for body in listing.get("items", []):
+        await refresh(api, body)

@@ -1,0 +1,87 @@
+"""What only the leader does, started when it wins the Lease and stopped the moment it loses it.
+
+The leader loads (or, the very first time, makes) the platform keys and runs the account
+controller: its work queue, the key monitor and the watches of account-key and key-version
+Secrets. Every other replica keeps its Kopf watches and indices (admission needs them) but writes
+nothing. A new leader enqueues every account it knows, so nothing that happened while no one led
+is missed; reconciliations are idempotent, so re-checking accounts that are already right costs
+reads, not writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kubernetes_asyncio import client
+
+from .. import config, kubeclient, platformkeys
+from . import controller, keyvaults
+
+logger = logging.getLogger(__name__)
+
+AccountKey = tuple[str, str]
+
+
+class LeaderWork:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        identities: kubeclient.Identities,
+        options: config.OperatorConfig,
+        *,
+        customer_keys: Callable[[str, str], dict[str, Any] | None],
+        key_vaults: Callable[[str], dict[str, dict[str, Any]]],
+        accounts: Callable[[], Iterable[AccountKey]],
+    ) -> None:
+        self._api = api
+        self._identities = identities
+        self._options = options
+        self._customer_keys = customer_keys
+        self._key_vaults = key_vaults
+        self._accounts = accounts
+        self.controller: controller.AccountController | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        platform: platformkeys.PlatformKeys | None = None
+        platform_error: str | None = None
+        try:
+            platform = await platformkeys.load_or_create(self._api, self._options.namespace)
+        except platformkeys.PlatformKeyMissing as error:
+            # Stay up (no crash loop) and say it on every account instead.
+            platform_error = str(error)
+            logger.error("Platform keys unavailable: %s", error)
+        work = controller.AccountController(
+            self._api,
+            platform=platform,
+            platform_error=platform_error,
+            identities=self._identities,
+            customer_keys=self._customer_keys,
+            key_vaults=self._key_vaults,
+            workers=self._options.workers,
+            check_interval=self._options.check_interval,
+            grace_period=self._options.grace_period,
+        )
+        work.queue.start()
+        self._tasks = [
+            asyncio.create_task(work.watch_account_key_secrets(), name="account-key-secrets"),
+            asyncio.create_task(work.watch_key_versions(), name="key-version-secrets"),
+            asyncio.create_task(work.monitor.run(), name="key-monitor"),
+        ]
+        self.controller = work
+        for account in self._accounts():
+            work.queue.add(account)
+        await keyvaults.refresh_all(self._api)
+
+    async def stop(self) -> None:
+        """Stop at once: running reconciliations are cancelled (each is crash-safe by design)."""
+        work, self.controller = self.controller, None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if work is not None:
+            await work.queue.stop()

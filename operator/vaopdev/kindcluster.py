@@ -1,0 +1,175 @@
+"""The cluster tier: a real kind cluster (podman provider) made offline, the operator installed by helm.
+
+``make kind`` = :func:`up`: the node image (nodeimage.py) and the operator image (image.py) are
+built or reused, the cluster is created from kind-config.yaml on a podman network of ours (no
+lookup and no pull leaves the machine), the operator image is loaded into the node, and the chart
+is installed with ``helm install --wait`` so the operator runs as a Pod with in-cluster
+configuration, its webhook behind the chart's Service. ``make kind-down`` = :func:`down`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import binaries, image, nodeimage, podman
+
+CLUSTER = "video-analyzer"  # kind-config.yaml's name
+CONFIG = binaries.REPO_ROOT / "kind-config.yaml"
+CHART_DIR = binaries.REPO_ROOT / "charts" / "video-analyzer-operator"
+RELEASE = "vaop"
+NAMESPACE = "vaop-system"
+
+
+def dev_dir() -> Path:
+    return Path(os.environ.get("VAOP_DEV_DIR", binaries.REPO_ROOT / ".dev"))
+
+
+def kubeconfig_path() -> Path:
+    return dev_dir() / "kind-kubeconfig"
+
+
+def _run(
+    command: Sequence[str], *, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(command), env=podman.environment(), capture_output=True, text=True, check=False, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command[:3])} ... failed ({result.returncode}):\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def kind(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return _run([str(binaries.KIND.path("kind")), *args], check=check)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+    operator_image: str
+
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return _run(
+            [str(binaries.KUBE.path("kubectl")), "--kubeconfig", str(self.kubeconfig), *args],
+            check=check,
+            timeout=timeout,
+        )
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        helm_home = dev_dir() / "helm"
+        os.environ.setdefault("HELM_CACHE_HOME", str(helm_home / "cache"))
+        os.environ.setdefault("HELM_CONFIG_HOME", str(helm_home / "config"))
+        os.environ.setdefault("HELM_DATA_HOME", str(helm_home / "data"))
+        return _run(
+            [str(binaries.HELM.path("helm")), "--kubeconfig", str(self.kubeconfig), *args],
+            check=check,
+            timeout=timeout,
+        )
+
+    def install(
+        self, *, values: dict[str, str] | None = None, upgrade: bool = False, wait: str = "5m"
+    ) -> None:
+        """``helm install`` (or upgrade) of the chart with the loaded image, waiting for readiness."""
+        repository, tag = self.operator_image.rsplit(":", 1)
+        command = [
+            "upgrade" if upgrade else "install",
+            RELEASE,
+            str(CHART_DIR),
+            "--namespace",
+            NAMESPACE,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            wait,
+            "--set",
+            f"image.repository={repository}",
+            "--set",
+            f"image.tag={tag}",
+        ]
+        if upgrade:
+            command.append("--reuse-values")
+        for key, value in (values or {}).items():
+            command += ["--set", f"{key}={value}"]
+        self.helm(*command)
+
+    def uninstall(self) -> None:
+        self.helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
+
+
+def exists() -> bool:
+    return CLUSTER in kind("get", "clusters").stdout.split()
+
+
+def create() -> Path:
+    """The kind cluster, created when it does not exist yet; returns its kubeconfig."""
+    kubeconfig = kubeconfig_path()
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    if exists():
+        kind("export", "kubeconfig", "--name", CLUSTER, "--kubeconfig", str(kubeconfig))
+        return kubeconfig
+    binaries.KIND.ensure()
+    podman.ensure_network()
+    node = nodeimage.ensure()
+    Path("/lib/modules").mkdir(exist_ok=True)  # kind bind-mounts it; this VM's kernel has no modules folder
+    started = time.monotonic()
+    print(f"vaop: creating the kind cluster {CLUSTER} from {node}...", file=sys.stderr, flush=True)
+    kind(
+        "create",
+        "cluster",
+        "--config",
+        str(CONFIG),
+        "--image",
+        node,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--wait",
+        "3m",
+    )
+    print(f"vaop: kind cluster ready in {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+    return kubeconfig
+
+
+def load(reference: str) -> None:
+    """Put an image from podman into the node's containerd (what ``kind load`` is for)."""
+    with tempfile.TemporaryDirectory(prefix="vaop-load-") as scratch:
+        archive = podman.save(reference, Path(scratch) / "image.tar")
+        kind("load", "image-archive", str(archive), "--name", CLUSTER)
+
+
+def wait_for_system_pods(cluster: Cluster, *, timeout: str = "180s") -> None:
+    """CoreDNS and the pod network are up (kind's --wait covers only the node)."""
+    cluster.kubectl("-n", "kube-system", "rollout", "status", "daemonset/ptp-cni", f"--timeout={timeout}")
+    cluster.kubectl(
+        "-n", "kube-system", "rollout", "status", "deployment/coredns", f"--timeout={timeout}", timeout=300
+    )
+
+
+def up(*, install: bool = True) -> Cluster:
+    operator_image = image.ensure()
+    kubeconfig = create()
+    cluster = Cluster(kubeconfig, operator_image)
+    load(operator_image)
+    wait_for_system_pods(cluster)
+    if install:
+        installed = cluster.helm("status", RELEASE, "--namespace", NAMESPACE, check=False).returncode == 0
+        cluster.install(upgrade=installed)
+    return cluster
+
+
+def down() -> None:
+    if binaries.KIND.path("kind").is_file() and exists():
+        kind("delete", "cluster", "--name", CLUSTER)
+    kubeconfig_path().unlink(missing_ok=True)
+    if podman.run("network", "exists", podman.NETWORK, check=False).returncode == 0:
+        podman.run("network", "rm", podman.NETWORK, check=False)

@@ -1,0 +1,88 @@
+"""Container images written straight to docker-archive tarballs, without a builder or a registry.
+
+The kind node preloads the images kubeadm asks for (kube-apiserver, etcd, CoreDNS, pause, ...).
+Here they are made from Go-built binaries (and, for kube-proxy, a Debian root filesystem with
+iptables): each image is a few layers, a config and a manifest in the format ``docker save`` writes,
+which ``ctr images import`` and ``podman load`` both read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class Image:
+    tag: str  # full reference, e.g. registry.k8s.io/kube-apiserver:v1.37.2
+    layers: list[Path]  # uncompressed layer tarballs, lowest first
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=lambda: [PATH_ENV])
+    user: str = ""
+
+
+def files_layer(path: Path, files: dict[str, Path], *, mode: int = 0o755) -> Path:
+    """A layer holding ``files`` (image path -> host file), owned by root, with parent folders."""
+    folders: set[str] = set()
+    for target in files:
+        parts = target.strip("/").split("/")[:-1]
+        folders.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    with tarfile.open(path, "w") as layer:
+        for folder in sorted(folders):
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            layer.addfile(info)
+        for target, source in sorted(files.items()):
+            info = layer.gettarinfo(str(source), arcname=target.strip("/"))
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mode, info.mtime = mode, 0
+            with source.open("rb") as data:
+                layer.addfile(info, data)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write(image: Image, archive: Path) -> Path:
+    """Write ``image`` as a docker-archive tarball at ``archive``."""
+    diff_ids = [_sha256(layer) for layer in image.layers]
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": image.env, "Entrypoint": image.entrypoint or None, "Cmd": image.cmd or None},
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{d}" for d in diff_ids]},
+        "history": [{"created_by": "vaopdev.ociarchive"} for _ in diff_ids],
+    }
+    if image.user:
+        config["config"]["User"] = image.user  # type: ignore[index]
+    config_bytes = json.dumps(config, sort_keys=True).encode()
+    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+    manifest = [
+        {"Config": config_name, "RepoTags": [image.tag], "Layers": [f"{d}/layer.tar" for d in diff_ids]}
+    ]
+    with tarfile.open(archive, "w") as out:
+        _add_bytes(out, config_name, config_bytes)
+        for diff_id, layer in zip(diff_ids, image.layers, strict=True):
+            out.add(str(layer), arcname=f"{diff_id}/layer.tar")
+        _add_bytes(out, "manifest.json", json.dumps(manifest).encode())
+    return archive
+
+
+def _add_bytes(out: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    out.addfile(info, io.BytesIO(data))

@@ -1,0 +1,328 @@
+"""The operator as users run it: its image on a real kind cluster, installed, upgraded and uninstalled
+with helm, two replicas behind the webhook's Service, one leading on a Lease.
+
+The tests run in file order, as one story: install, the README walk-through, the lock through the
+Service-backed webhook, a broken RBAC rule, an upgrade under admission load, losing the leader in
+the middle of a rotation, and uninstalling.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests import helpers
+from tests.integration import tenant
+from vaop import models
+from vaop.crypto import envelope
+from vaopdev import binaries, kindcluster
+
+CHECK_INTERVAL = 5
+LEASE_DURATION = 15
+SETTINGS = {"operator.checkInterval": str(CHECK_INTERVAL), "operator.gracePeriod": "30"}
+SELECTOR = "app.kubernetes.io/name=video-analyzer-operator"
+EXAMPLES = binaries.REPO_ROOT / "examples"
+
+
+def _pods(cluster: kindcluster.Cluster) -> list[dict[str, Any]]:
+    listing = cluster.kubectl("-n", kindcluster.NAMESPACE, "get", "pods", "-l", SELECTOR, "-o", "json").stdout
+    return [p for p in json.loads(listing)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def _leader(admin: client.ApiClient) -> str | None:
+    lease = client.CoordinationV1Api(admin).read_namespaced_lease(
+        "video-analyzer-operator", kindcluster.NAMESPACE
+    )
+    return lease.spec.holder_identity  # type: ignore[no-any-return]
+
+
+def _vaop_keys(cluster: kindcluster.Cluster, *args: str) -> str:
+    """`vaop keys ...`, the tenant's command, run against the kind cluster."""
+    result = subprocess.run(
+        [sys.executable, "-m", "vaop", "keys", *args],
+        env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout
+
+
+def _state(admin: client.ApiClient, namespace: str, name: str) -> tuple[str, str]:
+    account = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
+    ready = helpers.condition(account, "Ready") or {}
+    return account.get("status", {}).get("state", ""), ready.get("reason", "")
+
+
+@pytest.fixture(scope="module")
+def release(kind_cluster: kindcluster.Cluster) -> Iterator[kindcluster.Cluster]:
+    """The chart installed into a namespace that enforces the restricted Pod Security Standard."""
+    # A cluster kept from an earlier session (VAOP_KEEP_KIND) starts from the same state as a new one.
+    kind_cluster.helm("uninstall", kindcluster.RELEASE, "-n", kindcluster.NAMESPACE, "--wait", check=False)
+    kind_cluster.kubectl("delete", "namespace", "tenant-a", "--ignore-not-found", "--wait", timeout=180)
+    kind_cluster.kubectl("create", "namespace", kindcluster.NAMESPACE, check=False)
+    kind_cluster.kubectl(
+        "label",
+        "--overwrite",
+        "namespace",
+        kindcluster.NAMESPACE,
+        "pod-security.kubernetes.io/enforce=restricted",
+    )
+    started = time.monotonic()
+    kind_cluster.install(values=SETTINGS)
+    print(f"\nhelm install --wait: {time.monotonic() - started:.1f}s")
+    yield kind_cluster
+    kind_cluster.helm("uninstall", kindcluster.RELEASE, "-n", kindcluster.NAMESPACE, "--wait", check=False)
+
+
+def test_install_brings_up_two_ready_replicas_one_leading(
+    release: kindcluster.Cluster, admin: client.ApiClient
+) -> None:
+    pods = _pods(release)
+    assert len(pods) == 2 and all(_ready(p) for p in pods), [p["status"].get("phase") for p in pods]
+    names = {p["metadata"]["name"] for p in pods}
+    # A Lease left by an earlier release (uninstall does not remove it) is taken over once it expires.
+    helpers.eventually(lambda: _leader(admin) in names, timeout=LEASE_DURATION + 10)
+    # Admitted under `restricted`: non-root, no privilege escalation, no capabilities, seccomp.
+    assert all(p["spec"]["containers"][0]["image"] == release.operator_image for p in pods)
+    webhook = client.AdmissionregistrationV1Api(admin).read_validating_webhook_configuration(
+        "video-analyzer-operator"
+    )
+    assert all(hook.client_config.ca_bundle for hook in webhook.webhooks)
+    assert all(hook.client_config.service.namespace == kindcluster.NAMESPACE for hook in webhook.webhooks)
+    for pod in pods:  # every replica, leader or not, says it is ready and why it waited
+        log = release.kubectl("-n", kindcluster.NAMESPACE, "logs", pod["metadata"]["name"]).stdout
+        assert "Ready: apiserver, permissions, watches, webhook" in log
+
+
+def test_readme_walkthrough_on_kind(release: kindcluster.Cluster, admin: client.ApiClient) -> None:
+    release.kubectl("apply", "-f", str(EXAMPLES))
+    helpers.eventually(lambda: _state(admin, "tenant-a", "studio") == ("Active", "Ready"), timeout=60)
+    helpers.eventually(lambda: _state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "KeyNotFound"))
+    _vaop_keys(
+        release,
+        "create",
+        "-n",
+        "tenant-a",
+        "--vault",
+        "tenant-vault",
+        "--name",
+        "account-kek",
+        "--size",
+        "2048",
+    )
+    account = tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="1", timeout=30)
+    kcv = account["status"]["accountKey"]["keyCheckValue"]
+    _vaop_keys(
+        release,
+        "rotate",
+        "-n",
+        "tenant-a",
+        "--vault",
+        "tenant-vault",
+        "--name",
+        "account-kek",
+        "--size",
+        "2048",
+    )
+    account = tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="2", timeout=30)
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
+    assert _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready")
+
+
+def test_locked_account_is_refused_through_the_service_webhook(
+    release: kindcluster.Cluster, admin: client.ApiClient
+) -> None:
+    release.kubectl("-n", "tenant-a", "delete", "rolebinding", "studio-byok-reads-account-keks")
+    helpers.eventually(
+        lambda: _state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "AccessDenied"),
+        timeout=CHECK_INTERVAL + 10,
+    )
+    refused = release.kubectl("-n", "tenant-a", "label", "vaa", "studio-byok", "team=blue", check=False)
+    assert refused.returncode != 0
+    assert "is KeyInaccessible (reason AccessDenied)" in refused.stderr
+    release.kubectl("apply", "-f", str(EXAMPLES / "35-key-access.yaml"))
+    helpers.eventually(lambda: _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready"), timeout=30)
+    release.kubectl("-n", "tenant-a", "label", "vaa", "studio-byok", "team=blue")
+
+
+def test_missing_rbac_rule_shows_in_log_and_readiness(
+    release: kindcluster.Cluster, admin: client.ApiClient
+) -> None:
+    rbac = client.RbacAuthorizationV1Api(admin)
+    role_name = f"{kindcluster.RELEASE}-video-analyzer-operator"
+    role = rbac.read_cluster_role(role_name)
+    role.rules = [r for r in role.rules if r.resources != ["serviceaccounts/token"]]
+    rbac.replace_cluster_role(role_name, role)
+    victim = next(p for p in _pods(release) if p["metadata"]["name"] != _leader(admin))["metadata"]["name"]
+    release.kubectl("-n", kindcluster.NAMESPACE, "delete", "pod", victim)
+
+    def unready_replacement() -> dict[str, Any] | None:
+        fresh = [p for p in _pods(release) if p["metadata"]["name"] != victim and p["status"].get("podIP")]
+        return next((p for p in fresh if not _ready(p) and p["status"].get("containerStatuses")), None)
+
+    replacement = helpers.eventually(unready_replacement, timeout=60)["metadata"]["name"]
+    log = helpers.eventually(
+        lambda: (
+            text
+            if "Missing RBAC permission"
+            in (text := release.kubectl("-n", kindcluster.NAMESPACE, "logs", replacement).stdout)
+            else None
+        ),
+        timeout=60,
+    )
+    assert "create serviceaccounts/token (core, cluster-wide): act as an account's identity" in log
+    assert not _ready(next(p for p in _pods(release) if p["metadata"]["name"] == replacement))
+    release.install(upgrade=True)  # helm puts the rule back; the replica notices without a restart
+    helpers.eventually(lambda: len([p for p in _pods(release) if _ready(p)]) == 2 or None, timeout=60)
+
+
+def test_helm_upgrade_keeps_admission_answering(
+    release: kindcluster.Cluster, admin: client.ApiClient
+) -> None:
+    """Server dry-run PATCHes go through the webhook all along a rolling upgrade: none may fail."""
+    custom = client.CustomObjectsApi(admin)
+    before = {p["metadata"]["name"] for p in _pods(release)}
+    results: list[str] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            try:
+                custom.patch_namespaced_custom_object(
+                    models.GROUP,
+                    models.VERSION,
+                    "tenant-a",
+                    "videoanalyzeraccounts",
+                    "studio",
+                    {"metadata": {"labels": {"probe": str(len(results))}}},
+                    dry_run="All",
+                )
+                results.append("ok")
+            except ApiException as error:
+                results.append(f"{error.status}: {error.body}")
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    release.install(upgrade=True, values={"operator.workers": "4"})
+    upgraded = time.monotonic() - started
+    time.sleep(15)  # the old replicas finish terminating while requests keep coming
+    stop.set()
+    thread.join()
+    failures = [r for r in results if r != "ok"]
+    print(f"\nhelm upgrade --wait: {upgraded:.1f}s; {len(results)} dry-run PATCHes, {len(failures)} failed")
+    assert len(results) > 50
+    assert failures == []
+    after = _pods(release)
+    assert {p["metadata"]["name"] for p in after}.isdisjoint(before)
+    for pod in after:
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        assert env["VAOP_WORKERS"] == "4"
+
+
+def test_losing_the_leader_mid_rotation(release: kindcluster.Cluster, admin: client.ApiClient) -> None:
+    """The leader's pod is deleted while a rotation of 60 accounts runs: the other replica takes over
+    within the lease duration plus one check interval and completes it; no account key changes and
+    every envelope opens with the new version."""
+    core = client.CoreV1Api(admin)
+    namespace, keys = f"failover-{uuid.uuid4().hex[:6]}", f"failover-keys-{uuid.uuid4().hex[:6]}"
+    for name in (namespace, keys):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    v1, v2, v3 = tenant.rsa_pem(2048), tenant.rsa_pem(2048), tenant.rsa_pem(2048)
+    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys)
+    tenant.put_key_version(admin, keys, "kek", 1, v1)
+    tenant.make_key(admin, namespace, "key", vault="vault", key_name="kek")
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="shared"))
+    )
+    tenant.grant(admin, keys_namespace=keys, identity_namespace=namespace, identity="shared")
+    names = [f"acct-{i:02d}" for i in range(60)]
+    for name in names:
+        spec = {
+            "type": "CustomerKey",
+            "keyRef": {"name": "key"},
+            "identity": {"serviceAccountName": "shared"},
+        }
+        helpers.create(
+            admin, namespace, "VideoAnalyzerAccount", name, {"region": "westeurope", "encryption": spec}
+        )
+
+    def all_on(version: str) -> bool:
+        items = helpers.custom(admin).list_namespaced_custom_object(
+            models.GROUP, models.VERSION, namespace, "videoanalyzeraccounts"
+        )["items"]
+        return len(items) == len(names) and all(
+            (i.get("status", {}).get("accountKey") or {}).get("wrappedBy", {}).get("keyVersion") == version
+            and i["status"].get("state") == "Active"
+            for i in items
+        )
+
+    helpers.eventually(lambda: all_on("1"), timeout=120, interval=1)
+    kcvs = {
+        n: helpers.get(admin, namespace, "VideoAnalyzerAccount", n)["status"]["accountKey"]["keyCheckValue"]
+        for n in names
+    }
+    secret_uids = {n: core.read_namespaced_secret(f"{n}-account-key", namespace).metadata.uid for n in names}
+
+    # First as a drain does it (the leader stops and hands the Lease over), then as a crash does
+    # (killed after a second: the Lease must expire before the other replica may lead).
+    for version, pem, grace in (("2", v2, []), ("3", v3, ["--grace-period=1"])):
+        old_leader = _leader(admin)
+        tenant.put_key_version(admin, keys, "kek", int(version), pem)
+        time.sleep(0.5)  # the leader has seen the new version and is re-wrapping
+        deleted = time.monotonic()
+        release.kubectl("-n", kindcluster.NAMESPACE, "delete", "pod", str(old_leader), "--wait=false", *grace)
+
+        def successor(old: str | None = old_leader) -> str | None:
+            holder = _leader(admin)
+            return holder if holder not in (None, old) else None
+
+        new_leader = helpers.eventually(successor, timeout=60, interval=0.2)
+        failover = time.monotonic() - deleted
+        helpers.eventually(functools.partial(all_on, version), timeout=120, interval=1)
+        rotated = time.monotonic() - deleted
+        print(
+            f"\nleader {old_leader} deleted {' '.join(grace) or 'gracefully'}: {new_leader} leads after "
+            f"{failover:.1f}s; all {len(names)} accounts on version {version} after {rotated:.1f}s"
+        )
+        assert failover <= LEASE_DURATION + CHECK_INTERVAL
+        for name in names:
+            account = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
+            assert account["status"]["accountKey"]["keyCheckValue"] == kcvs[name]
+            assert (
+                core.read_namespaced_secret(f"{name}-account-key", namespace).metadata.uid
+                == secret_uids[name]
+            )
+            account_key = tenant.open_account_key(admin, namespace, name, pem)
+            assert envelope.key_check_value(account_key) == kcvs[name]
+
+
+def test_uninstall_leaves_no_webhook_behind(release: kindcluster.Cluster, admin: client.ApiClient) -> None:
+    release.uninstall()
+    configurations = client.AdmissionregistrationV1Api(admin).list_validating_webhook_configuration().items
+    assert [c.metadata.name for c in configurations if "video-analyzer" in c.metadata.name] == []
+    # The CRDs stay (crds.keep), and with them every account; new ones are not blocked by anything.
+    assert helpers.get(admin, "tenant-a", "VideoAnalyzerAccount", "studio")["status"]["state"] == "Active"
+    namespace = f"after-{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    helpers.create(admin, namespace, "VideoAnalyzerAccount", "later", {"region": "westeurope"})
+    assert helpers.get(admin, namespace, "VideoAnalyzerAccount", "later")["metadata"]["name"] == "later"
