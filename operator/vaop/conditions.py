@@ -20,6 +20,10 @@ READY = "Ready"  # summary, read by GitOps tools
 KEY_INACCESSIBLE = "KeyInaccessible"  # the customer key cannot be used; the account is locked
 ACCOUNT_KEY_READY = "AccountKeyReady"  # the wrapped account key exists and opens
 VAULT_DEGRADED = "VaultDegraded"  # transient vault failures within the grace period
+# kstatus' "abnormal-true" conditions (Flux, kpt, cli-utils; the Argo CD health check reads them too):
+RECONCILING = "Reconciling"  # work under way (provisioning, retrying a flaky vault)
+STALLED = "Stalled"  # no progress without a person: the reason says what to fix
+PROGRESS = (RECONCILING, STALLED)
 
 
 class Reason:
@@ -50,6 +54,8 @@ class Reason:
     VAULT_UNREACHABLE = "VaultUnreachable"
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
     IDENTITY_NOT_FOUND = "IdentityNotFound"
+    # A CustomerKey no account uses and that names no identity to check it as
+    NOT_CHECKED = "NotChecked"
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,36 @@ def merge(
             entry["observedGeneration"] = generation
         by_type[update.type] = entry
     return sorted(by_type.values(), key=lambda c: (c["type"] != READY, c["type"]))
+
+
+def progress(ready: Condition, *, in_progress: bool) -> list[Condition]:
+    """Reconciling or Stalled beside a Ready condition, as kstatus reads them: neither when Ready is
+    True; Reconciling while the operator is still working on it; Stalled when Ready is False and
+    only a person can change that; neither when Ready is Unknown and nothing is under way."""
+    if ready.status == "True":
+        return []
+    if in_progress:
+        return [Condition(RECONCILING, "True", ready.reason, ready.message)]
+    if ready.status == "False":
+        return [Condition(STALLED, "True", ready.reason, ready.message)]
+    return []
+
+
+def merge_with_progress(
+    existing: Sequence[Mapping[str, Any]] | None,
+    updates: Sequence[Condition],
+    *,
+    in_progress: bool,
+    generation: int | None,
+    now: str | None = None,
+) -> list[dict[str, Any]]:
+    """``merge`` of ``updates`` (which include Ready), then Reconciling and Stalled set from it, or
+    removed: kstatus treats a present Reconciling or Stalled as True-ish, so stale ones must go."""
+    ready = next(u for u in updates if u.type == READY)
+    extra = progress(ready, in_progress=in_progress)
+    merged = merge(existing, [*updates, *extra], generation=generation, now=now)
+    wanted = {c.type for c in extra}
+    return [c for c in merged if c["type"] not in PROGRESS or c["type"] in wanted]
 
 
 def find(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:

@@ -93,10 +93,16 @@ class KeyVaultSpec(_Model):
 # ---- CustomerKey ------------------------------------------------------------------------------
 
 
+class Identity(_Model):
+    service_account_name: str | None = None
+
+
 class CustomerKeySpec(_Model):
     vault_ref: LocalRef
     key_name: str
     key_version: str | None = None
+    # Checks the key as this ServiceAccount while no account uses it (accounts use their own).
+    identity: Identity = Identity()
 
     @property
     def pinned_version(self) -> str | None:
@@ -110,10 +116,6 @@ class CustomerKeySpec(_Model):
 class EncryptionType(StrEnum):
     SYSTEM_KEY = "SystemKey"
     CUSTOMER_KEY = "CustomerKey"
-
-
-class Identity(_Model):
-    service_account_name: str | None = None
 
 
 class Encryption(_Model):

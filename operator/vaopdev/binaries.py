@@ -199,6 +199,10 @@ NODEUTIL = GoTool(
     "nodeutil", "nodeutil", None, ("./cmd/pause", "./cmd/runc-norlimit"), ("pause", "runc-norlimit")
 )
 
+# ---- what GitOps tools make of live objects (the GitOps tests) ----------------------------------
+
+GITOPS = GoTool("gitops-check", "gitops", "sigs.k8s.io/cli-utils", (".",), ("gitops",))
+
 CONTROL_PLANE_TOOLS = (KUBE, ETCD, HELM)
 KIND_TOOLS = (KUBE_NODE, KIND, CONTAINERD, CRICTL, CNI_PLUGINS, COREDNS, ETCD_NODE, NODEUTIL)
 

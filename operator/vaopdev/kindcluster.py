@@ -49,7 +49,7 @@ def _run(
 
 
 def kind(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return _run([str(binaries.KIND.path("kind")), *args], check=check)
+    return _run([str(binaries.KIND.ensure() / "kind"), *args], check=check)
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Cluster:
         self, *args: str, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         return _run(
-            [str(binaries.KUBE.path("kubectl")), "--kubeconfig", str(self.kubeconfig), *args],
+            [str(binaries.KUBE.ensure() / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
             check=check,
             timeout=timeout,
         )
@@ -72,7 +72,7 @@ class Cluster:
         os.environ.setdefault("HELM_CONFIG_HOME", str(helm_home / "config"))
         os.environ.setdefault("HELM_DATA_HOME", str(helm_home / "data"))
         return _run(
-            [str(binaries.HELM.path("helm")), "--kubeconfig", str(self.kubeconfig), *args],
+            [str(binaries.HELM.ensure() / "helm"), "--kubeconfig", str(self.kubeconfig), *args],
             check=check,
             timeout=timeout,
         )
@@ -118,7 +118,6 @@ def create() -> Path:
     if exists():
         kind("export", "kubeconfig", "--name", CLUSTER, "--kubeconfig", str(kubeconfig))
         return kubeconfig
-    binaries.KIND.ensure()
     podman.ensure_network()
     node = nodeimage.ensure()
     Path("/lib/modules").mkdir(exist_ok=True)  # kind bind-mounts it; this VM's kernel has no modules folder

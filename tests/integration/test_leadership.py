@@ -70,14 +70,19 @@ async def api(control_plane: cluster.ControlPlane) -> AsyncIterator[aclient.ApiC
         yield api
 
 
-async def test_one_leader_and_a_released_lease_is_taken_at_once(
-    api: aclient.ApiClient, namespace: str
-) -> None:
+async def _leader_and_follower(api: aclient.ApiClient, namespace: str) -> tuple[Replica, Replica]:
     a = Replica(api, namespace, "a").run()
     await _until(lambda: a.elector.leading, within=5)
     b = Replica(api, namespace, "b").run()
     await asyncio.sleep(1.0)
     assert not b.elector.leading and b.elector.holder == "a"
+    return a, b
+
+
+async def test_one_leader_and_a_released_lease_is_taken_at_once(
+    api: aclient.ApiClient, namespace: str
+) -> None:
+    a, b = await _leader_and_follower(api, namespace)
 
     await a.elector.release()
     await a.crash()
@@ -93,10 +98,7 @@ async def test_one_leader_and_a_released_lease_is_taken_at_once(
 async def test_a_crashed_leader_is_replaced_after_the_lease_expires(
     api: aclient.ApiClient, namespace: str
 ) -> None:
-    a = Replica(api, namespace, "a").run()
-    await _until(lambda: a.elector.leading, within=5)
-    b = Replica(api, namespace, "b").run()
-    await asyncio.sleep(0.5)
+    a, b = await _leader_and_follower(api, namespace)
     await a.crash()
     crashed = time.monotonic()
     await _until(lambda: b.elector.leading, within=DURATION + 3)

@@ -52,10 +52,11 @@ def _leader(admin: client.ApiClient) -> str | None:
     return lease.spec.holder_identity  # type: ignore[no-any-return]
 
 
-def _vaop_keys(cluster: kindcluster.Cluster, *args: str) -> str:
-    """`vaop keys ...`, the tenant's command, run against the kind cluster."""
+def _vaop_keys(cluster: kindcluster.Cluster, command: str) -> str:
+    """`vaop keys create|rotate` of the walk-through's key, the tenant's command, against the kind cluster."""
+    walkthrough_key = ["-n", "tenant-a", "--vault", "tenant-vault", "--name", "account-kek", "--size", "2048"]
     result = subprocess.run(
-        [sys.executable, "-m", "vaop", "keys", *args],
+        [sys.executable, "-m", "vaop", "keys", command, *walkthrough_key],
         env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)),
         capture_output=True,
         text=True,
@@ -116,32 +117,10 @@ def test_readme_walkthrough_on_kind(release: kindcluster.Cluster, admin: client.
     release.kubectl("apply", "-f", str(EXAMPLES))
     helpers.eventually(lambda: _state(admin, "tenant-a", "studio") == ("Active", "Ready"), timeout=60)
     helpers.eventually(lambda: _state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "KeyNotFound"))
-    _vaop_keys(
-        release,
-        "create",
-        "-n",
-        "tenant-a",
-        "--vault",
-        "tenant-vault",
-        "--name",
-        "account-kek",
-        "--size",
-        "2048",
-    )
+    _vaop_keys(release, "create")
     account = tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="1", timeout=30)
     kcv = account["status"]["accountKey"]["keyCheckValue"]
-    _vaop_keys(
-        release,
-        "rotate",
-        "-n",
-        "tenant-a",
-        "--vault",
-        "tenant-vault",
-        "--name",
-        "account-kek",
-        "--size",
-        "2048",
-    )
+    _vaop_keys(release, "rotate")
     account = tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="2", timeout=30)
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
     assert _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready")

@@ -94,3 +94,30 @@ def test_transient_failure_keeps_a_locked_account_locked() -> None:
     )
     assert outcome.state is AccountState.KEY_INACCESSIBLE
     assert _by_type(outcome)["VaultDegraded"].status == "True"
+
+
+def test_progress_of_an_account_as_kstatus_reads_it() -> None:
+    """Reconciling while the operator works on it; otherwise not Ready means a person must act."""
+    ref = CUSTOMER
+
+    def transient(current: envelope.InnerKeyRef | None, *, locked: bool = False) -> domain.Outcome:
+        return domain.outcome_key_problem(
+            reason="VaultUnreachable",
+            message="timeout",
+            definitive=False,
+            inaccessible=False,
+            current=current,
+            locked=locked,
+        )
+
+    assert domain.in_progress(transient(None))  # provisioning
+    assert domain.in_progress(transient(ref))  # Active, retrying
+    assert not domain.in_progress(transient(ref, locked=True))
+    disabled = domain.outcome_key_problem(
+        reason="KeyDisabled", message="disabled", definitive=True, inaccessible=True, current=None
+    )
+    assert not domain.in_progress(disabled)
+    assert not domain.in_progress(
+        domain.outcome_current_key_inaccessible(reason="AccessDenied", message="m", current=ref)
+    )
+    assert not domain.in_progress(domain.outcome_lost("s"))

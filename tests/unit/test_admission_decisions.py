@@ -92,3 +92,19 @@ def test_updates_during_deletion_pass_even_when_locked() -> None:
     request = _account("UPDATE", "locked")
     request["object"]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     assert admission.review(request, VIEW).allowed
+
+
+def test_a_no_op_apply_passes_even_when_locked_and_any_change_does_not() -> None:
+    """GitOps tools re-apply and dry-run the unchanged desired state: that changes nothing, so it passes."""
+    request = _account("UPDATE", "locked")
+    request["oldObject"] = {
+        "metadata": {"name": "locked", "labels": {"team": "blue"}, "resourceVersion": "7"},
+        "spec": request["object"]["spec"],
+    }
+    request["object"]["metadata"].update(labels={"team": "blue"}, resourceVersion="7", managedFields=[{}])
+    assert admission.review(request, VIEW).allowed
+    request["object"]["metadata"]["labels"] = {"team": "red"}
+    assert not admission.review(request, VIEW).allowed
+    request["object"]["metadata"]["labels"] = {"team": "blue"}
+    request["object"]["spec"] = {**request["object"]["spec"], "region": "eastus"}
+    assert not admission.review(request, VIEW).allowed

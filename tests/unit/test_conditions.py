@@ -29,3 +29,54 @@ def test_transitions_lists_status_or_reason_changes() -> None:
     after = conditions.merge(before, [Condition("Ready", "False", "B", "")], generation=None)
     assert [c["reason"] for c in conditions.transitions(before, after)] == ["B"]
     assert conditions.transitions(after, after) == []
+
+
+def _types(merged: list[dict[str, object]]) -> dict[str, object]:
+    return {str(c["type"]): c["status"] for c in merged}
+
+
+def test_reconciling_and_stalled_follow_ready_and_vanish_when_it_is_true() -> None:
+    working = conditions.merge_with_progress(
+        None,
+        [Condition("Ready", "False", "VaultUnreachable", "retrying")],
+        in_progress=True,
+        generation=1,
+        now="t1",
+    )
+    assert _types(working) == {"Ready": "False", "Reconciling": "True"}
+    stuck = conditions.merge_with_progress(
+        working,
+        [Condition("Ready", "False", "KeyDisabled", "enable it")],
+        in_progress=False,
+        generation=1,
+        now="t2",
+    )
+    assert _types(stuck) == {"Ready": "False", "Stalled": "True"}
+    stalled = next(c for c in stuck if c["type"] == "Stalled")
+    assert (stalled["reason"], stalled["message"], stalled["observedGeneration"]) == (
+        "KeyDisabled",
+        "enable it",
+        1,
+    )
+    still = conditions.merge_with_progress(
+        stuck,
+        [Condition("Ready", "False", "KeyDisabled", "enable it")],
+        in_progress=False,
+        generation=1,
+        now="t3",
+    )
+    assert next(c for c in still if c["type"] == "Stalled")["lastTransitionTime"] == "t2"
+    ready = conditions.merge_with_progress(
+        still, [Condition("Ready", "True", "Ready", "ok")], in_progress=False, generation=2, now="t4"
+    )
+    assert _types(ready) == {"Ready": "True"}
+
+
+def test_ready_unknown_with_nothing_under_way_is_neither() -> None:
+    merged = conditions.merge_with_progress(
+        None,
+        [Condition("Ready", "Unknown", "NotChecked", "no account uses it")],
+        in_progress=False,
+        generation=1,
+    )
+    assert _types(merged) == {"Ready": "Unknown"}

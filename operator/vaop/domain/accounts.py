@@ -73,6 +73,15 @@ class Outcome:
     account_key: dict[str, Any] | None = None  # None: leave status.accountKey as it is
 
 
+def in_progress(outcome: Outcome) -> bool:
+    """The operator is still working on it (kstatus' Reconciling): provisioning, or an account that is
+    not locked retrying a flaky vault. Anything else that is not Ready needs a person (Stalled)."""
+    if outcome.state is AccountState.PROVISIONING:
+        return True
+    degraded = any(c.type == conditions.VAULT_DEGRADED and c.status == "True" for c in outcome.conditions)
+    return degraded and outcome.state is not AccountState.KEY_INACCESSIBLE
+
+
 def outcome_wrapped(wrapper: envelope.InnerKeyRef, account_key: dict[str, Any]) -> Outcome:
     where = describe(wrapper)
     return Outcome(

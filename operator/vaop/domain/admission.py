@@ -57,6 +57,8 @@ def _account(request: Mapping[str, Any], view: View) -> Verdict:
     obj = request.get("object") or {}
     if operation == "UPDATE" and obj.get("metadata", {}).get("deletionTimestamp"):
         return ALLOW  # finalizer removal and other writes that deletion needs
+    if operation == "UPDATE" and _changes_nothing(obj, request.get("oldObject") or {}):
+        return ALLOW  # GitOps tools re-apply (and dry-run) the unchanged desired state all the time
     if operation == "UPDATE":
         state, reason = view.account_state.get((namespace, name), ("", ""))
         if state == models.AccountState.KEY_INACCESSIBLE.value:
@@ -77,6 +79,17 @@ def _account(request: Mapping[str, Any], view: View) -> Verdict:
     if spec.encryption.key_ref is None or (old_spec is not None and old_spec.encryption == spec.encryption):
         return ALLOW
     return _target_key(namespace, spec, view)
+
+
+_CHANGEABLE_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
+
+
+def _changes_nothing(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """The update leaves spec and the user-set metadata as they were (a no-op apply)."""
+    new_meta, old_meta = new.get("metadata") or {}, old.get("metadata") or {}
+    return new.get("spec") == old.get("spec") and all(
+        (new_meta.get(field) or None) == (old_meta.get(field) or None) for field in _CHANGEABLE_METADATA
+    )
 
 
 def _target_key(namespace: str, spec: models.AccountSpec, view: View) -> Verdict:

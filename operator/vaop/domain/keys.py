@@ -24,14 +24,27 @@ KEY_REASONS = frozenset(
 )
 
 
+# Ready reasons that come from checking the key itself (as some identity).
+CHECKED = (KEY_REASONS - {Reason.VAULT_NOT_FOUND, Reason.PROVIDER_UNAVAILABLE}) | {Reason.VALID}
+
+
 def customer_key_status(
-    version: base.KeyVersion | None, problem: tuple[str, str] | None
+    version: base.KeyVersion | None, problem: tuple[str, str, bool] | None, *, own_identity: bool
 ) -> dict[str, Any] | None:
-    """Status fields, with the Ready condition under "ready", from one check; None if nothing to say."""
+    """Status fields, with the Ready condition under "ready", from one check; None if nothing to say.
+
+    ``problem`` is (reason, message, definitive). Checked as an account's identity, only facts about
+    the key itself are the key's to show; checked as the key's own ``spec.identity`` (no account
+    uses it), whatever that identity meets is.
+    """
     if problem is not None:
-        reason, message = problem
-        if reason not in KEY_REASONS:
+        reason, message, definitive = problem
+        if reason in KEY_REASONS:
+            return {"ready": Condition(conditions.READY, "False", reason, message)}
+        if not own_identity:
             return None
+        if not definitive:
+            return {"ready": Condition(conditions.READY, "Unknown", reason, f"{message}; retrying")}
         return {"ready": Condition(conditions.READY, "False", reason, message)}
     assert version is not None
     return {
@@ -46,6 +59,37 @@ def customer_key_status(
             f"of {version.facts.size} bits.",
         ),
     }
+
+
+def unchecked_key_ready(
+    spec: models.CustomerKeySpec, *, vault: models.KeyVaultSpec | None, available: frozenset[str]
+) -> Condition:
+    """Ready of a CustomerKey no account uses and with no spec.identity to check it as: what can be
+    told without acting as anyone (its KeyVault). Ready, so GitOps tools do not wait on a key kept for
+    later, with a message saying the key itself is not checked yet and how to have it checked."""
+    name = spec.vault_ref.name
+    if vault is None:
+        return Condition(
+            conditions.READY,
+            "False",
+            Reason.VAULT_NOT_FOUND,
+            f"KeyVault {name} does not exist in this namespace; create it or fix spec.vaultRef.",
+        )
+    if vault.provider.name not in available:
+        return Condition(
+            conditions.READY,
+            "False",
+            Reason.PROVIDER_UNAVAILABLE,
+            f"KeyVault {name} uses the {vault.provider.name} provider, which this operator does not have.",
+        )
+    return Condition(
+        conditions.READY,
+        "True",
+        Reason.NOT_CHECKED,
+        f"KeyVault {name} is configured. The key itself is not checked yet: no account uses it and "
+        "spec.identity names no ServiceAccount to check it as. Set spec.identity.serviceAccountName to "
+        "have it checked now; otherwise the first account that uses it checks it as its own identity.",
+    )
 
 
 def key_vault_status(
@@ -74,5 +118,7 @@ def key_vault_status(
             f"Configured for the {provider} provider. Access and key properties are checked per key, "
             "as the identities of the accounts that use them.",
         )
-    status["conditions"] = conditions.merge(previous, [ready], generation=generation)
+    status["conditions"] = conditions.merge_with_progress(
+        previous, [ready], in_progress=False, generation=generation
+    )
     return status

@@ -22,7 +22,9 @@ def _recheck_namespace(namespace: str, memo: kopf.Memo, customer_key_accounts: k
 
 @kopf.on.event(models.GROUP, models.VERSION, "customerkeys")
 async def customer_key_event(
+    *,
     namespace: str,
+    name: str,
     type: str | None,
     body: kopf.Body,
     memo: kopf.Memo,
@@ -32,20 +34,27 @@ async def customer_key_event(
     # Status-only updates are the operator's own writes: nothing to re-check.
     if type in ("ADDED", "DELETED") or type is None or indexes.spec_changed(body):
         _recheck_namespace(namespace, memo, customer_key_accounts)
+        if memo.leader.controller is not None and type != "DELETED":
+            await memo.leader.controller.check_unused_key(namespace, name)
 
 
 @kopf.on.event(models.GROUP, models.VERSION, "keyvaults")
 async def key_vault_event(
+    *,
     namespace: str,
     type: str | None,
     body: kopf.Body,
     memo: kopf.Memo,
     customer_key_accounts: kopf.Index[str, str],
+    customer_keys: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
     if memo.leader.controller is None:
         return
     if type in ("ADDED", "DELETED") or type is None or indexes.spec_changed(body):
         _recheck_namespace(namespace, memo, customer_key_accounts)
+        for key_namespace, key in list(customer_keys):  # keys no account uses name vaults too
+            if key_namespace == namespace:
+                await memo.leader.controller.check_unused_key(namespace, key)
     if type != "DELETED":
         await keyvaults.refresh(memo.api, body)

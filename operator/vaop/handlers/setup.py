@@ -70,6 +70,7 @@ async def start(
         memo.identities,
         options,
         customer_keys=lambda namespace, name: indexes.first(customer_keys, (namespace, name)),
+        all_customer_keys=lambda: list(customer_keys),
         key_vaults=vaults_of,
         accounts=lambda: list(accounts),
     )

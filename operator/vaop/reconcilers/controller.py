@@ -8,16 +8,17 @@ account and its Secret.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import conditions, events, kubeclient, labels, metrics, models, platformkeys, wrapping
+from .. import conditions, events, kubeclient, labels, metrics, models, platformkeys, providers, wrapping
 from ..domain import accounts as domain
 from ..domain import keys as keys_domain
 from ..providers import kubernetes as kubernetes_provider
@@ -39,6 +40,7 @@ class AccountController:
         platform_error: str | None,
         identities: kubeclient.Identities,
         customer_keys: Callable[[str, str], dict[str, Any] | None],  # -> {"spec", "status", "generation"}
+        all_customer_keys: Callable[[], Iterable[tuple[str, str]]],
         key_vaults: Callable[[str], dict[str, dict[str, Any]]],
         workers: int = 8,
         check_interval: float = 30.0,
@@ -51,6 +53,7 @@ class AccountController:
         self._platform_error = platform_error
         self._reconciler = accounts.AccountReconciler(api, platform, identities) if platform else None
         self._customer_keys = customer_keys
+        self._all_customer_keys = all_customer_keys
         self._key_vaults = key_vaults
         self._failures: dict[AccountKey, int] = {}
         self._states = metrics.StateGauge()
@@ -178,13 +181,16 @@ class AccountController:
             customer_key=models.CustomerKeySpec.parse(raw_key["spec"]) if raw_key is not None else None,
             vaults=self._vaults(pair.namespace),
         )
+        own_identity = pair not in self.monitor.pairs()  # no account uses it: checked as spec.identity
         async with wrapping.Session(self._platform, self._identities) as session:
             try:
                 target = await session.target(context)
             except wrapping.KeyProblem as problem:
-                await self._report_key(pair.namespace, accounts.KeyReport(pair.key, None, problem))
+                report = accounts.KeyReport(pair.key, None, problem)
+                await self._report_key(pair.namespace, report, own_identity=own_identity)
                 return monitor.CheckResult(None, problem)
-        await self._report_key(pair.namespace, accounts.KeyReport(pair.key, target.version, None))
+        report = accounts.KeyReport(pair.key, target.version, None)
+        await self._report_key(pair.namespace, report, own_identity=own_identity)
         return monitor.CheckResult(target.version.version, None)
 
     def key_location(self, pair: monitor.Pair) -> tuple[str, str] | None:
@@ -244,7 +250,12 @@ class AccountController:
     async def _write_status(self, body: dict[str, Any], outcome: domain.Outcome) -> None:
         meta = body["metadata"]
         before = (body.get("status") or {}).get("conditions")
-        merged = conditions.merge(before, outcome.conditions, generation=meta.get("generation"))
+        merged = conditions.merge_with_progress(
+            before,
+            outcome.conditions,
+            in_progress=domain.in_progress(outcome),
+            generation=meta.get("generation"),
+        )
         status: dict[str, Any] = {
             "state": outcome.state.value,
             "observedGeneration": meta.get("generation"),
@@ -274,30 +285,46 @@ class AccountController:
                     warning=warning,
                 )
 
-    async def _report_key(self, namespace: str, report: accounts.KeyReport) -> None:
-        """Show on the CustomerKey what checking it as this account's identity found (when it changed)."""
-        known = self._customer_keys(namespace, report.name)
+    async def _report_key(
+        self, namespace: str, report: accounts.KeyReport, *, own_identity: bool = False
+    ) -> None:
+        """Show on the CustomerKey what checking it found (when that changed)."""
+        problem = report.problem
+        status = keys_domain.customer_key_status(
+            report.version,
+            (problem.reason, problem.message, problem.definitive) if problem else None,
+            own_identity=own_identity,
+        )
+        if status is not None:
+            await self._write_key_status(namespace, report.name, status.pop("ready"), status)
+
+    async def _write_key_status(
+        self, namespace: str, name: str, ready: conditions.Condition, fields: dict[str, Any]
+    ) -> None:
+        known = self._customer_keys(namespace, name)
         if known is None:
             return
-        problem = (report.problem.reason, report.problem.message) if report.problem else None
-        status = keys_domain.customer_key_status(report.version, problem)
-        if status is None:
-            return
         previous = known.get("status") or {}
-        ready = conditions.find(previous.get("conditions"), conditions.READY)
-        new_ready = status.pop("ready")
+        current = conditions.find(previous.get("conditions"), conditions.READY)
         unchanged = (
-            all(previous.get(k) == v for k, v in status.items())
-            and ready is not None
-            and (ready.get("status"), ready.get("reason"), ready.get("message"))
-            == (new_ready.status, new_ready.reason, new_ready.message)
+            all(previous.get(k) == v for k, v in fields.items())
+            and current is not None
+            and (current.get("status"), current.get("reason"), current.get("message"))
+            == (ready.status, ready.reason, ready.message)
+            and previous.get("observedGeneration") == known.get("generation")
         )
-        if unchanged and not _stale(previous.get("lastChecked")):
+        checked = ready.reason != conditions.Reason.NOT_CHECKED  # a check ran, rather than nobody could
+        if unchanged and not (checked and _stale(previous.get("lastChecked"))):
             return
-        status["lastChecked"] = conditions.now_rfc3339()
+        status = dict(fields)
+        if checked:
+            status["lastChecked"] = conditions.now_rfc3339()
         status["observedGeneration"] = known.get("generation")
-        status["conditions"] = conditions.merge(
-            previous.get("conditions"), [new_ready], generation=known.get("generation")
+        status["conditions"] = conditions.merge_with_progress(
+            previous.get("conditions"),
+            [ready],
+            in_progress=ready.status == "Unknown",
+            generation=known.get("generation"),
         )
         try:
             await self._custom.patch_namespaced_custom_object_status(
@@ -305,13 +332,57 @@ class AccountController:
                 models.VERSION,
                 namespace,
                 "customerkeys",
-                report.name,
+                name,
                 {"status": status},
                 _content_type=kubeclient.MERGE_PATCH,
             )
         except ApiException as error:
             if error.status != 404:
                 raise
+
+    # ---- CustomerKeys no account uses: checked as their own spec.identity, or said to be unchecked --
+
+    def unused_key(self, namespace: str, name: str) -> monitor.Pair | models.CustomerKeySpec | None:
+        """For a CustomerKey no account uses: the pair to check it as its own identity, or its spec
+        when it names none; None when an account uses it (or it is gone)."""
+        raw = self._customer_keys(namespace, name)
+        if raw is None or any(p.namespace == namespace and p.key == name for p in self.monitor.pairs()):
+            return None
+        spec = models.CustomerKeySpec.parse(raw["spec"])
+        identity = spec.identity.service_account_name
+        if not identity:
+            return spec
+        vault = self._vaults(namespace).get(spec.vault_ref.name)
+        return monitor.Pair(namespace, identity, name, vault.region if vault is not None else "")
+
+    async def check_unused_key(self, namespace: str, name: str) -> None:
+        found = self.unused_key(namespace, name)
+        if isinstance(found, monitor.Pair):
+            self.monitor.check_soon([found])
+        elif found is not None:
+            vault = self._vaults(namespace).get(found.vault_ref.name)
+            ready = keys_domain.unchecked_key_ready(found, vault=vault, available=providers.available())
+            previous = conditions.find(
+                ((self._customer_keys(namespace, name) or {}).get("status") or {}).get("conditions"),
+                conditions.READY,
+            )
+            if (
+                ready.status == "True"
+                and previous is not None
+                and previous.get("reason") in keys_domain.CHECKED
+            ):
+                return  # what an account's check found, while one used the key, says more
+            await self._write_key_status(namespace, name, ready, {})
+
+    async def watch_unused_keys(self) -> None:
+        """Every check interval, the keys no account uses (a change of one is handled at once too)."""
+        while True:
+            for namespace, name in list(self._all_customer_keys()):
+                try:
+                    await self.check_unused_key(namespace, name)
+                except ApiException as error:
+                    logger.warning("Reporting on CustomerKey %s/%s failed: %s", namespace, name, error.status)
+            await asyncio.sleep(self.monitor.interval)
 
     async def watch_account_key_secrets(self) -> None:
         """A deleted or edited account-key Secret re-checks its account at once (AccountKeyLost)."""

@@ -33,6 +33,7 @@ class LeaderWork:
         options: config.OperatorConfig,
         *,
         customer_keys: Callable[[str, str], dict[str, Any] | None],
+        all_customer_keys: Callable[[], Iterable[tuple[str, str]]],
         key_vaults: Callable[[str], dict[str, dict[str, Any]]],
         accounts: Callable[[], Iterable[AccountKey]],
     ) -> None:
@@ -40,6 +41,7 @@ class LeaderWork:
         self._identities = identities
         self._options = options
         self._customer_keys = customer_keys
+        self._all_customer_keys = all_customer_keys
         self._key_vaults = key_vaults
         self._accounts = accounts
         self.controller: controller.AccountController | None = None
@@ -60,6 +62,7 @@ class LeaderWork:
             platform_error=platform_error,
             identities=self._identities,
             customer_keys=self._customer_keys,
+            all_customer_keys=self._all_customer_keys,
             key_vaults=self._key_vaults,
             workers=self._options.workers,
             check_interval=self._options.check_interval,
@@ -70,6 +73,7 @@ class LeaderWork:
             asyncio.create_task(work.watch_account_key_secrets(), name="account-key-secrets"),
             asyncio.create_task(work.watch_key_versions(), name="key-version-secrets"),
             asyncio.create_task(work.monitor.run(), name="key-monitor"),
+            asyncio.create_task(work.watch_unused_keys(), name="unused-keys"),
         ]
         self.controller = work
         for account in self._accounts():

@@ -84,7 +84,7 @@ class KeyMonitor:
     ) -> None:
         self._check = check
         self._enqueue = enqueue
-        self._interval = interval
+        self.interval = interval
         self.grace = grace
         self._concurrency = asyncio.Semaphore(concurrency)
         self.accounts: dict[AccountKey, AccountView] = {}
@@ -151,7 +151,7 @@ class KeyMonitor:
 
     def _next_interval(self) -> float:
         # Jitter spreads the checks of many operators (or restarts) over the interval.
-        return self._interval * random.uniform(0.9, 1.1)  # noqa: S311 (not for security)
+        return self.interval * random.uniform(0.9, 1.1)  # noqa: S311 (not for security)
 
     def pairs(self) -> set[Pair]:
         return set(self._members)
@@ -165,7 +165,7 @@ class KeyMonitor:
                 return
         if result.problem is None:
             self.succeeded(pair)
-        else:
+        elif pair in self._members:  # a key checked for itself (no account) has no grace period to time
             self.failed(pair)
         logger.debug(
             "Checked %s: version %s, problem %s",
