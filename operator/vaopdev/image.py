@@ -23,9 +23,9 @@ CONTAINERFILE = binaries.REPO_ROOT / "Containerfile"
 PYPROJECT = binaries.REPO_ROOT / "pyproject.toml"
 
 
-def tag() -> str:
-    """The chart's appVersion plus a hash of everything the image is built from."""
-    digest = hashlib.sha256()
+def tag(base_id: str) -> str:
+    """The chart's appVersion plus a hash of everything the image is built from, its base included."""
+    digest = hashlib.sha256(base_id.encode())
     sources = [CONTAINERFILE, PYPROJECT, *sorted((binaries.REPO_ROOT / "operator" / "vaop").rglob("*.py"))]
     for path in sources:
         digest.update(str(path.relative_to(binaries.REPO_ROOT)).encode() + b"\0" + path.read_bytes())
@@ -33,14 +33,21 @@ def tag() -> str:
     return f"{version}-{digest.hexdigest()[:10]}"
 
 
-def reference() -> str:
-    return f"{REPOSITORY}:{tag()}"
-
-
-def ensure_python_base() -> None:
+def ensure_python_base() -> str:
+    """The Containerfile's base, made from Debian's archive unless podman has the real one (or ours,
+    from the current root filesystem); returns its image ID."""
+    packages = ["python3", "python3-venv", "ca-certificates"]
     if podman.image_exists(PYTHON_IMAGE):
-        return
-    tarball = rootfs.debian("python", ["python3", "python3-venv", "ca-certificates"])
+        made_from = (
+            podman.run(
+                "image", "inspect", "--format", '{{ index .Labels "io.vaop.made-from" }}', PYTHON_IMAGE
+            )
+            .stdout.decode()
+            .strip()
+        )
+        if made_from in ("", "<no value>", rootfs.path("python", packages).name):  # a registry's, or ours
+            return _image_id(PYTHON_IMAGE)
+    tarball = rootfs.debian("python", packages)
     podman.import_rootfs(
         tarball,
         PYTHON_IMAGE,
@@ -48,9 +55,14 @@ def ensure_python_base() -> None:
             "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "ENV LANG=C.UTF-8",
             'CMD ["python3"]',
-            "LABEL io.vaop.made-from=debian-archive-bookworm",
+            f"LABEL io.vaop.made-from={tarball.name}",
         ],
     )
+    return _image_id(PYTHON_IMAGE)
+
+
+def _image_id(reference: str) -> str:
+    return podman.run("image", "inspect", "--format", "{{.Id}}", reference).stdout.decode().strip()
 
 
 def wheelhouse() -> Path:
@@ -90,10 +102,9 @@ def wheelhouse() -> Path:
 
 def ensure() -> str:
     """The operator image for the current sources, built when podman does not have it yet."""
-    image = reference()
+    image = f"{REPOSITORY}:{tag(ensure_python_base())}"
     if podman.image_exists(image):
         return image
-    ensure_python_base()
     wheels = wheelhouse()
     print(f"vaop: building {image} from {CONTAINERFILE.name}...", file=sys.stderr, flush=True)
     podman.run(

@@ -141,7 +141,8 @@ def reference() -> str:
     digest = hashlib.sha256()
     for tool in binaries.KIND_TOOLS:
         digest.update(f"{tool.name}-{tool.version()}\n".encode())
-    digest.update(f"{NODE_PACKAGES} {KUBE_PROXY_PACKAGES} {rootfs.SUITE}".encode())
+    for name, packages in (("kind-node", NODE_PACKAGES), ("kube-proxy", KUBE_PROXY_PACKAGES)):
+        digest.update(rootfs.path(name, packages).name.encode())  # names that hash the rootfs' inputs
     digest.update(Path(__file__).read_bytes())
     digest.update(Path(ociarchive.__file__).read_bytes())
     return f"{REPOSITORY}:{kube_version()}-{digest.hexdigest()[:10]}"

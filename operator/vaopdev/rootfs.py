@@ -21,6 +21,13 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # Documentation, manual pages and translations are never read in a container.
 _EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
+_OPTIONS = (
+    # As kind's and Debian's own images: only what is asked for, no Recommends.
+    '--aptopt=APT::Install-Recommends "false"',
+    # Merged /usr by symlinks (usr-is-merged), as Debian's images do, not the usrmerge package,
+    # which would bring perl along (50 MB).
+    "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+)
 
 
 def _apt_cache() -> Path:
@@ -29,12 +36,19 @@ def _apt_cache() -> Path:
     return path
 
 
+def path(name: str, packages: list[str]) -> Path:
+    """Where the tarball of this root filesystem is cached (its name changes with its inputs)."""
+    inputs = f"{SUITE} {MIRROR} {sorted(packages)} {_EXCLUDES} {_OPTIONS}"
+    return (
+        binaries.cache_dir()
+        / "rootfs"
+        / f"{name}-{SUITE}-{hashlib.sha256(inputs.encode()).hexdigest()[:12]}.tar"
+    )
+
+
 def debian(name: str, packages: list[str]) -> Path:
-    """A tarball of a minimal Debian root filesystem with ``packages`` installed."""
-    key = hashlib.sha256(
-        f"{SUITE} {MIRROR} {sorted(packages)} {_EXCLUDES} no-recommends".encode()
-    ).hexdigest()[:12]
-    tarball = binaries.cache_dir() / "rootfs" / f"{name}-{SUITE}-{key}.tar"
+    """A tarball of a minimal Debian root filesystem with ``packages`` installed, built when missing."""
+    tarball = path(name, packages)
     if tarball.is_file():
         return tarball
     hostsetup.require_commands("mmdebstrap")
@@ -46,8 +60,7 @@ def debian(name: str, packages: list[str]) -> Path:
         "mmdebstrap",
         "--quiet",
         "--variant=minbase",
-        # As kind's own images: only what is asked for (Recommends would bring perl, among others).
-        '--aptopt=APT::Install-Recommends "false"',
+        *_OPTIONS,
         f"--include={','.join(packages)}",
         *(f"--dpkgopt=path-exclude={pattern}" for pattern in _EXCLUDES),
         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
