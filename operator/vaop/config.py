@@ -56,9 +56,25 @@ class OperatorConfig(BaseSettings):
         default="video-analyzer-operator",
         description="The ValidatingWebhookConfiguration (made by the chart) whose caBundle it keeps current.",
     )
+    data_api_port: int = Field(
+        default=8443, description="HTTPS port of the data API (data.videoanalyzer.io); 0 disables it."
+    )
+    data_api_host: str = Field(default="0.0.0.0", description="Address the data API listens on.")  # noqa: S104
+    data_api_service: str = Field(
+        default="video-analyzer-operator-api", description="The Service the APIService points at."
+    )
+    api_service: str = Field(
+        default="v1alpha1.data.videoanalyzer.io",
+        description="The APIService (made by the chart) whose caBundle it keeps current.",
+    )
     check_interval: float = Field(
         default=30.0, description="Seconds between checks of each (identity, key) pair."
     )
     grace_period: float = Field(
         default=300.0, description="Seconds of transient vault failures before accounts go KeyInaccessible."
     )
+
+    def serving_names(self) -> list[str]:
+        """DNS names the serving certificate (webhook and data API) must cover."""
+        services = [f"{name}.{self.namespace}.svc" for name in (self.webhook_service, self.data_api_service)]
+        return [name for service in services for name in (service, f"{service}.cluster.local")]

@@ -43,6 +43,11 @@ ADMISSIONS = Counter(
     "Admission webhook decisions by kind, operation and verdict.",
     ["kind", "operation", "allowed"],
 )
+DATA_REQUESTS = Counter(
+    "vaop_data_api_requests_total",
+    "Data API requests by resource, verb and whether they were authorized.",
+    ["resource", "verb", "allowed"],
+)
 RECONCILIATIONS = Counter(
     "vaop_account_reconciliations_total", "Account reconciliations by result reason.", ["reason"]
 )

@@ -7,6 +7,7 @@ what it already validated, in the field names users write (camelCase aliases).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Self
 
@@ -149,6 +150,17 @@ class AccountKeyStatus(_Model):
     wrapped_by: WrappedBy
     algorithm: str
     wrapped_at: str
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    """What every replica keeps of an account from its watch (a Kopf index): enough for admission
+    (state, reason) and for the data API (uid, spec) without asking the API."""
+
+    uid: str
+    state: str
+    reason: str
+    spec: dict[str, Any]
 
 
 def identity_name(account_name: str, spec: AccountSpec) -> str:

@@ -26,10 +26,18 @@ class Permission:
     why: str
     namespaced_to_operator: bool = False  # granted by the Role in the operator's namespace
     name: str | None = None  # a resourceNames restriction
+    namespace: str | None = None  # in this other namespace (kube-system)
+    granted_by: str | None = None  # a role Kubernetes defines itself, which the chart binds
 
     def __str__(self) -> str:
         group = self.group or "core"
-        where = "in the operator's namespace" if self.namespaced_to_operator else "cluster-wide"
+        where = (
+            f"in namespace {self.namespace}"
+            if self.namespace
+            else "in the operator's namespace"
+            if self.namespaced_to_operator
+            else "cluster-wide"
+        )
         named = f" named {self.name}" if self.name else ""
         return f"{self.verb} {self.resource}{named} ({group}, {where}): {self.why}"
 
@@ -37,7 +45,9 @@ class Permission:
 _CUSTOM = models.GROUP
 
 
-def required(*, webhook_configuration: str | None, lease: str | None) -> list[Permission]:
+def required(
+    *, webhook_configuration: str | None, lease: str | None, api_service: str | None = None
+) -> list[Permission]:
     rules = [
         *(
             Permission(v, _CUSTOM, "videoanalyzeraccounts", "watch accounts")
@@ -72,6 +82,36 @@ def required(*, webhook_configuration: str | None, lease: str | None) -> list[Pe
             )
             for v in ("get", "patch")
         ]
+    if api_service:
+        data = "the data API (data.videoanalyzer.io)"
+        rules += [
+            *(
+                Permission(v, "internal.videoanalyzer.io", "sealedobjects", f"{data}: its sealed storage")
+                for v in ("get", "list", "watch", "create", "update", "delete")
+            ),
+            Permission(
+                "create",
+                "authorization.k8s.io",
+                "subjectaccessreviews",
+                f"{data}: authorize each request",
+                granted_by="ClusterRole system:auth-delegator",
+            ),
+            Permission(
+                "get",
+                "",
+                "configmaps",
+                f"{data}: the front proxy's CA",
+                name="extension-apiserver-authentication",
+                namespace="kube-system",
+                granted_by="Role kube-system/extension-apiserver-authentication-reader",
+            ),
+            *(
+                Permission(
+                    v, "apiregistration.k8s.io", "apiservices", f"{data}: its APIService", name=api_service
+                )
+                for v in ("get", "patch")
+            ),
+        ]
     if lease:
         election = "leader election"
         rules += [
@@ -100,7 +140,7 @@ async def missing(api: client.ApiClient, rules: list[Permission], *, namespace: 
                     resource=resource,
                     subresource=subresource or None,
                     name=rule.name,
-                    namespace=namespace if rule.namespaced_to_operator else None,
+                    namespace=rule.namespace or (namespace if rule.namespaced_to_operator else None),
                 )
             )
         )

@@ -122,6 +122,22 @@ async def load_or_create(api: client.ApiClient, namespace: str) -> PlatformKeys:
             await _create_if_absent(core, namespace, _infrastructure_secret(namespace))
         infrastructure = await core.read_namespaced_secret(INFRASTRUCTURE_SECRET, namespace)
 
+    return _keys(api, namespace, infrastructure)
+
+
+async def load(api: client.ApiClient, namespace: str) -> PlatformKeys:
+    """The platform keys as the leader made them, never making any (every replica's data API reads
+    them); PlatformKeyMissing while they do not exist."""
+    core = client.CoreV1Api(api)
+    infrastructure = await kubeclient.read_secret_or_none(core, INFRASTRUCTURE_SECRET, namespace)
+    if infrastructure is None:
+        raise PlatformKeyMissing(
+            f"the infrastructure key Secret {namespace}/{INFRASTRUCTURE_SECRET} does not exist"
+        )
+    return _keys(api, namespace, infrastructure)
+
+
+def _keys(api: client.ApiClient, namespace: str, infrastructure: client.V1Secret) -> PlatformKeys:
     versions = kubeclient.secret_data(infrastructure)
     current = (infrastructure.metadata.annotations or {}).get(ANNOTATION_CURRENT, "1")
     system = instrumented.Instrumented(

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from . import conditions, kubeclient, models, platformkeys, providers
 from .crypto import envelope
@@ -79,6 +80,32 @@ class AccountContext:
     @property
     def identity(self) -> kubeclient.ServiceAccountRef:
         return kubeclient.ServiceAccountRef(self.namespace, models.identity_name(self.name, self.spec))
+
+
+class Contexts:
+    """Account contexts from the replica's indices of CustomerKeys and KeyVaults (no API calls)."""
+
+    def __init__(
+        self,
+        customer_keys: Callable[[str, str], Mapping[str, Any] | None],  # -> {"spec": ...} or None
+        key_vaults: Callable[[str], Mapping[str, Mapping[str, Any]]],  # namespace -> name -> spec
+    ) -> None:
+        self._customer_keys = customer_keys
+        self._key_vaults = key_vaults
+
+    def vaults(self, namespace: str) -> dict[str, models.KeyVaultSpec]:
+        return {n: models.KeyVaultSpec.parse(v) for n, v in self._key_vaults(namespace).items()}
+
+    def context(self, namespace: str, name: str, spec: models.AccountSpec) -> AccountContext:
+        key_ref = spec.encryption.key_ref
+        raw_key = self._customer_keys(namespace, key_ref.name) if key_ref else None
+        return AccountContext(
+            namespace=namespace,
+            name=name,
+            spec=spec,
+            customer_key=models.CustomerKeySpec.parse(raw_key["spec"]) if raw_key is not None else None,
+            vaults=self.vaults(namespace),
+        )
 
 
 class Session:
@@ -151,6 +178,24 @@ class Session:
             algorithm="",
         )
         return WrappingKey(ref, provider, version)
+
+    async def open(
+        self, account: AccountContext, identity: envelope.AccountIdentity, sealed: envelope.Envelope
+    ) -> bytes:
+        """Both layers off: the plaintext account key (kept in memory only, never logged). The inner
+        layer is opened as the account's identity, by whichever key wrapped it."""
+        outer_key = self._platform.infrastructure_key(sealed.outer_key_version)
+        inner_wrapped = envelope.unseal(sealed, account=identity, outer_key=outer_key)
+        provider = await self.opener(account, sealed.inner)
+        try:
+            return await provider.unwrap(
+                sealed.inner.key_name,
+                sealed.inner.key_version,
+                inner_wrapped,
+                algorithm=sealed.inner.algorithm,
+            )
+        except base.ProviderError as error:
+            raise KeyProblem.from_provider(error) from None
 
     async def opener(self, account: AccountContext, inner: envelope.InnerKeyRef) -> base.KeyProvider:
         """The provider that can unwrap an envelope's inner layer (which may differ from the target)."""

@@ -46,6 +46,7 @@ def _up(args: argparse.Namespace) -> int:
         pid_file.write_text(str(os.getpid()))
         operator = environment.OperatorProcess(identity, None)
         operator.start()
+        environment.wait_for_data_api(plane)
         print(
             f"vaop: control plane at {plane.server}; admin kubeconfig: {kubeconfig}\n"
             f"vaop: operator runs as system:serviceaccount:{identity.namespace}:{identity.service_account}, "

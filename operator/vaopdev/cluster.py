@@ -207,6 +207,10 @@ class ControlPlane:
             ip_addresses=["127.0.0.1", "10.0.0.1"],
         )
         self.admin = pki.issue_client(self.ca, user="vaop-admin", group="system:masters")
+        # The aggregation layer's front proxy, with a CA of its own as kubeadm makes it: aggregated
+        # API servers (the operator's data API) trust requests signed by it, and only those.
+        front_proxy_ca = pki.make_ca("vaop-local-front-proxy-ca")
+        front_proxy = pki.issue_client(front_proxy_ca, user="front-proxy-client")
         controller_manager = pki.issue_client(self.ca, user="system:kube-controller-manager")
         sa_key, sa_pub = pki.make_rsa_key_pem(2048)
         files = {
@@ -216,6 +220,9 @@ class ControlPlane:
             "apiserver.key": serving.key_pem,
             "sa.key": sa_key,
             "sa.pub": sa_pub,
+            "front-proxy-ca.crt": front_proxy_ca.cert_pem,
+            "front-proxy-client.crt": front_proxy.cert_pem,
+            "front-proxy-client.key": front_proxy.key_pem,
         }
         for name, data in files.items():
             (pki_dir / name).write_bytes(data)
@@ -279,9 +286,11 @@ class ControlPlane:
                 f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki_dir / 'apiserver.key'}",
                 f"--client-ca-file={pki_dir / 'ca.crt'}",
-                # Front-proxy settings are never used here, but their absence makes every delegating
-                # component (the controller manager) log an error per second.
-                f"--requestheader-client-ca-file={pki_dir / 'ca.crt'}",
+                # The aggregation layer: the apiserver proxies data.videoanalyzer.io to the operator
+                # with this client certificate and the user in X-Remote-* headers.
+                f"--requestheader-client-ca-file={pki_dir / 'front-proxy-ca.crt'}",
+                f"--proxy-client-cert-file={pki_dir / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki_dir / 'front-proxy-client.key'}",
                 "--requestheader-allowed-names=front-proxy-client",
                 "--requestheader-username-headers=X-Remote-User",
                 "--requestheader-group-headers=X-Remote-Group",

@@ -32,6 +32,18 @@ class OperatorIdentity:
     kubeconfig: Path
     namespace: str
     service_account: str
+    data_api_port: int  # where the apiserver's aggregator finds the data API (see data_api_port)
+
+
+def data_api_port(plane: cluster.ControlPlane) -> int:
+    """The loopback port of the local operator's data API, fixed for the control plane's life: the
+    chart's APIService reaches it through an ExternalName Service to localhost on this port, so every
+    start of the operator listens on the same one."""
+    assert plane.workdir is not None
+    path = plane.workdir / "data-api-port"
+    if not path.exists():
+        path.write_text(str(cluster.free_port()))
+    return int(path.read_text())
 
 
 def admin_api(plane: cluster.ControlPlane) -> client.ApiClient:
@@ -55,7 +67,8 @@ def helm_install(
         "--kubeconfig",
         str(plane.admin_kubeconfig),
     ]
-    for key, value in (values or {}).items():
+    local = {"dataAPI.service.externalName": "localhost", "dataAPI.service.port": str(data_api_port(plane))}
+    for key, value in {**local, **(values or {})}.items():
         command += ["--set", f"{key}={value}"]
     # Helm keeps caches under HOME; a private one keeps runs independent of the user's helm setup.
     assert plane.workdir is not None
@@ -94,7 +107,32 @@ def operator_identity(
             token=response.status.token,
         ),
     )
-    return OperatorIdentity(path, namespace, service_account)
+    return OperatorIdentity(path, namespace, service_account, data_api_port(plane))
+
+
+def wait_for_data_api(plane: cluster.ControlPlane, *, timeout: float = 90) -> None:
+    """Until the apiserver serves data.videoanalyzer.io (its APIService Available, discovery fresh)."""
+    deadline = time.monotonic() + timeout
+    with admin_api(plane) as api:
+        while True:
+            try:
+                groups = client.ApisApi(api).get_api_versions().groups
+                if any(g.name == "data.videoanalyzer.io" for g in groups):
+                    resources = client.CustomObjectsApi(api).api_client.call_api(
+                        "/apis/data.videoanalyzer.io/v1alpha1",
+                        "GET",
+                        response_type="object",
+                        _return_http_data_only=True,
+                    )
+                    if resources:
+                        return
+            except client.ApiException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    "the data API (APIService v1alpha1.data.videoanalyzer.io) did not become available"
+                )
+            time.sleep(1)
 
 
 def operator_command() -> list[str]:
@@ -154,6 +192,8 @@ class OperatorProcess:
             VAOP_WEBHOOK_PORT=str(webhook_port),
             VAOP_WEBHOOK_HOST="127.0.0.1",
             VAOP_WEBHOOK_URL=f"https://127.0.0.1:{webhook_port}",
+            VAOP_DATA_API_PORT=str(self.identity.data_api_port),
+            VAOP_DATA_API_HOST="127.0.0.1",
             **self.settings,
         )
         command = [*operator_command(), "--log-level", self.log_level]

@@ -103,6 +103,19 @@ class Cluster:
             command += ["--set", f"{key}={value}"]
         self.helm(*command)
 
+    def wait_for_data_api(self, *, timeout: float = 90) -> None:
+        """The aggregator turns the APIService Available a little after the replicas are ready."""
+        deadline = time.monotonic() + timeout
+        while (
+            "videos"
+            not in self.kubectl("api-resources", "--api-group=data.videoanalyzer.io", check=False).stdout
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    "the data API (APIService v1alpha1.data.videoanalyzer.io) did not become available"
+                )
+            time.sleep(1)
+
     def uninstall(self) -> None:
         self.helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
 
@@ -163,6 +176,7 @@ def up(*, install: bool = True) -> Cluster:
     if install:
         installed = cluster.helm("status", RELEASE, "--namespace", NAMESPACE, check=False).returncode == 0
         cluster.install(upgrade=installed)
+        cluster.wait_for_data_api()
     return cluster
 
 

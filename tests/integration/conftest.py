@@ -118,6 +118,7 @@ def operator(
         log_level="DEBUG",
     )
     process.start()
+    environment.wait_for_data_api(control_plane)
     yield process
     process.stop()
     if os.environ.get("VAOP_SHOW_OPERATOR_LOG"):

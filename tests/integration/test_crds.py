@@ -59,8 +59,8 @@ def test_every_example_field_is_in_the_schema(kubectl: Kubectl, namespace: str) 
     """Server-side field validation refuses unknown fields, so examples cannot drift from the CRDs."""
     for path in sorted(EXAMPLES.rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            if not doc or doc["kind"] == "Namespace":
-                continue
+            if not doc or not doc["apiVersion"].startswith("videoanalyzer.io/"):
+                continue  # the CRDs' kinds; the data kinds' examples are tested in test_data_api
             doc["metadata"]["namespace"] = namespace
             kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-", stdin=json.dumps(doc))
 

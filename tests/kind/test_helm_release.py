@@ -110,10 +110,11 @@ def test_install_brings_up_two_ready_replicas_one_leading(
     assert all(hook.client_config.service.namespace == kindcluster.NAMESPACE for hook in webhook.webhooks)
     for pod in pods:  # every replica, leader or not, says it is ready and why it waited
         log = release.kubectl("-n", kindcluster.NAMESPACE, "logs", pod["metadata"]["name"]).stdout
-        assert "Ready: apiserver, permissions, watches, webhook" in log
+        assert "Ready: apiserver, data-api, permissions, watches, webhook" in log
 
 
 def test_readme_walkthrough_on_kind(release: kindcluster.Cluster, admin: client.ApiClient) -> None:
+    release.wait_for_data_api()
     release.kubectl("apply", "-f", str(EXAMPLES))
     helpers.eventually(lambda: _state(admin, "tenant-a", "studio") == ("Active", "Ready"), timeout=60)
     helpers.eventually(lambda: _state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "KeyNotFound"))
@@ -124,6 +125,14 @@ def test_readme_walkthrough_on_kind(release: kindcluster.Cluster, admin: client.
     account = tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="2", timeout=30)
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
     assert _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready")
+    # The account's data, through the chart's APIService and Service (examples/50-data.yaml)
+    video = json.loads(
+        release.kubectl("-n", "tenant-a", "get", "video", "lobby-2026-11-29", "-o", "json").stdout
+    )
+    assert video["spec"]["title"] == "Lobby camera"
+    assert helpers.condition(video, "Ready")["reason"] == "Sealed"  # type: ignore[index]
+    table = release.kubectl("-n", "tenant-a", "get", "accesspolicies").stdout.splitlines()
+    assert table[1].split()[:3] == ["viewers", "studio", "Reader"]
 
 
 def test_locked_account_is_refused_through_the_service_webhook(

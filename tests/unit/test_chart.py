@@ -62,6 +62,7 @@ def test_crds_are_templates_kept_on_uninstall_unless_disabled() -> None:
     assert sorted(c["metadata"]["name"] for c in crds) == [
         "customerkeys.videoanalyzer.io",
         "keyvaults.videoanalyzer.io",
+        "sealedobjects.internal.videoanalyzer.io",
         "videoanalyzeraccounts.videoanalyzer.io",
     ]
     top = {
@@ -180,12 +181,25 @@ def test_optional_service_monitor_and_network_policy() -> None:
     policy = only(documents, "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     ports = [rule["ports"][0]["port"] for rule in policy["spec"]["ingress"]]
-    assert ports == ["webhook", "health", "metrics"]
+    assert ports == ["webhook", "data-api", "health", "metrics"]
+
+
+def _operator_roles(documents: list[dict[str, Any]]) -> set[str]:
+    return {
+        d["roleRef"]["name"]
+        for d in documents
+        if d["kind"] in ("ClusterRoleBinding", "RoleBinding")
+        and any(subject.get("name") == "video-analyzer-operator" for subject in d["subjects"])
+    }
 
 
 def _granted(documents: list[dict[str, Any]]) -> set[tuple[str, str, str, str | None, bool]]:
+    """What the chart's own roles bound to the operator grant it."""
     granted = set()
-    for role in (d for d in documents if d["kind"] in ("ClusterRole", "Role")):
+    bound = _operator_roles(documents)
+    for role in (
+        d for d in documents if d["kind"] in ("ClusterRole", "Role") and d["metadata"]["name"] in bound
+    ):
         for rule in role["rules"]:
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:
@@ -195,21 +209,48 @@ def _granted(documents: list[dict[str, Any]]) -> set[tuple[str, str, str, str | 
     return granted
 
 
+def _builtin_roles(documents: list[dict[str, Any]]) -> set[str]:
+    """Roles Kubernetes defines itself that the chart binds to the operator."""
+    own = {d["metadata"]["name"] for d in documents if d["kind"] in ("ClusterRole", "Role")}
+    found = set()
+    for binding in (d for d in documents if d["kind"] in ("ClusterRoleBinding", "RoleBinding")):
+        if binding["roleRef"]["name"] in own:
+            continue
+        where = f"{binding['metadata']['namespace']}/" if binding["roleRef"]["kind"] == "Role" else ""
+        found.add(f"{binding['roleRef']['kind']} {where}{binding['roleRef']['name']}")
+    return found
+
+
+def _needed(rules: list[permissions.Permission]) -> set[tuple[str, str, str, str | None, bool]]:
+    return {
+        (p.verb, p.group, p.resource, p.name, p.namespaced_to_operator) for p in rules if not p.granted_by
+    }
+
+
 def test_rbac_grants_exactly_what_the_code_uses() -> None:
-    needed = {
-        (p.verb, p.group, p.resource, p.name, p.namespaced_to_operator)
-        for p in permissions.required(
-            webhook_configuration="video-analyzer-operator", lease="video-analyzer-operator"
-        )
-    }
-    assert _granted(render()) == needed
-    without = {
-        (p.verb, p.group, p.resource, p.name, p.namespaced_to_operator)
-        for p in permissions.required(webhook_configuration=None, lease=None)
-    }
-    assert (
-        _granted(render("webhook.enabled=false", "leaderElection.enabled=false", "replicaCount=1")) == without
+    rules = permissions.required(
+        webhook_configuration="video-analyzer-operator",
+        lease="video-analyzer-operator",
+        api_service="v1alpha1.data.videoanalyzer.io",
     )
+    documents = render()
+    assert _granted(documents) == _needed(rules)
+    assert _builtin_roles(documents) == {p.granted_by for p in rules if p.granted_by}
+    minimal = render(
+        "webhook.enabled=false", "leaderElection.enabled=false", "replicaCount=1", "dataAPI.enabled=false"
+    )
+    assert _granted(minimal) == _needed(permissions.required(webhook_configuration=None, lease=None))
+    assert _builtin_roles(minimal) == set()
+
+
+def test_tenants_get_viewer_and_editor_roles_of_the_data_kinds() -> None:
+    roles = {d["metadata"]["name"]: d for d in render() if d["kind"] == "ClusterRole"}
+    viewer, editor = roles["video-analyzer-data-viewer"], roles["video-analyzer-data-editor"]
+    assert viewer["rules"][0]["verbs"] == ["get", "list", "watch"]
+    assert "delete" in editor["rules"][0]["verbs"]
+    assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    apiservice = only(render(), "APIService")
+    assert apiservice["spec"]["service"]["name"] == "video-analyzer-operator-api"
 
 
 @pytest.mark.parametrize(

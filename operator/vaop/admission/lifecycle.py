@@ -66,11 +66,10 @@ class Webhook:
             return await tls.load_external(
                 self._api, namespace=options.namespace, name=options.webhook_cert_secret
             )
-        service = f"{options.webhook_service}.{options.namespace}.svc"
         return await tls.load_or_create(
             self._api,
             namespace=options.namespace,
-            dns_names=[service, f"{service}.cluster.local"],
+            dns_names=options.serving_names(),
             ip_addresses=["127.0.0.1"],
         )
 

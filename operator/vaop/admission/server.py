@@ -9,31 +9,17 @@ from __future__ import annotations
 
 import logging
 import ssl
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from .. import metrics, pki
 from ..domain import admission
+from . import tls
 from .registration import PATH
 
 logger = logging.getLogger(__name__)
-
-
-def _ssl_context(serving: pki.KeyPair) -> ssl.SSLContext:
-    # ssl wants files: write them to a private temporary folder, load, and remove them again.
-    with tempfile.TemporaryDirectory(prefix="vaop-webhook-") as folder:
-        cert, key = Path(folder) / "tls.crt", Path(folder) / "tls.key"
-        cert.write_bytes(serving.cert_pem)
-        key.touch(mode=0o600)
-        key.write_bytes(serving.key_pem)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(cert, key)
-    return context
 
 
 def _response(uid: str, verdict: admission.Verdict) -> dict[str, Any]:
@@ -57,12 +43,7 @@ class WebhookServer:
     def reload(self, serving: pki.KeyPair) -> None:
         """Serve a renewed certificate: new TLS connections get it, open ones finish with the old."""
         if serving != self._serving and self._context is not None:
-            with tempfile.TemporaryDirectory(prefix="vaop-webhook-") as folder:
-                cert, key = Path(folder) / "tls.crt", Path(folder) / "tls.key"
-                cert.write_bytes(serving.cert_pem)
-                key.touch(mode=0o600)
-                key.write_bytes(serving.key_pem)
-                self._context.load_cert_chain(cert, key)
+            tls.load_serving(self._context, serving)
             self._serving = serving
             logger.info("Admission webhook certificate reloaded")
 
@@ -71,7 +52,7 @@ class WebhookServer:
         app.router.add_post(PATH, self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        self._context = _ssl_context(self._serving)
+        self._context = tls.server_context(self._serving)
         site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._context)
         await site.start()
         logger.info("Admission webhook listening on https://%s:%d%s", self._host, self._port, PATH)

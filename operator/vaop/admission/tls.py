@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ssl
+import tempfile
+from pathlib import Path
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -16,6 +19,25 @@ from .. import kubeclient, labels, pki
 
 SECRET_NAME = "vaop-webhook-tls"  # noqa: S105 (a Secret's name)
 _RENEW_BEFORE = datetime.timedelta(days=30)
+
+
+def server_context(serving: pki.KeyPair) -> ssl.SSLContext:
+    """A TLS 1.2+ server context serving ``serving``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    load_serving(context, serving)
+    return context
+
+
+def load_serving(context: ssl.SSLContext, serving: pki.KeyPair) -> None:
+    """(Re)load the serving certificate: new TLS connections get it, open ones finish with the old."""
+    # ssl wants files: write them to a private temporary folder, load, and remove them again.
+    with tempfile.TemporaryDirectory(prefix="vaop-tls-") as folder:
+        cert, key = Path(folder) / "tls.crt", Path(folder) / "tls.key"
+        cert.write_bytes(serving.cert_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(serving.key_pem)
+        context.load_cert_chain(cert, key)
 
 
 def _b64(data: bytes) -> str:

@@ -7,7 +7,25 @@ from typing import Any
 
 import kopf
 
+from .. import models
 from ..domain import admission
+
+
+class _States(Mapping[tuple[str, str], tuple[str, str]]):
+    """The accounts index seen as (namespace, name) -> (state, Ready reason)."""
+
+    def __init__(self, index: kopf.Index[Any, Any]) -> None:
+        self._index = index
+
+    def __getitem__(self, key: tuple[str, str]) -> tuple[str, str]:
+        record: models.AccountRecord = next(iter(self._index[key]))
+        return record.state, record.reason
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 class _First(Mapping[Any, Any]):
@@ -36,7 +54,7 @@ def make(
     operator_username: str,
 ) -> admission.View:
     return admission.View(
-        account_state=_First(accounts),
+        account_state=_States(accounts),
         customer_keys=_First(customer_keys),
         vaults=_First(key_vaults, as_dict=True),
         operator_username=operator_username,

@@ -17,8 +17,17 @@ from . import indexes
 
 @kopf.on.event(models.GROUP, models.VERSION, "videoanalyzeraccounts")
 async def account_event(
-    namespace: str, name: str, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+    *,
+    namespace: str,
+    name: str,
+    type: str | None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    accounts: kopf.Index[Any, Any],
+    **_: Any,
 ) -> None:
+    if memo.data_api is not None:  # every replica: a locked or deleted account's key is dropped now
+        memo.data_api.keys.account_changed(namespace, name, indexes.first(accounts, (namespace, name)))
     controller = memo.leader.controller
     if controller is None:
         return  # a follower: the leader reconciles

@@ -35,11 +35,12 @@ def key_vaults(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[str
 
 @kopf.index(models.GROUP, models.VERSION, "videoanalyzeraccounts")
 def accounts(
-    namespace: str, name: str, status: kopf.Status, **_: Any
-) -> dict[tuple[str, str], tuple[str, str]]:
-    """Every account's (state, Ready reason) as its status shows it: the KeyInaccessible lock."""
+    namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[tuple[str, str], models.AccountRecord]:
+    """Every account as its status shows it: the KeyInaccessible lock, and what the data API needs."""
     ready = conditions.find(status.get("conditions"), conditions.READY) or {}
-    return {(namespace, name): (str(status.get("state", "")), str(ready.get("reason", "")))}
+    record = models.AccountRecord(uid, str(status.get("state", "")), str(ready.get("reason", "")), dict(spec))
+    return {(namespace, name): record}
 
 
 @kopf.index(models.GROUP, models.VERSION, "videoanalyzeraccounts")

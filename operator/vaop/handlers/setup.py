@@ -15,8 +15,9 @@ from typing import Any
 import kopf
 from kubernetes_asyncio import client
 
-from .. import config, health, kubeclient, leadership, metrics, models, permissions
+from .. import config, health, kubeclient, leadership, metrics, models, permissions, wrapping
 from ..admission import lifecycle
+from ..dataapi import lifecycle as data_api
 from ..providers import base as providers_base
 from ..reconcilers import leading
 from . import indexes
@@ -61,6 +62,7 @@ async def start(
     memo.tasks = []
     memo.webhook = None
     memo.elector = None
+    memo.data_api = None
 
     def vaults_of(namespace: str) -> dict[str, dict[str, Any]]:
         return dict(key_vaults.get(namespace, ()))
@@ -85,6 +87,7 @@ async def start(
     rules = permissions.required(
         webhook_configuration=options.webhook_configuration if options.webhook_port else None,
         lease=options.lease_name if options.leader_election else None,
+        api_service=options.api_service if options.data_api_port else None,
     )
     checker = permissions.PermissionCheck(api, rules, namespace=options.namespace)
     readiness.add("permissions", checker.problem)
@@ -105,6 +108,20 @@ async def start(
         memo.webhook = lifecycle.Webhook(options, api)
         readiness.add("webhook", memo.webhook.problem)
         background(_start_webhook(memo.webhook, accounts, customer_keys, key_vaults), "webhook-start")
+
+    if options.data_api_port:
+        contexts = wrapping.Contexts(
+            lambda namespace, name: indexes.first(customer_keys, (namespace, name)), vaults_of
+        )
+        memo.data_api = data_api.DataApi(
+            options,
+            api,
+            memo.identities,
+            accounts=lambda namespace, name: indexes.first(accounts, (namespace, name)),
+            context=contexts.context,
+        )
+        readiness.add("data-api", memo.data_api.problem)
+        memo.data_api.start()
 
     if options.leader_election:
         memo.elector = elector = leadership.LeaderElector(
@@ -157,6 +174,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await asyncio.gather(*memo.tasks, return_exceptions=True)
     if memo.webhook is not None:
         await memo.webhook.stop()
+    if memo.data_api is not None:
+        await memo.data_api.stop()
     if getattr(memo, "health", None) is not None:
         await memo.health.stop()
     await providers_base.shutdown()

@@ -148,7 +148,7 @@ class AccountReconciler:
         if rewrapped is not None:
             sealed = rewrapped
         else:
-            account_key = await self.open(account, session, current)
+            account_key = await session.open(account.context, account.envelope_identity, current)
             if envelope.key_check_value(account_key) != kcv:
                 raise envelope.EnvelopeError(
                     "the opened account key does not match the recorded key-check value"
@@ -161,21 +161,6 @@ class AccountReconciler:
         old, new = domain.describe(current.inner), domain.describe(sealed.inner)
         message = f"Account key re-wrapped from {old} to {new}."
         return sealed, kcv, wrapped_at, [("AccountKeyRewrapped", message)]
-
-    async def open(self, account: Account, session: wrapping.Session, sealed: envelope.Envelope) -> bytes:
-        """Both layers off: the plaintext account key (kept in memory only, never logged)."""
-        outer_key = self._platform.infrastructure_key(sealed.outer_key_version)
-        inner_wrapped = envelope.unseal(sealed, account=account.envelope_identity, outer_key=outer_key)
-        provider = await session.opener(account.context, sealed.inner)
-        try:
-            return await provider.unwrap(
-                sealed.inner.key_name,
-                sealed.inner.key_version,
-                inner_wrapped,
-                algorithm=sealed.inner.algorithm,
-            )
-        except base.ProviderError as error:
-            raise wrapping.KeyProblem.from_provider(error) from None
 
     async def _rewrap_in_vault(
         self, account: Account, target: wrapping.WrappingKey, current: envelope.Envelope

@@ -55,6 +55,7 @@ class AccountController:
         self._customer_keys = customer_keys
         self._all_customer_keys = all_customer_keys
         self._key_vaults = key_vaults
+        self._contexts = wrapping.Contexts(customer_keys, key_vaults)
         self._failures: dict[AccountKey, int] = {}
         self._states = metrics.StateGauge()
         self._identities = identities
@@ -205,7 +206,7 @@ class AccountController:
         return (vault.provider.kubernetes.namespace or pair.namespace, key.key_name)
 
     def _vaults(self, namespace: str) -> dict[str, models.KeyVaultSpec]:
-        return {n: models.KeyVaultSpec.parse(v) for n, v in self._key_vaults(namespace).items()}
+        return self._contexts.vaults(namespace)
 
     def _backoff(self, key: AccountKey, outcome: domain.Outcome) -> float | None:
         """Transient vault failures retry with growing delays; everything else waits for a change."""
@@ -217,15 +218,7 @@ class AccountController:
         return BACKOFF[min(failures, len(BACKOFF)) - 1]
 
     def _context(self, namespace: str, name: str, spec: models.AccountSpec) -> wrapping.AccountContext:
-        key_ref = spec.encryption.key_ref
-        raw_key = self._customer_keys(namespace, key_ref.name) if key_ref else None
-        return wrapping.AccountContext(
-            namespace=namespace,
-            name=name,
-            spec=spec,
-            customer_key=models.CustomerKeySpec.parse(raw_key["spec"]) if raw_key is not None else None,
-            vaults=self._vaults(namespace),
-        )
+        return self._contexts.context(namespace, name, spec)
 
     async def _ensure_identity(self, body: dict[str, Any], spec: models.AccountSpec) -> None:
         """Make the default identity ``<account>-identity``; a named one is the tenant's to make."""

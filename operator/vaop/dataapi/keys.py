@@ -1,0 +1,137 @@
+"""Account keys for the data API: unwrapped through the account's own chain, held briefly.
+
+To open an account's data the plaintext account key is needed: its Secret's envelope is opened
+with the infrastructure key and then by the key that wraps it, as the account's identity (the
+system key, or the tenant's key in the tenant's vault, whose access control decides). The key is
+held in memory for at most one check interval, and dropped at once when the account is seen to be
+locked (KeyInaccessible), deleted or recreated, so revoking a customer key darkens the data within
+that bound even for a replica that never hears of the revocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kubernetes_asyncio import client
+
+from .. import kubeclient, labels, models, platformkeys, wrapping
+from ..crypto import envelope
+
+AccountKey = tuple[str, str]  # (namespace, name)
+
+
+class Unavailable(Exception):
+    """The account's data cannot be opened now; ``reason`` is the account's (or why not)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class _Held:
+    uid: str
+    key: bytes
+    until: float
+
+
+class AccountKeys:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        identities: kubeclient.Identities,
+        *,
+        namespace: str,
+        accounts: Callable[[str, str], models.AccountRecord | None],
+        context: Callable[[str, str, models.AccountSpec], wrapping.AccountContext],
+        hold_seconds: float,
+    ) -> None:
+        self._api = api
+        self._core = client.CoreV1Api(api)
+        self._identities = identities
+        self._operator_namespace = namespace
+        self._accounts = accounts
+        self._context = context
+        self._hold = hold_seconds
+        self._held: dict[AccountKey, _Held] = {}
+        self._locks: dict[AccountKey, asyncio.Lock] = {}
+        self._platform: platformkeys.PlatformKeys | None = None
+
+    def account(self, namespace: str, name: str) -> models.AccountRecord | None:
+        return self._accounts(namespace, name)
+
+    async def key(self, namespace: str, name: str) -> tuple[str, bytes]:
+        """(account uid, account key) for an Active account; Unavailable otherwise."""
+        record = self._accounts(namespace, name)
+        if record is None:
+            self.drop(namespace, name)
+            raise Unavailable("AccountNotFound", f"VideoAnalyzerAccount {namespace}/{name} does not exist")
+        if record.state != models.AccountState.ACTIVE.value:
+            self.drop(namespace, name)
+            raise Unavailable(
+                record.reason or record.state or "Provisioning",
+                f"VideoAnalyzerAccount {namespace}/{name} is {record.state or 'not ready yet'}"
+                + (f" (reason {record.reason})" if record.reason else ""),
+            )
+        held = self._held.get((namespace, name))
+        if held is not None and held.uid == record.uid and time.monotonic() < held.until:
+            return held.uid, held.key
+        lock = self._locks.setdefault((namespace, name), asyncio.Lock())
+        async with lock:
+            held = self._held.get((namespace, name))
+            if held is None or held.uid != record.uid or time.monotonic() >= held.until:
+                key = await self._unwrap(namespace, name, record)
+                held = _Held(record.uid, key, time.monotonic() + self._hold)
+                self._held[(namespace, name)] = held
+        return held.uid, held.key
+
+    def drop(self, namespace: str, name: str) -> None:
+        self._held.pop((namespace, name), None)
+
+    def account_changed(self, namespace: str, name: str, record: models.AccountRecord | None) -> None:
+        """Called on every account event: a locked, deleted or recreated account's key goes at once."""
+        held = self._held.get((namespace, name))
+        if held is None:
+            return
+        if record is None or record.uid != held.uid or record.state != models.AccountState.ACTIVE.value:
+            self.drop(namespace, name)
+
+    def purge(self) -> None:
+        """Forget keys held past their time (called periodically, so none lingers unused)."""
+        now = time.monotonic()
+        for key in [k for k, held in self._held.items() if now >= held.until]:
+            self._held.pop(key, None)
+
+    async def _unwrap(self, namespace: str, name: str, record: models.AccountRecord) -> bytes:
+        platform = await self._platform_keys()
+        secret = await kubeclient.read_secret_or_none(
+            self._core, models.account_key_secret_name(name), namespace
+        )
+        if secret is None or labels.ENVELOPE_DATA_KEY not in (secret.data or {}):
+            raise Unavailable("AccountKeyLost", f"the account key Secret of {namespace}/{name} is missing")
+        sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))
+        context = self._context(namespace, name, models.AccountSpec.parse(record.spec))
+        identity = envelope.AccountIdentity(record.uid, namespace, name)
+        try:
+            async with wrapping.Session(platform, self._identities) as session:
+                return await session.open(context, identity, sealed)
+        except wrapping.KeyProblem as problem:
+            raise Unavailable(
+                problem.reason, f"the account key of {namespace}/{name} does not open: {problem}"
+            ) from None
+        except (envelope.EnvelopeError, platformkeys.PlatformKeyMissing) as error:
+            raise Unavailable(
+                "UnwrapFailed", f"the account key of {namespace}/{name} does not open: {error}"
+            ) from None
+
+    async def _platform_keys(self) -> platformkeys.PlatformKeys:
+        if self._platform is None:
+            try:
+                self._platform = await platformkeys.load(self._api, self._operator_namespace)
+            except platformkeys.PlatformKeyMissing as error:
+                raise Unavailable("PlatformKeyMissing", str(error)) from None
+        return self._platform

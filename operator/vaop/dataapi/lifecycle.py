@@ -1,0 +1,177 @@
+"""Start the data API on every replica and keep what it depends on current: the front proxy's CA
+(re-read every few minutes, so a rotated request-header CA is trusted in time), the serving
+certificate (shared with the webhook), the APIService's caBundle, and the held account keys (those
+past their time are forgotten)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .. import config, kubeclient, models, pki, wrapping
+from ..admission import tls
+from . import auth, kinds, server, storage, verbs
+from . import keys as account_keys
+
+logger = logging.getLogger(__name__)
+REFRESH_SECONDS = 300.0
+ANNOUNCED = f"{kinds.GROUP}/served-since"
+RETRY_SECONDS = 5.0
+
+
+class DataApi:
+    def __init__(
+        self,
+        options: config.OperatorConfig,
+        api: client.ApiClient,
+        identities: kubeclient.Identities,
+        *,
+        accounts: Callable[[str, str], models.AccountRecord | None],
+        context: Callable[[str, str, models.AccountSpec], wrapping.AccountContext],
+    ) -> None:
+        self._options = options
+        self._api = api
+        self.keys = account_keys.AccountKeys(
+            api,
+            identities,
+            namespace=options.namespace,
+            accounts=accounts,
+            context=context,
+            hold_seconds=options.check_interval,
+        )
+        self._request_header: auth.RequestHeaderConfig | None = None
+        self._server: server.DataServer | None = None
+        self._context: ssl.SSLContext | None = None
+        self._ca_pem = b""
+        self._problem: str | None = "not started yet"
+        self._task: asyncio.Task[None] | None = None
+        self._announcing: asyncio.Task[None] | None = None
+
+    def problem(self) -> str | None:
+        return self._problem
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="data-api")
+
+    async def stop(self) -> None:
+        for task in (self._task, self._announcing):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._server is not None:
+            await self._server.stop()
+
+    async def _run(self) -> None:
+        while self._server is None:
+            try:
+                await self._start()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._problem = f"starting the data API failed: {error.__class__.__name__}: {error}"
+                logger.warning("Data API: %s; retrying", self._problem)
+                await asyncio.sleep(RETRY_SECONDS)
+        while True:
+            try:
+                await self._refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._problem = (
+                    f"refreshing the data API's certificates failed: {error.__class__.__name__}: {error}"
+                )
+                logger.warning("Data API: %s; retrying", self._problem)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            self._problem = None
+            await asyncio.sleep(REFRESH_SECONDS)
+
+    async def _start(self) -> None:
+        ca, serving = await self._certificates()
+        self._request_header = await auth.request_header_config(self._api)
+        self._context = tls.server_context(serving)
+        auth.trust_front_proxy(self._context, self._request_header)
+        service = verbs.DataService(storage.Storage(self._api), self.keys)
+        self._server = server.DataServer(
+            service,
+            auth.Authorizer(self._api, kinds.GROUP, kinds.VERSION),
+            lambda: self._request_header,
+            host=self._options.data_api_host,
+            port=self._options.data_api_port,
+            context=self._context,
+        )
+        await self._server.start()
+        await self._register(ca)
+        self._problem = None
+        self._announcing = asyncio.create_task(self._announce(), name="data-api-announce")
+
+    async def _refresh(self) -> None:
+        self.keys.purge()
+        ca, serving = await self._certificates()
+        assert self._context is not None
+        tls.load_serving(self._context, serving)
+        config = await auth.request_header_config(self._api)
+        if config != self._request_header:
+            auth.trust_front_proxy(
+                self._context, config
+            )  # adds the new CA; the old one ages out with a restart
+            self._request_header = config
+        if ca.cert_pem != self._ca_pem:
+            await self._register(ca)
+
+    async def _announce(self) -> None:
+        """Once the APIService is Available, touch it so the apiserver fetches this server's OpenAPI at
+        once: its OpenAPI aggregation backs off for minutes after failing while nothing served
+        (it retries promptly only when the APIService changes), and kubectl explain needs it."""
+        services = client.ApiregistrationV1Api(self._api)
+        for _ in range(120):
+            try:
+                found = await services.read_api_service(self._options.api_service)
+                if any(c.type == "Available" and c.status == "True" for c in found.status.conditions or []):
+                    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                    patch = {"metadata": {"annotations": {ANNOUNCED: stamp}}}
+                    await services.patch_api_service(self._options.api_service, patch)
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.debug("Data API: waiting for the APIService: %s", error)
+            await asyncio.sleep(1.0)
+
+    async def _certificates(self) -> tuple[pki.KeyPair, pki.KeyPair]:
+        options = self._options
+        if options.webhook_cert_secret:
+            return await tls.load_external(
+                self._api, namespace=options.namespace, name=options.webhook_cert_secret
+            )
+        return await tls.load_or_create(
+            self._api,
+            namespace=options.namespace,
+            dns_names=options.serving_names(),
+            ip_addresses=["127.0.0.1"],
+        )
+
+    async def _register(self, ca: pki.KeyPair) -> None:
+        """Write the CA into the chart's APIService, so the aggregator trusts this server."""
+        if not self._options.webhook_cert_secret:  # with cert-manager, its cainjector writes it
+            patch: dict[str, Any] = {"spec": {"caBundle": base64.b64encode(ca.cert_pem).decode()}}
+            try:
+                await client.ApiregistrationV1Api(self._api).patch_api_service(
+                    self._options.api_service, patch
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    raise RuntimeError(
+                        f"APIService {self._options.api_service} does not exist: the chart makes it "
+                        "(dataAPI.enabled=true); reinstall or upgrade the release"
+                    ) from None
+                raise
+        self._ca_pem = ca.cert_pem

@@ -1,0 +1,181 @@
+"""SealedObjects in the main apiserver: where the data kinds live, sealed. No crypto here.
+
+One SealedObject per data object, in the object's namespace, named by ``Kind.storage_name``,
+labelled with its kind and account (so lists and watches select by kind on the server), owned by
+its account (garbage collection deletes an account's data with it). Its resourceVersion is the data
+object's: optimistic concurrency, watches and their resumption are the apiserver's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .. import models
+from . import kinds
+
+GROUP = "internal.videoanalyzer.io"
+VERSION = "v1alpha1"
+PLURAL = "sealedobjects"
+LABEL_KIND = f"{GROUP}/kind"
+LABEL_ACCOUNT = f"{GROUP}/account"
+
+Record = dict[str, Any]  # a SealedObject as the apiserver returns it
+T = TypeVar("T")
+
+
+async def _patiently(call: Callable[[], Awaitable[T]]) -> T:
+    """The call, retried while the apiserver says 429 (its watch cache of SealedObjects is still
+    starting, or it sheds load): it asks for a second's patience, and gets up to ten."""
+    for attempt in range(10):
+        try:
+            return await call()
+        except ApiException as error:
+            if error.status != 429 or attempt == 9:
+                raise
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+class Storage:
+    def __init__(self, api: client.ApiClient) -> None:
+        self._custom = client.CustomObjectsApi(api)
+
+    async def get(self, kind: kinds.Kind, namespace: str, name: str) -> Record | None:
+        try:
+            record: Record = await _patiently(
+                lambda: self._custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, kind.storage_name(name)
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return record
+
+    async def list(
+        self, kind: kinds.Kind, namespace: str | None, *, limit: int | None, token: str | None
+    ) -> tuple[list[Record], str, str | None]:
+        """(records, resourceVersion of the list, continue token)."""
+        options: dict[str, Any] = {"label_selector": f"{LABEL_KIND}={kind.kind}"}
+        if limit:
+            options["limit"] = limit
+        if token:
+            options["_continue"] = token
+        if namespace:
+            page = await self._custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, **options
+            )
+        else:
+            page = await self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
+        meta = page.get("metadata") or {}
+        return list(page.get("items", [])), str(meta.get("resourceVersion", "")), meta.get("continue") or None
+
+    async def watch(
+        self, kind: kinds.Kind, namespace: str | None, *, resource_version: str | None, seconds: int
+    ) -> AsyncIterator[tuple[str, Record]]:
+        """(type, object) events: ADDED, MODIFIED, DELETED, BOOKMARK; an ERROR event (410 Gone for a
+        too old resourceVersion) is passed on as it is."""
+        options: dict[str, Any] = {
+            "label_selector": f"{LABEL_KIND}={kind.kind}",
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": seconds,
+        }
+        if resource_version:
+            options["resource_version"] = resource_version
+        if namespace:
+            function: Any = self._custom.list_namespaced_custom_object
+            args: tuple[str, ...] = (GROUP, VERSION, namespace, PLURAL)
+        else:
+            function, args = self._custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)
+        stream = watch.Watch()
+        async with stream:
+            async for event in stream.stream(function, *args, **options):
+                yield str(event["type"]), event["raw_object"]
+
+    async def create(self, namespace: str, record: Record, *, dry_run: bool) -> Record:
+        created: Record = await self._custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, record, **_dry(dry_run)
+        )
+        return created
+
+    async def replace(self, namespace: str, record: Record, *, dry_run: bool) -> Record:
+        """Replace, conditional on ``record``'s resourceVersion (409 Conflict when it is stale)."""
+        replaced: Record = await self._custom.replace_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, record["metadata"]["name"], record, **_dry(dry_run)
+        )
+        return replaced
+
+    async def delete(
+        self,
+        kind: kinds.Kind,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None,
+        resource_version: str | None,
+        dry_run: bool,
+    ) -> None:
+        preconditions = client.V1Preconditions(uid=uid, resource_version=resource_version)
+        await self._custom.delete_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            kind.storage_name(name),
+            body=client.V1DeleteOptions(preconditions=preconditions, dry_run=["All"] if dry_run else None),
+        )
+
+
+def record_for(
+    kind: kinds.Kind,
+    *,
+    namespace: str,
+    name: str,
+    uid: str,
+    account_name: str,
+    account_uid: str,
+    generation: int,
+    sealed: dict[str, Any],
+    resource_version: str | None,
+) -> Record:
+    """A SealedObject body: routing fields in plaintext, everything else in ``sealed``."""
+    metadata: dict[str, Any] = {
+        "name": kind.storage_name(name),
+        "namespace": namespace,
+        "labels": {LABEL_KIND: kind.kind, LABEL_ACCOUNT: account_name},
+        "ownerReferences": [
+            {
+                "apiVersion": models.API_VERSION,
+                "kind": "VideoAnalyzerAccount",
+                "name": account_name,
+                "uid": account_uid,
+            }
+        ],
+    }
+    if resource_version:
+        metadata["resourceVersion"] = resource_version
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SealedObject",
+        "metadata": metadata,
+        "spec": {
+            "group": kinds.GROUP,
+            "kind": kind.kind,
+            "name": name,
+            "uid": uid,
+            "accountName": account_name,
+            "accountUID": account_uid,
+            "generation": generation,
+            **sealed,
+        },
+    }
+
+
+def _dry(dry_run: bool) -> dict[str, str]:
+    return {"dry_run": "All"} if dry_run else {}

@@ -1,0 +1,648 @@
+"""The verbs of the data API, as the apiserver does them for its own kinds.
+
+Reads open each SealedObject with its account's key; when the account cannot be used
+(KeyInaccessible, or not Active) the object still comes back, without its protected content and
+with a Ready condition saying why. Writes need an Active account in the same namespace: a locked
+one refuses them (403, naming the state and reason), a missing or not yet Active one too (422,
+saying what to fix). DELETE needs no key and always works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+import secrets
+import string
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+import yaml
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .. import models
+from ..crypto import objects
+from . import codec, fields, kinds, patches, selectors, storage
+from . import keys as account_keys
+from .documents import ApiError
+
+NAME_MAX = 253
+NEW_ACCOUNT_WAIT = 10.0
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+
+
+@dataclass
+class Written:
+    obj: dict[str, Any]
+    created: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    manager: str
+    dry_run: bool = False
+    field_validation: str = "Strict"  # Strict, Warn or Ignore, as the apiserver's fieldValidation
+    force: bool = False
+
+
+class DataService:
+    def __init__(self, store: storage.Storage, keys: account_keys.AccountKeys) -> None:
+        self._store = store
+        self._keys = keys
+
+    # ---- reads ------------------------------------------------------------------------------------
+
+    async def get(self, kind: kinds.Kind, namespace: str, name: str) -> dict[str, Any]:
+        record = await self._record(kind, namespace, name)
+        return await self._open(record)
+
+    async def list_objects(
+        self,
+        kind: kinds.Kind,
+        namespace: str | None,
+        *,
+        label_selector: str | None,
+        field_selector: str | None,
+        limit: int | None,
+        token: str | None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        match_labels, match_fields = _selectors(label_selector, field_selector)
+        try:
+            records, version, next_token = await self._store.list(kind, namespace, limit=limit, token=token)
+        except ApiException as error:
+            raise _from_storage(error, kind, None) from None
+        found = []
+        for record in records:
+            if not match_fields(_routing(record)):
+                continue
+            obj = await self._open(record)
+            if match_labels(_labels(obj)):
+                found.append(obj)
+        meta: dict[str, Any] = {"resourceVersion": version}
+        if next_token:
+            meta["continue"] = next_token
+        return found, meta
+
+    async def watch(
+        self,
+        kind: kinds.Kind,
+        namespace: str | None,
+        *,
+        resource_version: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        seconds: int,
+        bookmarks: bool,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events ({type, object}); objects leaving the selection come as DELETED."""
+        match_labels, match_fields = _selectors(label_selector, field_selector)
+        selected: set[str] = set()
+        try:
+            async for event_type, record in self._store.watch(
+                kind, namespace, resource_version=resource_version or None, seconds=seconds
+            ):
+                if event_type == "BOOKMARK":
+                    if bookmarks:
+                        version = record["metadata"]["resourceVersion"]
+                        yield {
+                            "type": "BOOKMARK",
+                            "object": {
+                                "apiVersion": kinds.API_VERSION,
+                                "kind": kind.kind,
+                                "metadata": {"resourceVersion": version},
+                            },
+                        }
+                    continue
+                obj = await self._open(record)
+                key = obj["metadata"]["uid"]
+                matches = match_fields(_routing(record)) and match_labels(_labels(obj))
+                if event_type == "DELETED" or not matches:
+                    if key in selected or (event_type == "DELETED" and matches):
+                        selected.discard(key)
+                        yield {"type": "DELETED", "object": obj}
+                    continue
+                yield {"type": "ADDED" if key not in selected else event_type, "object": obj}
+                selected.add(key)
+        except ApiException as error:
+            yield {"type": "ERROR", "object": _from_storage(error, kind, None).status()}
+
+    # ---- writes -----------------------------------------------------------------------------------
+
+    async def create(self, kind: kinds.Kind, namespace: str, body: Any, options: WriteOptions) -> Written:
+        obj, warnings = self._validated(kind, namespace, body, options)
+        name = obj["metadata"].get("name")
+        if not name:
+            prefix = obj["metadata"].get("generateName")
+            if not prefix:
+                raise ApiError(422, "metadata.name or metadata.generateName is required", kind=kind)
+            name = prefix + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
+            obj["metadata"]["name"] = name
+        _check_name(kind, name)
+        stamped = fields.record_update(None, obj, options.manager)
+        record = await self._seal(
+            kind, namespace, stamped, uid=str(uuid.uuid4()), generation=1, resource_version=None
+        )
+        try:
+            stored = await self._store.create(namespace, record, dry_run=options.dry_run)
+        except ApiException as error:
+            raise _from_storage(error, kind, name) from None
+        return Written(self._stored(stored, stamped), created=True, warnings=warnings)
+
+    async def update(
+        self, kind: kinds.Kind, namespace: str, name: str, *, body: Any, options: WriteOptions
+    ) -> Written:
+        obj, warnings = self._validated(kind, namespace, body, options, name=name)
+        live, record = await self._writable(kind, namespace, name)
+        wanted_version = obj["metadata"].get("resourceVersion")
+        if wanted_version and wanted_version != record["metadata"]["resourceVersion"]:
+            raise _conflict(kind, name)
+        return Written(
+            await self._replace(kind, namespace, live=live, record=record, obj=obj, options=options),
+            warnings=warnings,
+        )
+
+    async def patch(
+        self,
+        kind: kinds.Kind,
+        namespace: str,
+        name: str,
+        *,
+        body: bytes,
+        content_type: str,
+        options: WriteOptions,
+    ) -> Written:
+        if content_type == patches.APPLY:
+            return await self._apply(kind, namespace, name, body, options)
+        try:
+            document = json.loads(body or b"null")
+        except ValueError as error:
+            raise ApiError(400, f"the patch is not JSON: {error}", kind=kind, name=name) from None
+        live, record = await self._writable(kind, namespace, name)
+        base = _writable_part(live)
+        try:
+            if content_type == patches.JSON_PATCH:
+                patched = patches.json_patch(base, document)
+            elif content_type in (patches.MERGE, patches.STRATEGIC):
+                patched = patches.merge_patch(base, document)
+            else:
+                raise ApiError(415, f"the patch type {content_type!r} is not supported", kind=kind, name=name)
+        except patches.PatchError as error:
+            raise _field_error(kind, name, "patch", str(error)) from None
+        obj, warnings = self._validated(kind, namespace, patched, options, name=name)
+        wanted_version = obj["metadata"].get("resourceVersion")
+        if wanted_version and wanted_version != record["metadata"]["resourceVersion"]:
+            raise _conflict(kind, name)
+        return Written(
+            await self._replace(kind, namespace, live=live, record=record, obj=obj, options=options),
+            warnings=warnings,
+        )
+
+    async def delete(
+        self,
+        kind: kinds.Kind,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None,
+        resource_version: str | None,
+        dry_run: bool,
+    ) -> dict[str, Any]:
+        record = await self._record(kind, namespace, name)
+        obj = await self._open(record)
+        if uid and uid != record["spec"]["uid"]:
+            raise ApiError(
+                409,
+                f"Precondition failed: UID in precondition: {uid}, "
+                f"UID in object meta: {record['spec']['uid']}",
+                kind=kind,
+                name=name,
+            )
+        try:
+            await self._store.delete(
+                kind,
+                namespace,
+                name,
+                uid=record["metadata"]["uid"],
+                resource_version=resource_version,
+                dry_run=dry_run,
+            )
+        except ApiException as error:
+            raise _from_storage(error, kind, name) from None
+        return obj
+
+    # ---- the pieces -------------------------------------------------------------------------------
+
+    async def _apply(
+        self, kind: kinds.Kind, namespace: str, name: str, body: bytes, options: WriteOptions
+    ) -> Written:
+        try:
+            config = yaml.safe_load(body or b"")
+        except yaml.YAMLError as error:
+            raise ApiError(
+                400, f"the apply configuration is not YAML or JSON: {error}", kind=kind, name=name
+            ) from None
+        config, warnings = self._validated(kind, namespace, config, options, name=name)
+        record = await self._store.get(kind, namespace, name)
+        if record is None:
+            try:
+                created = fields.apply(None, config, options.manager, force=options.force)
+            except fields.ApplyConflict as conflict:  # pragma: no cover (nothing owns a new object)
+                raise ApiError(409, str(conflict), kind=kind, name=name) from None
+            self._validated(kind, namespace, created, options, name=name)
+            sealed = await self._seal(
+                kind, namespace, created, uid=str(uuid.uuid4()), generation=1, resource_version=None
+            )
+            try:
+                stored = await self._store.create(namespace, sealed, dry_run=options.dry_run)
+            except ApiException as error:
+                raise _from_storage(error, kind, name) from None
+            return Written(self._stored(stored, created), created=True, warnings=warnings)
+        live = await self._open_for_write(record)
+        try:
+            applied = fields.apply(_writable_part(live), config, options.manager, force=options.force)
+        except fields.ApplyConflict as conflict:
+            raise ApiError(409, str(conflict), kind=kind, name=name) from None
+        self._validated(kind, namespace, applied, options, name=name)
+        return Written(
+            await self._replace(
+                kind, namespace, live=live, record=record, obj=applied, options=options, stamped=True
+            ),
+            warnings=warnings,
+        )
+
+    async def _replace(
+        self,
+        kind: kinds.Kind,
+        namespace: str,
+        *,
+        live: dict[str, Any],
+        record: storage.Record,
+        obj: dict[str, Any],
+        options: WriteOptions,
+        stamped: bool = False,
+    ) -> dict[str, Any]:
+        old_account, new_account = live["spec"].get("accountName"), obj["spec"].get("accountName")
+        if old_account != new_account:
+            raise _field_error(
+                kind,
+                live["metadata"]["name"],
+                "spec.accountName",
+                f"Invalid value: {new_account!r}: field is immutable "
+                f"(the object belongs to account {old_account})",
+            )
+        if not stamped:
+            obj = fields.record_update(_writable_part(live), obj, options.manager)
+        if _content(obj) == _content(live):
+            return live  # a no-op (a GitOps re-apply): like the apiserver, write nothing, bump nothing
+        generation = int(record["spec"]["generation"]) + (obj["spec"] != live["spec"])
+        sealed = await self._seal(
+            kind,
+            namespace,
+            obj,
+            uid=record["spec"]["uid"],
+            generation=generation,
+            resource_version=record["metadata"]["resourceVersion"],
+        )
+        sealed["metadata"]["name"] = record["metadata"]["name"]
+        try:
+            stored = await self._store.replace(namespace, sealed, dry_run=options.dry_run)
+        except ApiException as error:
+            raise _from_storage(error, kind, live["metadata"]["name"]) from None
+        return self._stored(stored, obj)
+
+    async def _seal(
+        self,
+        kind: kinds.Kind,
+        namespace: str,
+        obj: dict[str, Any],
+        *,
+        uid: str,
+        generation: int,
+        resource_version: str | None,
+    ) -> storage.Record:
+        account_name = obj["spec"]["accountName"]
+        account_uid, account_key = await self._account_for_write(
+            kind, namespace, obj["metadata"]["name"], account_name
+        )
+        sealed = codec.seal(
+            obj, kind=kind, namespace=namespace, uid=uid, account_uid=account_uid, account_key=account_key
+        )
+        return storage.record_for(
+            kind,
+            namespace=namespace,
+            name=obj["metadata"]["name"],
+            uid=uid,
+            account_name=account_name,
+            account_uid=account_uid,
+            generation=generation,
+            sealed=sealed,
+            resource_version=resource_version,
+        )
+
+    async def _account_for_write(
+        self, kind: kinds.Kind, namespace: str, name: str, account: str
+    ) -> tuple[str, bytes]:
+        try:
+            return await self._keys_of_new_account(namespace, account)
+        except account_keys.Unavailable as unavailable:
+            record = self._keys.account(namespace, account)
+            if record is None:
+                raise _field_error(
+                    kind,
+                    name,
+                    "spec.accountName",
+                    f"VideoAnalyzerAccount {account} does not exist in namespace {namespace}: "
+                    "create it first, "
+                    "or name an account of this namespace",
+                    reason="FieldValueNotFound",
+                ) from None
+            if record.state == models.AccountState.KEY_INACCESSIBLE.value:
+                raise ApiError(
+                    403,
+                    f"VideoAnalyzerAccount {namespace}/{account} is KeyInaccessible "
+                    f"(reason {record.reason}): "
+                    "its data can be read (without its content), listed and deleted, but not changed until "
+                    "access to "
+                    "its customer key returns; see the account's KeyInaccessible condition for what to fix",
+                    kind=kind,
+                    name=name,
+                ) from None
+            raise ApiError(
+                422 if record.state != models.AccountState.ACTIVE.value else 503,
+                f"VideoAnalyzerAccount {namespace}/{account} is {record.state or 'not reconciled yet'}"
+                f"{f' (reason {record.reason})' if record.reason else ''}: its data can be written once it "
+                "is Active "
+                f"({unavailable})",
+                kind=kind,
+                name=name,
+            ) from None
+
+    async def _keys_of_new_account(self, namespace: str, account: str) -> tuple[str, bytes]:
+        """The account's key; an account still being provisioned (applied together with its data, as
+        GitOps tools and `kubectl apply -f` of a folder do) is waited for, a few seconds at most."""
+        deadline = time.monotonic() + NEW_ACCOUNT_WAIT
+        while True:
+            try:
+                return await self._keys.key(namespace, account)
+            except account_keys.Unavailable:
+                record = self._keys.account(namespace, account)
+                provisioning = record is not None and record.state in (
+                    "",
+                    models.AccountState.PROVISIONING.value,
+                )
+                if not provisioning or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.25)
+
+    async def _record(self, kind: kinds.Kind, namespace: str, name: str) -> storage.Record:
+        try:
+            record = await self._store.get(kind, namespace, name)
+        except ApiException as error:
+            raise _from_storage(error, kind, name) from None
+        if record is None:
+            raise ApiError(404, f'{kind.plural}.{kinds.GROUP} "{name}" not found', kind=kind, name=name)
+        return record
+
+    async def _writable(
+        self, kind: kinds.Kind, namespace: str, name: str
+    ) -> tuple[dict[str, Any], storage.Record]:
+        record = await self._record(kind, namespace, name)
+        return await self._open_for_write(record), record
+
+    async def _open_for_write(self, record: storage.Record) -> dict[str, Any]:
+        spec = record["spec"]
+        kind = kinds.BY_KIND[spec["kind"]]
+        account_uid, account_key = await self._account_for_write(
+            kind, record["metadata"]["namespace"], spec["name"], spec["accountName"]
+        )
+        if account_uid != spec["accountUID"]:
+            raise ApiError(
+                409,
+                f"{kind.kind} {spec['name']} belongs to an earlier account {spec['accountName']}",
+                kind=kind,
+                name=spec["name"],
+            )
+        try:
+            return codec.open_record(record, account_key=account_key)
+        except objects.SealError as error:
+            raise ApiError(500, str(error), kind=kind, name=spec["name"]) from None
+
+    async def _open(self, record: storage.Record) -> dict[str, Any]:
+        spec = record["spec"]
+        namespace = record["metadata"]["namespace"]
+        try:
+            account_uid, account_key = await self._keys.key(namespace, spec["accountName"])
+        except account_keys.Unavailable as unavailable:
+            return codec.withheld(record, reason=unavailable.reason, message=str(unavailable))
+        if account_uid != spec["accountUID"]:
+            return codec.withheld(
+                record,
+                reason="AccountNotFound",
+                message=f"account {spec['accountName']} was deleted and made anew",
+            )
+        try:
+            return codec.open_record(record, account_key=account_key)
+        except objects.SealError as error:
+            return codec.withheld(record, reason="UnsealFailed", message=str(error))
+
+    @staticmethod
+    def _stored(stored: storage.Record, obj: dict[str, Any]) -> dict[str, Any]:
+        """The object as written: its content, and the metadata the SealedObject got (version, time)."""
+        return codec.assemble(stored, obj)
+
+    def _validated(
+        self, kind: kinds.Kind, namespace: str, body: Any, options: WriteOptions, *, name: str | None = None
+    ) -> tuple[dict[str, Any], list[str]]:
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body must be a JSON or YAML object", kind=kind, name=name)
+        obj = copy.deepcopy(body)
+        if (
+            obj.get("apiVersion", kinds.API_VERSION) != kinds.API_VERSION
+            or obj.get("kind", kind.kind) != kind.kind
+        ):
+            raise ApiError(
+                400,
+                f"the object is {obj.get('apiVersion')}/{obj.get('kind')}, "
+                f"expected {kinds.API_VERSION}/{kind.kind}",
+                kind=kind,
+                name=name,
+            )
+        meta = obj.setdefault("metadata", {}) or {}
+        obj["metadata"] = meta
+        if meta.get("namespace", namespace) != namespace:
+            raise ApiError(
+                400,
+                f"the namespace of the object ({meta['namespace']}) does not match the namespace of the "
+                f"request ({namespace})",
+                kind=kind,
+                name=name,
+            )
+        if name is not None and meta.get("name", name) != name:
+            raise ApiError(
+                400,
+                f"the name of the object ({meta['name']}) does not match the name in the URL ({name})",
+                kind=kind,
+                name=name,
+            )
+        if name is not None:
+            meta["name"] = name
+        if meta.get("finalizers"):
+            raise ApiError(422, "metadata.finalizers are not supported on data objects", kind=kind, name=name)
+        obj.pop("status", None)  # computed on every read
+        warnings: list[str] = []
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            raise ApiError(
+                422,
+                f'{kind.kind}.{kinds.GROUP} "{meta.get("name", "")}" is invalid: spec: Required value',
+                kind=kind,
+                name=name,
+                causes=[{"reason": "FieldValueRequired", "message": "Required value", "field": "spec"}],
+            )
+        try:
+            kind.spec.model_validate(spec)
+        except pydantic.ValidationError as error:
+            unknown = [e for e in error.errors() if e["type"] == "extra_forbidden"]
+            others = [e for e in error.errors() if e["type"] != "extra_forbidden"]
+            if others or (unknown and options.field_validation == "Strict"):
+                raise _invalid(kind, meta.get("name", ""), others or unknown) from None
+            for problem in unknown:
+                _drop(spec, problem["loc"])
+                if options.field_validation == "Warn":
+                    warnings.append(f'unknown field "spec.{".".join(str(p) for p in problem["loc"])}"')
+        return {"apiVersion": kinds.API_VERSION, "kind": kind.kind, "metadata": meta, "spec": spec}, warnings
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+
+
+def _selectors(label_selector: str | None, field_selector: str | None) -> tuple[selectors.Matcher, Any]:
+    try:
+        return selectors.labels(label_selector), selectors.fields(field_selector)
+    except selectors.SelectorError as error:
+        raise ApiError(400, str(error)) from None
+
+
+def _routing(record: storage.Record) -> dict[str, Any]:
+    return {
+        "metadata.name": record["spec"]["name"],
+        "metadata.namespace": record["metadata"]["namespace"],
+        "spec.accountName": record["spec"]["accountName"],
+    }
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, str] | None:
+    if "spec" not in obj:  # withheld: its labels are sealed
+        return None
+    return dict(obj["metadata"].get("labels") or {})
+
+
+def _writable_part(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a write may change: apiVersion, kind, metadata (name, labels, annotations, managed fields,
+    resourceVersion) and spec."""
+    meta = obj["metadata"]
+    kept = {
+        k: copy.deepcopy(meta[k])
+        for k in ("name", "namespace", "resourceVersion", *codec.SEALED_METADATA)
+        if k in meta
+    }
+    return {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "metadata": kept,
+        "spec": copy.deepcopy(obj.get("spec", {})),
+    }
+
+
+def _content(obj: dict[str, Any]) -> Any:
+    """What a write could change, managed fields' timestamps aside."""
+    meta = obj["metadata"]
+    managed = [{k: v for k, v in entry.items() if k != "time"} for entry in meta.get("managedFields") or []]
+    return obj["spec"], meta.get("labels") or {}, meta.get("annotations") or {}, managed
+
+
+def _check_name(kind: kinds.Kind, name: str) -> None:
+    if len(name) > NAME_MAX or not _NAME.fullmatch(name):
+        raise _field_error(
+            kind,
+            name,
+            "metadata.name",
+            f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
+            "alphanumeric "
+            "characters, '-' or '.', and must start and end with an alphanumeric character",
+        )
+
+
+def _field_error(
+    kind: kinds.Kind, name: str, field: str, message: str, *, reason: str = "FieldValueInvalid"
+) -> ApiError:
+    """A 422 as the apiserver makes it: kubectl prints the cause, so it carries the whole message."""
+    return ApiError(
+        422,
+        f'{kind.kind}.{kinds.GROUP} "{name}" is invalid: {field}: {message}',
+        kind=kind,
+        name=name,
+        causes=[{"reason": reason, "message": message, "field": field}],
+    )
+
+
+def _drop(spec: dict[str, Any], location: tuple[Any, ...]) -> None:
+    node: Any = spec
+    for part in location[:-1]:
+        node = node[part]
+    if isinstance(node, dict):
+        node.pop(location[-1], None)
+
+
+def _invalid(kind: kinds.Kind, name: str, errors: list[Any]) -> ApiError:
+    causes = []
+    for problem in errors:
+        field = "spec." + ".".join(str(p) for p in problem["loc"])
+        message = "unknown field" if problem["type"] == "extra_forbidden" else problem["msg"]
+        causes.append({"reason": "FieldValueInvalid", "message": message, "field": field})
+    summary = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
+    return ApiError(
+        422, f'{kind.kind}.{kinds.GROUP} "{name}" is invalid: {summary}', kind=kind, name=name, causes=causes
+    )
+
+
+def _conflict(kind: kinds.Kind, name: str) -> ApiError:
+    return ApiError(
+        409,
+        f'Operation cannot be fulfilled on {kind.plural}.{kinds.GROUP} "{name}": '
+        "the object has been modified; "
+        "please apply your changes to the latest version and try again",
+        kind=kind,
+        name=name,
+    )
+
+
+def _from_storage(error: ApiException, kind: kinds.Kind, name: str | None) -> ApiError:
+    """A storage error as the data object's: conflicts, absence, gone versions, limits."""
+    if error.status == 409 and "already exists" in str(error.body):
+        return ApiError(
+            409,
+            f'{kind.plural}.{kinds.GROUP} "{name}" already exists',
+            reason="AlreadyExists",
+            kind=kind,
+            name=name,
+        )
+    if error.status == 409:
+        return _conflict(kind, name or "")
+    messages = {
+        404: f'{kind.plural}.{kinds.GROUP} "{name}" not found',
+        410: "too old resource version",
+        413: f"the object cannot be stored: {error.reason}",  # etcd's own size limit
+        422: f"the object cannot be stored: {error.reason}",
+        429: "the storage is busy or starting; retry shortly",
+    }
+    if error.status in messages:
+        return ApiError(error.status, messages[error.status], kind=kind, name=name)
+    code = 503 if error.status >= 500 or error.status == 0 else error.status
+    return ApiError(code, f"storage: {error.reason}", kind=kind, name=name)
