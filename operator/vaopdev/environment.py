@@ -111,28 +111,21 @@ def operator_identity(
 
 
 def wait_for_data_api(plane: cluster.ControlPlane, *, timeout: float = 90) -> None:
-    """Until the apiserver serves data.videoanalyzer.io (its APIService Available, discovery fresh)."""
+    """Until the apiserver serves data.videoanalyzer.io (its APIService Available)."""
     deadline = time.monotonic() + timeout
     with admin_api(plane) as api:
+        custom = client.CustomObjectsApi(api)
         while True:
             try:
-                groups = client.ApisApi(api).get_api_versions().groups
-                if any(g.name == "data.videoanalyzer.io" for g in groups):
-                    resources = client.CustomObjectsApi(api).api_client.call_api(
-                        "/apis/data.videoanalyzer.io/v1alpha1",
-                        "GET",
-                        response_type="object",
-                        _return_http_data_only=True,
-                    )
-                    if resources:
-                        return
-            except client.ApiException:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    "the data API (APIService v1alpha1.data.videoanalyzer.io) did not become available"
-                )
-            time.sleep(1)
+                custom.list_cluster_custom_object("data.videoanalyzer.io", "v1alpha1", "videos", limit=1)
+                return
+            except client.ApiException as error:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the data API (APIService v1alpha1.data.videoanalyzer.io) is not served: "
+                        f"{error.status}"
+                    ) from None
+            time.sleep(0.5)
 
 
 def operator_command() -> list[str]:

@@ -63,23 +63,49 @@ class WebhookServer:
 
     async def _handle(self, request: web.Request) -> web.Response:
         try:
-            review = await request.json()
-            admission_request = review["request"]
-        except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": "expected an admission.k8s.io/v1 AdmissionReview"}, status=400)
-        verdict = admission.review(admission_request, self._view())
-        kind = admission_request.get("kind", {}).get("kind", "")
-        metrics.ADMISSIONS.labels(
-            kind, admission_request.get("operation", ""), str(verdict.allowed).lower()
-        ).inc()
+            admission_request = _request_of(await request.json())
+        except ValueError as error:
+            return web.json_response(
+                {"error": f"expected an admission.k8s.io/v1 AdmissionReview: {error}"}, status=400
+            )
+        try:
+            verdict = admission.review(admission_request, self._view())
+        except Exception as error:  # a request the apiserver would never send: refuse it, never allow
+            logger.warning("Malformed admission request refused (%s)", error.__class__.__name__)
+            verdict = admission.Verdict(False, "the admission request could not be understood", "BadRequest")
+        kind = _known((admission_request.get("kind") or {}).get("kind"), _KINDS)
+        operation = _known(admission_request.get("operation"), _OPERATIONS)
+        metrics.ADMISSIONS.labels(kind, operation, str(verdict.allowed).lower()).inc()
         if not verdict.allowed:
             logger.info(
                 "Denied %s %s %s/%s by %s: %s",
-                admission_request.get("operation"),
+                operation,
                 kind,
                 admission_request.get("namespace"),
                 admission_request.get("name"),
                 (admission_request.get("userInfo") or {}).get("username"),
                 verdict.reason,
             )
-        return web.json_response(_response(admission_request.get("uid", ""), verdict))
+        return web.json_response(_response(admission_request["uid"], verdict))
+
+
+_KINDS = frozenset({"VideoAnalyzerAccount", "Secret"})
+_OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
+
+
+def _known(value: Any, known: frozenset[str]) -> str:
+    """A metric label from a bounded set, whatever a caller sends."""
+    return value if isinstance(value, str) and value in known else "other"
+
+
+def _request_of(review: Any) -> dict[str, Any]:
+    """The AdmissionReview's request, checked for the shape every later step relies on."""
+    if not isinstance(review, dict) or not isinstance(review.get("request"), dict):
+        raise ValueError("no request object")
+    request: dict[str, Any] = review["request"]
+    if not isinstance(request.get("uid"), str) or not request["uid"]:
+        raise ValueError("the request has no uid")
+    for field in ("kind", "userInfo", "object", "oldObject"):
+        if request.get(field) is not None and not isinstance(request[field], dict):
+            raise ValueError(f"request.{field} is not an object")
+    return request
