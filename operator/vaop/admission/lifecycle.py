@@ -61,17 +61,7 @@ class Webhook:
             await self._server.stop()
 
     async def _certificates(self) -> tuple[pki.KeyPair, pki.KeyPair]:
-        options = self._options
-        if options.webhook_cert_secret:
-            return await tls.load_external(
-                self._api, namespace=options.namespace, name=options.webhook_cert_secret
-            )
-        return await tls.load_or_create(
-            self._api,
-            namespace=options.namespace,
-            dns_names=options.serving_names(),
-            ip_addresses=["127.0.0.1"],
-        )
+        return await tls.serving_pair(self._api, self._options)
 
     async def _register(self, ca: pki.KeyPair) -> None:
         if not self._options.webhook_cert_secret:  # with cert-manager, its cainjector writes the caBundle

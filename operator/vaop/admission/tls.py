@@ -15,7 +15,7 @@ from pathlib import Path
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import kubeclient, labels, pki
+from .. import config, kubeclient, labels, pki
 
 SECRET_NAME = "vaop-webhook-tls"  # noqa: S105 (a Secret's name)
 _RENEW_BEFORE = datetime.timedelta(days=30)
@@ -95,3 +95,15 @@ async def load_or_create(
         body.metadata.resource_version = secret.metadata.resource_version
         await core.replace_namespaced_secret(SECRET_NAME, namespace, body)
     return ca, serving
+
+
+async def serving_pair(
+    api: client.ApiClient, options: config.OperatorConfig
+) -> tuple[pki.KeyPair, pki.KeyPair]:
+    """(CA, serving key pair) of the webhook and the data API: cert-manager's Secret when the chart
+    says so, else the operator's own (covering both Services' names)."""
+    if options.webhook_cert_secret:
+        return await load_external(api, namespace=options.namespace, name=options.webhook_cert_secret)
+    return await load_or_create(
+        api, namespace=options.namespace, dns_names=options.serving_names(), ip_addresses=["127.0.0.1"]
+    )

@@ -147,17 +147,7 @@ class DataApi:
             await asyncio.sleep(1.0)
 
     async def _certificates(self) -> tuple[pki.KeyPair, pki.KeyPair]:
-        options = self._options
-        if options.webhook_cert_secret:
-            return await tls.load_external(
-                self._api, namespace=options.namespace, name=options.webhook_cert_secret
-            )
-        return await tls.load_or_create(
-            self._api,
-            namespace=options.namespace,
-            dns_names=options.serving_names(),
-            ip_addresses=["127.0.0.1"],
-        )
+        return await tls.serving_pair(self._api, self._options)
 
     async def _register(self, ca: pki.KeyPair) -> None:
         """Write the CA into the chart's APIService, so the aggregator trusts this server."""

@@ -159,12 +159,8 @@ class DataService:
     ) -> Written:
         obj, warnings = self._validated(kind, namespace, body, options, name=name)
         live, record = await self._writable(kind, namespace, name)
-        wanted_version = obj["metadata"].get("resourceVersion")
-        if wanted_version and wanted_version != record["metadata"]["resourceVersion"]:
-            raise _conflict(kind, name)
-        return Written(
-            await self._replace(kind, namespace, live=live, record=record, obj=obj, options=options),
-            warnings=warnings,
+        return await self._write_over(
+            kind, namespace, live=live, record=record, obj=obj, options=options, warnings=warnings
         )
 
     async def patch(
@@ -195,12 +191,8 @@ class DataService:
         except patches.PatchError as error:
             raise _field_error(kind, name, "patch", str(error)) from None
         obj, warnings = self._validated(kind, namespace, patched, options, name=name)
-        wanted_version = obj["metadata"].get("resourceVersion")
-        if wanted_version and wanted_version != record["metadata"]["resourceVersion"]:
-            raise _conflict(kind, name)
-        return Written(
-            await self._replace(kind, namespace, live=live, record=record, obj=obj, options=options),
-            warnings=warnings,
+        return await self._write_over(
+            kind, namespace, live=live, record=record, obj=obj, options=options, warnings=warnings
         )
 
     async def delete(
@@ -275,6 +267,24 @@ class DataService:
             ),
             warnings=warnings,
         )
+
+    async def _write_over(
+        self,
+        kind: kinds.Kind,
+        namespace: str,
+        *,
+        live: dict[str, Any],
+        record: storage.Record,
+        obj: dict[str, Any],
+        options: WriteOptions,
+        warnings: list[str],
+    ) -> Written:
+        """An update or patch: conditional on the resourceVersion the client sent, if it sent one."""
+        wanted_version = obj["metadata"].get("resourceVersion")
+        if wanted_version and wanted_version != record["metadata"]["resourceVersion"]:
+            raise _conflict(kind, live["metadata"]["name"])
+        replaced = await self._replace(kind, namespace, live=live, record=record, obj=obj, options=options)
+        return Written(replaced, warnings=warnings)
 
     async def _replace(
         self,
