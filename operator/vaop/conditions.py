@@ -54,6 +54,8 @@ class Reason:
     VAULT_UNREACHABLE = "VaultUnreachable"
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
     IDENTITY_NOT_FOUND = "IdentityNotFound"
+    # A write the operator needs was refused by the apiserver (quota, policy, another webhook)
+    WRITE_REFUSED = "WriteRefused"
     # A CustomerKey no account uses and that names no identity to check it as
     NOT_CHECKED = "NotChecked"
 

@@ -315,3 +315,44 @@ def test_keys_cli_creates_and_rotates(
         for s in secrets.items
     }
     assert versions == {"1": None, "2": "false"}
+
+
+def test_a_write_the_apiserver_refuses_shows_on_the_account(
+    admin: client.ApiClient, kubectl: Kubectl, namespace: str
+) -> None:
+    """A cluster policy (a ValidatingAdmissionPolicy of someone else's) refuses the account-key Secret:
+    the account says so in the apiserver's words, instead of the operator retrying in its log; once
+    the policy goes, the account provisions."""
+    policy = f"""
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: frozen-{namespace}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules: [{{apiGroups: [""], apiVersions: [v1], resources: [secrets], operations: [CREATE]}}]
+  validations:
+    - expression: "false"
+      message: secrets are frozen in this namespace during the audit
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: frozen-{namespace}}}
+spec:
+  policyName: frozen-{namespace}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {namespace}}}}}
+"""
+    kubectl("apply", "-f", "-", stdin=policy)
+    try:
+        time.sleep(2)  # the apiserver loads the policy
+        tenant.account(admin, namespace, "studio")
+        account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="WriteRefused")
+        message = helpers.condition(account, "Ready")["message"]  # type: ignore[index]
+        assert "secrets are frozen in this namespace during the audit" in message
+        assert account["status"]["state"] == "Error"
+        assert helpers.condition(account, "Stalled")["status"] == "True"  # type: ignore[index]
+    finally:
+        kubectl("delete", "-f", "-", stdin=policy)
+    tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=45)  # retried every 15 s

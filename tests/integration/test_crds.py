@@ -98,6 +98,14 @@ spec: {spec}
         ),
         (ACCOUNT.format(name="a", spec="{encryption: {type: SystemKey}}"), "spec.region: Required value"),
         (
+            ACCOUNT.format(name="a" * 64, spec="{region: westeurope}"),
+            "account names are DNS labels of at most 63 characters",
+        ),
+        (
+            ACCOUNT.format(name="a.b", spec="{region: westeurope}"),
+            "account names are DNS labels of at most 63 characters",
+        ),
+        (
             VAULT.format(spec="{region: westeurope, provider: {}}"),
             "set exactly one provider block (kubernetes, openbao, pkcs11 or azureKeyVault)",
         ),
@@ -132,6 +140,8 @@ spec: {vaultRef: {name: v, namespace: other}, keyName: kek}
         "system-key-with-keyref",
         "unknown-encryption-type",
         "missing-region",
+        "account-name-too-long",
+        "account-name-not-a-dns-label",
         "no-provider",
         "two-providers",
         "openbao-without-role",

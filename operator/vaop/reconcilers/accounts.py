@@ -36,6 +36,14 @@ class Retry(Exception):
     """Something changed underneath (a write conflict, a transient API error): reconcile again soon."""
 
 
+def _retry_or_refused(error: ApiException, doing: str) -> Exception:
+    """A conflict or a transient failure is retried soon; a refusal (a policy, a quota, RBAC) is raised
+    as it is, for the controller to show on the account."""
+    if error.status in (0, 409, 429) or error.status >= 500:
+        return Retry(f"{doing}: {error.status} {error.reason}")
+    return error
+
+
 @dataclass(frozen=True)
 class Account:
     uid: str
@@ -258,7 +266,7 @@ class AccountReconciler:
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise Retry(f"reading Secret {account.secret_name}: {error.status} {error.reason}") from None
+            raise _retry_or_refused(error, f"reading Secret {account.secret_name}") from None
 
     def _secret_body(
         self,
@@ -297,7 +305,7 @@ class AccountReconciler:
             )
         except ApiException as error:
             # 409: a Secret appeared since it was read (another replica, or a restore). Never overwrite it.
-            raise Retry(f"creating Secret {account.secret_name}: {error.status} {error.reason}") from None
+            raise _retry_or_refused(error, f"creating Secret {account.secret_name}") from None
 
     async def _replace_secret(
         self, account: Account, secret: client.V1Secret, sealed: envelope.Envelope, kcv: str, wrapped_at: str
@@ -307,4 +315,4 @@ class AccountReconciler:
             await self._core.replace_namespaced_secret(account.secret_name, account.context.namespace, body)
         except ApiException as error:
             # 409: changed since read; the old envelope is still there and still opens. Try again.
-            raise Retry(f"replacing Secret {account.secret_name}: {error.status} {error.reason}") from None
+            raise _retry_or_refused(error, f"replacing Secret {account.secret_name}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 AccountKey = tuple[str, str]  # (namespace, name)
 RETRY_DELAY = 2.0
+REFUSED_RETRY = 15.0
+REFUSALS = (400, 403, 422)
 BACKOFF = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -92,16 +95,25 @@ class AccountController:
                 [],
             )
         else:
-            await self._ensure_identity(body, spec)
             context = self._context(namespace, name, spec)
             pair = _pair(context)
             grace_expired = pair is not None and self.monitor.grace_expired(pair)
             account = accounts.Account(body["metadata"]["uid"], context, status, grace_expired)
             try:
+                await self._ensure_identity(body, spec)
                 result = await self._reconciler.reconcile(account)
             except accounts.Retry as retry:
                 logger.info("Account %s/%s: %s; retrying", namespace, name, retry)
                 return RETRY_DELAY
+            except ApiException as error:
+                if error.status not in REFUSALS:
+                    raise
+                # A write the apiserver will not take (a quota, a policy, a webhook of someone else's):
+                # say it on the account with the apiserver's own words, and try again later.
+                await self._write_status(
+                    body, domain.outcome_error(conditions.Reason.WRITE_REFUSED, _refusal(error))
+                )
+                return REFUSED_RETRY
             delay = self._backoff(key, result.outcome)
             self._observe(key, context, status, result)
             logger.debug(
@@ -417,6 +429,16 @@ def _stale(last_checked: str | None) -> bool:
         return True
     then = datetime.datetime.fromisoformat(last_checked)
     return datetime.datetime.now(datetime.UTC) - then > LAST_CHECKED_REFRESH
+
+
+def _refusal(error: ApiException) -> str:
+    """The apiserver's message for a refused write (a Status body), or its reason."""
+    try:
+        message = json.loads(error.body or "{}").get("message")
+    except ValueError:
+        message = None
+    refused = f"The apiserver refused a write the operator needs ({error.status} {error.reason})"
+    return f"{refused}: {message or error.reason}"
 
 
 def _pair(context: wrapping.AccountContext) -> monitor.Pair | None:
