@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import subprocess
 import sys
 import time
@@ -356,3 +357,66 @@ spec:
     finally:
         kubectl("delete", "-f", "-", stdin=policy)
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=45)  # retried every 15 s
+
+
+def test_tampered_account_key_secrets_give_a_clear_condition_and_never_a_new_key(
+    admin: client.ApiClient, kubectl: Kubectl, namespace: str
+) -> None:
+    """Someone who can act as the operator (the webhook lets only it change these Secrets) alters or
+    swaps envelopes: each shows as UnwrapFailed with what is wrong, nothing is re-minted, and the
+    original envelope put back makes the account Ready with the same key."""
+    tenant.account(admin, namespace, "studio")
+    tenant.account(admin, namespace, "other")
+    for name in ("studio", "other"):
+        tenant.wait_condition(admin, namespace, name, "Ready", "True")
+    kcv = helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")["status"]["accountKey"][
+        "keyCheckValue"
+    ]
+    original = _secret(admin, namespace, "studio").data["envelope"]
+    document = json.loads(base64.b64decode(original))
+    flipped = bytearray(base64.b64decode(document["ciphertext"]))
+    flipped[3] ^= 0x01
+    as_operator = (
+        f"--as=system:serviceaccount:{environment.OPERATOR_NAMESPACE}:{environment.OPERATOR_SERVICE_ACCOUNT}"
+    )
+    cases = {
+        "a flipped bit": {**document, "ciphertext": base64.b64encode(bytes(flipped)).decode()},
+        "another account's envelope": json.loads(
+            base64.b64decode(_secret(admin, namespace, "other").data["envelope"])
+        ),
+        "an unknown format version": {**document, "v": 2},
+        "garbage": "not an envelope",
+    }
+    expected = {
+        "a flipped bit": "does not open",
+        "another account's envelope": "belongs to account",
+        "an unknown format version": "format version 2 is not supported",
+        "garbage": "does not hold a valid envelope",
+    }
+    for case, content in cases.items():
+        raw = content if isinstance(content, str) else json.dumps(content)
+        tampered = base64.b64encode(raw.encode()).decode()
+        _replace_envelope(kubectl, namespace, as_operator, tampered)
+        account = _wait_unwrap_failed(admin, namespace, "studio", expected[case])
+        assert account["status"]["accountKey"]["keyCheckValue"] == kcv, case
+        assert _secret(admin, namespace, "studio").data["envelope"] == tampered, case
+    _replace_envelope(kubectl, namespace, as_operator, original)
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
+    assert tenant.open_account_key(admin, namespace, "studio")  # the original still opens
+
+
+def _replace_envelope(kubectl: Kubectl, namespace: str, as_user: str, envelope: str) -> None:
+    """Update (not patch: the operator's role has no patch on Secrets) the account-key envelope."""
+    secret = json.loads(kubectl("-n", namespace, "get", "secret", "studio-account-key", "-o", "json").stdout)
+    secret["data"]["envelope"] = envelope
+    kubectl("-n", namespace, "replace", as_user, "-f", "-", stdin=json.dumps(secret))
+
+
+def _wait_unwrap_failed(admin: client.ApiClient, namespace: str, name: str, says: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        account = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
+        ready = helpers.condition(account, "Ready") or {}
+        return account if ready.get("reason") == "UnwrapFailed" and says in ready.get("message", "") else None
+
+    return helpers.eventually(probe, timeout=30)

@@ -36,6 +36,13 @@ class Retry(Exception):
     """Something changed underneath (a write conflict, a transient API error): reconcile again soon."""
 
 
+def _unreadable(account: Account, error: Exception) -> str:
+    return (
+        f"Secret {account.secret_name} does not hold a valid envelope ({error}). No new key is made; restore "
+        "the Secret from backup (docs/operations.md#restore-an-account-key)"
+    )
+
+
 def _retry_or_refused(error: ApiException, doing: str) -> Exception:
     """A conflict or a transient failure is retried soon; a refusal (a policy, a quota, RBAC) is raised
     as it is, for the controller to show on the account."""
@@ -84,7 +91,13 @@ class AccountReconciler:
 
     async def reconcile(self, account: Account) -> Result:
         secret = await self._read_secret(account)
-        current = self._decode(secret) if secret is not None else None
+        try:
+            current = self._decode(secret) if secret is not None else None
+        except (envelope.EnvelopeError, ValueError) as error:
+            # Altered by hand or by a bad restore: never replaced by a new key; restore it.
+            return Result(
+                domain.outcome_error(conditions.Reason.UNWRAP_FAILED, _unreadable(account, error)), None, []
+            )
         key_existed = bool(account.status.get("accountKey"))
         key_name = (
             account.context.spec.encryption.key_ref.name if account.context.spec.encryption.key_ref else None
@@ -149,6 +162,10 @@ class AccountReconciler:
         annotations = secret.metadata.annotations or {}
         kcv = annotations.get(labels.ANNOTATION_KEY_CHECK_VALUE, "")
         if action is domain.Action.KEEP:
+            # The outer layer is checked on every reconciliation (the infrastructure key alone, no vault
+            # call): a flipped bit or an envelope moved from another account shows at once.
+            outer_key = self._platform.infrastructure_key(current.outer_key_version)
+            envelope.unseal(current, account=account.envelope_identity, outer_key=outer_key)
             wrapped_at = annotations.get(labels.ANNOTATION_WRAPPED_AT) or conditions.now_rfc3339()
             return current, kcv, wrapped_at, []
         started = time.perf_counter()
