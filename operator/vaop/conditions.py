@@ -39,6 +39,7 @@ class Reason:
     ACCOUNT_KEY_LOST = "AccountKeyLost"
     PLATFORM_KEY_MISSING = "PlatformKeyMissing"
     UNWRAP_FAILED = "UnwrapFailed"
+    ACCOUNT_KEY_NAME_TAKEN = "SecretNameTaken"  # <account>-account-key exists and is not the operator's
     # References inside the namespace
     KEY_REF_NOT_FOUND = "CustomerKeyNotFound"
     # What only the vault can tell

@@ -67,6 +67,13 @@ class OperatorConfig(BaseSettings):
         default="v1alpha1.data.videoanalyzer.io",
         description="The APIService (made by the chart) whose caBundle it keeps current.",
     )
+    pkcs11_modules: list[str] = Field(
+        default_factory=list,
+        description=(
+            "PKCS#11 modules (absolute paths on the operator's host) that KeyVaults may name; empty turns "
+            "the pkcs11 provider off. A tenant's KeyVault can never make the operator load another library."
+        ),
+    )
     check_interval: float = Field(
         default=30.0, description="Seconds between checks of each (identity, key) pair."
     )

@@ -94,7 +94,6 @@ def required(
                 "authorization.k8s.io",
                 "subjectaccessreviews",
                 f"{data}: authorize each request",
-                granted_by="ClusterRole system:auth-delegator",
             ),
             Permission(
                 "get",

@@ -1,9 +1,9 @@
 """A real Kubernetes control plane as local processes, the way controller-runtime's envtest runs one.
 
-etcd, kube-apiserver (secure port, RBAC, service-account issuer) and kube-controller-manager (garbage
-collector, namespace and service-account controllers) listen on free loopback ports. Every process
-is started with a parent-death signal, so none outlives the Python process that started it, even
-when that one is killed; ``stop()`` also removes the temporary folder.
+etcd, kube-apiserver (secure port, RBAC, service-account issuer) and kube-controller-manager
+(garbage collector, namespace, service-account and cluster-role aggregation controllers) listen on
+free loopback ports. Every process is started with a parent-death signal, so none outlives the
+Python process that started it, even when that one is killed; ``stop()`` also removes the temporary folder.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-CONTROLLERS = "garbagecollector,namespace,serviceaccount,serviceaccount-token"
+# clusterrole-aggregation fills the built-in view/edit/admin roles, as in any cluster.
+CONTROLLERS = "clusterrole-aggregation,garbagecollector,namespace,serviceaccount,serviceaccount-token"
 
 
 _WORKDIR_PREFIX = "vaop-cp-"

@@ -8,6 +8,7 @@ here exactly as it would in a cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ CHART_DIR = binaries.REPO_ROOT / "charts" / "video-analyzer-operator"
 RELEASE = "vaop"
 OPERATOR_NAMESPACE = "vaop-system"
 OPERATOR_SERVICE_ACCOUNT = "video-analyzer-operator"
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,8 @@ class OperatorProcess:
             VAOP_WEBHOOK_URL=f"https://127.0.0.1:{webhook_port}",
             VAOP_DATA_API_PORT=str(self.identity.data_api_port),
             VAOP_DATA_API_HOST="127.0.0.1",
+            # The local platform vets SoftHSM2's module (the Debian package's path) for pkcs11 vaults.
+            VAOP_PKCS11_MODULES=json.dumps([SOFTHSM_MODULE]),
             **self.settings,
         )
         command = [*operator_command(), "--log-level", self.log_level]

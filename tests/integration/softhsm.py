@@ -9,7 +9,9 @@ import pkcs11
 from pkcs11 import Attribute, KeyType
 from pkcs11.util.ec import encode_named_curve_parameters
 
-MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+from vaopdev import environment
+
+MODULE = environment.SOFTHSM_MODULE
 TOKEN = "tenant"
 PIN = "1234"
 

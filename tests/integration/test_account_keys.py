@@ -152,6 +152,8 @@ BAD_KEYS: dict[str, tuple[dict[str, Any], str, str]] = {
     "rsa1024": ({"key_pem_kind": "rsa1024"}, "KeyUnsupported", "RSA key of 1024 bits"),
     "region": ({"region": "eastus"}, "RegionMismatch", "region eastus"),
     "softdelete": ({"soft_delete": False}, "SoftDeleteDisabled", "soft-delete"),
+    "garbage": ({"key_pem_kind": "garbage"}, "KeyUnsupported", "not a readable, unencrypted PEM"),
+    "oversized": ({"key_pem_kind": "oversized"}, "KeyUnsupported", "at most 8192 bytes"),
 }
 
 
@@ -162,7 +164,14 @@ def test_bad_keys_give_clear_conditions_without_hot_retries(
     control_plane: cluster.ControlPlane,
     operator: OperatorProcess,
 ) -> None:
-    pems = {"ec": tenant.ec_pem(), "rsa1024": tenant.rsa_pem(1024), None: tenant.rsa_pem(2048)}
+    # "oversized" is 16 kB of PEM: refused by its size, before the operator spends time parsing it.
+    pems = {
+        "ec": tenant.ec_pem(),
+        "rsa1024": tenant.rsa_pem(1024),
+        "garbage": b"-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+        "oversized": b"-----BEGIN PRIVATE KEY-----\n" + b"QUFB" * 16 * 256 + b"\n-----END PRIVATE KEY-----\n",
+        None: tenant.rsa_pem(2048),
+    }
     for case, (case_options, _, _) in BAD_KEYS.items():
         # Accounts first: the admission webhook refuses an account on a key it already knows to be
         # bad (test_admission.py); here the operator itself must find out and say so.
@@ -184,8 +193,7 @@ def test_bad_keys_give_clear_conditions_without_hot_retries(
         assert words in helpers.condition(account, "Ready")["message"]  # type: ignore[index]
         assert account["status"]["state"] == "Error"
 
-    # A minute of the operator's API traffic now that all four settled: no hot retry loop. Each
-    # identity checks its key once per interval (the key monitor); nothing else may repeat. Each
+    # A minute of the operator's API traffic now that all of them settled: no hot retry loop. Each
     # identity checks its key once per interval (the key monitor); nothing else may repeat.
     assert control_plane.audit_log is not None
     since = time.time()

@@ -31,7 +31,7 @@ from vaop.crypto import envelope
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-def _vault(
+def azure_key(
     admin: client.ApiClient,
     namespace: str,
     azure: AzureKeyVault,
@@ -61,7 +61,7 @@ def _vault(
 def test_wrap_rotate_revoke_recover(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
-    key, client_id = _vault(admin, namespace, azure_vault)
+    key, client_id = azure_key(admin, namespace, azure_vault)
     first = azure_vault.keys[key].versions[0].version
     tenant.account(admin, namespace, "studio", key="key")
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
@@ -95,7 +95,7 @@ def test_wrap_rotate_revoke_recover(
 def test_vault_without_purge_protection_is_refused(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
-    _vault(admin, namespace, azure_vault, recovery_level="Recoverable+Purgeable")
+    azure_key(admin, namespace, azure_vault, recovery_level="Recoverable+Purgeable")
     tenant.account(admin, namespace, "studio", key="key")
     account = tenant.wait_condition(
         admin, namespace, "studio", "Ready", "False", reason="PurgeProtectionDisabled"
@@ -106,7 +106,7 @@ def test_vault_without_purge_protection_is_refused(
 def test_vault_without_soft_delete_is_refused(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
-    _vault(admin, namespace, azure_vault, recovery_level="Purgeable")
+    azure_key(admin, namespace, azure_vault, recovery_level="Purgeable")
     tenant.account(admin, namespace, "studio", key="key")
     tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="SoftDeleteDisabled")
 
@@ -114,7 +114,7 @@ def test_vault_without_soft_delete_is_refused(
 def test_hsm_key_is_reported_and_ec_key_refused(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
-    key, _ = _vault(admin, namespace, azure_vault, key_type="RSA-HSM", size=2048)
+    key, _ = azure_key(admin, namespace, azure_vault, key_type="RSA-HSM", size=2048)
     tenant.account(admin, namespace, "studio", key="key")
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     status = helpers.eventually(lambda: helpers.get(admin, namespace, "CustomerKey", "key").get("status"))
@@ -133,7 +133,7 @@ def test_hsm_key_is_reported_and_ec_key_refused(
 def test_deleted_key_locks_and_recovered_key_unlocks(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
-    key, _ = _vault(admin, namespace, azure_vault)
+    key, _ = azure_key(admin, namespace, azure_vault)
     tenant.account(admin, namespace, "studio", key="key")
     kcv = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")["status"]["accountKey"][
         "keyCheckValue"
@@ -148,7 +148,7 @@ def test_deleted_key_locks_and_recovered_key_unlocks(
 def test_expired_key_locks_with_the_date(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
-    key, _ = _vault(admin, namespace, azure_vault)
+    key, _ = azure_key(admin, namespace, azure_vault)
     tenant.account(admin, namespace, "studio", key="key")
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     azure_vault.update(key, azure_vault.keys[key].versions[0].version, expires=int(time.time()) - 60)
@@ -160,7 +160,7 @@ def test_app_from_the_identitys_workload_identity_annotations(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
     """As on AKS: the KeyVault names no app; the ServiceAccount's annotations do."""
-    _, client_id = _vault(admin, namespace, azure_vault, app_in_spec=False)
+    _, client_id = azure_key(admin, namespace, azure_vault, app_in_spec=False)
     annotations = {
         "azure.workload.identity/client-id": client_id,
         "azure.workload.identity/tenant-id": azure_vault.tenant_id,
@@ -190,7 +190,7 @@ def test_missing_sign_in_setup_is_denied_with_what_to_do(
     setup: dict[str, Any],
     says: list[str],
 ) -> None:
-    _vault(admin, namespace, azure_vault, **setup)
+    azure_key(admin, namespace, azure_vault, **setup)
     tenant.account(admin, namespace, "studio", key="key")
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="AccessDenied")
     message = helpers.condition(account, "Ready")["message"]  # type: ignore[index]
@@ -203,7 +203,7 @@ def test_vault_away_past_the_grace_period_locks_and_its_return_recovers(
     """A vault of its own, so that taking it away disturbs no other test."""
     vault = azure_stand_in.start(admin, tmp_path)
     try:
-        _vault(admin, namespace, vault)
+        azure_key(admin, namespace, vault)
         tenant.account(admin, namespace, "studio", key="key")
         tenant.vault_outage_locks_then_recovers(
             admin, namespace, "studio", take_away=vault.pause, bring_back=vault.resume

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import yaml
+from kubernetes import client
 
 from tests import helpers
 from tests.integration.conftest import Kubectl
@@ -132,7 +133,28 @@ kind: CustomerKey
 metadata: {name: k}
 spec: {vaultRef: {name: v, namespace: other}, keyName: kek}
 """,
-            'unknown field "spec.vaultRef.namespace"',
+            "references never cross namespaces: vaultRef names a KeyVault in this object's own namespace",
+        ),
+        (
+            ACCOUNT.format(
+                name="a",
+                spec="{region: westeurope, encryption: {type: CustomerKey, keyRef: {name: k, namespace: b}}}",
+            ),
+            "references never cross namespaces: keyRef names a CustomerKey",
+        ),
+        (
+            ACCOUNT.format(
+                name="a",
+                spec="{region: westeurope, encryption: {identity: {serviceAccountName: s, namespace: b}}}",
+            ),
+            "references never cross namespaces: identity names a ServiceAccount",
+        ),
+        (
+            ACCOUNT.format(
+                name="a",
+                spec="{region: westeurope, encryption: {identity: {serviceAccountName: 'system:sa:b:s'}}}",
+            ),
+            "spec.encryption.identity.serviceAccountName in body should match",
         ),
     ],
     ids=[
@@ -146,7 +168,10 @@ spec: {vaultRef: {name: v, namespace: other}, keyName: kek}
         "two-providers",
         "openbao-without-role",
         "azure-vault-url-without-https",
-        "cross-namespace-reference",
+        "cross-namespace-vault",
+        "cross-namespace-key",
+        "cross-namespace-identity",
+        "identity-named-as-a-user",
     ],
 )
 def test_invalid_specs_are_refused_with_a_readable_message(
@@ -155,6 +180,18 @@ def test_invalid_specs_are_refused_with_a_readable_message(
     code, output = _apply(kubectl, namespace, manifest)
     assert code != 0
     assert expected in output
+
+
+def test_a_namespace_in_a_reference_is_refused_by_every_client(
+    admin: client.ApiClient, namespace: str
+) -> None:
+    """Clients without strict field validation (the Python client, controllers) would have the field
+    dropped silently and the reference resolved in this namespace: the CRD refuses it instead."""
+    spec = {"vaultRef": {"name": "v", "namespace": "other"}, "keyName": "kek"}
+    with pytest.raises(client.ApiException) as refused:
+        helpers.create(admin, namespace, "CustomerKey", "k", spec)
+    assert refused.value.status == 422
+    assert "references never cross namespaces" in refused.value.body
 
 
 def test_region_is_immutable(kubectl: Kubectl, namespace: str) -> None:

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import base64
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from tests import helpers
 from tests.integration import softhsm, tenant
-from tests.integration.conftest import WITHIN_ONE_INTERVAL
+from tests.integration.conftest import WITHIN_ONE_INTERVAL, OperatorProcess
 from vaop import labels
 from vaop.crypto import envelope
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-def _hsm_vault(admin: client.ApiClient, namespace: str, label: str) -> None:
+def _hsm_vault(admin: client.ApiClient, namespace: str, label: str, *, module: str = softhsm.MODULE) -> None:
     """PIN Secret, the grant to read it, KeyVault and CustomerKey for ``studio-identity``."""
     core, rbac = client.CoreV1Api(admin), client.RbacAuthorizationV1Api(admin)
     core.create_namespaced_secret(
@@ -37,7 +39,7 @@ def _hsm_vault(admin: client.ApiClient, namespace: str, label: str) -> None:
     )
     _grant_pin(admin, namespace)
     block = {
-        "module": softhsm.MODULE,
+        "module": module,
         "tokenLabel": softhsm.TOKEN,
         "pinSecretRef": {"name": "hsm-pin", "key": "pin"},
     }
@@ -108,3 +110,29 @@ def test_ec_key_in_the_token_is_unsupported(admin: client.ApiClient, namespace: 
     _hsm_vault(admin, namespace, label)
     tenant.account(admin, namespace, "studio", key="key")
     tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="KeyUnsupported")
+
+
+def test_a_module_the_platform_did_not_vet_is_never_loaded(
+    admin: client.ApiClient, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """A KeyVault names a working PKCS#11 module (a copy of SoftHSM2's) at a path the platform did not
+    allow: the KeyVault and the account say so, and the operator's process never maps that file."""
+    copy = tmp_path / "libsofthsm2-copy.so"
+    shutil.copy(softhsm.MODULE, copy)
+    label = _label()
+    softhsm.add_rsa_version(label, 1)
+    _hsm_vault(admin, namespace, label, module=str(copy))
+
+    def refused() -> str | None:
+        ready = helpers.condition(helpers.get(admin, namespace, "KeyVault", "hsm"), "Ready") or {}
+        return ready["message"] if ready.get("reason") == "ProviderUnavailable" else None
+
+    message = helpers.eventually(refused)
+    assert f"PKCS#11 module {copy} is not one the platform allows (allowed: {softhsm.MODULE})" in message
+    # An account on it is refused at admission, with the same reason.
+    with pytest.raises(client.ApiException) as denied:
+        tenant.account(admin, namespace, "studio", key="key")
+    assert "(ProviderUnavailable)" in denied.value.body
+    assert "not one the platform allows" in denied.value.body
+    assert operator.popen is not None
+    assert str(copy) not in Path(f"/proc/{operator.popen.pid}/maps").read_text()

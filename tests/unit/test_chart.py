@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vaop import permissions
+from vaop import config, permissions
 from vaopdev import binaries
 
 CHART = binaries.REPO_ROOT / "charts" / "video-analyzer-operator"
@@ -108,7 +108,7 @@ def test_pod_meets_the_restricted_pod_security_standard() -> None:
     }
 
 
-def test_values_reach_the_operator_as_settings() -> None:
+def test_values_reach_the_operator_as_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     operator = container(
         render(
             "operator.checkInterval=45",
@@ -119,9 +119,12 @@ def test_values_reach_the_operator_as_settings() -> None:
             "extraArgs={--log-level=DEBUG}",
             "extraEnv[0].name=HTTPS_PROXY",
             "extraEnv[0].value=http://proxy:3128",
+            "pkcs11.modules={/usr/lib/softhsm/libsofthsm2.so}",
         )
     )
     env = {e["name"]: e.get("value") for e in operator["env"]}
+    monkeypatch.setenv("VAOP_PKCS11_MODULES", env["VAOP_PKCS11_MODULES"])
+    assert config.OperatorConfig().pkcs11_modules == ["/usr/lib/softhsm/libsofthsm2.so"]
     assert env["VAOP_CHECK_INTERVAL"] == "45"
     assert env["VAOP_GRACE_PERIOD"] == "600"
     assert env["VAOP_WORKERS"] == "4"
@@ -274,3 +277,16 @@ def test_bad_values_are_refused_with_a_message(value: str, message: str) -> None
     result = _helm_template(value)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_security_guide_explains_every_right() -> None:
+    guide = (binaries.REPO_ROOT / "docs" / "security.md").read_text()
+    rows = [line for line in guide.splitlines() if line.startswith("| `")]
+    rules = permissions.required(webhook_configuration="w", lease="l", api_service="a")
+    unexplained = [
+        str(p)
+        for p in rules
+        if not any(f"`{p.verb}`" in row and f"`{p.resource}`" in row for row in rows)
+        and not any(f"`{p.verb}`" in row and f"`{p.name}`" in row for row in rows)
+    ]
+    assert unexplained == []

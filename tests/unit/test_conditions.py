@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from vaop import conditions
 from vaop.conditions import Condition
+from vaopdev import binaries
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
@@ -80,3 +81,9 @@ def test_ready_unknown_with_nothing_under_way_is_neither() -> None:
         generation=1,
     )
     assert _types(merged) == {"Ready": "Unknown"}
+
+
+def test_every_reason_is_in_the_reference() -> None:
+    reference = (binaries.REPO_ROOT / "docs" / "reference" / "conditions.md").read_text()
+    reasons = {v for k, v in vars(conditions.Reason).items() if k.isupper()}
+    assert {r for r in reasons if f"| `{r}` |" not in reference} == set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from vaop import models, providers
 from vaop.crypto import rsa
 from vaop.providers import base
 
@@ -22,6 +23,18 @@ from vaop.providers import base
 )
 def test_only_rsa_2048_3072_4096(facts: rsa.KeyFacts, allowed: bool) -> None:
     assert (rsa.unsupported_reason(facts) is None) is allowed
+
+
+def test_oversized_pem_is_refused_before_parsing() -> None:
+    # 16 kB of PEM: well past any RSA 4096 key, refused on its size with the limit in the message.
+    pem = b"-----BEGIN PRIVATE KEY-----\n" + b"QUFB" * 4096 + b"\n-----END PRIVATE KEY-----\n"
+    with pytest.raises(rsa.KeyMaterialError, match="more than the 8192"):
+        rsa.load_private_key(pem)
+
+
+def test_a_4096_bit_key_fits_under_the_pem_limit() -> None:
+    assert len(rsa.generate(4096)) < rsa.MAX_PEM_BYTES
+    assert "readable" in (rsa.unsupported_reason(rsa.KeyFacts(rsa.UNREADABLE, 0)) or "")
 
 
 class FakeProvider(base.KeyProvider):
@@ -70,3 +83,19 @@ async def test_unsupported_latest_version_is_refused_with_the_reason() -> None:
     provider = FakeProvider([_v("1"), _v("2", facts=rsa.KeyFacts("EC", 256))])
     with pytest.raises(base.KeyUnsupported, match="EC key"):
         await provider.resolve("kek", None)
+
+
+def test_only_pkcs11_modules_the_platform_listed_are_usable() -> None:
+    def vault(module: str) -> models.KeyVaultSpec:
+        block = {"module": module, "tokenLabel": "t", "pinSecretRef": {"name": "pin", "key": "pin"}}
+        return models.KeyVaultSpec.parse({"region": "westeurope", "provider": {"pkcs11": block}})
+
+    vetted = "/usr/lib/softhsm/libsofthsm2.so"
+    try:
+        providers.set_policy(providers.PlatformPolicy())
+        assert "none (the pkcs11 provider is off)" in (providers.refusal(vault(vetted)) or "")
+        providers.set_policy(providers.PlatformPolicy(pkcs11_modules=frozenset({vetted})))
+        assert providers.refusal(vault(vetted)) is None
+        assert f"allowed: {vetted}" in (providers.refusal(vault("/tmp/evil.so")) or "")
+    finally:
+        providers.set_policy(providers.PlatformPolicy())

@@ -15,6 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 RSA_OAEP_256 = "RSA-OAEP-256"  # OAEP with SHA-256 and MGF1-SHA-256: the default
 RSA_OAEP_SHA1 = "RSA-OAEP"  # OAEP with SHA-1: for tokens such as SoftHSM2 2.6 that support nothing else
 ALLOWED_RSA_SIZES = (2048, 3072, 4096)
+# An RSA 4096 private key is about 3.3 kB of PEM. Anything much larger is not a key that may wrap, and
+# parsing it (a 16384-bit key takes seconds to validate) would let one Secret stall the operator.
+MAX_PEM_BYTES = 8192
+UNREADABLE = "unreadable"  # the key type reported for key material that does not parse
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {RSA_OAEP_256: hashes.SHA256, RSA_OAEP_SHA1: hashes.SHA1}
 
@@ -43,6 +47,11 @@ def _oaep(algorithm: str) -> padding.OAEP:
 def load_private_key(pem: bytes) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | object:
     """Parse (and validate) a PEM private key; cached, because validating an RSA key costs
     milliseconds and every re-wrap of a rotation would otherwise parse the same two keys again."""
+    if len(pem) > MAX_PEM_BYTES:
+        raise KeyMaterialError(
+            f"the key is {len(pem)} bytes of PEM, more than the {MAX_PEM_BYTES} an RSA key of "
+            f"{ALLOWED_RSA_SIZES[-1]} bits or less needs"
+        )
     try:
         return serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as error:
@@ -61,6 +70,11 @@ def facts(key: object) -> KeyFacts:
 
 def unsupported_reason(key: KeyFacts) -> str | None:
     """Why this key may not wrap account keys, or None when it may."""
+    if key.key_type == UNREADABLE:
+        return (
+            f"its key material is not a readable, unencrypted PEM private key of at most {MAX_PEM_BYTES} "
+            f"bytes; store an RSA key of {', '.join(map(str, ALLOWED_RSA_SIZES))} bits (PKCS#1 or PKCS#8)"
+        )
     if key.key_type not in ("RSA", "RSA-HSM"):
         return (
             f"it is a {key.key_type} key{f' ({key.size} bits)' if key.size else ''}; only RSA keys of "

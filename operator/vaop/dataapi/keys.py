@@ -11,15 +11,15 @@ that bound even for a replica that never hears of the revocation.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubernetes_asyncio import client
 
-from .. import kubeclient, labels, models, platformkeys, wrapping
+from .. import kubeclient, models, platformkeys, wrapping
 from ..crypto import envelope
+from ..domain import accounts as domain
 
 AccountKey = tuple[str, str]  # (namespace, name)
 
@@ -111,12 +111,12 @@ class AccountKeys:
         secret = await kubeclient.read_secret_or_none(
             self._core, models.account_key_secret_name(name), namespace
         )
-        if secret is None or labels.ENVELOPE_DATA_KEY not in (secret.data or {}):
+        if secret is None:
             raise Unavailable("AccountKeyLost", f"the account key Secret of {namespace}/{name} is missing")
-        sealed = envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY]))
         context = self._context(namespace, name, models.AccountSpec.parse(record.spec))
         identity = envelope.AccountIdentity(record.uid, namespace, name)
         try:
+            sealed = domain.envelope_in(secret.data)
             async with wrapping.Session(platform, self._identities) as session:
                 return await session.open(context, identity, sealed)
         except wrapping.KeyProblem as problem:

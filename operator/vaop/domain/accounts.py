@@ -6,11 +6,13 @@ asks ``decide`` what to do, does it, and asks the ``outcome_*`` functions what t
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .. import conditions
+from .. import conditions, labels
 from ..conditions import Condition, Reason
 from ..crypto import envelope
 from ..models import AccountState, EncryptionType
@@ -32,6 +34,17 @@ def decide(
     if current is not None and not target_same:
         return Action.REWRAP
     return Action.KEEP
+
+
+def envelope_in(data: dict[str, str] | None) -> envelope.Envelope:
+    """The envelope an account-key Secret's data holds (base64, as the API returns it)."""
+    raw = (data or {}).get(labels.ENVELOPE_DATA_KEY)
+    if raw is None:
+        raise envelope.EnvelopeError(f"it has no {labels.ENVELOPE_DATA_KEY!r} field")
+    try:
+        return envelope.decode(base64.b64decode(raw, validate=True))
+    except binascii.Error:
+        raise envelope.EnvelopeError(f"its {labels.ENVELOPE_DATA_KEY!r} field is not base64") from None
 
 
 def sentence(text: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from .. import conditions, models
 from ..conditions import Condition, Reason
 from ..providers import base
+from .accounts import sentence
 
 # Findings that are facts about the key or its vault, whoever looks. Others (access denied to one
 # identity, a region that differs from one account's) belong on the account, not on the key.
@@ -62,7 +63,7 @@ def customer_key_status(
 
 
 def unchecked_key_ready(
-    spec: models.CustomerKeySpec, *, vault: models.KeyVaultSpec | None, available: frozenset[str]
+    spec: models.CustomerKeySpec, *, vault: models.KeyVaultSpec | None, refusal: str | None
 ) -> Condition:
     """Ready of a CustomerKey no account uses and with no spec.identity to check it as: what can be
     told without acting as anyone (its KeyVault). Ready, so GitOps tools do not wait on a key kept for
@@ -75,12 +76,9 @@ def unchecked_key_ready(
             Reason.VAULT_NOT_FOUND,
             f"KeyVault {name} does not exist in this namespace; create it or fix spec.vaultRef.",
         )
-    if vault.provider.name not in available:
+    if refusal is not None:
         return Condition(
-            conditions.READY,
-            "False",
-            Reason.PROVIDER_UNAVAILABLE,
-            f"KeyVault {name} uses the {vault.provider.name} provider, which this operator does not have.",
+            conditions.READY, "False", Reason.PROVIDER_UNAVAILABLE, sentence(f"KeyVault {name}: {refusal}")
         )
     return Condition(
         conditions.READY,
@@ -93,7 +91,7 @@ def unchecked_key_ready(
 
 
 def key_vault_status(
-    spec: models.KeyVaultSpec, *, available: frozenset[str], generation: int | None, previous: Any
+    spec: models.KeyVaultSpec, *, refusal: str | None, generation: int | None, previous: Any
 ) -> dict[str, Any]:
     """What a KeyVault's status says from its spec alone (the vault is reached only as account identities)."""
     provider = spec.provider.name
@@ -102,14 +100,9 @@ def key_vault_status(
         # This provider cannot observe them: the owner declares them, and accounts check the declaration.
         status["softDelete"] = spec.provider.kubernetes.soft_delete
         status["purgeProtection"] = spec.provider.kubernetes.purge_protection
-    if provider not in available:
-        ready = Condition(
-            conditions.READY,
-            "False",
-            Reason.PROVIDER_UNAVAILABLE,
-            f"The {provider} provider is not in this operator version; "
-            f"available: {', '.join(sorted(available))}.",
-        )
+    if refusal is not None:
+        message = sentence(refusal[:1].upper() + refusal[1:])
+        ready = Condition(conditions.READY, "False", Reason.PROVIDER_UNAVAILABLE, message)
     else:
         ready = Condition(
             conditions.READY,

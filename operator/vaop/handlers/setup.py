@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from kubernetes_asyncio import client
 
-from .. import config, health, kubeclient, leadership, metrics, models, permissions, wrapping
+from .. import config, health, kubeclient, leadership, metrics, models, permissions, providers, wrapping
 from ..admission import lifecycle
 from ..dataapi import lifecycle as data_api
 from ..providers import base as providers_base
@@ -54,6 +54,7 @@ async def start(
 ) -> None:
     _configure(settings)
     options = config.OperatorConfig()
+    providers.set_policy(providers.PlatformPolicy(pkcs11_modules=frozenset(options.pkcs11_modules)))
     base = await kubeclient.load_configuration()
     api = client.ApiClient(base)
     memo.api = api

@@ -32,6 +32,21 @@ class Identity:
 Factory = Callable[[models.KeyVaultSpec, str, Identity], Awaitable[base.KeyProvider]]
 
 
+@dataclass(frozen=True)
+class PlatformPolicy:
+    """What the platform team allows tenants' KeyVaults to use (set once at start-up)."""
+
+    pkcs11_modules: frozenset[str] = frozenset()
+
+
+_policy = PlatformPolicy()
+
+
+def set_policy(policy: PlatformPolicy) -> None:
+    global _policy  # noqa: PLW0603 - one setting for the process, made once before any vault is used
+    _policy = policy
+
+
 async def _kubernetes(spec: models.KeyVaultSpec, namespace: str, identity: Identity) -> base.KeyProvider:
     block = spec.provider.kubernetes
     assert block is not None
@@ -125,9 +140,22 @@ _FACTORIES: dict[str, Factory] = {
 }
 
 
-def available() -> frozenset[str]:
-    """Names of the providers this operator version has."""
-    return frozenset(_FACTORIES)
+def refusal(spec: models.KeyVaultSpec) -> str | None:
+    """Why this operator will not use a vault so configured (a provider it lacks, a PKCS#11 module the
+    platform does not allow), or None. Told from the spec alone, so KeyVault status shows it at once."""
+    name = spec.provider.name
+    if name not in _FACTORIES:
+        available = ", ".join(sorted(_FACTORIES))
+        return f"the {name} provider is not in this operator version; available: {available}"
+    block = spec.provider.pkcs11
+    if block is not None and block.module not in _policy.pkcs11_modules:
+        # A module is native code loaded into the operator's process: only those the platform vetted.
+        allowed = ", ".join(sorted(_policy.pkcs11_modules)) or "none (the pkcs11 provider is off)"
+        return (
+            f"PKCS#11 module {block.module} is not one the platform allows (allowed: {allowed}); name an "
+            "allowed module, or ask the platform team to add it (chart value pkcs11.modules)"
+        )
+    return None
 
 
 async def connect(
@@ -135,12 +163,9 @@ async def connect(
 ) -> base.KeyProvider:
     """A provider for the vault described by ``spec`` (a KeyVault in ``namespace``), acting as ``identity``:
     the kubernetes provider calls the API as it, others exchange its tokens for the vault's credentials."""
-    factory = _FACTORIES.get(spec.provider.name)
-    if factory is None:
-        raise base.DefinitiveError(
-            f"the {spec.provider.name} provider is not available in this operator version; "
-            f"available: {', '.join(sorted(_FACTORIES))}",
-            reason=conditions.Reason.PROVIDER_UNAVAILABLE,
-        )
+    refused = refusal(spec)
+    if refused is not None:
+        raise base.DefinitiveError(refused, reason=conditions.Reason.PROVIDER_UNAVAILABLE)
+    factory = _FACTORIES[spec.provider.name]
     provider = faults.wrap_if_enabled(await factory(spec, namespace, identity), vault=f"{namespace}/{name}")
     return instrumented.Instrumented(provider)

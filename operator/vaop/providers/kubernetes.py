@@ -64,7 +64,7 @@ class KubernetesKeyProvider(base.KeyProvider):
             try:
                 facts = rsa.facts(rsa.load_private_key(pem))
             except rsa.KeyMaterialError:
-                facts = rsa.KeyFacts("unreadable", 0)
+                facts = rsa.KeyFacts(rsa.UNREADABLE, 0)
             self._pems[(key_name, version)] = pem
             versions.append(base.KeyVersion(key_name, version, facts, enabled))
         if not versions:

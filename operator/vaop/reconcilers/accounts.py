@@ -36,11 +36,31 @@ class Retry(Exception):
     """Something changed underneath (a write conflict, a transient API error): reconcile again soon."""
 
 
-def _unreadable(account: Account, error: Exception) -> str:
-    return (
-        f"Secret {account.secret_name} does not hold a valid envelope ({error}). No new key is made; restore "
-        "the Secret from backup (docs/operations.md#restore-an-account-key)"
+def _held_envelope(
+    account: Account, secret: client.V1Secret
+) -> tuple[domain.Outcome | None, envelope.Envelope | None]:
+    """The envelope in the account's Secret, or why the account cannot go on with that Secret. Either
+    way no new key is made: a Secret the operator did not make is never overwritten (its type is
+    immutable and its label guarded by the webhook, so neither is set by hand), and an envelope
+    altered by hand or by a bad restore is to be restored, not replaced."""
+    ours = secret.type == labels.ACCOUNT_KEY_SECRET_TYPE and (
+        (secret.metadata.labels or {}).get(labels.COMPONENT) == labels.ACCOUNT_KEY_COMPONENT
     )
+    if not ours:
+        message = (
+            f"Secret {account.secret_name} exists and was not made by the operator (type {secret.type}, "
+            f"not {labels.ACCOUNT_KEY_SECRET_TYPE}). The operator never overwrites a Secret it did not "
+            "make: rename or delete that Secret, and the account key is made"
+        )
+        return domain.outcome_error(conditions.Reason.ACCOUNT_KEY_NAME_TAKEN, message), None
+    try:
+        return None, domain.envelope_in(secret.data)
+    except (envelope.EnvelopeError, ValueError) as error:
+        message = (
+            f"Secret {account.secret_name} does not hold a valid envelope ({error}). No new key is made; "
+            "restore the Secret from backup (docs/operations.md#restore-an-account-key)"
+        )
+        return domain.outcome_error(conditions.Reason.UNWRAP_FAILED, message), None
 
 
 def _retry_or_refused(error: ApiException, doing: str) -> Exception:
@@ -91,13 +111,11 @@ class AccountReconciler:
 
     async def reconcile(self, account: Account) -> Result:
         secret = await self._read_secret(account)
-        try:
-            current = self._decode(secret) if secret is not None else None
-        except (envelope.EnvelopeError, ValueError) as error:
-            # Altered by hand or by a bad restore: never replaced by a new key; restore it.
-            return Result(
-                domain.outcome_error(conditions.Reason.UNWRAP_FAILED, _unreadable(account, error)), None, []
-            )
+        current: envelope.Envelope | None = None
+        if secret is not None:
+            unusable, current = _held_envelope(account, secret)
+            if unusable is not None:
+                return Result(unusable, None, [])
         key_existed = bool(account.status.get("accountKey"))
         key_name = (
             account.context.spec.encryption.key_ref.name if account.context.spec.encryption.key_ref else None
@@ -269,13 +287,6 @@ class AccountReconciler:
         return (current.inner.key_vault, current.inner.key_name) == (key.vault_ref.name, key.key_name)
 
     # ---- the Secret ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _decode(secret: client.V1Secret) -> envelope.Envelope | None:
-        raw = (secret.data or {}).get(labels.ENVELOPE_DATA_KEY)
-        if raw is None:
-            return None
-        return envelope.decode(base64.b64decode(raw))
 
     async def _read_secret(self, account: Account) -> client.V1Secret | None:
         try:

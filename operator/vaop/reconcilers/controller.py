@@ -222,6 +222,8 @@ class AccountController:
 
     def _backoff(self, key: AccountKey, outcome: domain.Outcome) -> float | None:
         """Transient vault failures retry with growing delays; everything else waits for a change."""
+        if outcome.conditions[0].reason == conditions.Reason.ACCOUNT_KEY_NAME_TAKEN:
+            return REFUSED_RETRY  # the Secret in the way is not the operator's, so not watched: look again
         degraded = any(c.type == conditions.VAULT_DEGRADED and c.status == "True" for c in outcome.conditions)
         if not degraded:
             self._failures.pop(key, None)
@@ -366,7 +368,9 @@ class AccountController:
             self.monitor.check_soon([found])
         elif found is not None:
             vault = self._vaults(namespace).get(found.vault_ref.name)
-            ready = keys_domain.unchecked_key_ready(found, vault=vault, available=providers.available())
+            ready = keys_domain.unchecked_key_ready(
+                found, vault=vault, refusal=providers.refusal(vault) if vault is not None else None
+            )
             previous = conditions.find(
                 ((self._customer_keys(namespace, name) or {}).get("status") or {}).get("conditions"),
                 conditions.READY,

@@ -15,9 +15,10 @@ from ..domain import keys as keys_domain
 def wanted_status(body: Mapping[str, Any]) -> dict[str, Any] | None:
     """The status the KeyVault should show, or None when it already shows it."""
     current: Mapping[str, Any] = body.get("status") or {}
+    spec = models.KeyVaultSpec.parse(body.get("spec"))
     status = keys_domain.key_vault_status(
-        models.KeyVaultSpec.parse(body.get("spec")),
-        available=providers.available(),
+        spec,
+        refusal=providers.refusal(spec),
         generation=body["metadata"].get("generation"),
         previous=current.get("conditions"),
     )
