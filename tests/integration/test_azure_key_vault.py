@@ -156,14 +156,12 @@ def test_expired_key_locks_with_the_date(
     assert "expired on" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
 
 
-def test_app_from_the_identitys_workload_identity_annotations(
-    admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
-) -> None:
-    """As on AKS: the KeyVault names no app; the ServiceAccount's annotations do."""
-    _, client_id = azure_key(admin, namespace, azure_vault, app_in_spec=False)
+def account_on_annotated_identity(admin: client.ApiClient, namespace: str, azure: AzureKeyVault) -> None:
+    """An Active account whose KeyVault names no app: its ServiceAccount's annotations do, as on AKS."""
+    _, client_id = azure_key(admin, namespace, azure, app_in_spec=False)
     annotations = {
         "azure.workload.identity/client-id": client_id,
-        "azure.workload.identity/tenant-id": azure_vault.tenant_id,
+        "azure.workload.identity/tenant-id": azure.tenant_id,
     }
     client.CoreV1Api(admin).create_namespaced_service_account(
         namespace,
@@ -173,6 +171,12 @@ def test_app_from_the_identitys_workload_identity_annotations(
     )
     tenant.account(admin, namespace, "studio", key="key")
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+
+
+def test_app_from_the_identitys_workload_identity_annotations(
+    admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
+) -> None:
+    account_on_annotated_identity(admin, namespace, azure_vault)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from kubernetes import client, watch
 from tests.integration import tenant
 from tests.integration.azure_stand_in import AzureKeyVault
 from tests.integration.conftest import Kubectl
-from tests.integration.test_azure_key_vault import azure_key
+from tests.integration.test_azure_key_vault import account_on_annotated_identity
 from tests.integration.test_data_api import POLICY
 from vaop import permissions
 from vaopdev import cluster, environment
@@ -67,20 +67,8 @@ def _walk_every_path(
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     tenant.put_key_version(admin, keys_namespace, "kek", 2, tenant.rsa_pem(2048))
     tenant.wait_wrapped_by(admin, namespace, "studio", type="CustomerKey", keyVersion="2")
-    other = keys_namespace  # a second tenant, on Azure Key Vault, its app named by annotations
-    _, client_id = azure_key(admin, other, azure, app_in_spec=False)
-    annotations = {
-        "azure.workload.identity/client-id": client_id,
-        "azure.workload.identity/tenant-id": azure.tenant_id,
-    }
-    client.CoreV1Api(admin).create_namespaced_service_account(
-        other,
-        client.V1ServiceAccount(
-            metadata=client.V1ObjectMeta(name="studio-identity", annotations=annotations)
-        ),
-    )
-    tenant.account(admin, other, "studio", key="key")
-    tenant.wait_condition(admin, other, "studio", "Ready", "True")
+    # A second tenant, on Azure Key Vault, its app named by its identity's annotations.
+    account_on_annotated_identity(admin, keys_namespace, azure)
     kubectl("apply", "-f", "-", stdin=POLICY.format(namespace=namespace))
     kubectl("-n", namespace, "get", "accesspolicies", "viewers")
     watching = watch.Watch().stream(
