@@ -5,10 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pkcs11
 from pkcs11 import Attribute, KeyType
 from pkcs11.util.ec import encode_named_curve_parameters
 
+from vaop.providers import pkcs11 as pkcs11_provider
 from vaopdev import environment
 
 MODULE = environment.SOFTHSM_MODULE
@@ -42,7 +42,7 @@ def configure(folder: Path) -> Path:
 
 
 def add_rsa_version(label: str, version: int, *, bits: int = 2048, destroyable: bool = False) -> None:
-    with pkcs11.lib(MODULE).get_token(token_label=TOKEN).open(rw=True, user_pin=PIN) as session:
+    with pkcs11_provider.find_token(MODULE, TOKEN).open(rw=True, user_pin=PIN) as session:
         session.generate_keypair(
             KeyType.RSA,
             bits,
@@ -54,7 +54,7 @@ def add_rsa_version(label: str, version: int, *, bits: int = 2048, destroyable: 
 
 
 def add_ec_version(label: str, version: int) -> None:
-    with pkcs11.lib(MODULE).get_token(token_label=TOKEN).open(rw=True, user_pin=PIN) as session:
+    with pkcs11_provider.find_token(MODULE, TOKEN).open(rw=True, user_pin=PIN) as session:
         parameters = session.create_domain_parameters(
             KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True
         )

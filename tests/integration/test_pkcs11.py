@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from tests.integration import softhsm, tenant
 from tests.integration.conftest import WITHIN_ONE_INTERVAL, OperatorProcess
 from vaop import labels
 from vaop.crypto import envelope
+from vaop.providers.pkcs11 import Pkcs11KeyProvider
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -136,3 +139,40 @@ def test_a_module_the_platform_did_not_vet_is_never_loaded(
     assert "not one the platform allows" in denied.value.body
     assert operator.popen is not None
     assert str(copy) not in Path(f"/proc/{operator.popen.pid}/maps").read_text()
+
+
+_NEIGHBOUR = """
+import sys, time, pkcs11
+token = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[2])
+while True:
+    try:
+        with token.open(user_pin="00000000"):
+            pass
+    except pkcs11.exceptions.PKCS11Error:
+        pass
+    time.sleep(0.005)
+"""
+
+
+async def test_another_process_on_the_token_does_not_make_calls_fail() -> None:
+    """SoftHSM2's file store answers GeneralError to slot look-ups while another process logs in
+    (here: a neighbour failing a login every 5 ms, which rewrites the token's PIN counter); every
+    call the provider makes still succeeds."""
+    label = _label()
+    softhsm.add_rsa_version(label, 1)
+    provider = Pkcs11KeyProvider(
+        module=softhsm.MODULE, token_label=softhsm.TOKEN, pin=softhsm.PIN, identity="x"
+    )
+    key = await provider.resolve(label, None)
+    wrapped = await provider.wrap(key, b"k" * 32)
+    neighbour = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _NEIGHBOUR, softhsm.MODULE, softhsm.TOKEN
+    )
+    try:
+        for _ in range(200):
+            assert (await provider.resolve(label, None)).version == "1"
+            opened = await provider.unwrap(label, "1", wrapped.ciphertext, algorithm=wrapped.algorithm)
+            assert opened == b"k" * 32
+    finally:
+        neighbour.kill()
+        await neighbour.wait()

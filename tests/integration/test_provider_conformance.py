@@ -12,7 +12,6 @@ import base64
 import uuid
 from collections.abc import AsyncIterator
 
-import pkcs11
 import pytest
 from kubernetes import client
 from kubernetes_asyncio import client as aclient
@@ -146,11 +145,9 @@ class Pkcs11Harness(Harness):
         softhsm.add_ec_version(self.prefix + key, version)
 
     def disable(self, key: str, version: int) -> None:
-        with (
-            pkcs11.lib(softhsm.MODULE)
-            .get_token(token_label=softhsm.TOKEN)
-            .open(rw=True, user_pin=softhsm.PIN) as session
-        ):
+        with pkcs11_provider.find_token(softhsm.MODULE, softhsm.TOKEN).open(
+            rw=True, user_pin=softhsm.PIN
+        ) as session:
             private = session.get_key(
                 object_class=ObjectClass.PRIVATE_KEY, label=self.prefix + key, id=str(version).encode()
             )

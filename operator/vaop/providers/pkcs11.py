@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -43,6 +44,36 @@ def _module_lock(module: str) -> threading.Lock:
     fails, closing one session logs all out), and slot look-ups are not safe from many threads:
     one caller at a time per module."""
     return threading.Lock()
+
+
+# Tokens already found, by (module, label): a session opens on the known slot instead of
+# enumerating every slot again. Guarded by the module's lock.
+_tokens: dict[tuple[str, str], Any] = {}
+_LOOKUP_ATTEMPTS = 5
+# What a slot that moved or went away answers; the token is then looked up afresh, once.
+_STALE_SLOT = (
+    pkcs11_errors.GeneralError,
+    pkcs11_errors.SlotIDInvalid,
+    pkcs11_errors.TokenNotPresent,
+    pkcs11_errors.DeviceRemoved,
+)
+
+
+def find_token(module: str, label: str) -> Any:
+    """The token labelled ``label``, looked up afresh.
+
+    SoftHSM2's file store answers CKR_GENERAL_ERROR to a slot look-up while another process is
+    touching its token files (measured: over half of all look-ups under a busy neighbour), so a
+    failed look-up is retried a few times, milliseconds apart.
+    """
+    for attempt in range(1, _LOOKUP_ATTEMPTS + 1):
+        try:
+            return _library(module).get_token(token_label=label)
+        except pkcs11_errors.GeneralError:
+            if attempt == _LOOKUP_ATTEMPTS:
+                raise
+            time.sleep(0.01 * attempt)
+    raise AssertionError("unreachable")
 
 
 class Pkcs11KeyProvider(base.KeyProvider):
@@ -129,6 +160,8 @@ class Pkcs11KeyProvider(base.KeyProvider):
                 raise base.UnwrapFailed(
                     f"key {key_name!r} version {version} does not open this account key"
                 ) from None
+            except (pkcs11_errors.GeneralError, pkcs11_errors.DeviceError):
+                raise  # the module failing, not this key: transient
             except pkcs11_errors.PKCS11Error as error:
                 # CKR_KEY_FUNCTION_NOT_PERMITTED (a disabled version) arrives as the bare base class.
                 raise base.UnwrapFailed(
@@ -144,17 +177,29 @@ class Pkcs11KeyProvider(base.KeyProvider):
         with _module_lock(self._module):
             return self._in_session(work)
 
-    def _in_session(self, work: Callable[[Any], T]) -> T:
+    def _token(self) -> Any:
         try:
-            token = _library(self._module).get_token(token_label=self._token_label)
+            return find_token(self._module, self._token_label)
         except (pkcs11_errors.NoSuchToken, pkcs11_errors.MultipleTokensReturned):
             raise base.VaultNotFound(f"no single PKCS#11 token labelled {self._token_label!r}") from None
         except (OSError, RuntimeError, pkcs11_errors.PKCS11Error) as error:
             raise base.TransientError(
                 f"PKCS#11 module {self._module} failed: {error.__class__.__name__}"
             ) from None
+
+    def _open(self) -> Any:
+        known = (self._module, self._token_label)
+        if known in _tokens:
+            try:
+                return _tokens[known].open(user_pin=self._pin)
+            except _STALE_SLOT:
+                del _tokens[known]
+        _tokens[known] = self._token()
+        return _tokens[known].open(user_pin=self._pin)
+
+    def _in_session(self, work: Callable[[Any], T]) -> T:
         try:
-            with token.open(user_pin=self._pin) as session:
+            with self._open() as session:
                 return work(session)
         except (pkcs11_errors.PinIncorrect, pkcs11_errors.PinLenRange, pkcs11_errors.PinInvalid):
             raise base.AccessDenied(
@@ -168,6 +213,7 @@ class Pkcs11KeyProvider(base.KeyProvider):
             pkcs11_errors.DeviceError,
             pkcs11_errors.DeviceRemoved,
             pkcs11_errors.TokenNotPresent,
+            pkcs11_errors.GeneralError,
         ) as error:
             raise base.TransientError(f"token {self._token_label!r}: {error.__class__.__name__}") from None
 
