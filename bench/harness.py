@@ -10,15 +10,19 @@ import base64
 import contextlib
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from kubernetes import client
 
 from vaop import models
+from vaop.providers import kubernetes as kubernetes_provider
 from vaopdev import cluster, environment
 
 
@@ -137,3 +141,108 @@ def all_wrapped_by(api: client.ApiClient, ns: str, count: int, version: str) -> 
         (i.get("status", {}).get("accountKey") or {}).get("wrappedBy", {}).get("keyVersion") == version
         for i in items
     )
+
+
+def kubernetes_key_tenant(api: client.ApiClient, ns: str, *, identity: str) -> None:
+    """KeyVault "vault" (kubernetes provider, keys in ``ns``), CustomerKey "key" on key "kek", and the
+    ServiceAccount ``identity`` granted to read the key Secrets (RoleBinding "keys")."""
+    vault = {
+        "region": "westeurope",
+        "provider": {"kubernetes": {"softDelete": True, "purgeProtection": True}},
+    }
+    customer_key_setup(api, ns, vault, "kek")
+    client.CoreV1Api(api).create_namespaced_service_account(
+        ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=identity))
+    )
+    client.RbacAuthorizationV1Api(api).create_namespaced_role(
+        ns,
+        client.V1Role(
+            metadata=client.V1ObjectMeta(name="keys"),
+            rules=[client.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["get", "list"])],
+        ),
+    )
+    grant_keys(api, ns, identity=identity)
+
+
+def grant_keys(api: client.ApiClient, ns: str, *, identity: str) -> None:
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(
+        ns,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="keys"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="keys"),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name=identity, namespace=ns)],
+        ),
+    )
+
+
+def revoke_keys(api: client.ApiClient, ns: str) -> None:
+    client.RbacAuthorizationV1Api(api).delete_namespaced_role_binding("keys", ns)
+
+
+def rsa_pem(bits: int) -> bytes:
+    key = rsa_keys.generate_private_key(public_exponent=65537, key_size=bits)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def put_key_version(api: client.ApiClient, ns: str, version: int, *, bits: int = 2048) -> None:
+    """Version ``version`` of key "kek": a fresh RSA key in a Secret, as the tenant makes it."""
+    client.CoreV1Api(api).create_namespaced_secret(
+        ns,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=f"kek-v{version}",
+                labels={
+                    kubernetes_provider.LABEL_KEY_NAME: "kek",
+                    kubernetes_provider.LABEL_KEY_VERSION: str(version),
+                },
+            ),
+            data={kubernetes_provider.DATA_KEY: base64.b64encode(rsa_pem(bits)).decode()},
+        ),
+    )
+
+
+def create_system_key_accounts(api: client.ApiClient, ns: str, count: int, *, first: int = 0) -> None:
+    """``count`` SystemKey accounts, named acct-<first> onwards."""
+    custom = client.CustomObjectsApi(api)
+
+    def create(i: int) -> None:
+        body: dict[str, Any] = {
+            "apiVersion": models.API_VERSION,
+            "kind": "VideoAnalyzerAccount",
+            "metadata": {"name": f"acct-{i:05d}"},
+            "spec": {"region": "westeurope", "encryption": {"type": "SystemKey"}},
+        }
+        custom.create_namespaced_custom_object(
+            models.GROUP, models.VERSION, ns, "videoanalyzeraccounts", body
+        )
+
+    parallel(list(range(first, first + count)), create)
+
+
+def all_active(
+    api: client.ApiClient, ns: str, count: int, *, customer_key_version: str | None = None
+) -> bool:
+    """All ``count`` accounts Active; those on a customer key wrapped by ``customer_key_version``."""
+    items = accounts(api, ns)
+
+    def settled(item: dict[str, Any]) -> bool:
+        status = item.get("status") or {}
+        wrapped = (status.get("accountKey") or {}).get("wrappedBy") or {}
+        on_version = customer_key_version is None or wrapped.get("type") != "CustomerKey"
+        return status.get("state") == "Active" and (
+            on_version or wrapped.get("keyVersion") == customer_key_version
+        )
+
+    return len(items) == count and all(settled(i) for i in items)
+
+
+def key_check_values(api: client.ApiClient, ns: str) -> dict[str, str]:
+    return {i["metadata"]["name"]: i["status"]["accountKey"]["keyCheckValue"] for i in accounts(api, ns)}
+
+
+def metrics_text(metrics_url: str) -> str:
+    """The operator's Prometheus exposition."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:  # noqa: S310 (our loopback URL)
+        return str(response.read().decode())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import re
 import time
-import urllib.request
 from collections import Counter
 
 from kubernetes import client
@@ -25,13 +24,10 @@ from vaopdev import openbao
 
 def _vault_requests(metrics_url: str) -> Counter[str]:
     counts: Counter[str] = Counter()
-    with urllib.request.urlopen(metrics_url, timeout=10) as response:  # noqa: S310 (our loopback URL)
-        for line in response.read().decode().splitlines():
-            match = re.match(
-                r'vaop_vault_requests_total\{endpoint="([^"]+)",provider="openbao"\} (\S+)', line
-            )
-            if match:
-                counts[match[1]] = int(float(match[2]))
+    for line in harness.metrics_text(metrics_url).splitlines():
+        match = re.match(r'vaop_vault_requests_total\{endpoint="([^"]+)",provider="openbao"\} (\S+)', line)
+        if match:
+            counts[match[1]] = int(float(match[2]))
     return counts
 
 

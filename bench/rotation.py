@@ -10,39 +10,12 @@ plus N bare Secret updates against the same apiserver (8 writers).
 from __future__ import annotations
 
 import argparse
-import base64
 import time
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
-from kubernetes import client
 
 from bench import harness
 from vaop.crypto import envelope, rsa
-from vaop.providers import kubernetes as kubernetes_provider
-
-
-def _pem(bits: int) -> bytes:
-    key = rsa_keys.generate_private_key(public_exponent=65537, key_size=bits)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _put_version(core: client.CoreV1Api, ns: str, version: int, pem: bytes) -> None:
-    core.create_namespaced_secret(
-        ns,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(
-                name=f"kek-v{version}",
-                labels={
-                    kubernetes_provider.LABEL_KEY_NAME: "kek",
-                    kubernetes_provider.LABEL_KEY_VERSION: str(version),
-                },
-            ),
-            data={kubernetes_provider.DATA_KEY: base64.b64encode(pem).decode()},
-        ),
-    )
 
 
 def rsa_floor(count: int, bits: int) -> float:
@@ -61,34 +34,10 @@ def main() -> None:
     args = parser.parse_args()
     count = args.accounts
     with harness.scratch() as workdir, harness.environment_running(workdir) as (_, api, _operator):
-        core = client.CoreV1Api(api)
         api_floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count) / 2
         ns = harness.namespace(api, "rot")
-        vault = {
-            "region": "westeurope",
-            "provider": {"kubernetes": {"softDelete": True, "purgeProtection": True}},
-        }
-        harness.customer_key_setup(api, ns, vault, "kek")
-        core.create_namespaced_service_account(
-            ns, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="tenant"))
-        )
-        rbac = client.RbacAuthorizationV1Api(api)
-        rbac.create_namespaced_role(
-            ns,
-            client.V1Role(
-                metadata=client.V1ObjectMeta(name="keys"),
-                rules=[client.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["get", "list"])],
-            ),
-        )
-        rbac.create_namespaced_role_binding(
-            ns,
-            client.V1RoleBinding(
-                metadata=client.V1ObjectMeta(name="keys"),
-                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="keys"),
-                subjects=[client.RbacV1Subject(kind="ServiceAccount", name="tenant", namespace=ns)],
-            ),
-        )
-        _put_version(core, ns, 1, _pem(args.bits))
+        harness.kubernetes_key_tenant(api, ns, identity="tenant")
+        harness.put_key_version(api, ns, 1, bits=args.bits)
 
         def on(version: str) -> bool:
             return harness.all_wrapped_by(api, ns, count, version)
@@ -98,7 +47,7 @@ def main() -> None:
             harness.wait_until(lambda: on("1"), timeout=3600)
 
         def rotate() -> None:
-            _put_version(core, ns, 2, _pem(args.bits))
+            harness.put_key_version(api, ns, 2, bits=args.bits)
             harness.wait_until(lambda: on("2"), timeout=3600)
 
         provisioning = harness.timed(provision)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -25,6 +26,16 @@ logger = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
 TOKEN_SECONDS = 600  # the shortest lifetime the TokenRequest API grants
 _RENEW_AFTER = 0.8
+
+
+def unavailable(error: Exception) -> str | None:
+    """What went wrong, in a line, when the apiserver is busy, failing or away (429, 5xx, 409 on a
+    write that raced, a broken connection): worth a retry. None for anything else."""
+    if isinstance(error, ApiException) and (error.status in (0, 409, 429) or error.status >= 500):
+        return f"the apiserver answered {error.status} {error.reason}"
+    if isinstance(error, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError):
+        return f"the apiserver could not be reached ({error.__class__.__name__})"
+    return None
 
 
 async def read_secret_or_none(core: client.CoreV1Api, name: str, namespace: str) -> client.V1Secret | None:

@@ -3,6 +3,7 @@ never account names, key names or anything derived from key material."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -48,6 +49,10 @@ DATA_REQUESTS = Counter(
     "Data API requests by resource, verb and whether they were authorized.",
     ["resource", "verb", "allowed"],
 )
+EVENT_LOOP_TASKS = Gauge(
+    "vaop_event_loop_tasks",
+    "Tasks on the operator's event loop: steady at rest, a count that keeps growing leaks.",
+)
 RECONCILIATIONS = Counter(
     "vaop_account_reconciliations_total", "Account reconciliations by result reason.", ["reason"]
 )
@@ -82,6 +87,7 @@ class StateGauge:
             ACCOUNTS.labels(known).set(counts.get(known, 0))
 
 
-def serve(port: int) -> None:
+def serve(port: int, loop: asyncio.AbstractEventLoop) -> None:
+    EVENT_LOOP_TASKS.set_function(lambda: len(asyncio.all_tasks(loop)))
     if port:
         start_http_server(port)

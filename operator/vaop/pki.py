@@ -45,8 +45,9 @@ def _key_pem(key: PrivateKey) -> bytes:
 
 def _validity(builder: x509.CertificateBuilder, days: int) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
-    # Backdate a little so that a clock a few seconds behind still accepts the certificate.
-    return builder.not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(
+    # Backdated an hour, as Kubernetes' own self-signed certificates are: a peer whose clock is up to
+    # an hour behind (or ours, ahead) still accepts the certificate.
+    return builder.not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(
         now + datetime.timedelta(days=days)
     )
 

@@ -121,6 +121,7 @@ class _Process:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    command: list[str]
 
 
 @dataclass
@@ -185,6 +186,22 @@ class ControlPlane:
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def restart(self, name: str, *, down_for: float = 0.0, timeout: float = 120.0) -> None:
+        """SIGKILL ``etcd`` or ``kube-apiserver`` (a crash, a node lost), keep it down for ``down_for``
+        seconds, start it again with the same flags and ports, and wait until it is healthy."""
+        health = {"etcd": f"{self.etcd_url}/health", "kube-apiserver": f"{self.server}/readyz"}[name]
+        index = next(i for i, p in enumerate(self._processes) if p.name == name)
+        old = self._processes[index]
+        old.popen.kill()
+        old.popen.wait()
+        time.sleep(down_for)
+        self._spawn(name, old.command)
+        self._processes[index] = self._processes.pop()  # in its place: stop() walks the start order back
+        if name == "etcd":
+            self._wait_http(health, name, timeout)
+        else:
+            self._wait_https(health, name, timeout)
+
     def processes(self) -> dict[str, int]:
         """Name to pid of the running processes (for tests and `make down`)."""
         return {p.name: p.popen.pid for p in self._processes if p.popen.poll() is None}
@@ -243,7 +260,7 @@ class ControlPlane:
                 preexec_fn=die_with_parent,
                 cwd=self.workdir,
             )
-        self._processes.append(_Process(name, popen, log_path))
+        self._processes.append(_Process(name, popen, log_path, command))
 
     def _start_etcd(self) -> None:
         assert self.bins is not None and self.workdir is not None

@@ -1,9 +1,9 @@
-"""Key lifecycle on the real control plane: new versions, revocation, recovery, transient faults, crashes."""
+"""Key lifecycle on the real control plane: new versions, revocation, recovery, transient faults
+(crashes and outages: test_faults.py)."""
 
 from __future__ import annotations
 
 import base64
-import random
 import time
 from typing import Any
 
@@ -13,7 +13,6 @@ from kubernetes import client
 from tests import helpers
 from tests.integration import tenant
 from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD, WITHIN_ONE_INTERVAL, OperatorProcess
-from vaop.crypto import envelope
 
 
 def _byok(
@@ -155,67 +154,6 @@ def test_transient_fault_shorter_than_grace_changes_nothing_and_longer_one_locks
     finally:
         operator.fail_vault(namespace, "vault", failing=False)
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
-
-
-def test_crash_safety_under_repeated_sigkill_during_rotation(
-    admin: client.ApiClient, namespace: str, keys_namespace: str, operator: OperatorProcess
-) -> None:
-    """200 accounts re-wrap while the operator is SIGKILLed at random moments, at least 10 times."""
-    count = 200
-    v1, v2 = tenant.rsa_pem(2048), tenant.rsa_pem(2048)
-    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
-    tenant.put_key_version(admin, keys_namespace, "kek", 1, v1)
-    tenant.make_key(admin, namespace, "key", vault="vault", key_name="kek")
-    # One identity for all: one (identity, key) pair, as a platform with a shared tenant identity has.
-    client.CoreV1Api(admin).create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="shared"))
-    )
-    tenant.grant(admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="shared")
-    names = [f"acct-{i:03d}" for i in range(count)]
-    for name in names:
-        helpers.create(
-            admin,
-            namespace,
-            "VideoAnalyzerAccount",
-            name,
-            {
-                "region": "westeurope",
-                "encryption": {
-                    "type": "CustomerKey",
-                    "keyRef": {"name": "key"},
-                    "identity": {"serviceAccountName": "shared"},
-                },
-            },
-        )
-
-    def all_on(version: str) -> bool:
-        items = helpers.custom(admin).list_namespaced_custom_object(
-            "videoanalyzer.io", "v1alpha1", namespace, "videoanalyzeraccounts"
-        )["items"]
-        return len(items) == count and all(
-            (i.get("status", {}).get("accountKey") or {}).get("wrappedBy", {}).get("keyVersion") == version
-            and i["status"].get("state") == "Active"
-            for i in items
-        )
-
-    helpers.eventually(lambda: all_on("1"), timeout=180, interval=1)
-    kcvs = {name: _kcv(admin, namespace, name) for name in names}
-
-    tenant.put_key_version(admin, keys_namespace, "kek", 2, v2)
-    rng = random.Random(1234)
-    for _ in range(10):
-        time.sleep(rng.uniform(0.3, 2.0))
-        operator.kill()
-        operator.start()
-    helpers.eventually(lambda: all_on("2"), timeout=180, interval=1)
-
-    for name in names:
-        assert _kcv(admin, namespace, name) == kcvs[name]
-        secret = client.CoreV1Api(admin).read_namespaced_secret(f"{name}-account-key", namespace)
-        assert secret.data  # the envelope is there
-        account_key = tenant.open_account_key(admin, namespace, name, v2)
-        assert envelope.key_check_value(account_key) == kcvs[name]
-        assert base64.b64encode(account_key).decode() not in str(secret.data)
 
 
 def test_no_key_material_in_operator_log_events_or_status(

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from .. import metrics
+from .. import kubeclient, metrics
 from . import auth, documents, kinds, patches, verbs
 from .documents import ApiError
 
@@ -124,7 +124,14 @@ class DataServer:
             return _json(too_large.status(), status=413)
         except web.HTTPException:
             raise
-        except Exception:
+        except Exception as error:
+            why = kubeclient.unavailable(error)  # asked on the request's behalf (a review, a read)
+            if why is not None:
+                logger.warning("Data API: %s %s: %s", request.method, request.path, why)
+                code = 429 if getattr(error, "status", None) == 429 else 503
+                response = _json(ApiError(code, f"{why}; retry shortly").status(), status=code)
+                response.headers["Retry-After"] = "1"
+                return response
             logger.exception("Data API: %s %s failed", request.method, request.path)
             return _json(ApiError(500, "internal error; see the operator's log").status(), status=500)
 

@@ -77,7 +77,7 @@ async def start(
         key_vaults=vaults_of,
         accounts=lambda: list(accounts),
     )
-    metrics.serve(options.metrics_port)
+    metrics.serve(options.metrics_port, asyncio.get_running_loop())
     if options.health_port:
         memo.health = health.HealthServer(readiness, host=options.health_host, port=options.health_port)
         await memo.health.start()

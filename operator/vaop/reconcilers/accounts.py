@@ -21,6 +21,7 @@ from .. import conditions, labels, metrics, models, platformkeys, wrapping
 from ..crypto import envelope
 from ..domain import accounts as domain
 from ..providers import base
+from . import workqueue
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def owner_reference(name: str, uid: str) -> client.V1OwnerReference:
     )
 
 
-class Retry(Exception):
+class Retry(workqueue.Transient):
     """Something changed underneath (a write conflict, a transient API error): reconcile again soon."""
 
 

@@ -28,7 +28,6 @@ from . import accounts, monitor, workqueue
 logger = logging.getLogger(__name__)
 
 AccountKey = tuple[str, str]  # (namespace, name)
-RETRY_DELAY = 2.0
 REFUSED_RETRY = 15.0
 REFUSALS = (400, 403, 422)
 BACKOFF = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -102,9 +101,6 @@ class AccountController:
             try:
                 await self._ensure_identity(body, spec)
                 result = await self._reconciler.reconcile(account)
-            except accounts.Retry as retry:
-                logger.info("Account %s/%s: %s; retrying", namespace, name, retry)
-                return RETRY_DELAY
             except ApiException as error:
                 if error.status not in REFUSALS:
                     raise
@@ -428,11 +424,12 @@ LAST_CHECKED_REFRESH = datetime.timedelta(minutes=5)
 
 def _stale(last_checked: str | None) -> bool:
     """lastChecked is refreshed when a check finds something new, and otherwise every few minutes:
-    often enough to show the checks run, rarely enough that a quiet key costs no writes."""
+    often enough to show the checks run, rarely enough that a quiet key costs no writes. A time
+    that far in the future (the clock was stepped back, or another replica's runs ahead) is stale too."""
     if not last_checked:
         return True
     then = datetime.datetime.fromisoformat(last_checked)
-    return datetime.datetime.now(datetime.UTC) - then > LAST_CHECKED_REFRESH
+    return abs(datetime.datetime.now(datetime.UTC) - then) > LAST_CHECKED_REFRESH
 
 
 def _refusal(error: ApiException) -> str:

@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from .. import models, wrapping
+from .. import kubeclient, models, wrapping
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +160,12 @@ class KeyMonitor:
         async with self._concurrency:
             try:
                 result = await self._check(pair)
-            except Exception:
-                logger.exception("Checking %s failed", pair)
+            except Exception as error:
+                why = kubeclient.unavailable(error)  # checked again at the next sweep
+                if why is None:
+                    logger.exception("Checking %s failed", pair)
+                else:
+                    logger.warning("Checking %s: %s; next sweep retries", pair, why)
                 return
         if result.problem is None:
             self.succeeded(pair)

@@ -4,18 +4,46 @@ Any event (an account changed, its Secret vanished, its key rotated) just adds t
 a key waiting in the queue is not added twice, and a key is never processed by two workers at
 once (added while in progress, it runs once more afterwards). The processing function returns a
 delay to run the key again later (backoff), or None.
+
+A key whose processing raises is retried with a per-key exponential backoff (half a second,
+doubling, at most a minute; at least what a 429's Retry-After asks), reset by its next success.
+An apiserver that is busy, failing or away (429, 5xx, a broken connection) or a ``Transient`` is
+logged in one line; anything else is a bug and logged with its traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
+
+from .. import kubeclient
 
 logger = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
+FIRST_RETRY, LAST_RETRY = 0.5, 60.0
+
+
+class Transient(Exception):
+    """Something changed underneath or is briefly unavailable: process the key again soon."""
+
+
+def transient(error: Exception) -> str | None:
+    """What went wrong, in a line, if it is worth just retrying; None for an unexpected error."""
+    if isinstance(error, Transient):
+        return str(error)
+    return kubeclient.unavailable(error)
+
+
+def _retry_after(error: Exception) -> float:
+    headers = getattr(error, "headers", None) or {}
+    try:
+        return float(headers.get("Retry-After", 0))
+    except ValueError:
+        return 0.0
 
 
 class WorkQueue(Generic[K]):
@@ -28,6 +56,7 @@ class WorkQueue(Generic[K]):
         self._active: set[K] = set()
         self._dirty: set[K] = set()
         self._timers: dict[K, asyncio.TimerHandle] = {}
+        self._failures: dict[K, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def add(self, key: K) -> None:
@@ -72,11 +101,11 @@ class WorkQueue(Generic[K]):
             delay: float | None = None
             try:
                 delay = await self._process(key)
+                self._failures.pop(key, None)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("%s: processing %s failed; retrying in 30s", self._name, key)
-                delay = 30.0
+            except Exception as error:
+                delay = self._backoff(key, error)
             finally:
                 self._active.discard(key)
             if key in self._dirty:
@@ -84,3 +113,14 @@ class WorkQueue(Generic[K]):
                 self.add(key)
             elif delay is not None:
                 self.add_after(key, delay)
+
+    def _backoff(self, key: K, error: Exception) -> float:
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        delay = min(LAST_RETRY, FIRST_RETRY * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)  # noqa: S311
+        delay = float(max(delay, _retry_after(error)))
+        why = transient(error)
+        if why is None:
+            logger.exception("%s: %s: unexpected error; retrying in %.1fs", self._name, key, delay)
+        else:
+            logger.warning("%s: %s: %s; retrying in %.1fs", self._name, key, why, delay)
+        return delay
