@@ -325,6 +325,8 @@ class ControlPlane:
                 f"--audit-policy-file={policy}",
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-format=json",
+                # Never rotated (the default rotates at 100 MB): tests read the whole session from it.
+                "--audit-log-maxsize=1000000",
                 "--audit-log-mode=blocking",
                 f"--cert-dir={pki_dir}",
                 "--v=0",

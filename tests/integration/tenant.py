@@ -149,6 +149,16 @@ def wait_condition(
     return helpers.eventually(probe, timeout=timeout)
 
 
+def key_status(admin: client.ApiClient, namespace: str, name: str = "key") -> dict[str, Any]:
+    """The CustomerKey's status once a check has described the key (keyType and size are set)."""
+
+    def probe() -> dict[str, Any] | None:
+        status = helpers.get(admin, namespace, "CustomerKey", name).get("status") or {}
+        return status if status.get("keyType") else None
+
+    return helpers.eventually(probe)
+
+
 def wait_locked(
     admin: client.ApiClient, namespace: str, name: str, reason: str, *, timeout: float = 30
 ) -> dict[str, Any]:

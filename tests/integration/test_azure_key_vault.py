@@ -67,7 +67,7 @@ def test_wrap_rotate_revoke_recover(
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     assert account["status"]["accountKey"]["wrappedBy"]["keyVersion"] == first
     kcv = account["status"]["accountKey"]["keyCheckValue"]
-    status = helpers.eventually(lambda: helpers.get(admin, namespace, "CustomerKey", "key").get("status"))
+    status = tenant.key_status(admin, namespace)
     assert (status["keyType"], status["keySize"], status["currentVersion"]) == ("RSA", 3072, first)
 
     # Rotation: a new version appears (as `az keyvault key rotate` makes one); the account follows.
@@ -117,7 +117,7 @@ def test_hsm_key_is_reported_and_ec_key_refused(
     key, _ = azure_key(admin, namespace, azure_vault, key_type="RSA-HSM", size=2048)
     tenant.account(admin, namespace, "studio", key="key")
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
-    status = helpers.eventually(lambda: helpers.get(admin, namespace, "CustomerKey", "key").get("status"))
+    status = tenant.key_status(admin, namespace)
     assert (status["keyType"], status["keySize"]) == ("RSA-HSM", 2048)
 
     # The newest version is now an EC key: a configuration error to fix, while the account key stays

@@ -53,7 +53,7 @@ def test_wrap_rotate_revoke_recover(
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     assert account["status"]["accountKey"]["wrappedBy"]["keyVersion"] == "1"
     kcv = account["status"]["accountKey"]["keyCheckValue"]
-    status = helpers.eventually(lambda: helpers.get(admin, namespace, "CustomerKey", "key").get("status"))
+    status = tenant.key_status(admin, namespace)
     assert (status["keyType"], status["keySize"], status["currentVersion"]) == ("RSA", 2048, "1")
 
     bao_server.api("POST", f"transit/keys/{key}/rotate")

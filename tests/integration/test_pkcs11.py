@@ -83,7 +83,7 @@ def test_wrap_rotate_revoke_recover(admin: client.ApiClient, namespace: str) -> 
     assert (
         envelope.decode(base64.b64decode(secret.data[labels.ENVELOPE_DATA_KEY])).inner.algorithm == "RSA-OAEP"
     )
-    status = helpers.eventually(lambda: helpers.get(admin, namespace, "CustomerKey", "key").get("status"))
+    status = tenant.key_status(admin, namespace)
     assert (status["keyType"], status["keySize"]) == ("RSA-HSM", 2048)
 
     softhsm.add_rsa_version(label, 2, bits=3072)

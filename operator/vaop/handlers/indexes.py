@@ -73,6 +73,7 @@ class InitialSync:
         self._custom = client.CustomObjectsApi(api)
         self._membership = membership  # plural -> (namespace, name) -> bool
         self._problem: str | None = "the first listing has not completed"
+        self.synced = asyncio.Event()
 
     def problem(self) -> str | None:
         return self._problem
@@ -92,6 +93,7 @@ class InitialSync:
                 waiting = {plural: n for plural, n in missing.items() if n}
                 if not waiting:
                     self._problem = None
+                    self.synced.set()
                     return
                 self._problem = "watch caches still filling: " + ", ".join(
                     f"{n} {plural} not indexed yet" for plural, n in waiting.items()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -139,10 +140,17 @@ async def start(
             on_stopped=memo.leader.stop,
         )
         readiness.add("apiserver", elector.problem)
-        background(elector.run(), "leader-election")
+        background(_once_synced(sync, elector.run), "leader-election")
     else:
-        await memo.leader.start()
+        background(_once_synced(sync, memo.leader.start), "leader-start")
     background(readiness.watch(), "readiness-log")
+
+
+async def _once_synced(sync: indexes.InitialSync, lead: Callable[[], Awaitable[None]]) -> None:
+    """Lead only from complete indices: reconciling while they fill would find an account's key or
+    vault "not found" and lock it for a moment (seen after restarts under load)."""
+    await sync.synced.wait()
+    await lead()
 
 
 async def _start_webhook(
