@@ -92,7 +92,14 @@ class LeaderElector:
             if won and not self.leading:
                 self.leading = True
                 logger.info("Lease %s won by %s: leading", self.settings.name, self.settings.identity)
-                await self._on_started()
+                try:
+                    await self._on_started()
+                except Exception as error:  # e.g. the apiserver failed a read: step back, try next round
+                    logger.warning(
+                        "Lease %s: starting to lead failed: %s", self.settings.name, _describe(error)
+                    )
+                    self.leading = False
+                    await self._on_stopped()
             elif self.leading and not won and self._must_stop():
                 await self._stop_leading()
             await asyncio.sleep(self.settings.retry_period * random.uniform(1.0, 1.2))  # noqa: S311

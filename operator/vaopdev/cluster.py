@@ -141,6 +141,9 @@ class ControlPlane:
     admin_kubeconfig: Path | None = None
     audit_log: Path | None = None
     _kcm_client: pki.KeyPair | None = None
+    # (start, end) in time.time() of each restart() until healthy again: what the apiserver answered
+    # meanwhile (RBAC denies until its caches fill) is no fault of its clients.
+    outages: list[tuple[float, float]] = field(default_factory=list)
 
     def __enter__(self) -> ControlPlane:
         self.start()
@@ -192,6 +195,7 @@ class ControlPlane:
         health = {"etcd": f"{self.etcd_url}/health", "kube-apiserver": f"{self.server}/readyz"}[name]
         index = next(i for i, p in enumerate(self._processes) if p.name == name)
         old = self._processes[index]
+        down_at = time.time()
         old.popen.kill()
         old.popen.wait()
         time.sleep(down_for)
@@ -201,6 +205,7 @@ class ControlPlane:
             self._wait_http(health, name, timeout)
         else:
             self._wait_https(health, name, timeout)
+        self.outages.append((down_at, time.time()))
 
     def processes(self) -> dict[str, int]:
         """Name to pid of the running processes (for tests and `make down`)."""

@@ -126,12 +126,13 @@ def test_a_module_the_platform_did_not_vet_is_never_loaded(
     softhsm.add_rsa_version(label, 1)
     _hsm_vault(admin, namespace, label, module=str(copy))
 
-    def refused() -> str | None:
-        ready = helpers.condition(helpers.get(admin, namespace, "KeyVault", "hsm"), "Ready") or {}
+    def refused(kind: str, name: str) -> str | None:
+        ready = helpers.condition(helpers.get(admin, namespace, kind, name), "Ready") or {}
         return ready["message"] if ready.get("reason") == "ProviderUnavailable" else None
 
-    message = helpers.eventually(refused)
+    message = helpers.eventually(lambda: refused("KeyVault", "hsm"))
     assert f"PKCS#11 module {copy} is not one the platform allows (allowed: {softhsm.MODULE})" in message
+    helpers.eventually(lambda: refused("CustomerKey", "key"))  # the key on it says so too
     # An account on it is refused at admission, with the same reason.
     with pytest.raises(client.ApiException) as denied:
         tenant.account(admin, namespace, "studio", key="key")

@@ -142,8 +142,24 @@ async def start(
         readiness.add("apiserver", elector.problem)
         background(_once_synced(sync, elector.run), "leader-election")
     else:
-        background(_once_synced(sync, memo.leader.start), "leader-start")
+        background(_once_synced(sync, lambda: _lead_alone(memo.leader)), "leader-start")
     background(readiness.watch(), "readiness-log")
+
+
+async def _lead_alone(leader: leading.LeaderWork) -> None:
+    """Without leader election: start leading, and try again while the apiserver fails a read."""
+    delay = 1.0
+    while True:
+        try:
+            await leader.start()
+            return
+        except Exception as error:
+            logger.warning(
+                "Starting to lead failed (%s: %s); retrying in %.0fs", type(error).__name__, error, delay
+            )
+            await leader.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 async def _once_synced(sync: indexes.InitialSync, lead: Callable[[], Awaitable[None]]) -> None:
