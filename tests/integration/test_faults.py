@@ -24,6 +24,7 @@ from kubernetes import client
 from tests import helpers
 from tests.integration import clockshift, faulty_proxy, tenant
 from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD, WITHIN_ONE_INTERVAL, OperatorProcess
+from tests.integration.test_openbao import transit_vault
 from vaop.admission import tls
 from vaop.crypto import envelope
 from vaopdev import cluster, environment, openbao
@@ -154,18 +155,7 @@ def _kubernetes_fleet(admin: client.ApiClient, namespace: str, keys_namespace: s
 
 def _openbao_fleet(admin: client.ApiClient, namespace: str, bao: openbao.OpenBao, count: int) -> Fleet:
     """Accounts on an OpenBao transit key; the tenant opens envelopes by asking the vault to decrypt."""
-    key = f"kek-{namespace}"
-    bao.api("POST", f"transit/keys/{key}", {"type": "rsa-2048"})
-    bao.grant(policy=namespace, key=key)
-    bao.role(name=namespace, namespace=namespace, service_account="shared", policy=namespace)
-    helpers.create(
-        admin,
-        namespace,
-        "KeyVault",
-        "bao",
-        {"region": "westeurope", "provider": {"openbao": {"address": bao.address, "role": namespace}}},
-    )
-    tenant.make_key(admin, namespace, "key", vault="bao", key_name=key)
+    key = transit_vault(admin, namespace, bao, identity="shared")
     _shared_identity(admin, namespace)
 
     def rotate() -> str:

@@ -20,14 +20,20 @@ from vaopdev import openbao
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-def _vault(
-    admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao, *, key_type: str = "rsa-2048"
+def transit_vault(
+    admin: client.ApiClient,
+    namespace: str,
+    bao_server: openbao.OpenBao,
+    *,
+    key_type: str = "rsa-2048",
+    identity: str = "studio-identity",
 ) -> str:
-    """Transit key, policy and role for ``studio-identity`` of ``namespace``; KeyVault and CustomerKey."""
+    """Transit key, policy and role for ServiceAccount ``identity`` of ``namespace``; KeyVault "bao"
+    and CustomerKey "key" on it. The transit key's name."""
     key = f"kek-{namespace}"
     bao_server.api("POST", f"transit/keys/{key}", {"type": key_type})
     bao_server.grant(policy=namespace, key=key)
-    bao_server.role(name=namespace, namespace=namespace, service_account="studio-identity", policy=namespace)
+    bao_server.role(name=namespace, namespace=namespace, service_account=identity, policy=namespace)
     helpers.create(
         admin,
         namespace,
@@ -48,7 +54,7 @@ def _inner_ciphertext(admin: client.ApiClient, namespace: str) -> bytes:
 def test_wrap_rotate_revoke_recover(
     admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
 ) -> None:
-    key = _vault(admin, namespace, bao_server)
+    key = transit_vault(admin, namespace, bao_server)
     tenant.account(admin, namespace, "studio", key="key")
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     assert account["status"]["accountKey"]["wrappedBy"]["keyVersion"] == "1"
@@ -76,7 +82,7 @@ def test_wrap_rotate_revoke_recover(
 def test_deletable_key_is_refused(
     admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
 ) -> None:
-    key = _vault(admin, namespace, bao_server)
+    key = transit_vault(admin, namespace, bao_server)
     bao_server.api("POST", f"transit/keys/{key}/config", {"deletion_allowed": True})
     tenant.account(admin, namespace, "studio", key="key")
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="SoftDeleteDisabled")
@@ -86,7 +92,7 @@ def test_deletable_key_is_refused(
 def test_ec_transit_key_is_unsupported(
     admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
 ) -> None:
-    _vault(admin, namespace, bao_server, key_type="ecdsa-p256")
+    transit_vault(admin, namespace, bao_server, key_type="ecdsa-p256")
     tenant.account(admin, namespace, "studio", key="key")
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="KeyUnsupported")
     assert "EC key" in helpers.condition(account, "Ready")["message"]  # type: ignore[index]
@@ -95,7 +101,7 @@ def test_ec_transit_key_is_unsupported(
 def test_deleted_key_locks_the_account(
     admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
 ) -> None:
-    key = _vault(admin, namespace, bao_server)
+    key = transit_vault(admin, namespace, bao_server)
     tenant.account(admin, namespace, "studio", key="key")
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     bao_server.api("POST", f"transit/keys/{key}/config", {"deletion_allowed": True})
@@ -107,7 +113,7 @@ def test_server_stopped_past_the_grace_period_locks_and_restart_recovers(
     admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao
 ) -> None:
     """A real unreachable endpoint: the server process is stopped (connections refused), then restarted."""
-    _vault(admin, namespace, bao_server)
+    transit_vault(admin, namespace, bao_server)
     tenant.account(admin, namespace, "studio", key="key")
     tenant.vault_outage_locks_then_recovers(
         admin, namespace, "studio", take_away=bao_server.stop, bring_back=bao_server.start
