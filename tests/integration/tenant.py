@@ -115,6 +115,19 @@ def account(
     )
 
 
+def studio_on_customer_key(admin: client.ApiClient, namespace: str, keys_namespace: str) -> bytes:
+    """Account "studio" Ready on CustomerKey "key" (kubernetes provider, key "kek" version 1 in
+    ``keys_namespace``, read by its default identity). The key version's PEM."""
+    pem = rsa_pem(2048)
+    make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
+    put_key_version(admin, keys_namespace, "kek", 1, pem)
+    make_key(admin, namespace, "key", vault="vault", key_name="kek")
+    grant(admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="studio-identity")
+    account(admin, namespace, "studio", key="key")
+    wait_condition(admin, namespace, "studio", "Ready", "True")
+    return pem
+
+
 def set_encryption(admin: client.ApiClient, namespace: str, name: str, *, key: str | None) -> None:
     encryption = (
         {"type": "CustomerKey", "keyRef": {"name": key}} if key else {"type": "SystemKey", "keyRef": None}

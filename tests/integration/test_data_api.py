@@ -314,14 +314,7 @@ def test_writes_need_an_active_account_of_the_namespace(
 def test_key_inaccessible_withholds_content_refuses_changes_and_recovers(
     kubectl: Kubectl, admin: client.ApiClient, namespace: str, keys_namespace: str
 ) -> None:
-    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
-    tenant.put_key_version(admin, keys_namespace, "kek", 1, tenant.rsa_pem(2048))
-    tenant.make_key(admin, namespace, "key", vault="vault", key_name="kek")
-    tenant.grant(
-        admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="studio-identity"
-    )
-    tenant.account(admin, namespace, "studio", key="key")
-    tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    tenant.studio_on_customer_key(admin, namespace, keys_namespace)
     kubectl("create", "-f", "-", stdin=video(namespace, "secret-cam", camera="vault"))
     kubectl("create", "-f", "-", stdin=video(namespace, "doomed"))
 
@@ -508,14 +501,7 @@ def test_a_sealed_object_copied_to_another_name_or_account_does_not_open(
 def test_rotating_the_customer_key_keeps_every_object_readable(
     kubectl: Kubectl, admin: client.ApiClient, namespace: str, keys_namespace: str
 ) -> None:
-    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
-    tenant.put_key_version(admin, keys_namespace, "kek", 1, tenant.rsa_pem(2048))
-    tenant.make_key(admin, namespace, "key", vault="vault", key_name="kek")
-    tenant.grant(
-        admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="studio-identity"
-    )
-    tenant.account(admin, namespace, "studio", key="key")
-    tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    tenant.studio_on_customer_key(admin, namespace, keys_namespace)
     for i in range(3):
         kubectl("create", "-f", "-", stdin=video(namespace, f"r{i}", title=f"Before {i}"))
     tenant.put_key_version(admin, keys_namespace, "kek", 2, tenant.rsa_pem(2048))

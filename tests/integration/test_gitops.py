@@ -106,14 +106,7 @@ def test_a_flaky_vault_is_in_progress_then_failed_after_the_grace_period(
     operator: OperatorProcess,
     gitops_check: Path,
 ) -> None:
-    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
-    tenant.put_key_version(admin, keys_namespace, "kek", 1, tenant.rsa_pem(2048))
-    tenant.make_key(admin, namespace, "key", vault="vault", key_name="kek")
-    tenant.grant(
-        admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="studio-identity"
-    )
-    tenant.account(admin, namespace, "studio", key="key")
-    tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    tenant.studio_on_customer_key(admin, namespace, keys_namespace)
     operator.fail_vault(namespace, "vault", failing=True)
     try:
         account = tenant.wait_condition(

@@ -58,14 +58,7 @@ def _walk_every_path(
     """A customer key (kubernetes provider: key Secrets, the identity's token), a rotation (the
     Secret's update), an Azure key signed in with the identity's annotations, and the data API
     (sealed storage, authorization of each request)."""
-    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
-    tenant.put_key_version(admin, keys_namespace, "kek", 1, tenant.rsa_pem(2048))
-    tenant.make_key(admin, namespace, "key", vault="vault", key_name="kek")
-    tenant.grant(
-        admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="studio-identity"
-    )
-    tenant.account(admin, namespace, "studio", key="key")
-    tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    tenant.studio_on_customer_key(admin, namespace, keys_namespace)
     tenant.put_key_version(admin, keys_namespace, "kek", 2, tenant.rsa_pem(2048))
     tenant.wait_wrapped_by(admin, namespace, "studio", type="CustomerKey", keyVersion="2")
     # A second tenant, on Azure Key Vault, its app named by its identity's annotations.
