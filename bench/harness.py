@@ -7,7 +7,11 @@ apiserver writes, bare RSA operations), never absolute targets.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -246,3 +250,79 @@ def metrics_text(metrics_url: str) -> str:
     """The operator's Prometheus exposition."""
     with urllib.request.urlopen(metrics_url, timeout=10) as response:  # noqa: S310 (our loopback URL)
         return str(response.read().decode())
+
+
+def request_counts(
+    plane: cluster.ControlPlane, *, since: float, users: set[str] | None = None
+) -> collections.Counter[str]:
+    """Requests to the apiserver after ``since`` (time.time()), as "<verb> <resource>[/<subresource>]"
+    (the audit log; watches counted once, when opened)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for event in plane.audit_events(since=since, users=users):
+        ref = event.get("objectRef") or {}
+        resource = ref.get("resource", event.get("requestURI", "?"))
+        if ref.get("subresource"):
+            resource += "/" + ref["subresource"]
+        counts[f"{event['verb']} {resource}"] += 1
+    return counts
+
+
+def operator_user() -> str:
+    return f"system:serviceaccount:{environment.OPERATOR_NAMESPACE}:{environment.OPERATOR_SERVICE_ACCOUNT}"
+
+
+def print_requests(title: str, counts: collections.Counter[str], per: int) -> None:
+    total = sum(counts.values())
+    print(f"{title}: {total} requests, {total / per:.2f} per account")
+    for what, n in counts.most_common():
+        print(f"  {what:45s} {n:7d}  {n / per:6.2f}/account")
+
+
+@contextlib.contextmanager
+def profiled(pid: int, *, enabled: bool = True, top: int = 15) -> Iterator[list[str]]:
+    """Sample ``pid`` with py-spy while the block runs; then the list holds the functions where it
+    spent most time (own time, the leaf frames, and total time, anywhere on the stack)."""
+    found: list[str] = []
+    if not enabled:
+        yield found
+        return
+    with tempfile.TemporaryDirectory(prefix="vaop-profile-") as folder:
+        output = Path(folder) / "stacks.txt"
+        spy = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--output",
+                str(output),
+                "--rate",
+                "200",
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield found
+        finally:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        own: collections.Counter[str] = collections.Counter()
+        total: collections.Counter[str] = collections.Counter()
+        samples = 0
+        for line in output.read_text().splitlines() if output.exists() else ():
+            stack, _, count = line.rpartition(" ")
+            frames = [
+                frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                for frame in stack.split(";")
+            ]
+            samples += int(count)
+            own[frames[-1]] += int(count)
+            for frame in set(frames):
+                total[frame] += int(count)
+        found.append(f"{samples} samples")
+        found += [f"own   {100 * n / samples:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+        found += [f"total {100 * n / samples:5.1f}%  {frame}" for frame, n in total.most_common(top)]

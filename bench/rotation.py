@@ -31,9 +31,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--bits", type=int, default=2048, choices=(2048, 3072, 4096))
+    parser.add_argument("--profile", action="store_true", help="sample the operator with py-spy")
     args = parser.parse_args()
     count = args.accounts
-    with harness.scratch() as workdir, harness.environment_running(workdir) as (_, api, _operator):
+    profile: list[str] = []
+    with harness.scratch() as workdir, harness.environment_running(workdir) as (plane, api, operator):
         api_floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count) / 2
         ns = harness.namespace(api, "rot")
         harness.kubernetes_key_tenant(api, ns, identity="tenant")
@@ -51,7 +53,13 @@ def main() -> None:
             harness.wait_until(lambda: on("2"), timeout=3600)
 
         provisioning = harness.timed(provision)
-        rotation = harness.timed(rotate)
+        since = time.time()
+        assert operator.popen is not None
+        with harness.profiled(operator.popen.pid, enabled=args.profile) as profile:
+            rotation = harness.timed(rotate)
+        time.sleep(2)  # the last writes' audit entries
+        users = {harness.operator_user(), f"system:serviceaccount:{ns}:tenant"}
+        requests = harness.request_counts(plane, since=since, users=users)
     crypto_floor = rsa_floor(count, args.bits)
     floor = crypto_floor + api_floor
     print(f"accounts: {count}, customer key RSA-{args.bits}, one (identity, key) pair")
@@ -62,6 +70,12 @@ def main() -> None:
     print(f"floor: bare RSA unwrap+wrap x{count}: {crypto_floor:.1f} s")
     print(f"floor: bare Secret updates x{count}: {api_floor:.1f} s")
     print(f"ratio of rotation to floor: {rotation / floor:.1f}x")
+    harness.print_requests(
+        "apiserver requests during the rotation (operator and tenant identity)", requests, count
+    )
+    if profile:
+        print("where the operator spent its time during the rotation (py-spy):")
+        print("\n".join(f"  {line}" for line in profile))
 
 
 if __name__ == "__main__":

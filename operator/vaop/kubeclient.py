@@ -165,52 +165,96 @@ class Identities:
         self._clients.clear()
 
 
-async def list_and_watch(
-    list_function: Callable[..., Awaitable[Any]],
-    *,
-    label_selector: str,
-    on_event: Callable[[str, Any], None],
-    restart_delay: float = 5.0,
-) -> None:
-    """Informer-style list then watch with a server-side label selector, forever.
+class WatchCache:
+    """Informer-style list then watch with a server-side label selector, forever, keeping the objects.
 
-    After every (re)list, objects that vanished while no watch was open are reported as DELETED,
-    so a deletion in the gap between two watches is never missed. ``on_event`` gets the event type
-    (ADDED, MODIFIED, DELETED) and the object; the initial listing reports nothing already known.
+    Reads come from here instead of GETs. After every (re)list, objects that vanished or changed
+    while no watch was open are reported (DELETED, MODIFIED), so nothing in the gap between two
+    watches is missed. ``on_event`` gets the event type (ADDED, MODIFIED, DELETED) and the object;
+    the first listing reports nothing, and neither does the echo of a write this process made and
+    ``put`` here (its own write is no news to it).
     """
-    known: dict[tuple[str, str], Any] = {}
-    while True:
-        try:
-            listing = await list_function(label_selector=label_selector)
-            listed = {(o.metadata.namespace, o.metadata.name): o for o in listing.items}
-            for key in known.keys() - listed.keys():
-                on_event("DELETED", known[key])
-            for key in listed.keys() - known.keys():
-                if known:
-                    on_event("ADDED", listed[key])
-            known = listed
-            stream = watch.Watch()
-            async with stream:
-                async for event in stream.stream(
-                    list_function,
-                    label_selector=label_selector,
-                    resource_version=listing.metadata.resource_version,
-                    timeout_seconds=300,
-                ):
-                    obj = event["object"]
-                    key = (obj.metadata.namespace, obj.metadata.name)
-                    if event["type"] == "DELETED":
-                        known.pop(key, None)
-                    elif event["type"] in ("ADDED", "MODIFIED"):
-                        known[key] = obj
-                    else:
+
+    def __init__(
+        self,
+        list_function: Callable[..., Awaitable[Any]],
+        *,
+        label_selector: str,
+        on_event: Callable[[str, Any], None] = lambda kind, obj: None,
+        restart_delay: float = 5.0,
+    ) -> None:
+        self._list = list_function
+        self._selector = label_selector
+        self._on_event = on_event
+        self._restart_delay = restart_delay
+        self._objects: dict[tuple[str, str], Any] = {}
+        self.synced = asyncio.Event()
+
+    def get(self, namespace: str, name: str) -> Any | None:
+        return self._objects.get((namespace, name))
+
+    def put(self, obj: Any) -> None:
+        """What a write of this process returned: newer than what the watch delivered so far."""
+        key = (obj.metadata.namespace, obj.metadata.name)
+        if _newer(obj, self._objects.get(key)):
+            self._objects[key] = obj
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._list_then_watch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning("Watch of %s ended (%s); relisting", self._selector, error.__class__.__name__)
+                await asyncio.sleep(self._restart_delay)
+
+    async def _list_then_watch(self) -> None:
+        listing = await self._list(label_selector=self._selector)
+        listed = {(o.metadata.namespace, o.metadata.name): o for o in listing.items}
+        if self.synced.is_set():
+            for key in self._objects.keys() - listed.keys():
+                self._on_event("DELETED", self._objects[key])
+            for key, obj in listed.items():
+                known = self._objects.get(key)
+                if known is None:
+                    self._on_event("ADDED", obj)
+                elif _newer(obj, known):
+                    self._on_event("MODIFIED", obj)
+        self._objects = listed
+        self.synced.set()
+        stream = watch.Watch()
+        async with stream:
+            async for event in stream.stream(
+                self._list,
+                label_selector=self._selector,
+                resource_version=listing.metadata.resource_version,
+                timeout_seconds=300,
+            ):
+                obj, kind = event["object"], event["type"]
+                key = (obj.metadata.namespace, obj.metadata.name)
+                known = self._objects.get(key)
+                if kind == "DELETED":
+                    self._objects.pop(key, None)
+                elif kind in ("ADDED", "MODIFIED"):
+                    echo = known is not None and not _newer(obj, known)
+                    self._objects[key] = obj if not echo else known
+                    if echo:
                         continue
-                    on_event(event["type"], obj)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            logger.warning("Watch of %s ended (%s); relisting", label_selector, error.__class__.__name__)
-            await asyncio.sleep(restart_delay)
+                else:
+                    continue
+                self._on_event(kind, obj)
+
+
+def _newer(obj: Any, known: Any | None) -> bool:
+    """Is ``obj`` a later state than ``known``? resourceVersions are etcd revisions here; where one is
+    not a number (another storage), the object just received is taken as the later."""
+    if known is None:
+        return True
+    try:
+        return int(obj.metadata.resource_version) > int(known.metadata.resource_version)
+    except (TypeError, ValueError):
+        return True
 
 
 async def whoami(api: client.ApiClient) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -71,20 +71,14 @@ def provider_call(provider: str, operation: str) -> Iterator[None]:
         PROVIDER_CALLS.labels(provider, operation, outcome).observe(time.perf_counter() - started)
 
 
-class StateGauge:
-    """Keeps ``vaop_accounts{state}`` equal to the count of accounts last seen in each state."""
+def count_states(states: Callable[[], Tally[str]]) -> None:
+    """``vaop_accounts{state}`` is counted at scrape time from the accounts' records."""
 
-    def __init__(self) -> None:
-        self._states: dict[tuple[str, str], str] = {}
+    def counter(state: str) -> Callable[[], float]:
+        return lambda: float(states().get(state, 0))
 
-    def set(self, account: tuple[str, str], state: str | None) -> None:
-        if state is None:
-            self._states.pop(account, None)
-        else:
-            self._states[account] = state
-        counts = Tally(self._states.values())
-        for known in ("Provisioning", "Active", "KeyInaccessible", "Error"):
-            ACCOUNTS.labels(known).set(counts.get(known, 0))
+    for known in ("Provisioning", "Active", "KeyInaccessible", "Error"):
+        ACCOUNTS.labels(known).set_function(counter(known))
 
 
 def serve(port: int, loop: asyncio.AbstractEventLoop) -> None:

@@ -7,7 +7,7 @@ what it already validated, in the field names users write (camelCase aliases).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Self
 
@@ -155,12 +155,17 @@ class AccountKeyStatus(_Model):
 @dataclass(frozen=True)
 class AccountRecord:
     """What every replica keeps of an account from its watch (a Kopf index): enough for admission
-    (state, reason) and for the data API (uid, spec) without asking the API."""
+    (state, reason), for the data API (uid, spec) and for the leader's reconciliations (all of it)
+    without asking the API."""
 
     uid: str
     state: str
     reason: str
     spec: dict[str, Any]
+    status: dict[str, Any] = field(default_factory=dict)
+    generation: int | None = None
+    resource_version: str = ""
+    deleting: bool = False
 
 
 def identity_name(account_name: str, spec: AccountSpec) -> str:

@@ -49,10 +49,7 @@ def required(
     *, webhook_configuration: str | None, lease: str | None, api_service: str | None = None
 ) -> list[Permission]:
     rules = [
-        *(
-            Permission(v, _CUSTOM, "videoanalyzeraccounts", "watch accounts")
-            for v in ("get", "list", "watch")
-        ),
+        *(Permission(v, _CUSTOM, "videoanalyzeraccounts", "watch accounts") for v in ("list", "watch")),
         Permission("patch", _CUSTOM, "videoanalyzeraccounts/status", "report account state"),
         *(Permission(v, _CUSTOM, "customerkeys", "index customer keys") for v in ("list", "watch")),
         Permission("patch", _CUSTOM, "customerkeys/status", "report what checks of a key found"),
@@ -69,6 +66,7 @@ def required(
         ),
         Permission("create", "", "serviceaccounts", "the default <account>-identity"),
         Permission("get", "", "serviceaccounts", "workload-identity annotations"),
+        Permission("list", "", "serviceaccounts", "identities a new leader finds made"),
         Permission("create", "", "serviceaccounts/token", "act as an account's identity"),
     ]
     if webhook_configuration:

@@ -3,12 +3,16 @@
 ``Session.target`` answers "which exact key version should wrap this account now?" (system key, or
 the CustomerKey -> KeyVault -> provider chain, checked for region, soft-delete, purge protection, key
 type and size), acting as the account's identity for customer keys. ``Session.opener`` finds the
-provider that can open an existing envelope. A session closes the identity clients it opened.
+provider that can open an existing envelope. Sessions of a few seconds share their providers
+through a ``ProviderPool``, so a rotation of many accounts on one key reaches the vault's listing
+(or login) once, not once per account.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -108,11 +112,65 @@ class Contexts:
         )
 
 
+PoolKey = tuple[str, str, kubeclient.ServiceAccountRef, str]  # namespace, vault, identity, vault spec
+
+
+class ProviderPool:
+    """Providers shared by the sessions of the last ``max_age`` seconds, per (vault, identity).
+
+    A provider keeps what it read (the kubernetes provider its key listing), so sharing it shares
+    that answer: never for longer than ``max_age``, and never past a newer one. A *fresh* session
+    (the key monitor's check) always connects anew and leaves its provider here, and any session
+    that meets a problem removes the entry, so a reconciliation never acts on an answer older than
+    the last check's. Replaced providers are closed a minute later (calls may still be running).
+    """
+
+    def __init__(self, max_age: float = 5.0) -> None:
+        self.max_age = max_age
+        self._entries: dict[PoolKey, tuple[base.KeyProvider, float]] = {}
+
+    def get(self, key: PoolKey) -> base.KeyProvider | None:
+        entry = self._entries.get(key)
+        if entry is None or time.monotonic() >= entry[1]:
+            self.evict(key)
+            return None
+        return entry[0]
+
+    def put(self, key: PoolKey, provider: base.KeyProvider) -> None:
+        self.evict(key)
+        self._entries[key] = (provider, time.monotonic() + self.max_age)
+
+    def evict(self, key: PoolKey) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            asyncio.get_running_loop().call_later(60, lambda: asyncio.ensure_future(_close(entry[0])))
+
+    async def close(self) -> None:
+        entries, self._entries = self._entries, {}
+        for provider, _ in entries.values():
+            await _close(provider)
+
+
+async def _close(provider: base.KeyProvider) -> None:
+    with contextlib.suppress(Exception):
+        await provider.close()
+
+
 class Session:
-    def __init__(self, platform: platformkeys.PlatformKeys, identities: kubeclient.Identities) -> None:
+    def __init__(
+        self,
+        platform: platformkeys.PlatformKeys,
+        identities: kubeclient.Identities,
+        *,
+        pool: ProviderPool | None = None,
+        fresh: bool = False,
+    ) -> None:
         self._platform = platform
         self._identities = identities
+        self._pool = pool
+        self._fresh = fresh  # connect anew even if the pool has a provider (and leave it there)
         self._providers: dict[tuple[str, kubeclient.ServiceAccountRef], base.KeyProvider] = {}
+        self._pooled: dict[tuple[str, kubeclient.ServiceAccountRef], PoolKey] = {}
 
     async def __aenter__(self) -> Session:
         return self
@@ -120,10 +178,16 @@ class Session:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # Identity clients belong to ``Identities`` (reused across sessions); providers hold nothing else.
-        for provider in self._providers.values():
-            with contextlib.suppress(Exception):
-                await provider.close()
+        # Identity clients belong to ``Identities`` (reused across sessions), pooled providers to the pool.
+        for place, provider in self._providers.items():
+            if place not in self._pooled:
+                await _close(provider)
+
+    def _failed(self, vault_name: str, identity: kubeclient.ServiceAccountRef) -> None:
+        """A problem with this provider: later sessions must ask the vault again."""
+        key = self._pooled.get((vault_name, identity))
+        if key is not None and self._pool is not None:
+            self._pool.evict(key)
 
     async def target(self, account: AccountContext) -> WrappingKey:
         """The key version that should wrap this account's key now; raises KeyProblem if unusable."""
@@ -168,7 +232,11 @@ class Session:
                 )
             version = await provider.resolve(key.key_name, key.pinned_version)
         except base.ProviderError as error:
+            self._failed(key.vault_ref.name, account.identity)
             raise KeyProblem.from_provider(error) from None
+        except KeyProblem:
+            self._failed(key.vault_ref.name, account.identity)
+            raise
         ref = envelope.InnerKeyRef(
             type=models.EncryptionType.CUSTOMER_KEY.value,
             provider=provider.name,
@@ -195,6 +263,7 @@ class Session:
                 algorithm=sealed.inner.algorithm,
             )
         except base.ProviderError as error:
+            self._failed(sealed.inner.key_vault, account.identity)
             raise KeyProblem.from_provider(error) from None
 
     async def opener(self, account: AccountContext, inner: envelope.InnerKeyRef) -> base.KeyProvider:
@@ -232,6 +301,12 @@ class Session:
         cached = self._providers.get((vault_name, identity))
         if cached is not None:
             return cached
+        pool_key: PoolKey = (account.namespace, vault_name, identity, vault.model_dump_json())
+        pooled = self._pool.get(pool_key) if self._pool is not None and not self._fresh else None
+        if pooled is not None:
+            self._providers[(vault_name, identity)] = pooled
+            self._pooled[(vault_name, identity)] = pool_key
+            return pooled
         try:
             api = await self._identities.client_for(identity)
         except kubeclient.IdentityError as error:
@@ -253,6 +328,9 @@ class Session:
         except base.ProviderError as error:
             raise KeyProblem.from_provider(error) from None
         self._providers[(vault_name, identity)] = provider
+        if self._pool is not None:
+            self._pool.put(pool_key, provider)
+            self._pooled[(vault_name, identity)] = pool_key
         return provider
 
     def _annotations_of(

@@ -202,6 +202,8 @@ NODEUTIL = GoTool(
 # ---- what GitOps tools make of live objects (the GitOps tests) ----------------------------------
 
 GITOPS = GoTool("gitops-check", "gitops", "sigs.k8s.io/cli-utils", (".",), ("gitops",))
+# The controller-runtime baseline of bench/scale.py (our own code: cached by its source hash).
+NOOP_CONTROLLER = GoTool("noop-controller", "noop-controller", None, (".",), ("noop-controller",))
 
 CONTROL_PLANE_TOOLS = (KUBE, ETCD, HELM)
 KIND_TOOLS = (KUBE_NODE, KIND, CONTAINERD, CRICTL, CNI_PLUGINS, COREDNS, ETCD_NODE, NODEUTIL)

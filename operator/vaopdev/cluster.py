@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import datetime
+import json
 import logging
 import os
 import shutil
@@ -21,9 +23,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import yaml
 
@@ -188,6 +192,24 @@ class ControlPlane:
         self._processes.clear()
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def audit_events(self, *, since: float, users: set[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Requests made after ``since`` (a time.time()) by ``users`` (default: everyone), from the
+        apiserver's audit log: each request once (a watch at its start, others when complete)."""
+        assert self.audit_log is not None
+        with self.audit_log.open() as handle:
+            for line in handle:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short when the apiserver was SIGKILLed (restart())
+                long_running = event.get("verb") == "watch"
+                if event.get("stage") != ("ResponseStarted" if long_running else "ResponseComplete"):
+                    continue
+                if users is not None and event["user"]["username"] not in users:
+                    continue
+                if datetime.datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp() >= since:
+                    yield event
 
     def restart(self, name: str, *, down_for: float = 0.0, timeout: float = 120.0) -> None:
         """SIGKILL ``etcd`` or ``kube-apiserver`` (a crash, a node lost), keep it down for ``down_for``

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import base64
-import datetime
-import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -225,24 +222,6 @@ def vault_outage_locks_then_recovers(
         bring_back()
     account = wait_condition(admin, namespace, name, "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
-
-
-def audit_events(audit_log: Path, *, since: float, users: set[str]) -> Iterator[dict[str, Any]]:
-    """Requests made by ``users`` after ``since`` (a time.time()), from the apiserver's audit log."""
-    with audit_log.open() as handle:
-        for line in handle:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short when a test SIGKILLed the apiserver (test_faults.py)
-            # A watch logs a start and an end; count each request once (its start).
-            long_running = event.get("verb") == "watch"
-            if event.get("stage") != ("ResponseStarted" if long_running else "ResponseComplete"):
-                continue
-            if event["user"]["username"] not in users:
-                continue
-            if datetime.datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp() >= since:
-                yield event
 
 
 def open_account_key(

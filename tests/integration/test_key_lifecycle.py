@@ -63,12 +63,22 @@ def test_new_version_rewraps_tracking_accounts_and_leaves_pinned_ones(
     assert _kcv(admin, namespace, "p") == before["p"]
     key = helpers.get(admin, namespace, "CustomerKey", "key")
     assert key["status"]["currentVersion"] == "2"
-    rotations = [
-        e
-        for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items
-        if e.reason == "AccountKeyRewrapped"
-    ]
-    assert {e.involved_object.name for e in rotations} == {"a", "b", "c"}
+
+    def rotation_events() -> list[Any] | None:
+        """A rotation is told once per key (events.RotationSummary), naming the accounts re-wrapped."""
+        found = [
+            e
+            for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items
+            if e.reason == "AccountKeysRewrapped"
+        ]
+        named = {n.strip(" .") for e in found for n in e.message.split(": ", 1)[1].split(",")}
+        return found if named >= {"a", "b", "c"} else None
+
+    rotations = helpers.eventually(rotation_events, timeout=WITHIN_ONE_INTERVAL)
+    assert {(e.involved_object.kind, e.involved_object.name) for e in rotations} == {("CustomerKey", "key")}
+    assert all("to version 2" in e.message and "p" not in e.message.split(": ", 1)[1] for e in rotations)
+    events = client.CoreV1Api(admin).list_namespaced_event(namespace).items
+    assert not [e for e in events if e.reason == "AccountKeyRewrapped"]  # not one per account
 
 
 @pytest.mark.usefixtures("operator")

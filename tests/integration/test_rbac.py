@@ -79,8 +79,7 @@ def _walk_every_path(
 
 
 def _audit(control_plane: cluster.ControlPlane, user: str) -> list[dict[str, Any]]:
-    assert control_plane.audit_log is not None
-    return list(tenant.audit_events(control_plane.audit_log, since=0, users={user}))
+    return list(control_plane.audit_events(since=0, users={user}))
 
 
 def _describe(events: Iterable[dict[str, Any]]) -> list[str]:

@@ -7,6 +7,7 @@ the API for references.
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 import kopf
@@ -35,11 +36,22 @@ def key_vaults(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[str
 
 @kopf.index(models.GROUP, models.VERSION, "videoanalyzeraccounts")
 def accounts(
-    namespace: str, name: str, uid: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+    namespace: str, name: str, body: kopf.Body, **_: Any
 ) -> dict[tuple[str, str], models.AccountRecord]:
-    """Every account as its status shows it: the KeyInaccessible lock, and what the data API needs."""
+    """Every account as its status shows it: the KeyInaccessible lock, what the data API needs, and
+    what the leader reconciles from."""
+    status = body.get("status") or {}
     ready = conditions.find(status.get("conditions"), conditions.READY) or {}
-    record = models.AccountRecord(uid, str(status.get("state", "")), str(ready.get("reason", "")), dict(spec))
+    record = models.AccountRecord(
+        body.metadata.uid,
+        str(status.get("state", "")),
+        str(ready.get("reason", "")),
+        copy.deepcopy(dict(body.get("spec") or {})),
+        status=copy.deepcopy(dict(status)),
+        generation=body.metadata.get("generation"),
+        resource_version=str(body.metadata.get("resourceVersion", "")),
+        deleting=bool(body.metadata.get("deletionTimestamp")),
+    )
     return {(namespace, name): record}
 
 

@@ -77,6 +77,7 @@ async def start(
         all_customer_keys=lambda: list(customer_keys),
         key_vaults=vaults_of,
         accounts=lambda: list(accounts),
+        account=lambda namespace, name: indexes.first(accounts, (namespace, name)),
     )
     metrics.serve(options.metrics_port, asyncio.get_running_loop())
     if options.health_port:

@@ -43,7 +43,8 @@ class KubernetesKeyProvider(base.KeyProvider):
         self._namespace = namespace
         self._identity = identity
         self._properties = base.VaultProperties(soft_delete=soft_delete, purge_protection=purge_protection)
-        # One listing per key for the provider's lifetime (one reconciliation): wrap and unwrap reuse it.
+        # One listing per key for the provider's lifetime (a few seconds, see wrapping.ProviderPool):
+        # wrap and unwrap, and the reconciliations of a rotation, reuse it.
         self._pems: dict[tuple[str, str], bytes] = {}
         self._listed: dict[str, list[base.KeyVersion]] = {}
 

@@ -17,7 +17,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import conditions, labels, metrics, models, platformkeys, wrapping
+from .. import conditions, kubeclient, labels, metrics, models, platformkeys, wrapping
 from ..crypto import envelope
 from ..domain import accounts as domain
 from ..providers import base
@@ -35,6 +35,14 @@ def owner_reference(name: str, uid: str) -> client.V1OwnerReference:
 
 class Retry(workqueue.Transient):
     """Something changed underneath (a write conflict, a transient API error): reconcile again soon."""
+
+
+class SecretInTheWay(Exception):
+    """The create found a Secret of that name that the watch does not show: not the operator's."""
+
+    def __init__(self, outcome: domain.Outcome) -> None:
+        super().__init__(outcome.conditions[0].message)
+        self.outcome = outcome
 
 
 def _held_envelope(
@@ -101,28 +109,38 @@ class KeyReport:
 class Result:
     outcome: domain.Outcome
     key_report: KeyReport | None
-    events: list[tuple[str, str]]  # (reason, message) of what was done
+    events: list[tuple[str, str]]  # (reason, message) of what was done, for the account's Events
+    rotation: str | None = None  # re-wrapped by this new version of its CustomerKey (told per key)
 
 
 class AccountReconciler:
-    def __init__(self, api: client.ApiClient, platform: platformkeys.PlatformKeys, identities: Any) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        platform: platformkeys.PlatformKeys,
+        identities: Any,
+        secrets: kubeclient.WatchCache,
+        pool: wrapping.ProviderPool,
+    ) -> None:
         self._core = client.CoreV1Api(api)
         self._platform = platform
         self._identities = identities
+        self._secrets = secrets  # the account-key Secrets, as the watch (and this process's writes) left them
+        self._pool = pool
 
     async def reconcile(self, account: Account) -> Result:
-        secret = await self._read_secret(account)
+        key_existed = bool(account.status.get("accountKey"))
+        secret = await self._read_secret(account, confirm_absence=key_existed)
         current: envelope.Envelope | None = None
         if secret is not None:
             unusable, current = _held_envelope(account, secret)
             if unusable is not None:
                 return Result(unusable, None, [])
-        key_existed = bool(account.status.get("accountKey"))
         key_name = (
             account.context.spec.encryption.key_ref.name if account.context.spec.encryption.key_ref else None
         )
 
-        async with wrapping.Session(self._platform, self._identities) as session:
+        async with wrapping.Session(self._platform, self._identities, pool=self._pool) as session:
             try:
                 target = await session.target(account.context)
             except wrapping.KeyProblem as problem:
@@ -139,18 +157,23 @@ class AccountReconciler:
             if action is domain.Action.LOST:
                 return Result(domain.outcome_lost(account.secret_name), report, [])
             try:
-                sealed, kcv, wrapped_at, events = await self._apply(
+                sealed, kcv, wrapped_at, events, rotation = await self._apply(
                     action, account=account, session=session, target=target, secret=secret, current=current
                 )
             except wrapping.KeyProblem as problem:
                 return Result(self._on_problem(account, problem, secret, current, key_existed), report, [])
-            except envelope.EnvelopeError as error:
-                return Result(domain.outcome_error(conditions.Reason.UNWRAP_FAILED, str(error)), report, [])
+            except (envelope.EnvelopeError, SecretInTheWay) as error:
+                unusable = (
+                    error.outcome
+                    if isinstance(error, SecretInTheWay)
+                    else domain.outcome_error(conditions.Reason.UNWRAP_FAILED, str(error))
+                )
+                return Result(unusable, report, [])
 
         status = domain.account_key_status(
             secret_name=account.secret_name, key_check_value=kcv, sealed=sealed, wrapped_at=wrapped_at
         )
-        return Result(domain.outcome_wrapped(sealed.inner, status), report, events)
+        return Result(domain.outcome_wrapped(sealed.inner, status), report, events, rotation)
 
     # ---- the three actions --------------------------------------------------------------------
 
@@ -163,7 +186,7 @@ class AccountReconciler:
         target: wrapping.WrappingKey,
         secret: client.V1Secret | None,
         current: envelope.Envelope | None,
-    ) -> tuple[envelope.Envelope, str, str, list[tuple[str, str]]]:
+    ) -> tuple[envelope.Envelope, str, str, list[tuple[str, str]], str | None]:
         if action is domain.Action.CREATE:
             account_key = envelope.new_account_key()
             sealed = await self._wrap(account, target, account_key)
@@ -176,6 +199,7 @@ class AccountReconciler:
                 kcv,
                 wrapped_at,
                 [("AccountKeyCreated", f"Account key made and wrapped by {domain.describe(sealed.inner)}.")],
+                None,
             )
         assert secret is not None and current is not None
         annotations = secret.metadata.annotations or {}
@@ -186,7 +210,7 @@ class AccountReconciler:
             outer_key = self._platform.infrastructure_key(current.outer_key_version)
             envelope.unseal(current, account=account.envelope_identity, outer_key=outer_key)
             wrapped_at = annotations.get(labels.ANNOTATION_WRAPPED_AT) or conditions.now_rfc3339()
-            return current, kcv, wrapped_at, []
+            return current, kcv, wrapped_at, [], None
         started = time.perf_counter()
         rewrapped = await self._rewrap_in_vault(account, target, current)
         if rewrapped is not None:
@@ -202,9 +226,14 @@ class AccountReconciler:
         await self._replace_secret(account, secret, sealed, kcv, wrapped_at)
         metrics.WRAPS.labels("rewrap", sealed.inner.type, "ok").inc()
         metrics.REWRAP_SECONDS.observe(time.perf_counter() - started)
+        if sealed.inner.type == models.EncryptionType.CUSTOMER_KEY.value and target.same_key_other_version(
+            current.inner
+        ):
+            # A rotation re-wraps every account on the key: one Event on the CustomerKey says it.
+            return sealed, kcv, wrapped_at, [], sealed.inner.key_version
         old, new = domain.describe(current.inner), domain.describe(sealed.inner)
         message = f"Account key re-wrapped from {old} to {new}."
-        return sealed, kcv, wrapped_at, [("AccountKeyRewrapped", message)]
+        return sealed, kcv, wrapped_at, [("AccountKeyRewrapped", message)], None
 
     async def _rewrap_in_vault(
         self, account: Account, target: wrapping.WrappingKey, current: envelope.Envelope
@@ -289,7 +318,16 @@ class AccountReconciler:
 
     # ---- the Secret ---------------------------------------------------------------------------
 
-    async def _read_secret(self, account: Account) -> client.V1Secret | None:
+    async def _read_secret(self, account: Account, *, confirm_absence: bool) -> client.V1Secret | None:
+        """From the watch cache; a Secret missing there is asked for when its absence would mean a
+        lost key (the watch may not have seen a Secret just made). A stale copy is harmless: writes
+        are conditional on its resourceVersion, and a create never overwrites."""
+        cached = self._secrets.get(account.context.namespace, account.secret_name)
+        if cached is not None or not confirm_absence:
+            return cached
+        return await self._read_live(account)
+
+    async def _read_live(self, account: Account) -> client.V1Secret | None:
         try:
             return await self._core.read_namespaced_secret(account.secret_name, account.context.namespace)
         except ApiException as error:
@@ -329,19 +367,29 @@ class AccountReconciler:
         self, account: Account, sealed: envelope.Envelope, kcv: str, wrapped_at: str
     ) -> None:
         try:
-            await self._core.create_namespaced_secret(
+            made = await self._core.create_namespaced_secret(
                 account.context.namespace, self._secret_body(account, sealed, kcv, wrapped_at, None)
             )
         except ApiException as error:
-            # 409: a Secret appeared since it was read (another replica, or a restore). Never overwrite it.
+            # 409: a Secret of that name exists (one the watch has not delivered yet, or one that is not
+            # the operator's and so not watched). Never overwrite it; say so if it is not ours.
+            if error.status == 409:
+                existing = await self._read_live(account)
+                unusable = _held_envelope(account, existing)[0] if existing is not None else None
+                if unusable is not None:
+                    raise SecretInTheWay(unusable) from None
             raise _retry_or_refused(error, f"creating Secret {account.secret_name}") from None
+        self._secrets.put(made)
 
     async def _replace_secret(
         self, account: Account, secret: client.V1Secret, sealed: envelope.Envelope, kcv: str, wrapped_at: str
     ) -> None:
         body = self._secret_body(account, sealed, kcv, wrapped_at, secret.metadata.resource_version)
         try:
-            await self._core.replace_namespaced_secret(account.secret_name, account.context.namespace, body)
+            replaced = await self._core.replace_namespaced_secret(
+                account.secret_name, account.context.namespace, body
+            )
         except ApiException as error:
             # 409: changed since read; the old envelope is still there and still opens. Try again.
             raise _retry_or_refused(error, f"replacing Secret {account.secret_name}") from None
+        self._secrets.put(replaced)

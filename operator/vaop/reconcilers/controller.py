@@ -23,7 +23,8 @@ from .. import conditions, events, kubeclient, labels, metrics, models, platform
 from ..domain import accounts as domain
 from ..domain import keys as keys_domain
 from ..providers import kubernetes as kubernetes_provider
-from . import accounts, monitor, workqueue
+from . import accounts as reconciler
+from . import monitor, records, workqueue
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class AccountController:
         platform: platformkeys.PlatformKeys | None,
         platform_error: str | None,
         identities: kubeclient.Identities,
+        accounts: Callable[[str, str], models.AccountRecord | None],
         customer_keys: Callable[[str, str], dict[str, Any] | None],  # -> {"spec", "status", "generation"}
         all_customer_keys: Callable[[], Iterable[tuple[str, str]]],
         key_vaults: Callable[[str], dict[str, dict[str, Any]]],
@@ -53,42 +55,51 @@ class AccountController:
         self._core = client.CoreV1Api(api)
         self._platform = platform
         self._platform_error = platform_error
-        self._reconciler = accounts.AccountReconciler(api, platform, identities) if platform else None
+        self._accounts = accounts
+        self.secrets = kubeclient.WatchCache(
+            self._core.list_secret_for_all_namespaces,
+            label_selector=labels.ACCOUNT_KEY_SELECTOR,
+            on_event=self._account_key_secret_changed,
+        )
+        self.pool = wrapping.ProviderPool()
+        self._reconciler = (
+            reconciler.AccountReconciler(api, platform, identities, self.secrets, self.pool)
+            if platform
+            else None
+        )
         self._customer_keys = customer_keys
         self._all_customer_keys = all_customer_keys
         self._key_vaults = key_vaults
         self._contexts = wrapping.Contexts(customer_keys, key_vaults)
-        self._failures: dict[AccountKey, int] = {}
-        self._states = metrics.StateGauge()
         self._identities = identities
-        self._identities_made: set[AccountKey] = set()
+        self.records = records.Records()
+        metrics.count_states(self.records.states)
+        self.rotations = events.RotationSummary(api)
         self.queue: workqueue.WorkQueue[AccountKey] = workqueue.WorkQueue(
             self.process, workers=workers, name="accounts"
         )
         self.monitor = monitor.KeyMonitor(
-            check=self.check_pair, enqueue=self.queue.add, interval=check_interval, grace=grace_period
+            check=self.check_pair,
+            enqueue=self.queue.add,
+            interval=check_interval,
+            grace=grace_period,
+            records=self.records,
         )
 
     async def process(self, key: AccountKey) -> float | None:
+        await self.secrets.synced.wait()  # a Secret not yet listed must not look missing
         namespace, name = key
-        try:
-            body = await self._custom.get_namespaced_custom_object(
-                models.GROUP, models.VERSION, namespace, "videoanalyzeraccounts", name
-            )
-        except ApiException as error:
-            if error.status == 404:
-                self._forget(key)
-                return None
-            raise
-        if body["metadata"].get("deletionTimestamp"):
+        seen = self._accounts(namespace, name)  # the watch's copy: no GET
+        if seen is None or seen.deleting:
             self._forget(key)
             return None
-        spec = models.AccountSpec.parse(body.get("spec"))
-        status: dict[str, Any] = body.get("status") or {}
+        record = self.records[key]
+        status = _latest_status(seen, record)
+        spec = models.AccountSpec.parse(seen.spec)
 
         delay: float | None = None
         if self._reconciler is None:
-            result = accounts.Result(
+            result = reconciler.Result(
                 domain.outcome_error(conditions.Reason.PLATFORM_KEY_MISSING, self._platform_error or ""),
                 None,
                 [],
@@ -97,9 +108,9 @@ class AccountController:
             context = self._context(namespace, name, spec)
             pair = _pair(context)
             grace_expired = pair is not None and self.monitor.grace_expired(pair)
-            account = accounts.Account(body["metadata"]["uid"], context, status, grace_expired)
+            account = reconciler.Account(seen.uid, context, status, grace_expired)
             try:
-                await self._ensure_identity(body, spec)
+                await self._ensure_identity(key, seen.uid, spec, record)
                 result = await self._reconciler.reconcile(account)
             except ApiException as error:
                 if error.status not in REFUSALS:
@@ -107,10 +118,10 @@ class AccountController:
                 # A write the apiserver will not take (a quota, a policy, a webhook of someone else's):
                 # say it on the account with the apiserver's own words, and try again later.
                 await self._write_status(
-                    body, domain.outcome_error(conditions.Reason.WRITE_REFUSED, _refusal(error))
+                    key, seen, status, domain.outcome_error(conditions.Reason.WRITE_REFUSED, _refusal(error))
                 )
                 return REFUSED_RETRY
-            delay = self._backoff(key, result.outcome)
+            delay = self._backoff(record, result.outcome)
             self._observe(key, context, status, result)
             logger.debug(
                 "Account %s/%s reconciled: %s, %s (grace expired: %s)",
@@ -121,7 +132,7 @@ class AccountController:
                 grace_expired,
             )
         try:
-            await self._write_status(body, result.outcome)
+            await self._write_status(key, seen, status, result.outcome)
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -130,7 +141,9 @@ class AccountController:
         if result.key_report is not None:
             await self._report_key(namespace, result.key_report)
         for reason, message in result.events:
-            await events.post(self._api, _reference(body), reason=reason, message=message)
+            await events.post(self._api, _reference(key, seen), reason=reason, message=message)
+        if result.rotation is not None and spec.encryption.key_ref is not None:
+            self.rotations.add(namespace, spec.encryption.key_ref.name, result.rotation, name)
         metrics.RECONCILIATIONS.labels(result.outcome.conditions[0].reason).inc()
         return delay
 
@@ -139,7 +152,7 @@ class AccountController:
         key: AccountKey,
         context: wrapping.AccountContext,
         status: dict[str, Any],
-        result: accounts.Result,
+        result: reconciler.Result,
     ) -> None:
         """Tell the monitor where this account now stands; record rotations and detection latency."""
         outcome = result.outcome
@@ -168,15 +181,12 @@ class AccountController:
                 degraded=degraded,
             ),
         )
-        for reason, _ in result.events:
-            if reason == "AccountKeyRewrapped":
-                metrics.ROTATIONS.inc()
+        if result.rotation is not None or any(r == "AccountKeyRewrapped" for r, _ in result.events):
+            metrics.ROTATIONS.inc()
 
     def _forget(self, key: AccountKey) -> None:
-        self._states.set(key, None)
-        self._failures.pop(key, None)
-        self._identities_made.discard(key)
         self.monitor.observed(key, None)
+        self.records.forget(key)
 
     async def check_pair(self, pair: monitor.Pair) -> monitor.CheckResult:
         """One vault check for a (namespace, identity, key, region) pair, as that identity."""
@@ -191,14 +201,15 @@ class AccountController:
             vaults=self._vaults(pair.namespace),
         )
         own_identity = pair not in self.monitor.pairs()  # no account uses it: checked as spec.identity
-        async with wrapping.Session(self._platform, self._identities) as session:
+        # Always asks the vault (never a pooled answer), and leaves the answer for the reconciliations.
+        async with wrapping.Session(self._platform, self._identities, pool=self.pool, fresh=True) as session:
             try:
                 target = await session.target(context)
             except wrapping.KeyProblem as problem:
-                report = accounts.KeyReport(pair.key, None, problem)
+                report = reconciler.KeyReport(pair.key, None, problem)
                 await self._report_key(pair.namespace, report, own_identity=own_identity)
                 return monitor.CheckResult(None, problem)
-        report = accounts.KeyReport(pair.key, target.version, None)
+        report = reconciler.KeyReport(pair.key, target.version, None)
         await self._report_key(pair.namespace, report, own_identity=own_identity)
         return monitor.CheckResult(target.version.version, None)
 
@@ -216,80 +227,105 @@ class AccountController:
     def _vaults(self, namespace: str) -> dict[str, models.KeyVaultSpec]:
         return self._contexts.vaults(namespace)
 
-    def _backoff(self, key: AccountKey, outcome: domain.Outcome) -> float | None:
+    def _backoff(self, record: records.Record, outcome: domain.Outcome) -> float | None:
         """Transient vault failures retry with growing delays; everything else waits for a change."""
         if outcome.conditions[0].reason == conditions.Reason.ACCOUNT_KEY_NAME_TAKEN:
             return REFUSED_RETRY  # the Secret in the way is not the operator's, so not watched: look again
         degraded = any(c.type == conditions.VAULT_DEGRADED and c.status == "True" for c in outcome.conditions)
         if not degraded:
-            self._failures.pop(key, None)
+            record.failures = 0
             return None
-        failures = self._failures[key] = self._failures.get(key, 0) + 1
-        return BACKOFF[min(failures, len(BACKOFF)) - 1]
+        record.failures += 1
+        return BACKOFF[min(record.failures, len(BACKOFF)) - 1]
 
     def _context(self, namespace: str, name: str, spec: models.AccountSpec) -> wrapping.AccountContext:
         return self._contexts.context(namespace, name, spec)
 
-    async def _ensure_identity(self, body: dict[str, Any], spec: models.AccountSpec) -> None:
+    async def _ensure_identity(
+        self, key: AccountKey, uid: str, spec: models.AccountSpec, record: records.Record
+    ) -> None:
         """Make the default identity ``<account>-identity``; a named one is the tenant's to make."""
-        meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
-        if spec.encryption.identity.service_account_name or key in self._identities_made:
+        if spec.encryption.identity.service_account_name or record.identity_made:
             return
+        namespace, name = key
         account = client.V1ServiceAccount(
             metadata=client.V1ObjectMeta(
-                name=models.identity_name(meta["name"], spec),
-                labels={**labels.MANAGED, labels.ACCOUNT: meta["name"]},
-                owner_references=[accounts.owner_reference(meta["name"], meta["uid"])],
+                name=models.identity_name(name, spec),
+                labels={**labels.MANAGED, labels.ACCOUNT: name},
+                owner_references=[reconciler.owner_reference(name, uid)],
             )
         )
         try:
-            await self._core.create_namespaced_service_account(meta["namespace"], account)
+            await self._core.create_namespaced_service_account(namespace, account)
         except ApiException as error:
             if error.status != 409:
                 raise
-        self._identities_made.add(key)
+        record.identity_made = True
 
-    async def _write_status(self, body: dict[str, Any], outcome: domain.Outcome) -> None:
-        meta = body["metadata"]
-        before = (body.get("status") or {}).get("conditions")
+    async def find_identities(self) -> None:
+        """Note the default identities that exist already, so a new leader does not try to make them
+        again (one paged listing instead of a refused create per account)."""
+        token = None
+        while True:
+            page = await self._core.list_service_account_for_all_namespaces(
+                label_selector=labels.ACCOUNT, limit=500, _continue=token
+            )
+            for found in page.items:
+                account = (found.metadata.labels or {}).get(labels.ACCOUNT)
+                spec_name = f"{account}-identity"
+                if account and found.metadata.name == spec_name:
+                    self.records[(found.metadata.namespace, account)].identity_made = True
+            token = page.metadata._continue
+            if not token:
+                return
+
+    async def _write_status(
+        self, key: AccountKey, seen: models.AccountRecord, before: dict[str, Any], outcome: domain.Outcome
+    ) -> None:
+        """Write the outcome into the account's status, unless the status says it already."""
+        namespace, name = key
         merged = conditions.merge_with_progress(
-            before,
+            before.get("conditions"),
             outcome.conditions,
             in_progress=domain.in_progress(outcome),
-            generation=meta.get("generation"),
+            generation=seen.generation,
         )
         status: dict[str, Any] = {
             "state": outcome.state.value,
-            "observedGeneration": meta.get("generation"),
+            "observedGeneration": seen.generation,
             "conditions": merged,
         }
         if outcome.account_key is not None:
             status["accountKey"] = outcome.account_key
-        await self._custom.patch_namespaced_custom_object_status(
+        record = self.records[key]
+        record.state = outcome.state.value
+        if all(before.get(field) == value for field, value in status.items()):
+            return
+        written = await self._custom.patch_namespaced_custom_object_status(
             models.GROUP,
             models.VERSION,
-            meta["namespace"],
+            namespace,
             "videoanalyzeraccounts",
-            meta["name"],
+            name,
             {"status": status},
             _content_type=kubeclient.MERGE_PATCH,
         )
-        self._states.set((meta["namespace"], meta["name"]), outcome.state.value)
-        for changed in conditions.transitions(before, merged):
+        record.written_status = written.get("status") or {}
+        record.written_version = int(written["metadata"]["resourceVersion"])
+        for changed in conditions.transitions(before.get("conditions"), merged):
             if changed["type"] in (conditions.READY, conditions.KEY_INACCESSIBLE):
                 bad_status = "False" if changed["type"] == conditions.READY else "True"
                 warning = changed["status"] == bad_status
                 await events.post(
                     self._api,
-                    _reference(body),
+                    _reference(key, seen),
                     reason=changed["reason"],
                     message=f"{changed['type']}={changed['status']}: {changed['message']}",
                     warning=warning,
                 )
 
     async def _report_key(
-        self, namespace: str, report: accounts.KeyReport, *, own_identity: bool = False
+        self, namespace: str, report: reconciler.KeyReport, *, own_identity: bool = False
     ) -> None:
         """Show on the CustomerKey what checking it found (when that changed)."""
         problem = report.problem
@@ -389,19 +425,11 @@ class AccountController:
                     logger.warning("Reporting on CustomerKey %s/%s failed: %s", namespace, name, error.status)
             await asyncio.sleep(self.monitor.interval)
 
-    async def watch_account_key_secrets(self) -> None:
+    def _account_key_secret_changed(self, kind: str, secret: Any) -> None:
         """A deleted or edited account-key Secret re-checks its account at once (AccountKeyLost)."""
-
-        def on_event(kind: str, secret: Any) -> None:
-            account = (secret.metadata.labels or {}).get(labels.ACCOUNT)
-            if kind != "ADDED" and account:
-                self.queue.add((secret.metadata.namespace, account))
-
-        await kubeclient.list_and_watch(
-            self._core.list_secret_for_all_namespaces,
-            label_selector=labels.ACCOUNT_KEY_SELECTOR,
-            on_event=on_event,
-        )
+        account = (secret.metadata.labels or {}).get(labels.ACCOUNT)
+        if kind != "ADDED" and account:
+            self.queue.add((secret.metadata.namespace, account))
 
     async def watch_key_versions(self) -> None:
         """The kubernetes provider can signal changes: a key version Secret added, edited or deleted
@@ -412,11 +440,11 @@ class AccountController:
             location = (secret.metadata.namespace, key_name)
             self.monitor.check_soon(p for p in self.monitor.pairs() if self.key_location(p) == location)
 
-        await kubeclient.list_and_watch(
+        await kubeclient.WatchCache(
             self._core.list_secret_for_all_namespaces,
             label_selector=kubernetes_provider.LABEL_KEY_NAME,
             on_event=on_event,
-        )
+        ).run()
 
 
 LAST_CHECKED_REFRESH = datetime.timedelta(minutes=5)
@@ -449,13 +477,26 @@ def _pair(context: wrapping.AccountContext) -> monitor.Pair | None:
     return monitor.Pair(context.namespace, context.identity.name, key_ref.name, context.spec.region)
 
 
-def _reference(body: dict[str, Any]) -> client.V1ObjectReference:
-    meta = body["metadata"]
+def _latest_status(seen: models.AccountRecord, record: records.Record) -> dict[str, Any]:
+    """The account's status: the watch's copy, or what this operator wrote if the watch lags behind."""
+    if record.written_status is not None and record.written_version > _version(seen.resource_version):
+        return record.written_status
+    return seen.status
+
+
+def _version(resource_version: str) -> int:
+    try:
+        return int(resource_version)
+    except ValueError:
+        return 0
+
+
+def _reference(key: AccountKey, seen: models.AccountRecord) -> client.V1ObjectReference:
     return client.V1ObjectReference(
         api_version=models.API_VERSION,
         kind="VideoAnalyzerAccount",
-        name=meta["name"],
-        namespace=meta["namespace"],
-        uid=meta["uid"],
-        resource_version=meta.get("resourceVersion"),
+        name=key[1],
+        namespace=key[0],
+        uid=seen.uid,
+        resource_version=seen.resource_version,
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from .. import config, kubeclient, platformkeys
+from .. import config, kubeclient, models, platformkeys
 from . import controller, keyvaults
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class LeaderWork:
         all_customer_keys: Callable[[], Iterable[tuple[str, str]]],
         key_vaults: Callable[[str], dict[str, dict[str, Any]]],
         accounts: Callable[[], Iterable[AccountKey]],
+        account: Callable[[str, str], models.AccountRecord | None],
     ) -> None:
         self._api = api
         self._identities = identities
@@ -44,6 +45,7 @@ class LeaderWork:
         self._all_customer_keys = all_customer_keys
         self._key_vaults = key_vaults
         self._accounts = accounts
+        self._account = account
         self.controller: controller.AccountController | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -61,6 +63,7 @@ class LeaderWork:
             platform=platform,
             platform_error=platform_error,
             identities=self._identities,
+            accounts=self._account,
             customer_keys=self._customer_keys,
             all_customer_keys=self._all_customer_keys,
             key_vaults=self._key_vaults,
@@ -68,9 +71,10 @@ class LeaderWork:
             check_interval=self._options.check_interval,
             grace_period=self._options.grace_period,
         )
+        await work.find_identities()
         work.queue.start()
         self._tasks = [
-            asyncio.create_task(work.watch_account_key_secrets(), name="account-key-secrets"),
+            asyncio.create_task(work.secrets.run(), name="account-key-secrets"),
             asyncio.create_task(work.watch_key_versions(), name="key-version-secrets"),
             asyncio.create_task(work.monitor.run(), name="key-monitor"),
             asyncio.create_task(work.watch_unused_keys(), name="unused-keys"),
@@ -89,3 +93,5 @@ class LeaderWork:
         self._tasks = []
         if work is not None:
             await work.queue.stop()
+            await work.rotations.close()
+            await work.pool.close()

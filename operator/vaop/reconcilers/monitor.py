@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from .. import kubeclient, models, wrapping
+from . import records as records_
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class KeyMonitor:
         enqueue: Callable[[AccountKey], None],
         interval: float,
         grace: float,
+        records: records_.Records | None = None,
         concurrency: int = 8,
     ) -> None:
         self._check = check
@@ -87,7 +89,7 @@ class KeyMonitor:
         self.interval = interval
         self.grace = grace
         self._concurrency = asyncio.Semaphore(concurrency)
-        self.accounts: dict[AccountKey, AccountView] = {}
+        self.records = records if records is not None else records_.Records()
         self._members: dict[Pair, set[AccountKey]] = defaultdict(set)
         self._failing_since: dict[Pair, float] = {}
         self._due: set[Pair] = set()
@@ -96,7 +98,9 @@ class KeyMonitor:
     # ---- what the controller tells the monitor ----------------------------------------------
 
     def observed(self, account: AccountKey, view: AccountView | None) -> None:
-        previous = self.accounts.pop(account, None)
+        """Where the account now stands (None: gone), in its record."""
+        record = self.records.get(account)
+        previous = record.view if record is not None else None
         moved = (
             previous is not None
             and previous.pair is not None
@@ -109,10 +113,10 @@ class KeyMonitor:
                 # The last account left the pair: nothing checks it any more.
                 del self._members[previous.pair]
                 self._failing_since.pop(previous.pair, None)
-        if view is not None:
-            self.accounts[account] = view
-            if view.pair is not None:
-                self._members[view.pair].add(account)
+        if record is not None or view is not None:
+            self.records[account].view = view
+        if view is not None and view.pair is not None:
+            self._members[view.pair].add(account)
 
     def failed(self, pair: Pair) -> float:
         """Record a failed check or wrap, by anyone; return when the pair started failing."""
@@ -184,7 +188,8 @@ class KeyMonitor:
         """The accounts of ``pair`` whose status or wrap must change after ``result`` (pure)."""
         wanted: list[AccountKey] = []
         for account in self._members.get(pair, ()):
-            view = self.accounts[account]
+            view = self.records[account].view
+            assert view is not None  # a member has been observed
             if result.problem is None:
                 stale = not view.pinned and view.wrapped_version != result.version
                 if stale or view.state != "Active" or view.degraded or view.reason != "Ready":

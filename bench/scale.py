@@ -1,0 +1,302 @@
+"""The operator at N accounts, beside baselines run in the same session on the same apiserver.
+
+Baselines: (a) a no-op Kopf operator (bench/noop_kopf_operator.py) and (b) a no-op controller-runtime
+controller (tools/noop-controller), each only setting status.state to Active; (c) the bare floor of
+N Secret creates and N updates (8 writers). The operator runs with the chart's RBAC.
+
+Measured, in this order:
+1. provisioning N SystemKey accounts, then N CustomerKey accounts (one identity and key), to Active;
+2. resident memory at rest with those objects, and at its peak during the rotation;
+3. rotation: a new key version, until all N CustomerKey accounts are re-wrapped, beside the floor of
+   N bare RSA unwraps and wraps plus N bare Secret updates; when each account was re-wrapped;
+4. detection: access revoked (the RoleBinding deleted: only the timed check can see it), until every
+   account is KeyInaccessible, and restored, until every one is Active again; when each one moved;
+5. steady-state load with nothing changing: apiserver requests per minute by verb and resource
+   (audit log), over --quiet-minutes;
+6. a restart of the operator: the writes it makes while it re-checks every account (there should be
+   none: everything is already right);
+7. the baselines, each provisioning N accounts in a namespace of its own (the operator stopped), and
+   their memory at rest.
+
+    .venv/bin/python -m bench.scale --accounts 1000
+    .venv/bin/python -m bench.scale --accounts 10000 --quiet-minutes 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import datetime
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from bench import harness, rotation, soak
+from vaopdev import binaries
+
+NOOP_KOPF = Path(__file__).with_name("noop_kopf_operator.py")
+WRITES = ("create", "update", "patch", "delete", "deletecollection")
+CHECK_INTERVAL = 30.0  # the chart's default
+AFTER_RESTART = 60.0  # every account re-checked, and a sweep of the key checks
+
+
+@contextlib.contextmanager
+def running(command: list[str], kubeconfig: Path) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, KUBECONFIG=str(kubeconfig)),
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def all_state_active(api: client.ApiClient, ns: str, count: int) -> bool:
+    items = harness.accounts(api, ns)
+    return len(items) == count and all((i.get("status") or {}).get("state") == "Active" for i in items)
+
+
+def baseline(
+    api: client.ApiClient, command: list[str], kubeconfig: Path, ns: str, count: int
+) -> tuple[float, float]:
+    """(seconds to provision ``count`` accounts to Active, RSS MiB at rest) of a baseline controller."""
+    with running(command, kubeconfig) as process:
+        time.sleep(3)  # its watch is open
+
+        def provision() -> None:
+            harness.create_system_key_accounts(api, ns, count)
+            harness.wait_until(lambda: all_state_active(api, ns, count), timeout=3600, interval=2)
+
+        elapsed = harness.timed(provision)
+        time.sleep(5)
+        return elapsed, soak.sample(process.pid, 0, None).rss_mib
+
+
+@contextlib.contextmanager
+def peak_rss(pid: int) -> Iterator[list[float]]:
+    """RSS samples (MiB) of ``pid`` every half second while the block runs."""
+    samples = [soak.sample(pid, 0, None).rss_mib]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            samples.append(soak.sample(pid, 0, None).rss_mib)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        done.set()
+        sampler.join()
+
+
+def all_in(api: client.ApiClient, ns: str, state: str) -> bool:
+    return all((i.get("status") or {}).get("state") == state for i in harness.accounts(api, ns))
+
+
+def _wrapped_at(account: dict[str, Any]) -> str | None:
+    return ((account.get("status") or {}).get("accountKey") or {}).get("wrappedAt")
+
+
+def _changed(condition: str) -> Callable[[dict[str, Any]], str | None]:
+    def transition(account: dict[str, Any]) -> str | None:
+        for found in (account.get("status") or {}).get("conditions") or ():
+            if found.get("type") == condition:
+                return str(found.get("lastTransitionTime"))
+        return None
+
+    return transition
+
+
+def since(
+    started: float, accounts: list[dict[str, Any]], when: Callable[[dict[str, Any]], str | None]
+) -> list[float]:
+    """Seconds from ``started`` to each account's time (RFC 3339, whole seconds), sorted."""
+    times = (when(a) for a in accounts)
+    return sorted(datetime.datetime.fromisoformat(t).timestamp() - started for t in times if t is not None)
+
+
+def distribution(seconds: list[float]) -> str:
+    if not seconds:
+        return "none"
+
+    def at(quantile: float) -> float:
+        return seconds[min(len(seconds) - 1, int(quantile * len(seconds)))]
+
+    return f"p50 {at(0.5):5.1f} s, p90 {at(0.9):5.1f} s, p99 {at(0.99):5.1f} s, max {seconds[-1]:5.1f} s"
+
+
+def writes(counts: dict[str, int]) -> dict[str, int]:
+    return {what: n for what, n in counts.items() if what.split()[0] in WRITES}
+
+
+@dataclass
+class Figures:
+    floor: float = 0.0
+    system_seconds: float = 0.0
+    byok_seconds: float = 0.0
+    rss_system: float = 0.0
+    rss_rest: float = 0.0
+    rss_rotation_peak: float = 0.0
+    rotation_seconds: float = 0.0
+    rotation_floor: float = 0.0
+    rewrapped_after: list[float] = field(default_factory=list)
+    locked_after: list[float] = field(default_factory=list)
+    recovered_after: list[float] = field(default_factory=list)
+    rss_restarted: float = 0.0
+    quiet: collections.Counter[str] = field(default_factory=collections.Counter)
+    restart_seconds: float = 0.0
+    restart: collections.Counter[str] = field(default_factory=collections.Counter)
+    kopf_seconds: float = 0.0
+    rss_kopf: float = 0.0
+    go_seconds: float = 0.0
+    rss_go: float = 0.0
+
+
+def rotate_and_revoke(api: client.ApiClient, byok_ns: str, count: int, pid: int, found: Figures) -> None:
+    """A new key version, then access revoked and restored: how long, and when each account moved."""
+    started = time.time()
+    with peak_rss(pid) as peak:
+        harness.put_key_version(api, byok_ns, 2)
+        harness.wait_until(lambda: harness.all_wrapped_by(api, byok_ns, count, "2"), timeout=3600, interval=1)
+    found.rotation_seconds = time.time() - started
+    found.rss_rotation_peak = max(peak)
+    found.rotation_floor = rotation.rsa_floor(count, 2048) + found.floor / 2
+    found.rewrapped_after = since(started, harness.accounts(api, byok_ns), _wrapped_at)
+
+    started = time.time()
+    harness.revoke_keys(api, byok_ns)
+    harness.wait_until(lambda: all_in(api, byok_ns, "KeyInaccessible"), timeout=3600, interval=1)
+    found.locked_after = since(started, harness.accounts(api, byok_ns), _changed("KeyInaccessible"))
+    started = time.time()
+    harness.grant_keys(api, byok_ns, identity="tenant")
+    harness.wait_until(lambda: all_in(api, byok_ns, "Active"), timeout=3600, interval=1)
+    found.recovered_after = since(started, harness.accounts(api, byok_ns), _changed("Ready"))
+
+
+def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
+    noop_go = binaries.NOOP_CONTROLLER.ensure() / "noop-controller"
+    settings = {"VAOP_CHECK_INTERVAL": str(CHECK_INTERVAL)}
+    found = Figures()
+    with harness.environment_running(workdir, settings=settings) as (plane, api, operator):
+        assert operator.popen is not None and plane.admin_kubeconfig is not None
+        found.floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count)
+
+        system_ns = harness.namespace(api, "system")
+
+        def provision_system() -> None:
+            harness.create_system_key_accounts(api, system_ns, count)
+            harness.wait_until(lambda: harness.all_active(api, system_ns, count), timeout=3600, interval=2)
+
+        found.system_seconds = harness.timed(provision_system)
+        found.rss_system = soak.sample(operator.popen.pid, 0, None).rss_mib
+
+        byok_ns = harness.namespace(api, "byok")
+        harness.kubernetes_key_tenant(api, byok_ns, identity="tenant")
+        harness.put_key_version(api, byok_ns, 1)
+
+        def provision_byok() -> None:
+            harness.create_customer_key_accounts(api, byok_ns, count, identity="tenant")
+            harness.wait_until(
+                lambda: harness.all_wrapped_by(api, byok_ns, count, "1"), timeout=3600, interval=2
+            )
+
+        found.byok_seconds = harness.timed(provision_byok)
+        time.sleep(5)
+        found.rss_rest = soak.sample(operator.popen.pid, 0, None).rss_mib
+
+        rotate_and_revoke(api, byok_ns, count, operator.popen.pid, found)
+
+        users = {harness.operator_user(), f"system:serviceaccount:{byok_ns}:tenant"}
+        time.sleep(CHECK_INTERVAL)  # the last writes of the recovery are over
+        quiet_from = time.time()
+        time.sleep(quiet_minutes * 60)
+        found.quiet = harness.request_counts(plane, since=quiet_from, users=users)
+
+        operator.stop()
+        restarted = time.time()
+        found.restart_seconds = harness.timed(operator.start)
+        time.sleep(AFTER_RESTART)
+        found.restart = harness.request_counts(plane, since=restarted, users=users)
+        found.rss_restarted = soak.sample(operator.popen.pid, 0, None).rss_mib
+        operator.stop()
+
+        kopf_ns = harness.namespace(api, "noop-kopf")
+        kopf = [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", kopf_ns, str(NOOP_KOPF)]
+        found.kopf_seconds, found.rss_kopf = baseline(api, kopf, plane.admin_kubeconfig, kopf_ns, count)
+        go_ns = harness.namespace(api, "noop-go")
+        go = [str(noop_go), "--namespace", go_ns]
+        found.go_seconds, found.rss_go = baseline(api, go, plane.admin_kubeconfig, go_ns, count)
+    return found
+
+
+def report(count: int, quiet_minutes: float, f: Figures) -> None:
+    print(f"accounts: {count} SystemKey, then {count} CustomerKey (RSA-2048, one identity and key)")
+    print("provisioning to Active:")
+    print(f"  floor, {count} bare Secret creates + {count} updates: {f.floor:7.1f} s")
+    print(f"  no-op Kopf operator:                 {f.kopf_seconds:7.1f} s")
+    print(f"  no-op controller-runtime controller: {f.go_seconds:7.1f} s")
+    for label, seconds in (("SystemKey", f.system_seconds), ("CustomerKey", f.byok_seconds)):
+        print(
+            f"  operator, {label:11s}: {seconds:7.1f} s ({count / seconds:5.1f}/s)  "
+            f"{seconds / f.kopf_seconds:4.2f}x no-op Kopf, "
+            f"{seconds / f.go_seconds:4.2f}x controller-runtime, "
+            f"{seconds / f.floor:4.2f}x floor"
+        )
+    print(
+        f"rotation of {count} CustomerKey accounts: {f.rotation_seconds:.1f} s "
+        f"({count / f.rotation_seconds:.1f}/s); floor (bare RSA unwrap+wrap and Secret updates) "
+        f"{f.rotation_floor:.1f} s: {f.rotation_seconds / f.rotation_floor:.2f}x"
+    )
+    print(f"  re-wrapped after the new version appeared: {distribution(f.rewrapped_after)}")
+    print(f"detection, check interval {CHECK_INTERVAL:g} s (whole seconds, from the accounts' status):")
+    print(f"  access revoked -> KeyInaccessible: {distribution(f.locked_after)}")
+    print(f"  access restored -> Active:         {distribution(f.recovered_after)}")
+    print("resident memory at rest (MiB):")
+    print(f"  no-op Kopf operator, {count} accounts:      {f.rss_kopf:7.1f}")
+    print(f"  no-op controller-runtime, {count} accounts: {f.rss_go:7.1f}")
+    print(
+        f"  operator, {count} SystemKey accounts:       "
+        f"{f.rss_system:7.1f} ({f.rss_system / f.rss_kopf:4.2f}x)"
+    )
+    print(
+        f"  operator, {2 * count} accounts:             {f.rss_rest:7.1f} ({f.rss_rest / f.rss_kopf:4.2f}x)"
+    )
+    print(f"  operator, peak during the rotation:   {f.rss_rotation_peak:7.1f}")
+    print(f"  operator, after a restart:            {f.rss_restarted:7.1f}")
+    title = f"steady state, {quiet_minutes:g} min with nothing changing (check interval {CHECK_INTERVAL:g} s)"
+    harness.print_requests(title, f.quiet, 2 * count)
+    per_minute = sum(f.quiet.values()) / quiet_minutes
+    print(f"  = {per_minute:.1f} requests/min for {2 * count} accounts, one (identity, key) pair")
+    made = writes(f.restart)
+    print(f"restart: ready in {f.restart_seconds:.1f} s; writes in the {AFTER_RESTART:.0f} s after it:")
+    print(f"  {sum(made.values())} writes: {made or 'none'}")
+    harness.print_requests("restart: all requests", f.restart, 2 * count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--quiet-minutes", type=float, default=2.0)
+    args = parser.parse_args()
+    with harness.scratch() as workdir:
+        figures = measure(args.accounts, args.quiet_minutes, workdir)
+    report(args.accounts, args.quiet_minutes, figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""What the leader knows of each account beyond its watch: one record per account.
+
+The account controller writes it, the key monitor reads where each account stands from it, and the
+``vaop_accounts{state}`` gauge counts it; to follow an account, follow its record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .monitor import AccountView
+
+AccountKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class Record:
+    # The status this operator last wrote, and the resourceVersion the write returned: newer than
+    # the watch's copy until the watch catches up, so a run right after a write sees what it wrote.
+    written_status: dict[str, Any] | None = None
+    written_version: int = 0
+    failures: int = 0  # transient vault failures in a row (backoff)
+    identity_made: bool = False  # its default ServiceAccount exists
+    view: AccountView | None = None  # where the key monitor last saw it (None: not reconciled yet)
+    state: str | None = None  # its status.state, as last reconciled
+
+
+class Records:
+    def __init__(self) -> None:
+        self._records: dict[AccountKey, Record] = {}
+
+    def __getitem__(self, key: AccountKey) -> Record:
+        """The account's record, made empty on first use."""
+        record = self._records.get(key)
+        if record is None:
+            record = self._records[key] = Record()
+        return record
+
+    def get(self, key: AccountKey) -> Record | None:
+        return self._records.get(key)
+
+    def forget(self, key: AccountKey) -> None:
+        self._records.pop(key, None)
+
+    def items(self) -> Iterator[tuple[AccountKey, Record]]:
+        return iter(list(self._records.items()))
+
+    def states(self) -> Counter[str]:
+        return Counter(state for r in self._records.values() if (state := r.state) is not None)
+
+    def __len__(self) -> int:
+        return len(self._records)
