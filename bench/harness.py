@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
-from kubernetes import client
+from kubernetes import client, watch
 
 from vaop import models
 from vaop.providers import kubernetes as kubernetes_provider
@@ -252,6 +254,95 @@ def metrics_text(metrics_url: str) -> str:
         return str(response.read().decode())
 
 
+def watch_until(
+    api: client.ApiClient,
+    ns: str,
+    count: int,
+    done: Callable[[dict[str, Any]], bool],
+    *,
+    timeout: float = 3600,
+) -> float:
+    """Watch the accounts of ``ns`` until ``count`` of them are ``done``; the seconds that took.
+
+    A watch, not a polled LIST: listing thousands of accounts every half second would load the
+    apiserver and the machine, and with them the figure measured (for the operator and baselines alike).
+    """
+    started = time.perf_counter()
+    finished: set[str] = set()
+    version = ""
+    stream = watch.Watch()
+    deadline = time.monotonic() + timeout
+    while len(finished) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(finished)} of {count} accounts in {ns} done after {timeout} s")
+        if not version:  # (re)list: what is done already, and where the watch starts
+            listing = client.CustomObjectsApi(api).list_namespaced_custom_object(
+                models.GROUP, models.VERSION, ns, "videoanalyzeraccounts"
+            )
+            finished = {i["metadata"]["name"] for i in listing["items"] if done(i)}
+            version = listing["metadata"]["resourceVersion"]
+            continue
+        try:
+            for event in stream.stream(
+                client.CustomObjectsApi(api).list_namespaced_custom_object,
+                models.GROUP,
+                models.VERSION,
+                ns,
+                "videoanalyzeraccounts",
+                resource_version=version,
+                timeout_seconds=30,
+            ):
+                obj = event["object"]
+                name = obj["metadata"]["name"]
+                version = obj["metadata"]["resourceVersion"]
+                if event["type"] != "DELETED" and done(obj):
+                    finished.add(name)
+                else:
+                    finished.discard(name)
+                if len(finished) >= count:
+                    stream.stop()
+        except client.exceptions.ApiException as error:
+            if error.status != 410:
+                raise
+            version = ""  # too old: list again
+    return time.perf_counter() - started
+
+
+def active(account: dict[str, Any]) -> bool:
+    return (account.get("status") or {}).get("state") == "Active"
+
+
+def wrapped_by(version: str) -> Callable[[dict[str, Any]], bool]:
+    def done(account: dict[str, Any]) -> bool:
+        status = account.get("status") or {}
+        wrapped = (status.get("accountKey") or {}).get("wrappedBy") or {}
+        return status.get("state") == "Active" and wrapped.get("keyVersion") == version
+
+    return done
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User plus system CPU seconds each process has used so far (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        found[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return found
+
+
+@contextlib.contextmanager
+def cpu_used(pids: dict[str, int]) -> Iterator[dict[str, float]]:
+    """CPU seconds each process used while the block ran."""
+    before = cpu_seconds(pids)
+    used: dict[str, float] = {}
+    try:
+        yield used
+    finally:
+        after = cpu_seconds(pids)
+        used.update({name: after[name] - before[name] for name in pids})
+
+
 def request_counts(
     plane: cluster.ControlPlane, *, since: float, users: set[str] | None = None
 ) -> collections.Counter[str]:
@@ -279,7 +370,7 @@ def print_requests(title: str, counts: collections.Counter[str], per: int) -> No
 
 
 @contextlib.contextmanager
-def profiled(pid: int, *, enabled: bool = True, top: int = 15) -> Iterator[list[str]]:
+def profiled(pid: int, *, enabled: bool = True, top: int = 25) -> Iterator[list[str]]:
     """Sample ``pid`` with py-spy while the block runs; then the list holds the functions where it
     spent most time (own time, the leaf frames, and total time, anywhere on the stack)."""
     found: list[str] = []
@@ -315,14 +406,19 @@ def profiled(pid: int, *, enabled: bool = True, top: int = 15) -> Iterator[list[
         samples = 0
         for line in output.read_text().splitlines() if output.exists() else ():
             stack, _, count = line.rpartition(" ")
-            frames = [
-                frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
-                for frame in stack.split(";")
-            ]
+            frames = [_frame(frame) for frame in stack.split(";")]
             samples += int(count)
-            own[frames[-1]] += int(count)
-            for frame in set(frames):
-                total[frame] += int(count)
-        found.append(f"{samples} samples")
-        found += [f"own   {100 * n / samples:5.1f}%  {frame}" for frame, n in own.most_common(top)]
-        found += [f"total {100 * n / samples:5.1f}%  {frame}" for frame, n in total.most_common(top)]
+            own[frames[-1][0]] += int(count)
+            for frame, ours in set(frames):
+                total[frame] += int(count) if ours else 0
+        found.append(f"{samples} samples; own time (the innermost frame):")
+        found += [f"  {100 * n / samples:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+        found.append("total time of the operator's own functions (anywhere on the stack):")
+        found += [f"  {100 * n / samples:5.1f}%  {frame}" for frame, n in total.most_common(top) if n]
+
+
+def _frame(raw: str) -> tuple[str, bool]:
+    """("function (file.py)", whether the file is the operator's) from py-spy's "function (path:line)"."""
+    function, _, where = raw.partition(" (")
+    path = where.rsplit(":", 1)[0]
+    return f"{function} ({path.rsplit('/', 1)[-1]})", bool(re.search(r"(^|/)vaop/", path))

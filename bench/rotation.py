@@ -32,30 +32,39 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--bits", type=int, default=2048, choices=(2048, 3072, 4096))
     parser.add_argument("--profile", action="store_true", help="sample the operator with py-spy")
+    parser.add_argument("--workers", type=int, default=8, help="accounts reconciled at once (VAOP_WORKERS)")
     args = parser.parse_args()
     count = args.accounts
     profile: list[str] = []
-    with harness.scratch() as workdir, harness.environment_running(workdir) as (plane, api, operator):
+    with (
+        harness.scratch() as workdir,
+        harness.environment_running(workdir, settings={"VAOP_WORKERS": str(args.workers)}) as (
+            plane,
+            api,
+            operator,
+        ),
+    ):
         api_floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count) / 2
         ns = harness.namespace(api, "rot")
         harness.kubernetes_key_tenant(api, ns, identity="tenant")
         harness.put_key_version(api, ns, 1, bits=args.bits)
 
-        def on(version: str) -> bool:
-            return harness.all_wrapped_by(api, ns, count, version)
-
         def provision() -> None:
             harness.create_customer_key_accounts(api, ns, count, identity="tenant")
-            harness.wait_until(lambda: on("1"), timeout=3600)
+            harness.watch_until(api, ns, count, harness.wrapped_by("1"))
 
         def rotate() -> None:
             harness.put_key_version(api, ns, 2, bits=args.bits)
-            harness.wait_until(lambda: on("2"), timeout=3600)
+            harness.watch_until(api, ns, count, harness.wrapped_by("2"))
 
         provisioning = harness.timed(provision)
         since = time.time()
         assert operator.popen is not None
-        with harness.profiled(operator.popen.pid, enabled=args.profile) as profile:
+        pids = {**plane.pids(), "operator": operator.popen.pid}
+        with (
+            harness.profiled(operator.popen.pid, enabled=args.profile) as profile,
+            harness.cpu_used(pids) as cpu,
+        ):
             rotation = harness.timed(rotate)
         time.sleep(2)  # the last writes' audit entries
         users = {harness.operator_user(), f"system:serviceaccount:{ns}:tenant"}
@@ -72,6 +81,12 @@ def main() -> None:
     print(f"ratio of rotation to floor: {rotation / floor:.1f}x")
     harness.print_requests(
         "apiserver requests during the rotation (operator and tenant identity)", requests, count
+    )
+    print(
+        f"CPU seconds used during the rotation ({rotation:.1f} s on 2 cores): "
+        + ", ".join(
+            f"{name} {seconds:.1f}" for name, seconds in sorted(cpu.items(), key=lambda item: -item[1])
+        )
     )
     if profile:
         print("where the operator spent its time during the rotation (py-spy):")

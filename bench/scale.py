@@ -64,11 +64,6 @@ def running(command: list[str], kubeconfig: Path) -> Iterator[subprocess.Popen[b
         process.wait()
 
 
-def all_state_active(api: client.ApiClient, ns: str, count: int) -> bool:
-    items = harness.accounts(api, ns)
-    return len(items) == count and all((i.get("status") or {}).get("state") == "Active" for i in items)
-
-
 def baseline(
     api: client.ApiClient, command: list[str], kubeconfig: Path, ns: str, count: int
 ) -> tuple[float, float]:
@@ -78,7 +73,7 @@ def baseline(
 
         def provision() -> None:
             harness.create_system_key_accounts(api, ns, count)
-            harness.wait_until(lambda: all_state_active(api, ns, count), timeout=3600, interval=2)
+            harness.watch_until(api, ns, count, harness.active)
 
         elapsed = harness.timed(provision)
         time.sleep(5)
@@ -104,8 +99,8 @@ def peak_rss(pid: int) -> Iterator[list[float]]:
         sampler.join()
 
 
-def all_in(api: client.ApiClient, ns: str, state: str) -> bool:
-    return all((i.get("status") or {}).get("state") == state for i in harness.accounts(api, ns))
+def in_state(state: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda account: (account.get("status") or {}).get("state") == state
 
 
 def _wrapped_at(account: dict[str, Any]) -> str | None:
@@ -172,7 +167,7 @@ def rotate_and_revoke(api: client.ApiClient, byok_ns: str, count: int, pid: int,
     started = time.time()
     with peak_rss(pid) as peak:
         harness.put_key_version(api, byok_ns, 2)
-        harness.wait_until(lambda: harness.all_wrapped_by(api, byok_ns, count, "2"), timeout=3600, interval=1)
+        harness.watch_until(api, byok_ns, count, harness.wrapped_by("2"))
     found.rotation_seconds = time.time() - started
     found.rss_rotation_peak = max(peak)
     found.rotation_floor = rotation.rsa_floor(count, 2048) + found.floor / 2
@@ -180,11 +175,11 @@ def rotate_and_revoke(api: client.ApiClient, byok_ns: str, count: int, pid: int,
 
     started = time.time()
     harness.revoke_keys(api, byok_ns)
-    harness.wait_until(lambda: all_in(api, byok_ns, "KeyInaccessible"), timeout=3600, interval=1)
+    harness.watch_until(api, byok_ns, count, in_state("KeyInaccessible"))
     found.locked_after = since(started, harness.accounts(api, byok_ns), _changed("KeyInaccessible"))
     started = time.time()
     harness.grant_keys(api, byok_ns, identity="tenant")
-    harness.wait_until(lambda: all_in(api, byok_ns, "Active"), timeout=3600, interval=1)
+    harness.watch_until(api, byok_ns, count, harness.active)
     found.recovered_after = since(started, harness.accounts(api, byok_ns), _changed("Ready"))
 
 
@@ -200,7 +195,7 @@ def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
 
         def provision_system() -> None:
             harness.create_system_key_accounts(api, system_ns, count)
-            harness.wait_until(lambda: harness.all_active(api, system_ns, count), timeout=3600, interval=2)
+            harness.watch_until(api, system_ns, count, harness.active)
 
         found.system_seconds = harness.timed(provision_system)
         found.rss_system = soak.sample(operator.popen.pid, 0, None).rss_mib
@@ -211,9 +206,7 @@ def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
 
         def provision_byok() -> None:
             harness.create_customer_key_accounts(api, byok_ns, count, identity="tenant")
-            harness.wait_until(
-                lambda: harness.all_wrapped_by(api, byok_ns, count, "1"), timeout=3600, interval=2
-            )
+            harness.watch_until(api, byok_ns, count, harness.wrapped_by("1"))
 
         found.byok_seconds = harness.timed(provision_byok)
         time.sleep(5)

@@ -32,6 +32,10 @@ def _run_operator(args: argparse.Namespace) -> int:
     # envelopes). Never let them through, whatever level the operator runs at.
     for name in ("kubernetes_asyncio.client.rest", "kubernetes.client.rest"):
         logging.getLogger(name).setLevel(logging.INFO)
+    # Kopf says "Handler ... succeeded" at INFO for every watch event of every object: four lines
+    # per status write, tens of thousands in a rotation. Its warnings and errors still show.
+    if args.log_level.upper() != "DEBUG":
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # Liveness and readiness are the operator's own (handlers/setup.py), on the health port; several
     # replicas elect a leader on a Lease, so Kopf's own peering is not used.
     # The pod name, not the OS user (which has no passwd entry in the image). Kopf's Identity is a
@@ -43,12 +47,10 @@ def _run_operator(args: argparse.Namespace) -> int:
 def _keys(args: argparse.Namespace) -> int:
     import asyncio
 
-    from kubernetes_asyncio import client
-
     from . import keyadmin, kubeclient
 
     async def run() -> str:
-        async with client.ApiClient(await kubeclient.load_configuration()) as api:
+        async with kubeclient.api_client(await kubeclient.load_configuration()) as api:
             namespace = await keyadmin.key_namespace(api, args.namespace, args.vault)
             if args.keys in {"disable", "enable"}:
                 await keyadmin.set_enabled(

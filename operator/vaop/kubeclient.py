@@ -13,6 +13,8 @@ import base64
 import logging
 import os
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,11 +66,29 @@ async def load_configuration(kubeconfig: str | None = None) -> client.Configurat
 
 
 def with_token(base: client.Configuration, token: str) -> client.Configuration:
-    """The same server and CA as ``base``, authenticated only by ``token``."""
+    """The same server, CA and proxy as ``base``, authenticated only by ``token``."""
     configuration = client.Configuration(host=base.host, ssl_ca_cert=base.ssl_ca_cert)
     configuration.verify_ssl = base.verify_ssl
+    configuration.proxy = base.proxy
     configuration.api_key = {"BearerToken": f"Bearer {token}"}
     return configuration
+
+
+def api_client(configuration: client.Configuration) -> client.ApiClient:
+    """An API client that reads the proxy settings of the environment once, not on every request.
+
+    kubernetes_asyncio's HTTP session trusts the environment, so aiohttp looks up ~/.netrc and the
+    proxy variables in a worker thread on every request: two thread hops per API call, a fifth of
+    the operator's time in a rotation. The same proxy (HTTPS_PROXY, NO_PROXY) is decided here once.
+    """
+    if configuration.proxy is None:
+        host = urllib.parse.urlsplit(configuration.host).hostname or ""
+        proxies = urllib.request.getproxies()
+        if proxies.get("https") and not urllib.request.proxy_bypass(host):
+            configuration.proxy = proxies["https"]
+    api = client.ApiClient(configuration)
+    api.rest_client.pool_manager._trust_env = False  # aiohttp's switch for those lookups
+    return api
 
 
 @dataclass(frozen=True)
@@ -152,7 +172,7 @@ class Identities:
         cached = self._clients.get(account)
         if cached is not None and cached[0] == token:
             return cached[1]
-        api = client.ApiClient(with_token(self._base, token))
+        api = api_client(with_token(self._base, token))
         self._clients[account] = (token, api)
         if cached is not None:
             # In-flight calls may still use the old client: close it a little later, not now.

@@ -193,6 +193,10 @@ class ControlPlane:
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def pids(self) -> dict[str, int]:
+        """The running components' process ids, by name (etcd, kube-apiserver, ...)."""
+        return {p.name: p.popen.pid for p in self._processes if p.popen.poll() is None}
+
     def audit_events(self, *, since: float, users: set[str] | None = None) -> Iterator[dict[str, Any]]:
         """Requests made after ``since`` (a time.time()) by ``users`` (default: everyone), from the
         apiserver's audit log: each request once (a watch at its start, others when complete)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -427,3 +429,50 @@ def _wait_unwrap_failed(admin: client.ApiClient, namespace: str, name: str, says
         return account if ready.get("reason") == "UnwrapFailed" and says in ready.get("message", "") else None
 
     return helpers.eventually(probe, timeout=30)
+
+
+def test_a_restart_rewrites_nothing_that_is_right(
+    admin: client.ApiClient,
+    namespace: str,
+    keys_namespace: str,
+    operator: OperatorProcess,
+    control_plane: cluster.ControlPlane,
+) -> None:
+    """A new leader re-checks every account; those already right cost no write: no Secret, status,
+    ServiceAccount or Event (a restart with many accounts must not become a write storm)."""
+    tenant.studio_on_customer_key(admin, namespace, keys_namespace)
+    tenant.grant(admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="shared")
+    client.CoreV1Api(admin).create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="shared"))
+    )
+    names = [f"sys-{i}" for i in range(5)] + [f"byok-{i}" for i in range(5)]
+    for name in names:
+        spec: dict[str, Any] = {"region": "westeurope", "encryption": {"type": "SystemKey"}}
+        if name.startswith("byok"):
+            spec["encryption"] = {
+                "type": "CustomerKey",
+                "keyRef": {"name": "key"},
+                "identity": {"serviceAccountName": "shared"},
+            }
+        helpers.create(admin, namespace, "VideoAnalyzerAccount", name, spec)
+    for name in names:
+        tenant.wait_condition(admin, namespace, name, "Ready", "True")
+    time.sleep(2)  # the last writes are done
+
+    since = time.time()
+    operator.stop()
+    operator.start()
+    time.sleep(CHECK_INTERVAL * 2)  # every account reconciled, every pair checked
+    user = f"system:serviceaccount:{operator.identity.namespace}:{operator.identity.service_account}"
+    writes = [
+        f"{e['verb']} {e['requestURI']}"
+        for e in control_plane.audit_events(since=since, users={user})
+        if e["verb"] in ("create", "update", "patch", "delete")
+        and e["objectRef"].get("namespace") in (namespace, keys_namespace)
+    ]
+    assert writes == []
+    # ... and not for want of looking: the new process reconciled at least these accounts.
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+        metrics = response.read().decode()
+    ready = re.search(r'^vaop_account_reconciliations_total\{reason="Ready"\} (\S+)$', metrics, re.MULTILINE)
+    assert ready is not None and float(ready[1]) >= len(names), ready

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
-from kubernetes_asyncio import client
 
 from .. import config, health, kubeclient, leadership, metrics, models, permissions, providers, wrapping
 from ..admission import lifecycle
@@ -57,7 +56,7 @@ async def start(
     options = config.OperatorConfig()
     providers.set_policy(providers.PlatformPolicy(pkcs11_modules=frozenset(options.pkcs11_modules)))
     base = await kubeclient.load_configuration()
-    api = client.ApiClient(base)
+    api = kubeclient.api_client(base)
     memo.api = api
     memo.identities = kubeclient.Identities(api, base)
     memo.readiness = readiness = health.Readiness()

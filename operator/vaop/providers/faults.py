@@ -9,19 +9,27 @@ which cannot be made unreachable for one identity alone). Production never sets 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from . import base
 
+_read: tuple[float, frozenset[str]] = (0.0, frozenset())  # (when, failing vaults) of the last reading
+_FRESH_FOR = 0.2  # seconds a reading holds: tests wait seconds for a fault's effects
+
 
 def _failing(vault: str) -> bool:
+    global _read  # noqa: PLW0603 - the file's last reading, for every provider of the process
     path = os.environ.get("VAOP_FAULT_FILE")
     if not path:
         return False
-    try:
-        return vault in Path(path).read_text().split()
-    except OSError:
-        return False
+    now = time.monotonic()
+    if now - _read[0] > _FRESH_FOR:
+        try:
+            _read = (now, frozenset(Path(path).read_text().split()))
+        except OSError:
+            _read = (now, frozenset())
+    return vault in _read[1]
 
 
 class Faulty(base.KeyProvider):

@@ -1,0 +1,117 @@
+"""What reconciliations read instead of the API: the watch cache, the provider pool, and the one
+record per account; and a rotation told once per key."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from vaop import events, kubeclient, metrics, wrapping
+from vaop.reconcilers import monitor, records
+
+
+def _secret(name: str, version: str) -> Any:
+    return SimpleNamespace(metadata=SimpleNamespace(namespace="t", name=name, resource_version=version))
+
+
+def test_the_watch_cache_keeps_the_newest_of_the_watch_and_the_operators_own_writes() -> None:
+    cache = kubeclient.WatchCache(lambda **_: None, label_selector="x")  # type: ignore[arg-type]
+    cache.put(_secret("a", "10"))
+    cache.put(_secret("a", "9"))  # an older state, delivered late by the watch
+    assert _version(cache, "a") == "10"
+    cache.put(_secret("a", "11"))
+    assert _version(cache, "a") == "11"
+    assert cache.get("t", "b") is None
+
+
+def _version(cache: kubeclient.WatchCache, name: str) -> str:
+    found = cache.get("t", name)
+    assert found is not None
+    return str(found.metadata.resource_version)
+
+
+class _Provider:
+    """Stands for a provider: the pool only keeps and closes them."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def _provider() -> Any:
+    return _Provider()
+
+
+async def test_the_pool_shares_a_provider_for_a_few_seconds_only() -> None:
+    pool = wrapping.ProviderPool(max_age=0.05)
+    key: wrapping.PoolKey = ("t", "vault", kubeclient.ServiceAccountRef("t", "id"), "{}")
+    first = _provider()
+    pool.put(key, first)
+    assert pool.get(key) is first
+    await asyncio.sleep(0.06)
+    assert pool.get(key) is None  # too old: the next session asks the vault again
+
+
+async def test_a_problem_or_a_fresh_answer_replaces_what_the_pool_holds() -> None:
+    pool = wrapping.ProviderPool()
+    key: wrapping.PoolKey = ("t", "vault", kubeclient.ServiceAccountRef("t", "id"), "{}")
+    old, fresh = _provider(), _provider()
+    pool.put(key, old)
+    pool.put(key, fresh)  # a check's newer answer
+    assert pool.get(key) is fresh
+    pool.evict(key)  # a problem met by anyone
+    assert pool.get(key) is None
+    await pool.close()
+    assert not old.closed  # replaced ones close a minute later: calls may still use them
+
+
+def test_one_record_per_account_feeds_the_monitor_and_the_state_gauge() -> None:
+    book = records.Records()
+    watcher = monitor.KeyMonitor(
+        check=lambda _: None,  # type: ignore[arg-type,return-value]
+        enqueue=lambda _: None,
+        interval=1,
+        grace=10,
+        records=book,
+    )
+    pair = monitor.Pair("t", "id", "key", "westeurope")
+    view = monitor.AccountView(pair, False, "1", "Active", "Ready", False)
+    watcher.observed(("t", "a"), view)
+    book[("t", "a")].state = "Active"
+    book[("t", "b")].state = "KeyInaccessible"
+    assert book[("t", "a")].view is view
+    assert watcher.pairs() == {pair}
+    metrics.count_states(book.states)
+    assert REGISTRY.get_sample_value("vaop_accounts", {"state": "Active"}) == 1.0
+    watcher.observed(("t", "a"), None)
+    book.forget(("t", "a"))
+    assert watcher.pairs() == set()
+    assert REGISTRY.get_sample_value("vaop_accounts", {"state": "Active"}) == 0.0
+
+
+async def test_a_rotation_is_one_event_per_key_naming_the_accounts(monkeypatch: Any) -> None:
+    posted: list[tuple[Any, str, str]] = []
+
+    async def post(api: Any, involved: Any, *, reason: str, message: str, warning: bool = False) -> None:
+        posted.append((involved, reason, message))
+
+    monkeypatch.setattr(events, "post", post)
+    summary = events.RotationSummary(None, window=0.01)
+    for i in range(12):
+        summary.add("t", "key", "2", f"acct-{i:02d}")
+    await asyncio.sleep(0.05)
+    assert len(posted) == 1
+    involved, reason, message = posted[0]
+    assert (involved.kind, involved.name, involved.namespace, reason) == (
+        "CustomerKey",
+        "key",
+        "t",
+        "AccountKeysRewrapped",
+    )
+    assert message.startswith("Account keys of 12 account(s) re-wrapped to version 2: acct-00, acct-01")
+    assert message.endswith("and 2 more.")
