@@ -316,6 +316,8 @@ class AccountController:
             if changed["type"] in (conditions.READY, conditions.KEY_INACCESSIBLE):
                 bad_status = "False" if changed["type"] == conditions.READY else "True"
                 warning = changed["status"] == bad_status
+                if not warning and conditions.find(before.get("conditions"), changed["type"]) is None:
+                    continue  # a new account, fine from the start: AccountKeyCreated tells it
                 await events.post(
                     self._api,
                     _reference(key, seen),
