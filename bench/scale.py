@@ -206,6 +206,7 @@ def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
 
         found.system_seconds = harness.timed(provision_system)
         found.rss_system = soak.sample(operator.popen.pid, 0, None).rss_mib
+        print(f"so far: {found}", flush=True)  # a long run that fails later keeps what it found
 
         byok_ns = harness.namespace(api, "byok")
         harness.kubernetes_key_tenant(api, byok_ns, identity="tenant")
@@ -218,21 +219,25 @@ def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
         found.byok_seconds = harness.timed(provision_byok)
         time.sleep(5)
         found.rss_rest = soak.sample(operator.popen.pid, 0, None).rss_mib
+        print(f"so far: {found}", flush=True)  # a long run that fails later keeps what it found
 
         rotate_and_revoke(api, byok_ns, count, operator.popen.pid, found)
+        print(f"so far: {found}", flush=True)  # a long run that fails later keeps what it found
 
         users = {harness.operator_user(), f"system:serviceaccount:{byok_ns}:tenant"}
         time.sleep(CHECK_INTERVAL)  # the last writes of the recovery are over
         quiet_from = time.time()
         time.sleep(quiet_minutes * 60)
         found.quiet = harness.request_counts(plane, since=quiet_from, users=users)
+        print(f"so far: {found}", flush=True)  # a long run that fails later keeps what it found
 
         operator.stop()
         restarted = time.time()
-        found.restart_seconds = harness.timed(operator.start)
+        found.restart_seconds = harness.timed(lambda: operator.start(timeout=3600))
         time.sleep(AFTER_RESTART)
         found.restart = harness.request_counts(plane, since=restarted, users=users)
         found.rss_restarted = soak.sample(operator.popen.pid, 0, None).rss_mib
+        print(f"so far: {found}", flush=True)  # a long run that fails later keeps what it found
         operator.stop()
         # Its webhook (failurePolicy Fail) would refuse every account while no replica answers: the
         # baselines run without it, as a no-op controller would be deployed.

@@ -137,8 +137,10 @@ class ProviderPool:
         return entry[0]
 
     def put(self, key: PoolKey, provider: base.KeyProvider) -> None:
-        self.evict(key)
-        self._entries[key] = (provider, time.monotonic() + self.max_age)
+        now = time.monotonic()
+        for old in [k for k, (_, expires) in self._entries.items() if k == key or expires <= now]:
+            self.evict(old)  # and those no one asked for again (an identity gone, a vault changed)
+        self._entries[key] = (provider, now + self.max_age)
 
     def evict(self, key: PoolKey) -> None:
         entry = self._entries.pop(key, None)
