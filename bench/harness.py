@@ -56,6 +56,22 @@ def environment_running(
             operator.stop()
 
 
+@contextlib.contextmanager
+def process_running(command: list[str], kubeconfig: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A baseline process (output dropped) with ``kubeconfig``, terminated when the block ends."""
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, KUBECONFIG=str(kubeconfig)),
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait()
+
+
 def namespace(api: client.ApiClient, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))

@@ -28,8 +28,6 @@ import argparse
 import collections
 import contextlib
 import datetime
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -50,26 +48,11 @@ WEBHOOK = "video-analyzer-operator"  # the chart's ValidatingWebhookConfiguratio
 AFTER_RESTART = 60.0  # every account re-checked, and a sweep of the key checks
 
 
-@contextlib.contextmanager
-def running(command: list[str], kubeconfig: Path) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, KUBECONFIG=str(kubeconfig)),
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.wait()
-
-
 def baseline(
     api: client.ApiClient, command: list[str], kubeconfig: Path, ns: str, count: int
 ) -> tuple[float, float]:
     """(seconds to provision ``count`` accounts to Active, RSS MiB at rest) of a baseline controller."""
-    with running(command, kubeconfig) as process:
+    with harness.process_running(command, kubeconfig) as process:
         time.sleep(3)  # its watch is open
 
         def provision() -> None:

@@ -20,7 +20,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,19 +63,9 @@ def sample(pid: int, minute: float, metrics_url: str | None) -> Sample:
     return Sample(minute, rss, len(fds), sockets, threads, tasks)
 
 
-@contextlib.contextmanager
-def watch_only_operator(kubeconfig: Path) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kopf", "run", "--all-namespaces", "--standalone", str(WATCH_ONLY)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, KUBECONFIG=str(kubeconfig)),
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.wait()
+def watch_only_operator(kubeconfig: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    command = [sys.executable, "-m", "kopf", "run", "--all-namespaces", "--standalone", str(WATCH_ONLY)]
+    return harness.process_running(command, kubeconfig)
 
 
 class Churn:
