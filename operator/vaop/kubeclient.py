@@ -274,12 +274,15 @@ def _slim(obj: Any) -> Any:
 
 
 def _newer(obj: Any, known: Any | None) -> bool:
-    """Is ``obj`` a later state than ``known``? resourceVersions are etcd revisions here; where one is
-    not a number (another storage), the object just received is taken as the later."""
-    if known is None:
-        return True
+    """Is ``obj`` a later state than ``known``?"""
+    return known is None or later_version(obj.metadata.resource_version, known.metadata.resource_version)
+
+
+def later_version(version: str | None, than: str | None) -> bool:
+    """Is resourceVersion ``version`` later than ``than``? They are etcd revisions here; where one is
+    not a number (another storage), ``version``, the one just received, is taken as the later."""
     try:
-        return int(obj.metadata.resource_version) > int(known.metadata.resource_version)
+        return int(version) > int(than)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return True
 

@@ -311,7 +311,7 @@ class AccountController:
             _content_type=kubeclient.MERGE_PATCH,
         )
         record.written_status = written.get("status") or {}
-        record.written_version = int(written["metadata"]["resourceVersion"])
+        record.written_version = str(written["metadata"]["resourceVersion"])
         for changed in conditions.transitions(before.get("conditions"), merged):
             if changed["type"] in (conditions.READY, conditions.KEY_INACCESSIBLE):
                 bad_status = "False" if changed["type"] == conditions.READY else "True"
@@ -481,16 +481,11 @@ def _pair(context: wrapping.AccountContext) -> monitor.Pair | None:
 
 def _latest_status(seen: models.AccountRecord, record: records.Record) -> dict[str, Any]:
     """The account's status: the watch's copy, or what this operator wrote if the watch lags behind."""
-    if record.written_status is not None and record.written_version > _version(seen.resource_version):
+    if record.written_status is not None and kubeclient.later_version(
+        record.written_version, seen.resource_version
+    ):
         return record.written_status
     return seen.status
-
-
-def _version(resource_version: str) -> int:
-    try:
-        return int(resource_version)
-    except ValueError:
-        return 0
 
 
 def _reference(key: AccountKey, seen: models.AccountRecord) -> client.V1ObjectReference:

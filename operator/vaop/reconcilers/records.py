@@ -7,7 +7,6 @@ The account controller writes it, the key monitor reads where each account stand
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ class Record:
     # The status this operator last wrote, and the resourceVersion the write returned: newer than
     # the watch's copy until the watch catches up, so a run right after a write sees what it wrote.
     written_status: dict[str, Any] | None = None
-    written_version: int = 0
+    written_version: str = ""
     failures: int = 0  # transient vault failures in a row (backoff)
     identity_made: bool = False  # its default ServiceAccount exists
     view: AccountView | None = None  # where the key monitor last saw it (None: not reconciled yet)
@@ -46,11 +45,5 @@ class Records:
     def forget(self, key: AccountKey) -> None:
         self._records.pop(key, None)
 
-    def items(self) -> Iterator[tuple[AccountKey, Record]]:
-        return iter(list(self._records.items()))
-
     def states(self) -> Counter[str]:
         return Counter(state for r in self._records.values() if (state := r.state) is not None)
-
-    def __len__(self) -> int:
-        return len(self._records)
