@@ -142,8 +142,11 @@ def test_a_module_the_platform_did_not_vet_is_never_loaded(
     assert str(copy) not in Path(f"/proc/{operator.popen.pid}/maps").read_text()
 
 
+# Stopped with SIGTERM, which Python handles between calls: a kill in the middle of C_Login's rewrite of
+# the token file would leave the token unreadable for every later test.
 _NEIGHBOUR = """
-import sys, time, pkcs11
+import signal, sys, time, pkcs11
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 token = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[2])
 while True:
     try:
@@ -175,5 +178,5 @@ async def test_another_process_on_the_token_does_not_make_calls_fail() -> None:
             opened = await provider.unwrap(label, "1", wrapped.ciphertext, algorithm=wrapped.algorithm)
             assert opened == b"k" * 32
     finally:
-        neighbour.kill()
+        neighbour.terminate()
         await neighbour.wait()
