@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from . import sharding
 
 
 class OperatorConfig(BaseSettings):
@@ -49,6 +51,10 @@ class OperatorConfig(BaseSettings):
         default=None,
         description="TLS Secret (ca.crt, tls.crt, tls.key) kept by cert-manager; unset: own CA.",
     )
+    own_tls_secret: str = Field(
+        default="vaop-webhook-tls",
+        description="Where the operator keeps its own CA and serving certificate (without cert-manager).",
+    )
     webhook_service: str = Field(
         default="video-analyzer-operator-webhook", description="The webhook's Service."
     )
@@ -74,12 +80,30 @@ class OperatorConfig(BaseSettings):
             "the pkcs11 provider off. A tenant's KeyVault can never make the operator load another library."
         ),
     )
+    namespace_selector: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Sharding: reconcile only namespaces whose labels match this LabelSelector (JSON), each "
+            "claimed on a Lease so no two releases write one account; unset: every namespace."
+        ),
+    )
     check_interval: float = Field(
         default=30.0, description="Seconds between checks of each (identity, key) pair."
     )
     grace_period: float = Field(
         default=300.0, description="Seconds of transient vault failures before accounts go KeyInaccessible."
     )
+
+    @model_validator(mode="after")
+    def _sharding_needs_a_leader(self) -> OperatorConfig:
+        if self.namespace_selector and not self.leader_election:
+            raise ValueError(
+                "VAOP_NAMESPACE_SELECTOR needs VAOP_LEADER_ELECTION=true: other releases tell whether "
+                "this one is alive from its leader-election Lease"
+            )
+        if self.namespace_selector:
+            sharding.selector_string(self.namespace_selector)  # says what is wrong with it, at start
+        return self
 
     def serving_names(self) -> list[str]:
         """DNS names the serving certificate (webhook and data API) must cover."""

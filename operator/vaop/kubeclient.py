@@ -213,6 +213,10 @@ class WatchCache:
     def get(self, namespace: str, name: str) -> Any | None:
         return self._objects.get((namespace, name))
 
+    def held(self) -> list[tuple[str, str]]:
+        """(namespace, name) of every object held; namespace is None for cluster-scoped kinds."""
+        return list(self._objects)
+
     def put(self, obj: Any) -> None:
         """What a write of this process returned: newer than what the watch delivered so far."""
         key = (obj.metadata.namespace, obj.metadata.name)

@@ -46,7 +46,11 @@ _CUSTOM = models.GROUP
 
 
 def required(
-    *, webhook_configuration: str | None, lease: str | None, api_service: str | None = None
+    *,
+    webhook_configuration: str | None,
+    lease: str | None,
+    api_service: str | None = None,
+    sharded: bool = False,
 ) -> list[Permission]:
     rules = [
         *(Permission(v, _CUSTOM, "videoanalyzeraccounts", "watch accounts") for v in ("list", "watch")),
@@ -118,6 +122,18 @@ def required(
                     v, "coordination.k8s.io", "leases", election, namespaced_to_operator=True, name=lease
                 )
                 for v in ("get", "update")
+            ),
+        ]
+    if sharded:
+        claims = "sharding: namespace claims and other releases' leader Leases"
+        rules += [
+            *(
+                Permission(v, "", "namespaces", "sharding: the namespaces it selects")
+                for v in ("list", "watch")
+            ),
+            *(
+                Permission(v, "coordination.k8s.io", "leases", claims, namespaced_to_operator=True)
+                for v in ("get", "update", "delete")
             ),
         ]
     return rules

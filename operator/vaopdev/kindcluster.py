@@ -78,13 +78,18 @@ class Cluster:
         )
 
     def install(
-        self, *, values: dict[str, str] | None = None, upgrade: bool = False, wait: str = "5m"
+        self,
+        *,
+        values: dict[str, str] | None = None,
+        upgrade: bool = False,
+        wait: str = "5m",
+        release: str = RELEASE,
     ) -> None:
         """``helm install`` (or upgrade) of the chart with the loaded image, waiting for readiness."""
         repository, tag = self.operator_image.rsplit(":", 1)
         command = [
             "upgrade" if upgrade else "install",
-            RELEASE,
+            release,
             str(CHART_DIR),
             "--namespace",
             NAMESPACE,

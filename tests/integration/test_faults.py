@@ -26,7 +26,7 @@ from tests import helpers
 from tests.integration import clockshift, faulty_proxy, tenant
 from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD, WITHIN_ONE_INTERVAL, OperatorProcess
 from tests.integration.test_openbao import transit_vault
-from vaop.admission import tls
+from vaop import config
 from vaop.crypto import envelope
 from vaopdev import cluster, environment, openbao
 
@@ -398,7 +398,9 @@ def test_clock_skew_and_steps(
     clock = clockshift.Clock(tmp_path)
     clock.set(30 * 60)
     # The serving certificate (webhook and data API) is made afresh, on the shifted clock.
-    client.CoreV1Api(admin).delete_namespaced_secret(tls.SECRET_NAME, operator.identity.namespace)
+    client.CoreV1Api(admin).delete_namespaced_secret(
+        config.OperatorConfig.model_fields["own_tls_secret"].default, operator.identity.namespace
+    )
     with _operator_instead(operator, tmp_path / "operator.log", env=clock.env()) as shifted:
         # Ahead: the webhook's and the data API's certificates, made on this clock, are good to the
         # apiserver (every create below passes the webhook), and accounts provision.

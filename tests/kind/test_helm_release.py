@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from tests import helpers
@@ -304,6 +304,96 @@ def test_losing_the_leader_mid_rotation(release: kindcluster.Cluster, admin: cli
             )
             account_key = tenant.open_account_key(admin, namespace, name, pem)
             assert envelope.key_check_value(account_key) == kcvs[name]
+
+
+SHARD_B = {
+    "fullnameOverride": "vaop-b",
+    "serviceAccount.name": "vaop-b",
+    "leaderElection.leaseName": "vaop-b",
+    "webhook.configurationName": "vaop-b",
+    "crds.enabled": "false",
+    "dataAPI.enabled": "false",  # one release serves the data API, for every namespace
+    "replicaCount": "1",
+    "sharding.namespaceSelector.matchLabels.videoanalyzer\\.io/shard": "b",
+    **SETTINGS,
+}
+NOT_SHARD_B = {
+    "sharding.namespaceSelector.matchExpressions[0].key": "videoanalyzer.io/shard",
+    "sharding.namespaceSelector.matchExpressions[0].operator": "NotIn",
+    "sharding.namespaceSelector.matchExpressions[0].values[0]": "b",
+}
+
+
+def _claim_events(
+    admin: client.ApiClient, name: str, seen: list[tuple[str, str]], stop: threading.Event
+) -> None:
+    """Every change of the claim Lease ``name``: (event type, holder)."""
+    watcher = watch.Watch()
+    while not stop.is_set():
+        for event in watcher.stream(
+            client.CoordinationV1Api(admin).list_namespaced_lease,
+            kindcluster.NAMESPACE,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=5,
+        ):
+            seen.append((event["type"], event["object"].spec.holder_identity or ""))
+
+
+def test_two_shards_hand_a_namespace_over(release: kindcluster.Cluster, admin: client.ApiClient) -> None:
+    """Two releases in one namespace, each reconciling the namespaces its selector picks: a
+    namespace relabelled from one to the other is released by the first before the second claims it."""
+    release.install(values=NOT_SHARD_B, upgrade=True)
+    release.install(values=SHARD_B, release="vaop-b")
+    namespace = f"shard-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(admin)
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=namespace, labels={"videoanalyzer.io/shard": "b"})
+        )
+    )
+    claim = f"vaop-claim-{namespace}"
+    seen: list[tuple[str, str]] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_claim_events, args=(admin, claim, seen, stop), daemon=True)
+    watcher.start()
+    try:
+        tenant.account(admin, namespace, "cam")
+        tenant.wait_condition(admin, namespace, "cam", "Ready", "True", timeout=120)
+        assert _claim_holder(admin, claim) == "vaop-b"
+
+        core.patch_namespace(namespace, {"metadata": {"labels": {"videoanalyzer.io/shard": "a"}}})
+        helpers.eventually(lambda: _claim_holder(admin, claim) == "video-analyzer-operator", timeout=60)
+        # Released (deleted) by vaop-b, then made by the other release: never taken from a live holder.
+        holders = [holder for kind, holder in seen if kind != "DELETED"]
+        assert holders[0] == "vaop-b" and holders[-1] == "video-analyzer-operator"
+        first_new = next(i for i, (kind, holder) in enumerate(seen) if holder == "video-analyzer-operator")
+        assert ("DELETED", "vaop-b") in seen[:first_new], seen
+        assert f"Namespace {namespace} handed over by release vaop-b" in _logs(release, "vaop-b")
+        # The namespace's new owner reconciles it: a new account there comes up.
+        tenant.account(admin, namespace, "cam2")
+        tenant.wait_condition(admin, namespace, "cam2", "Ready", "True", timeout=120)
+    finally:
+        stop.set()
+        release.helm("uninstall", "vaop-b", "--namespace", kindcluster.NAMESPACE, "--wait", check=False)
+        release.install(values={"sharding.namespaceSelector": "null"}, upgrade=True)
+        release.kubectl(
+            "-n", kindcluster.NAMESPACE, "delete", "lease", "-l", "videoanalyzer.io/component=namespace-claim"
+        )
+        core.delete_namespace(namespace)
+
+
+def _claim_holder(admin: client.ApiClient, name: str) -> str | None:
+    try:
+        lease = client.CoordinationV1Api(admin).read_namespaced_lease(name, kindcluster.NAMESPACE)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return lease.spec.holder_identity  # type: ignore[no-any-return]
+
+
+def _logs(cluster: kindcluster.Cluster, deployment: str) -> str:
+    return cluster.kubectl("-n", kindcluster.NAMESPACE, "logs", f"deploy/{deployment}", "--tail=-1").stdout
 
 
 def test_uninstall_leaves_no_webhook_behind(release: kindcluster.Cluster, admin: client.ApiClient) -> None:

@@ -17,11 +17,11 @@ CHART = binaries.REPO_ROOT / "charts" / "video-analyzer-operator"
 Render = Callable[..., list[dict[str, Any]]]
 
 
-def _helm_template(*values: str) -> subprocess.CompletedProcess[str]:
+def _helm_template(*values: str, release: str = "vaop") -> subprocess.CompletedProcess[str]:
     command = [
         str(binaries.HELM.ensure() / "helm"),
         "template",
-        "vaop",
+        release,
         str(CHART),
         "--namespace",
         "vaop-system",
@@ -32,8 +32,8 @@ def _helm_template(*values: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
-def render(*values: str) -> list[dict[str, Any]]:
-    result = _helm_template(*values)
+def render(*values: str, release: str = "vaop") -> list[dict[str, Any]]:
+    result = _helm_template(*values, release=release)
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
@@ -131,6 +131,42 @@ def test_values_reach_the_operator_as_settings(monkeypatch: pytest.MonkeyPatch) 
     assert env["VAOP_LEASE_NAME"] == "my-lease"
     assert env["HTTPS_PROXY"] == "http://proxy:3128"
     assert "--log-format=json" in operator["args"] and operator["args"][-1] == "--log-level=DEBUG"
+
+
+SHARD_B = (
+    "fullnameOverride=vaop-b",
+    "serviceAccount.name=vaop-b",
+    "leaderElection.leaseName=vaop-b",
+    "webhook.configurationName=vaop-b",
+    "crds.enabled=false",
+    "dataAPI.enabled=false",
+    "sharding.namespaceSelector.matchLabels.videoanalyzer\\.io/shard=b",
+)
+
+
+def test_a_second_release_as_a_shard_shares_no_object_with_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    def names(documents: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+        return {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]) for d in documents}
+
+    first, second = render(), render(*SHARD_B, release="vaop-b")
+    assert names(first) & names(second) == set()
+    env = {e["name"]: e.get("value") for e in container(second)["env"]}
+    assert env["VAOP_OWN_TLS_SECRET"] == "vaop-b-own-tls"
+    assert env["VAOP_WEBHOOK_SERVICE"] == "vaop-b-webhook"
+    monkeypatch.setenv("VAOP_NAMESPACE_SELECTOR", env["VAOP_NAMESPACE_SELECTOR"])
+    assert config.OperatorConfig().namespace_selector == {"matchLabels": {"videoanalyzer.io/shard": "b"}}
+    # Its webhook answers only for its own namespaces; the first release's keeps answering for all.
+    webhook = only(second, "ValidatingWebhookConfiguration")["webhooks"][0]
+    assert webhook["namespaceSelector"]["matchLabels"] == {"videoanalyzer.io/shard": "b"}
+    assert "VAOP_NAMESPACE_SELECTOR" not in {e["name"] for e in container(first)["env"]}
+
+
+def test_sharding_without_leader_election_is_refused() -> None:
+    result = _helm_template(
+        "sharding.namespaceSelector.matchLabels.a=b", "leaderElection.enabled=false", "replicaCount=1"
+    )
+    assert result.returncode != 0
+    assert "sharding.namespaceSelector needs leaderElection.enabled=true" in result.stderr
 
 
 def test_image_by_digest_and_pull_secrets() -> None:
@@ -244,6 +280,16 @@ def test_rbac_grants_exactly_what_the_code_uses() -> None:
     )
     assert _granted(minimal) == _needed(permissions.required(webhook_configuration=None, lease=None))
     assert _builtin_roles(minimal) == set()
+    shard = render(
+        "fullnameOverride=vaop-b",
+        "dataAPI.enabled=false",
+        "webhook.configurationName=vaop-b",
+        "leaderElection.leaseName=vaop-b",
+        "sharding.namespaceSelector.matchLabels.videoanalyzer\\.io/shard=b",
+    )
+    assert _granted(shard) == _needed(
+        permissions.required(webhook_configuration="vaop-b", lease="vaop-b", sharded=True)
+    )
 
 
 def test_tenants_get_viewer_and_editor_roles_of_the_data_kinds() -> None:
@@ -282,7 +328,7 @@ def test_bad_values_are_refused_with_a_message(value: str, message: str) -> None
 def test_security_guide_explains_every_right() -> None:
     guide = (binaries.REPO_ROOT / "docs" / "security.md").read_text()
     rows = [line for line in guide.splitlines() if line.startswith("| `")]
-    rules = permissions.required(webhook_configuration="w", lease="l", api_service="a")
+    rules = permissions.required(webhook_configuration="w", lease="l", api_service="a", sharded=True)
     unexplained = [
         str(p)
         for p in rules

@@ -1,5 +1,20 @@
 {{- define "vaop.name" -}}video-analyzer-operator{{- end -}}
 
+{{/* The release's namespaced objects (Deployment, Services, TLS Secrets): a second release in the
+same namespace, a shard, sets fullnameOverride. */}}
+{{- define "vaop.fullname" -}}{{ .Values.fullnameOverride | default (include "vaop.name" .) }}{{- end -}}
+
+{{/* The operator's own CA and serving certificate (no cert-manager); the first release keeps the
+name it always had. */}}
+{{- define "vaop.ownTlsSecret" -}}
+{{- if .Values.fullnameOverride }}{{ .Values.fullnameOverride }}-own-tls{{ else }}vaop-webhook-tls{{ end -}}
+{{- end -}}
+
+{{/* Whether this release is a shard (sharding.namespaceSelector set). */}}
+{{- define "vaop.sharded" -}}
+{{- with .Values.sharding.namespaceSelector }}{{ if or .matchLabels .matchExpressions }}true{{ end }}{{ end -}}
+{{- end -}}
+
 {{- define "vaop.labels" -}}
 app.kubernetes.io/name: {{ include "vaop.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -36,6 +51,9 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ .Values.serviceAccount.name }}
 {{- if and .enabled (le (float64 .renewDeadline) (float64 .retryPeriod)) }}
 {{- fail "leaderElection.renewDeadline must be greater than leaderElection.retryPeriod, or the leader gives up after one failed renewal" }}
 {{- end }}
+{{- end }}
+{{- if and (include "vaop.sharded" .) (not .Values.leaderElection.enabled) }}
+{{- fail "sharding.namespaceSelector needs leaderElection.enabled=true: other releases tell whether this one is alive from its leader-election Lease" }}
 {{- end }}
 {{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicaCount) 1) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true: without it every replica would reconcile the same accounts" }}

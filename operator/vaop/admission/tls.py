@@ -17,7 +17,6 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import config, kubeclient, labels, pki
 
-SECRET_NAME = "vaop-webhook-tls"  # noqa: S105 (a Secret's name)
 _RENEW_BEFORE = datetime.timedelta(days=30)
 
 
@@ -57,11 +56,16 @@ async def load_external(
 
 
 async def load_or_create(
-    api: client.ApiClient, *, namespace: str, dns_names: list[str], ip_addresses: list[str]
+    api: client.ApiClient,
+    *,
+    namespace: str,
+    dns_names: list[str],
+    ip_addresses: list[str],
+    name: str,
 ) -> tuple[pki.KeyPair, pki.KeyPair]:
-    """(CA, serving key pair) for the webhook."""
+    """(CA, serving key pair) for the webhook, kept in Secret ``name``."""
     core = client.CoreV1Api(api)
-    secret = await kubeclient.read_secret_or_none(core, SECRET_NAME, namespace)
+    secret = await kubeclient.read_secret_or_none(core, name, namespace)
     if secret is not None:
         data = kubeclient.secret_data(secret)
         ca = pki.KeyPair(data["ca.crt"], data["ca.key"])
@@ -73,7 +77,7 @@ async def load_or_create(
         ca = pki.make_ca("video-analyzer-operator-webhook-ca")
     serving = pki.issue_serving(ca, dns_names=dns_names, ip_addresses=ip_addresses)
     body = client.V1Secret(
-        metadata=client.V1ObjectMeta(name=SECRET_NAME, labels=dict(labels.MANAGED)),
+        metadata=client.V1ObjectMeta(name=name, labels=dict(labels.MANAGED)),
         type="kubernetes.io/tls",
         data={
             "ca.crt": _b64(ca.cert_pem),
@@ -88,12 +92,12 @@ async def load_or_create(
         except ApiException as error:
             if error.status == 409:  # another replica was first: use its certificates
                 return await load_or_create(
-                    api, namespace=namespace, dns_names=dns_names, ip_addresses=ip_addresses
+                    api, namespace=namespace, dns_names=dns_names, ip_addresses=ip_addresses, name=name
                 )
             raise
     else:
         body.metadata.resource_version = secret.metadata.resource_version
-        await core.replace_namespaced_secret(SECRET_NAME, namespace, body)
+        await core.replace_namespaced_secret(name, namespace, body)
     return ca, serving
 
 
@@ -105,5 +109,9 @@ async def serving_pair(
     if options.webhook_cert_secret:
         return await load_external(api, namespace=options.namespace, name=options.webhook_cert_secret)
     return await load_or_create(
-        api, namespace=options.namespace, dns_names=options.serving_names(), ip_addresses=["127.0.0.1"]
+        api,
+        namespace=options.namespace,
+        dns_names=options.serving_names(),
+        ip_addresses=["127.0.0.1"],
+        name=options.own_tls_secret,
     )

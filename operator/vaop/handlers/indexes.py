@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from typing import Any
 
 import kopf
@@ -77,13 +78,17 @@ class InitialSync:
     """Ready once the indices hold every object that existed when this replica started.
 
     Kopf fills its indices from its own watches and says nothing when the first listing is done, so
-    this lists the three kinds itself (paged) and waits until each listed object is indexed. Each
-    round lists again, so an object deleted meanwhile does not hold readiness back.
+    this lists the three kinds itself (paged, once) and then waits, without further API calls, until
+    each listed object is indexed. Only if the remainder stops shrinking for ``relist_after``
+    seconds (objects deleted meanwhile are never indexed) does it list again. Listing every round
+    instead kept a restart with 20,000 accounts from ever getting ready: decoding the listings took
+    the event loop away from Kopf's indexing.
     """
 
-    def __init__(self, api: Any, membership: dict[str, Any]) -> None:
+    def __init__(self, api: Any, membership: dict[str, Any], *, relist_after: float = 30.0) -> None:
         self._custom = client.CustomObjectsApi(api)
         self._membership = membership  # plural -> (namespace, name) -> bool
+        self._relist_after = relist_after
         self._problem: str | None = "the first listing has not completed"
         self.synced = asyncio.Event()
 
@@ -91,39 +96,44 @@ class InitialSync:
         return self._problem
 
     async def run(self) -> None:
-        delay = 0.2
+        pending: dict[str, set[tuple[str, str]]] | None = None
+        progress = (0, time.monotonic())  # (objects left, since when)
         while True:
             try:
-                missing = {
-                    plural: await self._missing(plural, known) for plural, known in self._membership.items()
-                }
+                if pending is None:
+                    pending = {plural: await self._listed(plural) for plural in self._membership}
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 self._problem = f"cannot list the custom resources: {error.__class__.__name__}: {error}"
-            else:
-                waiting = {plural: n for plural, n in missing.items() if n}
-                if not waiting:
-                    self._problem = None
-                    self.synced.set()
-                    return
-                self._problem = "watch caches still filling: " + ", ".join(
-                    f"{n} {plural} not indexed yet" for plural, n in waiting.items()
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+                await asyncio.sleep(1.0)
+                continue
+            pending = {
+                plural: {key for key in keys if not self._membership[plural](key)}
+                for plural, keys in pending.items()
+            }
+            left = sum(len(keys) for keys in pending.values())
+            if not left:
+                self._problem = None
+                self.synced.set()
+                return
+            self._problem = "watch caches still filling: " + ", ".join(
+                f"{len(keys)} {plural} not indexed yet" for plural, keys in pending.items() if keys
+            )
+            if left != progress[0]:
+                progress = (left, time.monotonic())
+            elif time.monotonic() - progress[1] > self._relist_after:
+                pending, progress = None, (0, time.monotonic())  # gone meanwhile? list again
+            await asyncio.sleep(0.2)
 
-    async def _missing(self, plural: str, known: Any) -> int:
-        count, token = 0, None
+    async def _listed(self, plural: str) -> set[tuple[str, str]]:
+        keys: set[tuple[str, str]] = set()
+        token = None
         while True:
             page = await self._custom.list_cluster_custom_object(
                 models.GROUP, models.VERSION, plural, limit=500, _continue=token
             )
-            count += sum(
-                1
-                for item in page["items"]
-                if not known((item["metadata"]["namespace"], item["metadata"]["name"]))
-            )
+            keys.update((item["metadata"]["namespace"], item["metadata"]["name"]) for item in page["items"])
             token = page["metadata"].get("continue")
             if not token:
-                return count
+                return keys

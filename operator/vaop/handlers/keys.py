@@ -8,7 +8,6 @@ from typing import Any
 import kopf
 
 from .. import models
-from ..reconcilers import keyvaults
 from . import indexes
 
 
@@ -57,4 +56,4 @@ async def key_vault_event(
             if key_namespace == namespace:
                 await memo.leader.controller.check_unused_key(namespace, key)
     if type != "DELETED":
-        await keyvaults.refresh(memo.api, body)
+        await memo.leader.controller.refresh_key_vault(body)

@@ -90,6 +90,7 @@ async def start(
         webhook_configuration=options.webhook_configuration if options.webhook_port else None,
         lease=options.lease_name if options.leader_election else None,
         api_service=options.api_service if options.data_api_port else None,
+        sharded=bool(options.namespace_selector),
     )
     checker = permissions.PermissionCheck(api, rules, namespace=options.namespace)
     readiness.add("permissions", checker.problem)

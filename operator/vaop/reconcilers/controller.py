@@ -13,18 +13,29 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import conditions, events, kubeclient, labels, metrics, models, platformkeys, providers, wrapping
+from .. import (
+    conditions,
+    events,
+    kubeclient,
+    labels,
+    metrics,
+    models,
+    platformkeys,
+    providers,
+    sharding,
+    wrapping,
+)
 from ..domain import accounts as domain
 from ..domain import keys as keys_domain
 from ..providers import kubernetes as kubernetes_provider
 from . import accounts as reconciler
-from . import monitor, records, workqueue
+from . import keyvaults, monitor, records, workqueue
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +60,10 @@ class AccountController:
         workers: int = 8,
         check_interval: float = 30.0,
         grace_period: float = 300.0,
+        shard: sharding.Shard | None = None,
     ) -> None:
         self._api = api
+        self.shard: sharding.Shard = shard or sharding.AllNamespaces()
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
         self._platform = platform
@@ -88,6 +101,14 @@ class AccountController:
 
     async def process(self, key: AccountKey) -> float | None:
         await self.secrets.synced.wait()  # a Secret not yet listed must not look missing
+        if not self.shard.enter(key[0]):
+            return None  # another release's namespace (sharding.py)
+        try:
+            return await self._reconcile(key)
+        finally:
+            self.shard.leave(key[0])
+
+    async def _reconcile(self, key: AccountKey) -> float | None:
         namespace, name = key
         seen = self._accounts(namespace, name)  # the watch's copy: no GET
         if seen is None or seen.deleting:
@@ -188,8 +209,21 @@ class AccountController:
         self.monitor.observed(key, None)
         self.records.forget(key)
 
+    def forget_namespace(self, namespace: str) -> None:
+        """Handed over to another release: its accounts leave the monitor and the gauge."""
+        for key in self.records.in_namespace(namespace):
+            self._forget(key)
+
     async def check_pair(self, pair: monitor.Pair) -> monitor.CheckResult:
         """One vault check for a (namespace, identity, key, region) pair, as that identity."""
+        if not self.shard.enter(pair.namespace):
+            return monitor.CheckResult(None, None)  # handed over meanwhile: its accounts are forgotten
+        try:
+            return await self._check_pair(pair)
+        finally:
+            self.shard.leave(pair.namespace)
+
+    async def _check_pair(self, pair: monitor.Pair) -> monitor.CheckResult:
         assert self._platform is not None
         context = pair.context()
         raw_key = self._customer_keys(pair.namespace, pair.key)
@@ -397,6 +431,30 @@ class AccountController:
         return monitor.Pair(namespace, identity, name, vault.region if vault is not None else "")
 
     async def check_unused_key(self, namespace: str, name: str) -> None:
+        if not self.shard.enter(namespace):
+            return
+        try:
+            await self._check_unused_key(namespace, name)
+        finally:
+            self.shard.leave(namespace)
+
+    async def refresh_key_vault(self, body: Mapping[str, Any]) -> None:
+        """A KeyVault's status, in a namespace this release owns."""
+        namespace = body["metadata"]["namespace"]
+        if not self.shard.enter(namespace):
+            return
+        try:
+            await keyvaults.refresh(self._api, body)
+        finally:
+            self.shard.leave(namespace)
+
+    async def refresh_key_vaults(self, namespace: str | None = None) -> None:
+        """Every KeyVault's status (or one namespace's): a new leader, or a namespace this release
+        gained, catches up with what changed while no one wrote it."""
+        for body in await keyvaults.listing(self._api, namespace):
+            await self.refresh_key_vault(body)
+
+    async def _check_unused_key(self, namespace: str, name: str) -> None:
         found = self.unused_key(namespace, name)
         if isinstance(found, monitor.Pair):
             self.monitor.check_soon([found])

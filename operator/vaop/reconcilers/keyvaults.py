@@ -45,10 +45,13 @@ async def refresh(api: client.ApiClient, body: Mapping[str, Any]) -> None:
             raise
 
 
-async def refresh_all(api: client.ApiClient) -> None:
-    """Every KeyVault's status (a new leader catches up with what changed while none led)."""
-    listing = await client.CustomObjectsApi(api).list_cluster_custom_object(
-        models.GROUP, models.VERSION, "keyvaults"
-    )
-    for body in listing.get("items", []):
-        await refresh(api, body)
+async def listing(api: client.ApiClient, namespace: str | None = None) -> list[dict[str, Any]]:
+    """Every KeyVault, or those of one namespace."""
+    custom = client.CustomObjectsApi(api)
+    if namespace is None:
+        found = await custom.list_cluster_custom_object(models.GROUP, models.VERSION, "keyvaults")
+    else:
+        found = await custom.list_namespaced_custom_object(
+            models.GROUP, models.VERSION, namespace, "keyvaults"
+        )
+    return list(found.get("items", []))

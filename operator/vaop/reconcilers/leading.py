@@ -17,8 +17,8 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from .. import config, kubeclient, models, platformkeys
-from . import controller, keyvaults
+from .. import config, kubeclient, models, platformkeys, sharding
+from . import controller
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class LeaderWork:
         self._accounts = accounts
         self._account = account
         self.controller: controller.AccountController | None = None
+        self._claims: sharding.NamespaceClaims | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -72,6 +73,9 @@ class LeaderWork:
             grace_period=self._options.grace_period,
         )
         await work.find_identities()
+        if self._options.namespace_selector:
+            self._claims = work.shard = self._claims_for(work, self._options.namespace_selector)
+            await self._claims.start()
         work.queue.start()
         self._tasks = [
             asyncio.create_task(work.secrets.run(), name="account-key-secrets"),
@@ -79,10 +83,32 @@ class LeaderWork:
             asyncio.create_task(work.monitor.run(), name="key-monitor"),
             asyncio.create_task(work.watch_unused_keys(), name="unused-keys"),
         ]
+        if self._claims is not None:
+            self._tasks.append(asyncio.create_task(self._claims.run(), name="namespace-claims"))
         self.controller = work
         for account in self._accounts():
             work.queue.add(account)
-        await keyvaults.refresh_all(self._api)
+        if self._claims is None:  # a sharded release caught up with each namespace as it claimed it
+            await work.refresh_key_vaults()
+
+    def _claims_for(
+        self, work: controller.AccountController, selector: dict[str, Any]
+    ) -> sharding.NamespaceClaims:
+        async def gained(namespace: str) -> None:
+            for account in self._accounts():
+                if account[0] == namespace:
+                    work.queue.add(account)
+            await work.refresh_key_vaults(namespace)
+
+        return sharding.NamespaceClaims(
+            self._api,
+            namespace=self._options.namespace,
+            release=self._options.lease_name,
+            selector=sharding.selector_string(selector),
+            on_gained=gained,
+            on_lost=work.forget_namespace,
+            retry_period=self._options.retry_period,
+        )
 
     async def stop(self) -> None:
         """Stop at once: running reconciliations are cancelled (each is crash-safe by design)."""
@@ -91,6 +117,9 @@ class LeaderWork:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._claims is not None:
+            await self._claims.stop()
+            self._claims = None
         if work is not None:
             await work.queue.stop()
             await work.rotations.close()

@@ -42,6 +42,9 @@ class Records:
     def get(self, key: AccountKey) -> Record | None:
         return self._records.get(key)
 
+    def in_namespace(self, namespace: str) -> list[AccountKey]:
+        return [key for key in self._records if key[0] == namespace]
+
     def forget(self, key: AccountKey) -> None:
         self._records.pop(key, None)
 
