@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,6 +18,16 @@ PLURALS = {
     "CustomerKey": "customerkeys",
     "KeyVault": "keyvaults",
 }
+
+
+async def until(predicate: Callable[[], bool], within: float) -> float:
+    """Await until ``predicate`` holds (checked every 20 ms); the seconds that took."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > within:
+            raise AssertionError(f"not true within {within}s")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
 
 
 def eventually(probe: Callable[[], T | None], *, timeout: float = 30, interval: float = 0.25) -> T:

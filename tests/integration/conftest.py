@@ -9,14 +9,16 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kubernetes import client
+from kubernetes_asyncio import client as aclient
 
 from tests.integration import azure_stand_in, softhsm
+from vaop import kubeclient
 from vaopdev import cluster, environment, openbao
 
 
@@ -58,6 +60,14 @@ class Kubectl:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
         return result
+
+
+@pytest.fixture
+async def api(control_plane: cluster.ControlPlane) -> AsyncIterator[aclient.ApiClient]:
+    """An asyncio client with admin rights, for tests that drive the operator's own modules."""
+    configuration = await kubeclient.load_configuration(str(control_plane.admin_kubeconfig))
+    async with aclient.ApiClient(configuration) as api:
+        yield api
 
 
 @pytest.fixture(scope="session")

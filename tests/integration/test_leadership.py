@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from collections.abc import AsyncIterator, Callable
 
-import pytest
 from kubernetes_asyncio import client as aclient
 
-from vaop import kubeclient, leadership
-from vaopdev import cluster
+from tests import helpers
+from vaop import leadership
 
 DURATION, DEADLINE, RETRY = 2.0, 1.5, 0.2
 
@@ -54,25 +52,9 @@ class Replica:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def _until(predicate: Callable[[], bool], within: float) -> float:
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > within:
-            raise AssertionError(f"not true within {within}s")
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
-
-
-@pytest.fixture
-async def api(control_plane: cluster.ControlPlane) -> AsyncIterator[aclient.ApiClient]:
-    configuration = await kubeclient.load_configuration(str(control_plane.admin_kubeconfig))
-    async with aclient.ApiClient(configuration) as api:
-        yield api
-
-
 async def _leader_and_follower(api: aclient.ApiClient, namespace: str) -> tuple[Replica, Replica]:
     a = Replica(api, namespace, "a").run()
-    await _until(lambda: a.elector.leading, within=5)
+    await helpers.until(lambda: a.elector.leading, within=5)
     b = Replica(api, namespace, "b").run()
     await asyncio.sleep(1.0)
     assert not b.elector.leading and b.elector.holder == "a"
@@ -86,7 +68,7 @@ async def test_one_leader_and_a_released_lease_is_taken_at_once(
 
     await a.elector.release()
     await a.crash()
-    handover = await _until(lambda: b.elector.leading, within=5)
+    handover = await helpers.until(lambda: b.elector.leading, within=5)
     assert handover < DURATION  # not waiting for the Lease to expire
     assert a.stopped and not a.elector.leading
     lease = await aclient.CoordinationV1Api(api).read_namespaced_lease("election", namespace)
@@ -101,7 +83,7 @@ async def test_a_crashed_leader_is_replaced_after_the_lease_expires(
     a, b = await _leader_and_follower(api, namespace)
     await a.crash()
     crashed = time.monotonic()
-    await _until(lambda: b.elector.leading, within=DURATION + 3)
+    await helpers.until(lambda: b.elector.leading, within=DURATION + 3)
     waited = time.monotonic() - crashed
     assert DURATION - 2 * RETRY <= waited <= DURATION + 1.5, waited
     await b.elector.release()
@@ -110,7 +92,7 @@ async def test_a_crashed_leader_is_replaced_after_the_lease_expires(
 
 async def test_a_leader_that_loses_the_lease_stops_at_once(api: aclient.ApiClient, namespace: str) -> None:
     a = Replica(api, namespace, "a").run()
-    await _until(lambda: a.elector.leading, within=5)
+    await helpers.until(lambda: a.elector.leading, within=5)
     leases = aclient.CoordinationV1Api(api)
 
     async def intrude() -> None:
@@ -121,7 +103,7 @@ async def test_a_leader_that_loses_the_lease_stops_at_once(api: aclient.ApiClien
         await leases.replace_namespaced_lease("election", namespace, lease)
 
     await intrude()
-    noticed = await _until(lambda: not a.elector.leading, within=2)
+    noticed = await helpers.until(lambda: not a.elector.leading, within=2)
     assert noticed <= 2 * RETRY + 0.5
     assert len(a.stopped) == 1
     for _ in range(10):  # while the intruder renews, "a" never leads again
@@ -135,7 +117,7 @@ async def test_readiness_follows_the_apiserver_answering(api: aclient.ApiClient,
     a = Replica(api, namespace, "a")
     assert a.elector.problem() == "no answer from the apiserver yet"
     a.run()
-    await _until(lambda: a.elector.problem() is None, within=5)
+    await helpers.until(lambda: a.elector.problem() is None, within=5)
     await a.crash()
     a.elector.last_contact -= 2 * DURATION + 1  # as if the apiserver had been silent that long
     assert "no answer from the apiserver for" in str(a.elector.problem())

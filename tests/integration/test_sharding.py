@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
 from kubernetes_asyncio import client as aclient
 
-from vaop import kubeclient, leadership, sharding
-from vaopdev import cluster
+from tests import helpers
+from vaop import leadership, sharding
 
 DURATION, DEADLINE, RETRY = 2.0, 1.5, 0.2
 SHARD = "videoanalyzer.io/shard"
@@ -57,7 +57,7 @@ class Release:
 
     async def start(self) -> Release:
         self._tasks.append(asyncio.create_task(self.elector.run()))
-        await _until(lambda: self.elector.leading, within=5)
+        await helpers.until(lambda: self.elector.leading, within=5)
         await self.claims.start()
         self._tasks.append(asyncio.create_task(self.claims.run()))
         return self
@@ -68,22 +68,6 @@ class Release:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.claims.stop()
-
-
-async def _until(predicate: Callable[[], bool], within: float) -> float:
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > within:
-            raise AssertionError(f"not true within {within}s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
-
-
-@pytest.fixture
-async def api(control_plane: cluster.ControlPlane) -> AsyncIterator[aclient.ApiClient]:
-    configuration = await kubeclient.load_configuration(str(control_plane.admin_kubeconfig))
-    async with aclient.ApiClient(configuration) as api:
-        yield api
 
 
 @pytest.fixture
@@ -123,20 +107,20 @@ async def test_a_relabelled_namespace_moves_once_the_work_under_way_is_done(
     leases = aclient.CoordinationV1Api(api)
     try:
         _label(admin, tenant_namespace, f"a-{tag}")
-        await _until(lambda: a.claims.owns(tenant_namespace), within=5)
+        await helpers.until(lambda: a.claims.owns(tenant_namespace), within=5)
         assert a.gained == [tenant_namespace] and not b.claims.owns(tenant_namespace)
         claim = await leases.read_namespaced_lease(sharding.claim_name(tenant_namespace), namespace)
         assert claim.spec.holder_identity == "release-a"
 
         assert a.claims.enter(tenant_namespace)  # a reconciliation under way on release a
         _label(admin, tenant_namespace, f"b-{tag}")
-        await _until(lambda: a.lost == [tenant_namespace], within=5)
+        await helpers.until(lambda: a.lost == [tenant_namespace], within=5)
         assert not a.claims.enter(tenant_namespace)  # no new work starts on it
         await asyncio.sleep(2.0)
         assert not b.claims.owns(tenant_namespace), "taken while release a was still writing"
 
         a.claims.leave(tenant_namespace)  # that reconciliation ends
-        await _until(lambda: b.claims.owns(tenant_namespace), within=5)
+        await helpers.until(lambda: b.claims.owns(tenant_namespace), within=5)
         assert b.gained == [tenant_namespace]
         claim = await leases.read_namespaced_lease(sharding.claim_name(tenant_namespace), namespace)
         assert claim.spec.holder_identity == "release-b"
@@ -163,7 +147,7 @@ async def test_overlapping_selectors_leave_a_namespace_with_its_holder_until_tha
 
         await a.crash()
         crashed = time.monotonic()
-        await _until(lambda: b.claims.owns(tenant_namespace), within=DURATION + 5)
+        await helpers.until(lambda: b.claims.owns(tenant_namespace), within=DURATION + 5)
         # Taken only once release a's Lease went unrenewed for a whole duration, as b saw it.
         assert time.monotonic() - crashed >= DURATION - RETRY
         assert overlaps == []
