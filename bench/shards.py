@@ -48,6 +48,7 @@ class Run:
     byok_seconds: float = 0.0
     rotation_seconds: float = 0.0
     cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # phase -> process -> seconds
+    webhook_timeouts: int = 0  # creates refused because the webhook did not answer within 5 s
 
 
 def _labelled(api: client.ApiClient, prefix: str, shard: str) -> str:
@@ -131,6 +132,7 @@ def measure_run(
         found.system_seconds = phase("provisioning SystemKey", *map(provision_system, system))
         found.byok_seconds = phase("provisioning CustomerKey", *map(provision_byok, byok))
         found.rotation_seconds = phase("rotation", *map(rotate, byok))
+        found.webhook_timeouts = sum(harness.WEBHOOK_TIMEOUTS[ns] for ns in system + byok)
     finally:
         for operator in operators:
             operator.stop()
@@ -149,6 +151,10 @@ def report(count: int, runs: list[Run]) -> None:
     ):
         a, b = getattr(one, attribute), getattr(two, attribute)
         print(f"{title + ' (s)':28}{a:>10.1f}{b:>10.1f}{b / a:>7.2f}")
+    print(
+        f"creates refused by a webhook timeout (then made again): {one.webhook_timeouts} with 1 shard, "
+        f"{two.webhook_timeouts} with 2"
+    )
     for phase in one.cpu:
         pair = [_cpu_by_kind(run.cpu[phase]) for run in (one, two)]
         print(

@@ -191,8 +191,8 @@ class OperatorProcess:
             VAOP_DATA_API_HOST="127.0.0.1",
             # The local platform vets SoftHSM2's module (the Debian package's path) for pkcs11 vaults.
             VAOP_PKCS11_MODULES=json.dumps([SOFTHSM_MODULE]),
-            **self.settings,
         )
+        env.update(self.settings)  # the caller's settings win, also over the ports above
         command = [*operator_command(), "--log-level", self.log_level]
         if self.log_path is None:
             self.popen = subprocess.Popen(command, env=env, preexec_fn=cluster.die_with_parent)
