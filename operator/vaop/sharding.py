@@ -27,7 +27,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 CLAIM_PREFIX = "vaop-claim-"
 CLAIM_LABEL = {labels.COMPONENT: "namespace-claim"}
 LISTING_TIMEOUT = 30.0
+T = TypeVar("T")
 
 
 class Shard(Protocol):
@@ -62,6 +63,17 @@ class AllNamespaces:
 
     def leave(self, namespace: str) -> None:
         return None
+
+
+async def within(shard: Shard, namespace: str, work: Callable[[], Awaitable[T]], otherwise: T) -> T:
+    """``work()`` if this release owns ``namespace`` (counted as work under way there, which a
+    handover waits for), else ``otherwise``."""
+    if not shard.enter(namespace):
+        return otherwise
+    try:
+        return await work()
+    finally:
+        shard.leave(namespace)
 
 
 def selector_string(selector: Mapping[str, Any]) -> str:

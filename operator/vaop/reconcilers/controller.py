@@ -101,12 +101,8 @@ class AccountController:
 
     async def process(self, key: AccountKey) -> float | None:
         await self.secrets.synced.wait()  # a Secret not yet listed must not look missing
-        if not self.shard.enter(key[0]):
-            return None  # another release's namespace (sharding.py)
-        try:
-            return await self._reconcile(key)
-        finally:
-            self.shard.leave(key[0])
+        # Another release's namespace: nothing to do here (sharding.py).
+        return await sharding.within(self.shard, key[0], lambda: self._reconcile(key), None)
 
     async def _reconcile(self, key: AccountKey) -> float | None:
         namespace, name = key
@@ -216,12 +212,9 @@ class AccountController:
 
     async def check_pair(self, pair: monitor.Pair) -> monitor.CheckResult:
         """One vault check for a (namespace, identity, key, region) pair, as that identity."""
-        if not self.shard.enter(pair.namespace):
-            return monitor.CheckResult(None, None)  # handed over meanwhile: its accounts are forgotten
-        try:
-            return await self._check_pair(pair)
-        finally:
-            self.shard.leave(pair.namespace)
+        # Handed over meanwhile: its accounts are forgotten, nothing to report.
+        nothing = monitor.CheckResult(None, None)
+        return await sharding.within(self.shard, pair.namespace, lambda: self._check_pair(pair), nothing)
 
     async def _check_pair(self, pair: monitor.Pair) -> monitor.CheckResult:
         assert self._platform is not None
@@ -431,22 +424,12 @@ class AccountController:
         return monitor.Pair(namespace, identity, name, vault.region if vault is not None else "")
 
     async def check_unused_key(self, namespace: str, name: str) -> None:
-        if not self.shard.enter(namespace):
-            return
-        try:
-            await self._check_unused_key(namespace, name)
-        finally:
-            self.shard.leave(namespace)
+        await sharding.within(self.shard, namespace, lambda: self._check_unused_key(namespace, name), None)
 
     async def refresh_key_vault(self, body: Mapping[str, Any]) -> None:
         """A KeyVault's status, in a namespace this release owns."""
         namespace = body["metadata"]["namespace"]
-        if not self.shard.enter(namespace):
-            return
-        try:
-            await keyvaults.refresh(self._api, body)
-        finally:
-            self.shard.leave(namespace)
+        await sharding.within(self.shard, namespace, lambda: keyvaults.refresh(self._api, body), None)
 
     async def refresh_key_vaults(self, namespace: str | None = None) -> None:
         """Every KeyVault's status (or one namespace's): a new leader, or a namespace this release

@@ -88,13 +88,14 @@ class LeaderWork:
         self.controller = work
         for account in self._accounts():
             work.queue.add(account)
-        if self._claims is None:  # a sharded release caught up with each namespace as it claimed it
-            await work.refresh_key_vaults()
+        await work.refresh_key_vaults()
 
     def _claims_for(
         self, work: controller.AccountController, selector: dict[str, Any]
     ) -> sharding.NamespaceClaims:
         async def gained(namespace: str) -> None:
+            if self.controller is None:
+                return  # claimed while starting: start() goes on to enqueue and refresh everything
             for account in self._accounts():
                 if account[0] == namespace:
                     work.queue.add(account)
