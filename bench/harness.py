@@ -109,6 +109,29 @@ def raw_secret_writes(api: client.ApiClient, ns: str, count: int, *, workers: in
     )
 
 
+def raw_status_patches(api: client.ApiClient, ns: str, names: list[str], *, workers: int = 8) -> float:
+    """The second write a re-wrap must make: one merge patch of each account's status, as the
+    operator's (``accountKey.wrappedBy.keyVersion`` and ``wrappedAt``); run with the operator stopped.
+    A custom resource's status write costs the apiserver several times a Secret's (schema
+    coercion, validation, managed fields), so this floor is the honest one for a re-wrap."""
+    custom = client.CustomObjectsApi(api)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def patch(name: str) -> None:
+        body = {"status": {"accountKey": {"wrappedBy": {"keyVersion": "floor"}, "wrappedAt": stamp}}}
+        custom.patch_namespaced_custom_object_status(
+            models.GROUP,
+            models.VERSION,
+            ns,
+            "videoanalyzeraccounts",
+            name,
+            body,
+            _content_type="application/merge-patch+json",
+        )
+
+    return timed(lambda: parallel(names, patch, workers=workers))
+
+
 def accounts(api: client.ApiClient, ns: str) -> list[dict[str, Any]]:
     return client.CustomObjectsApi(api).list_namespaced_custom_object(  # type: ignore[no-any-return]
         models.GROUP, models.VERSION, ns, "videoanalyzeraccounts"

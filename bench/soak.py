@@ -9,6 +9,10 @@ key-check value it started with. Growth is the last sample minus the first one a
 minute (the first full sweep).
 
     .venv/bin/python -m bench.soak --minutes 30
+    .venv/bin/python -m bench.soak --minutes 30 --trace-memory   # and where the growth is held
+
+With --trace-memory the operator runs under tracemalloc (bench/memtrace, slower) and the report
+adds the allocation sites that grew most between the first sample after the sweep and the last.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import re
 import subprocess
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +33,7 @@ from kubernetes import client
 from bench import harness
 
 WATCH_ONLY = Path(__file__).with_name("watch_only_operator.py")
+MEMTRACE = Path(__file__).with_name("memtrace")
 
 
 @dataclass
@@ -107,13 +113,20 @@ def main() -> None:
     parser.add_argument("--flap-every", type=float, default=90)
     parser.add_argument("--flap-for", type=float, default=20)
     parser.add_argument("--check-interval", type=float, default=10)
+    parser.add_argument("--trace-memory", action="store_true", help="tracemalloc the operator")
     args = parser.parse_args()
     settings = {"VAOP_CHECK_INTERVAL": str(args.check_interval), "VAOP_GRACE_PERIOD": "5"}
     total = args.accounts + args.accounts // 2
-    with (
-        harness.scratch() as workdir,
-        harness.environment_running(workdir, settings=settings) as (plane, api, operator),
-    ):
+    with harness.scratch() as workdir:
+        if args.trace_memory:
+            (workdir / "memtrace").mkdir()
+            path = os.pathsep.join(filter(None, [str(MEMTRACE), os.environ.get("PYTHONPATH")]))
+            settings.update(PYTHONPATH=path, VAOP_BENCH_MEMTRACE=str(workdir / "memtrace"))
+        run(args, workdir, settings, total)
+
+
+def run(args: argparse.Namespace, workdir: Path, settings: dict[str, str], total: int) -> None:
+    with harness.environment_running(workdir, settings=settings) as (plane, api, operator):
         ns = harness.namespace(api, "soak")
         harness.kubernetes_key_tenant(api, ns, identity="tenant")
         harness.put_key_version(api, ns, 1)
@@ -146,6 +159,23 @@ def main() -> None:
             theirs.append(sample(baseline.pid, elapsed / 60, None))
         assert harness.key_check_values(api, ns) == kcvs, "an account key changed"
     report(args, total, churn.version - 1, ours, theirs)
+    if args.trace_memory:
+        growth(workdir / "memtrace")
+
+
+def growth(folder: Path, top: int = 15) -> None:
+    """The allocation sites that grew most from the snapshot after the first sweep to the last."""
+    snapshots = sorted(folder.glob("*.snapshot"))
+    if len(snapshots) < 3:
+        print("too few memory snapshots to compare; run for longer")
+        return
+    first, last = (tracemalloc.Snapshot.load(str(path)) for path in (snapshots[1], snapshots[-1]))
+    size = sum(stat.size for stat in last.statistics("filename"))
+    print(f"\nPython allocations traced: {size / 2**20:.1f} MiB at {snapshots[-1].stem} min")
+    print(f"grown most between minute {snapshots[1].stem} and minute {snapshots[-1].stem} (tracemalloc):")
+    for stat in last.compare_to(first, "traceback")[:top]:
+        frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback[:4])
+        print(f"  {stat.size_diff / 1024:+8.1f} KiB {stat.count_diff:+6d} blocks  {frames}")
 
 
 def report(

@@ -177,5 +177,13 @@ def test_with_the_operator_stopped_unguarded_work_and_deletion_go_on(
             timeout=60,
         )
         assert time.monotonic() - started < 60
+        # A SystemKey account has nothing for the webhook to check, so its create does not need it;
+        # a CustomerKey account's does, and failurePolicy Fail refuses it while no replica answers.
+        tenant.account(admin, namespace, "later")
+        refused = kubectl(
+            "apply", "-f", "-", stdin=ACCOUNT_ON_FAR_KEY.format(namespace=namespace), check=False
+        )
+        assert refused.returncode != 0 and "failed calling webhook" in refused.stderr, refused.stderr
     finally:
         operator.start()
+    tenant.wait_condition(admin, namespace, "later", "Ready", "True")

@@ -1,7 +1,9 @@
 """Kopf indices: every replica's in-memory view of the three kinds, kept by Kopf's watches.
 
 Admission reads them on every replica; the leader's reconciliations read them instead of calling
-the API for references.
+the API for references. The indexing functions are ``async`` though they never wait: Kopf runs a
+plain function in a thread, two thread hops for every account event, which was a fifth of the
+operator's CPU in a rotation.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .. import conditions, models
 
 
 @kopf.index(models.GROUP, models.VERSION, "customerkeys")
-def customer_keys(
+async def customer_keys(
     namespace: str, name: str, body: kopf.Body, **_: Any
 ) -> dict[tuple[str, str], dict[str, Any]]:
     return {
@@ -31,12 +33,14 @@ def customer_keys(
 
 
 @kopf.index(models.GROUP, models.VERSION, "keyvaults")
-def key_vaults(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[str, tuple[str, dict[str, Any]]]:
+async def key_vaults(
+    namespace: str, name: str, spec: kopf.Spec, **_: Any
+) -> dict[str, tuple[str, dict[str, Any]]]:
     return {namespace: (name, dict(spec))}
 
 
 @kopf.index(models.GROUP, models.VERSION, "videoanalyzeraccounts")
-def accounts(
+async def accounts(
     namespace: str, name: str, body: kopf.Body, **_: Any
 ) -> dict[tuple[str, str], models.AccountRecord]:
     """Every account as its status shows it: the KeyInaccessible lock, what the data API needs, and
@@ -57,7 +61,9 @@ def accounts(
 
 
 @kopf.index(models.GROUP, models.VERSION, "videoanalyzeraccounts")
-def customer_key_accounts(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[str, str] | None:
+async def customer_key_accounts(
+    namespace: str, name: str, spec: kopf.Spec, **_: Any
+) -> dict[str, str] | None:
     """Accounts on a customer key, by namespace: a key or vault change re-checks them."""
     key_ref = (spec.get("encryption") or {}).get("keyRef")
     return {namespace: name} if key_ref else None
