@@ -94,6 +94,21 @@ def test_one_record_per_account_feeds_the_monitor_and_the_state_gauge() -> None:
     assert REGISTRY.get_sample_value("vaop_accounts", {"state": "Active"}) == 0.0
 
 
+def test_a_written_status_is_read_until_the_watch_delivers_it_then_dropped() -> None:
+    record = records.Record()
+    assert record.latest_status({"state": "Provisioning"}, "5") == {"state": "Provisioning"}
+    record.wrote({"state": "Active"}, "7")
+    # The watch still has version 5: a run now must see what the operator wrote, not redo it.
+    assert record.latest_status({"state": "Provisioning"}, "5") == {"state": "Active"}
+    assert record.written_status is not None
+    record.watched("7")  # the watch caught up: its copy is the status, the record holds none
+    assert record.written_status is None
+    assert record.latest_status({"state": "Active", "x": 1}, "7") == {"state": "Active", "x": 1}
+    record.wrote({"state": "KeyInaccessible"}, "9")
+    assert record.latest_status({"state": "Active"}, "10") == {"state": "Active"}  # someone wrote after
+    assert record.written_status is None
+
+
 async def test_a_rotation_is_one_event_per_key_naming_the_accounts(monkeypatch: Any) -> None:
     posted: list[tuple[Any, str, str]] = []
 

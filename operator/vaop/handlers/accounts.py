@@ -31,5 +31,6 @@ async def account_event(
     controller = memo.leader.controller
     if controller is None:
         return  # a follower: the leader reconciles
+    controller.watched((namespace, name), str(body.metadata.get("resourceVersion", "")))
     if type != "MODIFIED" or indexes.spec_changed(body) or body.metadata.get("deletionTimestamp"):
         controller.queue.add((namespace, name))

@@ -111,7 +111,7 @@ class AccountController:
             self._forget(key)
             return None
         record = self.records[key]
-        status = _latest_status(seen, record)
+        status = record.latest_status(seen.status, seen.resource_version)
         spec = models.AccountSpec.parse(seen.spec)
 
         delay: float | None = None
@@ -204,6 +204,12 @@ class AccountController:
     def _forget(self, key: AccountKey) -> None:
         self.monitor.observed(key, None)
         self.records.forget(key)
+
+    def watched(self, key: AccountKey, resource_version: str) -> None:
+        """The account's watch delivered ``resource_version`` (see ``Record.watched``)."""
+        record = self.records.get(key)
+        if record is not None:
+            record.watched(resource_version)
 
     def forget_namespace(self, namespace: str) -> None:
         """Handed over to another release: its accounts leave the monitor and the gauge."""
@@ -337,8 +343,7 @@ class AccountController:
             {"status": status},
             _content_type=kubeclient.MERGE_PATCH,
         )
-        record.written_status = written.get("status") or {}
-        record.written_version = str(written["metadata"]["resourceVersion"])
+        record.wrote(written.get("status") or {}, str(written["metadata"]["resourceVersion"]))
         for changed in conditions.transitions(before.get("conditions"), merged):
             if changed["type"] in (conditions.READY, conditions.KEY_INACCESSIBLE):
                 bad_status = "False" if changed["type"] == conditions.READY else "True"
@@ -518,15 +523,6 @@ def _pair(context: wrapping.AccountContext) -> monitor.Pair | None:
     if context.spec.encryption.type is not models.EncryptionType.CUSTOMER_KEY or key_ref is None:
         return None
     return monitor.Pair(context.namespace, context.identity.name, key_ref.name, context.spec.region)
-
-
-def _latest_status(seen: models.AccountRecord, record: records.Record) -> dict[str, Any]:
-    """The account's status: the watch's copy, or what this operator wrote if the watch lags behind."""
-    if record.written_status is not None and kubeclient.later_version(
-        record.written_version, seen.resource_version
-    ):
-        return record.written_status
-    return seen.status
 
 
 def _reference(key: AccountKey, seen: models.AccountRecord) -> client.V1ObjectReference:

@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..kubeclient import later_version
+
 if TYPE_CHECKING:
     from .monitor import AccountView
 
@@ -20,12 +22,28 @@ AccountKey = tuple[str, str]  # (namespace, name)
 class Record:
     # The status this operator last wrote, and the resourceVersion the write returned: newer than
     # the watch's copy until the watch catches up, so a run right after a write sees what it wrote.
+    # Dropped once the watch has delivered it (a copy of every status would be about 4 KiB an
+    # account, the largest thing the operator held per account).
     written_status: dict[str, Any] | None = None
     written_version: str = ""
     failures: int = 0  # transient vault failures in a row (backoff)
     identity_made: bool = False  # its default ServiceAccount exists
     view: AccountView | None = None  # where the key monitor last saw it (None: not reconciled yet)
     state: str | None = None  # its status.state, as last reconciled
+
+    def wrote(self, status: dict[str, Any], resource_version: str) -> None:
+        self.written_status, self.written_version = status, resource_version
+
+    def latest_status(self, watched_status: dict[str, Any], watched_version: str) -> dict[str, Any]:
+        """The account's status: what this operator wrote, if the watch has not delivered it yet."""
+        self.watched(watched_version)
+        return self.written_status if self.written_status is not None else watched_status
+
+    def watched(self, resource_version: str) -> None:
+        """The watch delivered ``resource_version`` of the account: a status written before it is
+        in the watch's copy now."""
+        if self.written_status is not None and not later_version(self.written_version, resource_version):
+            self.written_status = None
 
 
 class Records:
