@@ -72,8 +72,7 @@ def main() -> None:
         users = {harness.operator_user(), f"system:serviceaccount:{ns}:tenant"}
         requests = harness.request_counts(plane, since=since, users=users)
         operator.stop()
-        names = [account["metadata"]["name"] for account in harness.accounts(api, ns)]
-        status_floor = harness.raw_status_patches(api, ns, names)
+        status_floor = harness.raw_status_patches(api, ns)
     crypto_floor = rsa_floor(count, args.bits)
     floor = crypto_floor + api_floor
     print(f"accounts: {count}, customer key RSA-{args.bits}, one (identity, key) pair")

@@ -227,8 +227,7 @@ def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
         found.rss_restarted = soak.sample(operator.popen.pid, 0, None).rss_mib
         print(f"so far: {found.progress()}", flush=True)
         operator.stop()
-        names = [account["metadata"]["name"] for account in harness.accounts(api, byok_ns)]
-        found.status_floor = harness.raw_status_patches(api, byok_ns, names)
+        found.status_floor = harness.raw_status_patches(api, byok_ns)
         # Its webhook (failurePolicy Fail) would refuse every account while no replica answers: the
         # baselines run without it, as a no-op controller would be deployed.
         client.AdmissionregistrationV1Api(api).delete_validating_webhook_configuration(WEBHOOK)

@@ -35,7 +35,8 @@ class Record:
         self.written_status, self.written_version = status, resource_version
 
     def latest_status(self, watched_status: dict[str, Any], watched_version: str) -> dict[str, Any]:
-        """The account's status: what this operator wrote, if the watch has not delivered it yet."""
+        """The account's status: what this operator wrote, if the watch has not delivered it yet
+        (and if it has, the written copy is dropped here, as in ``watched``)."""
         self.watched(watched_version)
         return self.written_status if self.written_status is not None else watched_status
 
