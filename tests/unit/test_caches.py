@@ -107,6 +107,10 @@ def test_a_written_status_is_read_until_the_watch_delivers_it_then_dropped() -> 
     record.wrote({"state": "KeyInaccessible"}, "9")
     assert record.latest_status({"state": "Active"}, "10") == {"state": "Active"}  # someone wrote after
     assert record.written_status is None
+    record.watched("12")  # the watch delivered a write before the write's response was handled
+    record.wrote({"state": "Active", "y": 2}, "12")
+    assert record.written_status is None
+    assert record.latest_status({"state": "Active", "y": 2}, "12") == {"state": "Active", "y": 2}
 
 
 async def test_a_rotation_is_one_event_per_key_naming_the_accounts(monkeypatch: Any) -> None:

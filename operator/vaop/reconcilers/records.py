@@ -26,13 +26,17 @@ class Record:
     # account, the largest thing the operator held per account).
     written_status: dict[str, Any] | None = None
     written_version: str = ""
+    watched_version: str = ""  # the account's latest resourceVersion the watch delivered
     failures: int = 0  # transient vault failures in a row (backoff)
     identity_made: bool = False  # its default ServiceAccount exists
     view: AccountView | None = None  # where the key monitor last saw it (None: not reconciled yet)
     state: str | None = None  # its status.state, as last reconciled
 
     def wrote(self, status: dict[str, Any], resource_version: str) -> None:
-        self.written_status, self.written_version = status, resource_version
+        self.written_version = resource_version
+        # The watch may deliver a write before the write's own response is handled: then it has it.
+        keep = later_version(resource_version, self.watched_version) if self.watched_version else True
+        self.written_status = status if keep else None
 
     def latest_status(self, watched_status: dict[str, Any], watched_version: str) -> dict[str, Any]:
         """The account's status: what this operator wrote, if the watch has not delivered it yet
@@ -43,6 +47,8 @@ class Record:
     def watched(self, resource_version: str) -> None:
         """The watch delivered ``resource_version`` of the account: a status written before it is
         in the watch's copy now."""
+        if not self.watched_version or later_version(resource_version, self.watched_version):
+            self.watched_version = resource_version
         if self.written_status is not None and not later_version(self.written_version, resource_version):
             self.written_status = None
 
