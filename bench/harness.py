@@ -109,10 +109,12 @@ def raw_secret_writes(api: client.ApiClient, ns: str, count: int, *, workers: in
     )
 
 
-def raw_status_patches(api: client.ApiClient, ns: str, *, workers: int = 8) -> float:
+def raw_status_patches(
+    api: client.ApiClient, ns: str, *, count: int | None = None, workers: int = 8
+) -> float:
     """The second write a re-wrap must make: one merge patch of the status of each account in
-    ``ns``, as the operator's (``accountKey.wrappedBy.keyVersion`` and ``wrappedAt``); run with the
-    operator stopped.
+    ``ns`` (or of the first ``count``), as the operator's (``accountKey.wrappedBy.keyVersion`` and
+    ``wrappedAt``); run with the operator stopped.
     A custom resource's status write costs the apiserver several times a Secret's (schema
     coercion, validation, managed fields), so this floor is the honest one for a re-wrap."""
     custom = client.CustomObjectsApi(api)
@@ -130,7 +132,7 @@ def raw_status_patches(api: client.ApiClient, ns: str, *, workers: int = 8) -> f
             _content_type="application/merge-patch+json",
         )
 
-    names = [account["metadata"]["name"] for account in accounts(api, ns)]
+    names = [account["metadata"]["name"] for account in accounts(api, ns)][:count]
     return timed(lambda: parallel(names, patch, workers=workers))
 
 

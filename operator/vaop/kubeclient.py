@@ -229,13 +229,17 @@ class WatchCache:
                 await self._list_then_watch()
             except asyncio.CancelledError:
                 raise
+            except ApiException as error:
+                # 410 Gone: the version watched from was compacted away; only a fresh list catches up.
+                log = logger.info if error.status == 410 else logger.warning
+                log("Watch of %s ended (%s); relisting", self._selector, error.status)
+                await asyncio.sleep(self._restart_delay if error.status != 410 else 0)
             except Exception as error:
                 logger.warning("Watch of %s ended (%s); relisting", self._selector, error.__class__.__name__)
                 await asyncio.sleep(self._restart_delay)
 
     async def _list_then_watch(self) -> None:
-        listing = await self._list(label_selector=self._selector)
-        listed = {(o.metadata.namespace, o.metadata.name): _slim(o) for o in listing.items}
+        listed, version = await self._list_all()
         if self.synced.is_set():
             for key in self._objects.keys() - listed.keys():
                 self._on_event("DELETED", self._objects[key])
@@ -247,27 +251,45 @@ class WatchCache:
                     self._on_event("MODIFIED", obj)
         self._objects = listed
         self.synced.set()
-        stream = watch.Watch()
-        async with stream:
-            async for event in stream.stream(
-                self._list,
-                label_selector=self._selector,
-                resource_version=listing.metadata.resource_version,
-                timeout_seconds=300,
-            ):
-                obj, kind = event["object"], event["type"]
-                key = (obj.metadata.namespace, obj.metadata.name)
-                known = self._objects.get(key)
-                if kind == "DELETED":
-                    self._objects.pop(key, None)
-                elif kind in ("ADDED", "MODIFIED"):
-                    echo = known is not None and not _newer(obj, known)
-                    self._objects[key] = _slim(obj) if not echo else known
-                    if echo:
-                        continue
-                else:
-                    continue
-                self._on_event(kind, obj)
+        # Each watch request ends after its timeout; the next one goes on from the last version seen
+        # (bookmarks keep it fresh while nothing changes), as client-go's reflector does: a relist
+        # of every object each time would be the largest request and allocation the operator makes.
+        while True:
+            stream = watch.Watch()
+            async with stream:
+                async for event in stream.stream(
+                    self._list,
+                    label_selector=self._selector,
+                    resource_version=version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=300,
+                ):
+                    self._apply(event["type"], event["object"])
+                version = stream.resource_version
+
+    async def _list_all(self) -> tuple[dict[tuple[str, str], Any], str]:
+        """Every object, listed in pages (a page at a time in memory), and the list's version."""
+        listed: dict[tuple[str, str], Any] = {}
+        token: str | None = None
+        while True:
+            page = await self._list(label_selector=self._selector, limit=500, _continue=token)
+            listed.update(((o.metadata.namespace, o.metadata.name), _slim(o)) for o in page.items)
+            token = page.metadata._continue
+            if not token:
+                return listed, page.metadata.resource_version
+
+    def _apply(self, kind: str, obj: Any) -> None:
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            return  # BOOKMARK: only a newer version to go on from
+        key = (obj.metadata.namespace, obj.metadata.name)
+        known = self._objects.get(key)
+        if kind == "DELETED":
+            self._objects.pop(key, None)
+        else:
+            if known is not None and not _newer(obj, known):
+                return  # the echo of this process's own write, or older than it
+            self._objects[key] = _slim(obj)
+        self._on_event(kind, obj)
 
 
 def _slim(obj: Any) -> Any:

@@ -4,6 +4,8 @@ record per account; and a rotation told once per key."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,6 +33,79 @@ def _version(cache: kubeclient.WatchCache, name: str) -> str:
     found = cache.get("t", name)
     assert found is not None
     return str(found.metadata.resource_version)
+
+
+class _SecretsApi:
+    """``list_secret_for_all_namespaces`` as the apiserver answers it: pages, then watch streams
+    that each end after their timeout."""
+
+    def __init__(self, watches: list[list[dict[str, Any]]]) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self._watches = watches
+
+    async def list_secrets(self, **params: Any) -> Any:
+        """:rtype: V1SecretList"""
+        self.requests.append(params)
+        if params.get("watch"):
+            if not self._watches:
+                raise _Stop
+            return _Stream(self._watches.pop(0))
+        first = params.get("_continue") is None
+        items = [_secret("a", "5")] if first else [_secret("b", "6")]
+        return SimpleNamespace(
+            items=items, metadata=SimpleNamespace(_continue="p2" if first else None, resource_version="7")
+        )
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Stream:
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self._lines = [json.dumps(e).encode() + b"\n" for e in events] + [b""]
+        self.content = self
+
+    async def readline(self) -> bytes:
+        return self._lines.pop(0)
+
+    def close(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+def _event(kind: str, name: str, version: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "object": {"metadata": {"namespace": "t", "name": name, "resourceVersion": version}},
+    }
+
+
+async def test_the_watch_cache_lists_in_pages_once_and_each_new_watch_goes_on_from_the_last_version() -> None:
+    api = _SecretsApi(
+        [
+            [_event("MODIFIED", "a", "8"), _event("BOOKMARK", "", "12")],  # ends at its timeout
+            [_event("DELETED", "b", "13")],
+        ]
+    )
+    seen: list[tuple[str, str]] = []
+    cache = kubeclient.WatchCache(
+        api.list_secrets,
+        label_selector="x",
+        on_event=lambda kind, obj: seen.append((kind, obj.metadata.name)),
+    )
+    with contextlib.suppress(_Stop):
+        await cache._list_then_watch()
+
+    lists = [r for r in api.requests if not r.get("watch")]
+    watches = [r for r in api.requests if r.get("watch")]
+    assert [r.get("_continue") for r in lists] == [None, "p2"]  # one listing, in two pages
+    assert [w["resource_version"] for w in watches] == ["7", "12", "13"]  # no relist between watches
+    assert all(w["allow_watch_bookmarks"] for w in watches)
+    assert seen == [("MODIFIED", "a"), ("DELETED", "b")]
+    assert _version(cache, "a") == "8" and cache.get("t", "b") is None
 
 
 class _Provider:
