@@ -163,6 +163,7 @@ class Figures:
     locked_after: list[float] = field(default_factory=list)
     recovered_after: list[float] = field(default_factory=list)
     rss_restarted: float = 0.0
+    rss_restart_peak: float = 0.0
     quiet: collections.Counter[str] = field(default_factory=collections.Counter)
     restart_seconds: float = 0.0
     restart: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -242,6 +243,7 @@ def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
         time.sleep(AFTER_RESTART)
         found.restart = harness.request_counts(plane, since=restarted, users=users)
         found.rss_restarted = soak.sample(operator.popen.pid, 0, None).rss_mib
+        found.rss_restart_peak = soak.high_water_mib(operator.popen.pid)
         print(f"so far: {found.progress()}", flush=True)
         operator.stop()
         found.status_floor = harness.raw_status_patches(api, byok_ns)
@@ -298,7 +300,10 @@ def report(count: int, quiet_minutes: float, f: Figures) -> None:
         print(f"  {label:42s} {ours:9.1f} {kopf:11.1f} {go:19.1f}   {ours / kopf:4.2f}x")
     print("  (the operator's changes are its rotation: a Secret update and a status patch per account;")
     print("   the baselines' are bare status patches of as many of their accounts)")
-    print(f"  operator, {2 * count} accounts after a restart: {f.rss_restarted:7.1f}")
+    print(
+        f"  operator, {2 * count} accounts, a restart: peak {f.rss_restart_peak:7.1f}, "
+        f"{AFTER_RESTART:.0f} s later {f.rss_restarted:7.1f}"
+    )
     title = f"steady state, {quiet_minutes:g} min with nothing changing (check interval {CHECK_INTERVAL:g} s)"
     harness.print_requests(title, f.quiet, 2 * count)
     per_minute = sum(f.quiet.values()) / quiet_minutes

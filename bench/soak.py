@@ -53,6 +53,12 @@ class Sample:
         )
 
 
+def high_water_mib(pid: int) -> float:
+    """The process's peak resident memory since it started (VmHWM), in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+)", status)[1]) / 1024  # type: ignore[index]
+
+
 def sample(pid: int, minute: float, metrics_url: str | None) -> Sample:
     status = Path(f"/proc/{pid}/status").read_text()
     rss = int(re.search(r"VmRSS:\s+(\d+)", status)[1]) / 1024  # type: ignore[index]

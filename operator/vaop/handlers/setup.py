@@ -39,6 +39,9 @@ def _configure(settings: kopf.OperatorSettings) -> None:
     # Re-establish watches regularly so a silently dropped connection cannot stall the operator.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # List in pages, as the operator's own caches do: Kopf's default is one response with every
+    # object, which must arrive within the request timeout however many accounts there are.
+    settings.watching.chunk_size = 500
     settings.networking.request_timeout = 30
     settings.batching.error_delays = (1, 2, 5, 10, 30, 60, 120, 300)
 
