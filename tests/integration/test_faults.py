@@ -254,7 +254,11 @@ def test_operator_sigkilled_50_times_across_provisioning_rotation_recovery_and_d
     fleet.remember_keys()
 
     version = fleet.rotate()
-    hit["rotation"] = killer.kill_during(13, _while_unlocked(fleet, lambda: fleet.pending("Active", version)))
+    # The re-wraps start at once (the key's Secret is watched) and 200 take about two seconds:
+    # the first kill must come well within that.
+    hit["rotation"] = killer.kill_during(
+        13, _while_unlocked(fleet, lambda: fleet.pending("Active", version)), pause=(0.0, 0.3)
+    )
     fleet.wait_all("Active", version=version)
 
     # Access revoked: every account locks; restored: each recovers, with kills along the way.
