@@ -55,14 +55,18 @@ class Sample:
 
 def high_water_mib(pid: int) -> float:
     """The process's peak resident memory since it started (VmHWM), in MiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+)", status)[1]) / 1024  # type: ignore[index]
+    return _status_field(Path(f"/proc/{pid}/status").read_text(), "VmHWM") / 1024
+
+
+def _status_field(status: str, name: str) -> int:
+    """A number from /proc/<pid>/status (memory fields in KiB)."""
+    return int(re.search(rf"{name}:\s+(\d+)", status)[1])  # type: ignore[index]
 
 
 def sample(pid: int, minute: float, metrics_url: str | None) -> Sample:
     status = Path(f"/proc/{pid}/status").read_text()
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status)[1]) / 1024  # type: ignore[index]
-    threads = int(re.search(r"Threads:\s+(\d+)", status)[1])  # type: ignore[index]
+    rss = _status_field(status, "VmRSS") / 1024
+    threads = _status_field(status, "Threads")
     fds = os.listdir(f"/proc/{pid}/fd")
     sockets = 0
     for fd in fds:

@@ -15,7 +15,7 @@ import os
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,6 +185,20 @@ class Identities:
         self._clients.clear()
 
 
+PAGE_SIZE = 500  # objects per page of a listing: one page at a time in memory, each well within a timeout
+
+
+async def pages(list_function: Callable[..., Awaitable[Any]], **params: Any) -> AsyncIterator[Any]:
+    """Every page of a list call, ``PAGE_SIZE`` objects at a time: models, or dicts for custom objects."""
+    token: str | None = None
+    while True:
+        page = await list_function(**params, limit=PAGE_SIZE, _continue=token)
+        yield page
+        token = page["metadata"].get("continue") if isinstance(page, dict) else page.metadata._continue
+        if not token:
+            return
+
+
 class WatchCache:
     """Informer-style list then watch with a server-side label selector, forever, keeping the objects.
 
@@ -270,13 +284,11 @@ class WatchCache:
     async def _list_all(self) -> tuple[dict[tuple[str, str], Any], str]:
         """Every object, listed in pages (a page at a time in memory), and the list's version."""
         listed: dict[tuple[str, str], Any] = {}
-        token: str | None = None
-        while True:
-            page = await self._list(label_selector=self._selector, limit=500, _continue=token)
+        version = ""
+        async for page in pages(self._list, label_selector=self._selector):
             listed.update(((o.metadata.namespace, o.metadata.name), _slim(o)) for o in page.items)
-            token = page.metadata._continue
-            if not token:
-                return listed, page.metadata.resource_version
+            version = page.metadata.resource_version
+        return listed, version
 
     def _apply(self, kind: str, obj: Any) -> None:
         if kind not in ("ADDED", "MODIFIED", "DELETED"):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import time
 from typing import Any
 
 import kopf
 from kubernetes_asyncio import client
 
-from .. import conditions, models
+from .. import conditions, kubeclient, models
 
 
 @kopf.index(models.GROUP, models.VERSION, "customerkeys")
@@ -134,12 +135,9 @@ class InitialSync:
 
     async def _listed(self, plural: str) -> set[tuple[str, str]]:
         keys: set[tuple[str, str]] = set()
-        token = None
-        while True:
-            page = await self._custom.list_cluster_custom_object(
-                models.GROUP, models.VERSION, plural, limit=500, _continue=token
-            )
+        listing = functools.partial(
+            self._custom.list_cluster_custom_object, models.GROUP, models.VERSION, plural
+        )
+        async for page in kubeclient.pages(listing):
             keys.update((item["metadata"]["namespace"], item["metadata"]["name"]) for item in page["items"])
-            token = page["metadata"].get("continue")
-            if not token:
-                return keys
+        return keys

@@ -298,19 +298,15 @@ class AccountController:
     async def find_identities(self) -> None:
         """Note the default identities that exist already, so a new leader does not try to make them
         again (one paged listing instead of a refused create per account)."""
-        token = None
-        while True:
-            page = await self._core.list_service_account_for_all_namespaces(
-                label_selector=labels.ACCOUNT, limit=500, _continue=token
-            )
+        listing = kubeclient.pages(
+            self._core.list_service_account_for_all_namespaces, label_selector=labels.ACCOUNT
+        )
+        async for page in listing:
             for found in page.items:
                 account = (found.metadata.labels or {}).get(labels.ACCOUNT)
                 spec_name = f"{account}-identity"
                 if account and found.metadata.name == spec_name:
                     self.records[(found.metadata.namespace, account)].identity_made = True
-            token = page.metadata._continue
-            if not token:
-                return
 
     async def _write_status(
         self, key: AccountKey, seen: models.AccountRecord, before: dict[str, Any], outcome: domain.Outcome

@@ -33,10 +33,9 @@ class Record:
     state: str | None = None  # its status.state, as last reconciled
 
     def wrote(self, status: dict[str, Any], resource_version: str) -> None:
-        self.written_version = resource_version
+        self.written_status, self.written_version = status, resource_version
         # The watch may deliver a write before the write's own response is handled: then it has it.
-        keep = later_version(resource_version, self.watched_version) if self.watched_version else True
-        self.written_status = status if keep else None
+        self._drop_if_delivered()
 
     def latest_status(self, watched_status: dict[str, Any], watched_version: str) -> dict[str, Any]:
         """The account's status: what this operator wrote, if the watch has not delivered it yet
@@ -49,8 +48,13 @@ class Record:
         in the watch's copy now."""
         if not self.watched_version or later_version(resource_version, self.watched_version):
             self.watched_version = resource_version
-        if self.written_status is not None and not later_version(self.written_version, resource_version):
-            self.written_status = None
+        self._drop_if_delivered()
+
+    def _drop_if_delivered(self) -> None:
+        if not self.watched_version or self.written_status is None:
+            return
+        if not later_version(self.written_version, self.watched_version):
+            self.written_status = None  # the watch's copy has it
 
 
 class Records:
