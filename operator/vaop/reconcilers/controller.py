@@ -425,7 +425,16 @@ class AccountController:
         return monitor.Pair(namespace, identity, name, vault.region if vault is not None else "")
 
     async def check_unused_key(self, namespace: str, name: str) -> None:
-        await sharding.within(self.shard, namespace, lambda: self._check_unused_key(namespace, name), None)
+        try:
+            await sharding.within(
+                self.shard, namespace, lambda: self._check_unused_key(namespace, name), None
+            )
+        except Exception as error:
+            problem = kubeclient.unavailable(error)
+            if problem is None:
+                raise
+            # watch_unused_keys goes over every key again within a check interval.
+            logger.warning("Reporting on CustomerKey %s/%s deferred: %s", namespace, name, problem)
 
     async def refresh_key_vault(self, body: Mapping[str, Any]) -> None:
         """A KeyVault's status, in a namespace this release owns."""
