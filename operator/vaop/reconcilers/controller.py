@@ -439,7 +439,15 @@ class AccountController:
     async def refresh_key_vault(self, body: Mapping[str, Any]) -> None:
         """A KeyVault's status, in a namespace this release owns."""
         namespace = body["metadata"]["namespace"]
-        await sharding.within(self.shard, namespace, lambda: keyvaults.refresh(self._api, body), None)
+        try:
+            await sharding.within(self.shard, namespace, lambda: keyvaults.refresh(self._api, body), None)
+        except Exception as error:
+            problem = kubeclient.unavailable(error)
+            if problem is None:
+                raise
+            # Not retried until the KeyVault's next event or a new leader (refresh_key_vaults).
+            name = body["metadata"]["name"]
+            logger.warning("KeyVault %s/%s status not written: %s", namespace, name, problem)
 
     async def refresh_key_vaults(self, namespace: str | None = None) -> None:
         """Every KeyVault's status (or one namespace's): a new leader, or a namespace this release
