@@ -154,7 +154,7 @@ class AccountKeyStatus(_Model):
 
 @dataclass(frozen=True)
 class AccountRecord:
-    """What every replica keeps of an account from its watch (a Kopf index): enough for admission
+    """What every replica keeps of an account from its watch (``accountstore``): enough for admission
     (state, reason), for the data API (uid, spec) and for the leader's reconciliations (all of it)
     without asking the API."""
 

@@ -36,6 +36,7 @@ class FaultyProxy:
         self.upstream = plane.server
         self.ca = plane.ca
         self.share = 0.0  # of requests that fail
+        self.lose_writes = True  # may a failed write be one done and answered 504?
         self.rng = random.Random(seed)
         self.counts: collections.Counter[str] = collections.Counter()
         self.routes: collections.Counter[str] = collections.Counter()  # requests by verb and path shape
@@ -91,7 +92,8 @@ class FaultyProxy:
         if self.rng.random() >= self.share:
             return ""
         watch = request.query.get("watch") in {"1", "true"}
-        choices = ["429", "500", "503"] + (["lost"] if request.method in _WRITES and not watch else [])
+        lost = self.lose_writes and request.method in _WRITES and not watch
+        choices = ["429", "500", "503"] + (["lost"] if lost else [])
         return self.rng.choice(choices)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -459,6 +459,34 @@ def test_clock_skew_and_steps(
         assert "Traceback" not in shifted.log()
 
 
+def _key_vault_status_written_once_the_apiserver_answers(
+    admin: client.ApiClient,
+    namespace: str,
+    keys_namespace: str,
+    proxy: faulty_proxy.FaultyProxy,
+    proxied: OperatorProcess,
+) -> None:
+    """A KeyVault made while every request of the operator fails gets its status anyway, within a
+    check interval of the apiserver answering again (no further event of the KeyVault comes)."""
+
+    def ready() -> dict[str, Any] | None:
+        vault = helpers.get(admin, namespace, "KeyVault", "late-vault")
+        written = (vault.get("status") or {}).get("observedGeneration") == vault["metadata"]["generation"]
+        return helpers.condition(vault, "Ready") if written else None
+
+    proxy.lose_writes = False  # the status write must fail, not land unheard
+    proxy.share = 1.0
+    try:
+        tenant.make_vault(admin, namespace, "late-vault", keys_namespace=keys_namespace)
+        helpers.eventually(lambda: f"KeyVault {namespace}/late-vault status not written" in proxied.log())
+        assert ready() is None
+    finally:
+        proxy.share = 0
+        proxy.lose_writes = True
+    condition = helpers.eventually(ready, timeout=WITHIN_ONE_INTERVAL)
+    assert condition["status"] == "True", condition
+
+
 def test_apiserver_answering_429_and_5xx_to_a_share_of_requests(
     admin: client.ApiClient,
     namespace: str,
@@ -501,6 +529,9 @@ def test_apiserver_answering_429_and_5xx_to_a_share_of_requests(
             assert sorted(
                 s.metadata.name for s in secrets if s.metadata.name.endswith("-account-key")
             ) == sorted(f"{n}-account-key" for n in fleet.names)
+            _key_vault_status_written_once_the_apiserver_answers(
+                admin, namespace, keys_namespace, proxy, proxied
+            )
             assert proxied.alive()
             assert "Traceback" not in proxied.log()
     finally:

@@ -9,6 +9,7 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+from kubernetes_asyncio import client
 from prometheus_client import REGISTRY
 
 from vaop import events, kubeclient, metrics, wrapping
@@ -27,6 +28,36 @@ def test_the_watch_cache_keeps_the_newest_of_the_watch_and_the_operators_own_wri
     cache.put(_secret("a", "11"))
     assert _version(cache, "a") == "11"
     assert cache.get("t", "b") is None
+
+
+def test_the_watch_cache_keeps_what_its_readers_use_of_a_secret_and_drops_the_rest() -> None:
+    secret = client.V1Secret(
+        metadata=client.V1ObjectMeta(
+            name="studio-account-key",
+            namespace="t",
+            uid="u-1",
+            resource_version="12",
+            labels={"videoanalyzer.io/account": "studio"},
+            annotations={"videoanalyzer.io/key-check-value": "abc123"},
+            managed_fields=[client.V1ManagedFieldsEntry(manager="vaop", operation="Update")],
+        ),
+        type="videoanalyzer.io/account-key",
+        data={"envelope": "ZW52ZWxvcGU="},
+    )
+    cache = kubeclient.WatchCache(lambda **_: None, label_selector="x")  # type: ignore[arg-type]
+    cache.put(secret)
+
+    kept = cache.get("t", "studio-account-key")
+    assert kept is not None
+    assert (kept.metadata.name, kept.metadata.uid, kept.metadata.resource_version) == (
+        "studio-account-key",
+        "u-1",
+        "12",
+    )
+    assert kept.metadata.labels == {"videoanalyzer.io/account": "studio"}
+    assert kept.metadata.annotations == {"videoanalyzer.io/key-check-value": "abc123"}
+    assert (kept.type, kept.data) == ("videoanalyzer.io/account-key", {"envelope": "ZW52ZWxvcGU="})
+    assert not hasattr(kept.metadata, "managed_fields")
 
 
 def _version(cache: kubeclient.WatchCache, name: str) -> str:

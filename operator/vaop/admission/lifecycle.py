@@ -1,7 +1,7 @@
 """Start the webhook, point the chart's configuration at it, keep its certificate current.
 
-Every replica serves admission from its own watches (Kopf indices), leader or not, so the
-Service can send a request to any ready replica.
+Every replica serves admission from its own watches (Kopf indices and the account store), leader
+or not, so the Service can send a request to any ready replica.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 from kubernetes_asyncio import client
 
-from .. import config, kubeclient, pki
+from .. import accountstore, config, kubeclient, pki
 from . import registration, server, tls
 from . import view as admission_view
 
@@ -38,7 +38,7 @@ class Webhook:
     async def start(
         self,
         *,
-        accounts: kopf.Index[Any, Any],
+        accounts: accountstore.AccountStore,
         customer_keys: kopf.Index[Any, Any],
         key_vaults: kopf.Index[Any, Any],
     ) -> None:

@@ -1,4 +1,5 @@
-"""The admission view over the operator's live state: Kopf's indices, which every replica keeps."""
+"""The admission view over the operator's live state (Kopf's indices and the account store), which
+every replica keeps."""
 
 from __future__ import annotations
 
@@ -7,25 +8,25 @@ from typing import Any
 
 import kopf
 
-from .. import models
+from .. import accountstore
 from ..domain import admission
 
 
 class _States(Mapping[tuple[str, str], tuple[str, str]]):
-    """The accounts index seen as (namespace, name) -> (state, Ready reason)."""
+    """The account store seen as (namespace, name) -> (state, Ready reason)."""
 
-    def __init__(self, index: kopf.Index[Any, Any]) -> None:
-        self._index = index
+    def __init__(self, accounts: accountstore.AccountStore) -> None:
+        self._accounts = accounts
 
     def __getitem__(self, key: tuple[str, str]) -> tuple[str, str]:
-        record: models.AccountRecord = next(iter(self._index[key]))
+        record = self._accounts[key]
         return record.state, record.reason
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._index)
+        return iter(self._accounts)
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._accounts)
 
 
 class _First(Mapping[Any, Any]):
@@ -48,7 +49,7 @@ class _First(Mapping[Any, Any]):
 
 def make(
     *,
-    accounts: kopf.Index[Any, Any],
+    accounts: accountstore.AccountStore,
     customer_keys: kopf.Index[Any, Any],
     key_vaults: kopf.Index[Any, Any],
     operator_username: str,

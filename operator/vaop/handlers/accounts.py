@@ -1,4 +1,5 @@
-"""VideoAnalyzerAccount events: on the leader, a new, changed or deleted account is enqueued.
+"""VideoAnalyzerAccount events: every replica keeps the account's record (``accountstore``); on the
+leader, a new, changed or deleted account is enqueued.
 
 Raw watch events, not Kopf's change-detecting handlers: those write bookkeeping annotations on
 every object from every replica, and the controller reconciles from the account's whole current
@@ -11,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from .. import models
+from .. import accountstore, models
 from . import indexes
 
 
@@ -23,11 +24,12 @@ async def account_event(
     type: str | None,
     body: kopf.Body,
     memo: kopf.Memo,
-    accounts: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
+    accounts: accountstore.AccountStore = memo.accounts
+    accounts.seen(type, namespace, name, body)  # first: the reconciliation reads the account from here
     if memo.data_api is not None:  # every replica: a locked or deleted account's key is dropped now
-        memo.data_api.keys.account_changed(namespace, name, indexes.first(accounts, (namespace, name)))
+        memo.data_api.keys.account_changed(namespace, name, accounts.get((namespace, name)))
     controller = memo.leader.controller
     if controller is None:
         return  # a follower: the leader reconciles

@@ -1,15 +1,15 @@
-"""Kopf indices: every replica's in-memory view of the three kinds, kept by Kopf's watches.
+"""Kopf indices: every replica's in-memory view of the customer keys and key vaults, kept by Kopf's
+watches (the accounts, many more, are kept in ``accountstore`` instead).
 
 Admission reads them on every replica; the leader's reconciliations read them instead of calling
 the API for references. The indexing functions are ``async`` though they never wait: Kopf runs a
-plain function in a thread, two thread hops for every account event, which was a fifth of the
-operator's CPU in a rotation.
+plain function in a thread, two thread hops for every event (for the accounts, when they were
+indexed here, a fifth of the operator's CPU in a rotation).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 import time
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from kubernetes_asyncio import client
 
-from .. import conditions, kubeclient, models
+from .. import kubeclient, models
 
 
 @kopf.index(models.GROUP, models.VERSION, "customerkeys")
@@ -40,36 +40,6 @@ async def key_vaults(
     return {namespace: (name, dict(spec))}
 
 
-@kopf.index(models.GROUP, models.VERSION, "videoanalyzeraccounts")
-async def accounts(
-    namespace: str, name: str, body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], models.AccountRecord]:
-    """Every account as its status shows it: the KeyInaccessible lock, what the data API needs, and
-    what the leader reconciles from."""
-    status = body.get("status") or {}
-    ready = conditions.find(status.get("conditions"), conditions.READY) or {}
-    record = models.AccountRecord(
-        body.metadata.uid,
-        str(status.get("state", "")),
-        str(ready.get("reason", "")),
-        copy.deepcopy(dict(body.get("spec") or {})),
-        status=copy.deepcopy(dict(status)),
-        generation=body.metadata.get("generation"),
-        resource_version=str(body.metadata.get("resourceVersion", "")),
-        deleting=bool(body.metadata.get("deletionTimestamp")),
-    )
-    return {(namespace, name): record}
-
-
-@kopf.index(models.GROUP, models.VERSION, "videoanalyzeraccounts")
-async def customer_key_accounts(
-    namespace: str, name: str, spec: kopf.Spec, **_: Any
-) -> dict[str, str] | None:
-    """Accounts on a customer key, by namespace: a key or vault change re-checks them."""
-    key_ref = (spec.get("encryption") or {}).get("keyRef")
-    return {namespace: name} if key_ref else None
-
-
 def first(index: kopf.Index[Any, Any], key: Any) -> Any | None:
     store = index.get(key)
     return next(iter(store), None) if store is not None else None
@@ -82,9 +52,10 @@ def spec_changed(body: kopf.Body) -> bool:
 
 
 class InitialSync:
-    """Ready once the indices hold every object that existed when this replica started.
+    """Ready once the indices and the account store hold every object that existed when this
+    replica started.
 
-    Kopf fills its indices from its own watches and says nothing when the first listing is done, so
+    Kopf fills them from its own watches and says nothing when the first listing is done, so
     this lists the three kinds itself (paged, once) and then waits, without further API calls, until
     each listed object is indexed. Only if the remainder stops shrinking for ``relist_after``
     seconds (objects deleted meanwhile are never indexed) does it list again. Listing every round

@@ -11,11 +11,11 @@ from .. import models
 from . import indexes
 
 
-def _recheck_namespace(namespace: str, memo: kopf.Memo, customer_key_accounts: kopf.Index[str, str]) -> None:
+def _recheck_namespace(namespace: str, memo: kopf.Memo) -> None:
     controller = memo.leader.controller
     if controller is None:
         return
-    for account in customer_key_accounts.get(namespace, ()):
+    for account in memo.accounts.on_customer_keys(namespace):
         controller.queue.add((namespace, account))
 
 
@@ -27,12 +27,11 @@ async def customer_key_event(
     type: str | None,
     body: kopf.Body,
     memo: kopf.Memo,
-    customer_key_accounts: kopf.Index[str, str],
     **_: Any,
 ) -> None:
     # Status-only updates are the operator's own writes: nothing to re-check.
     if type in ("ADDED", "DELETED") or type is None or indexes.spec_changed(body):
-        _recheck_namespace(namespace, memo, customer_key_accounts)
+        _recheck_namespace(namespace, memo)
         if memo.leader.controller is not None and type != "DELETED":
             await memo.leader.controller.check_unused_key(namespace, name)
 
@@ -44,14 +43,13 @@ async def key_vault_event(
     type: str | None,
     body: kopf.Body,
     memo: kopf.Memo,
-    customer_key_accounts: kopf.Index[str, str],
     customer_keys: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
     if memo.leader.controller is None:
         return
     if type in ("ADDED", "DELETED") or type is None or indexes.spec_changed(body):
-        _recheck_namespace(namespace, memo, customer_key_accounts)
+        _recheck_namespace(namespace, memo)
         for key_namespace, key in list(customer_keys):  # keys no account uses name vaults too
             if key_namespace == namespace:
                 await memo.leader.controller.check_unused_key(namespace, key)

@@ -1,8 +1,8 @@
 """Operator start-up and shutdown: Kopf settings, health and readiness, the webhook, leader election.
 
-Every replica watches (Kopf indices), serves admission and answers probes. Only the replica that
-holds the Lease runs the leader's work (reconcilers/leading.py); it releases the Lease on
-shutdown so another replica takes over within one retry period.
+Every replica watches (Kopf indices, the account store), serves admission and answers probes. Only
+the replica that holds the Lease runs the leader's work (reconcilers/leading.py); it releases the
+Lease on shutdown so another replica takes over within one retry period.
 """
 
 from __future__ import annotations
@@ -15,7 +15,18 @@ from typing import Any
 
 import kopf
 
-from .. import config, health, kubeclient, leadership, metrics, models, permissions, providers, wrapping
+from .. import (
+    accountstore,
+    config,
+    health,
+    kubeclient,
+    leadership,
+    metrics,
+    models,
+    permissions,
+    providers,
+    wrapping,
+)
 from ..admission import lifecycle
 from ..dataapi import lifecycle as data_api
 from ..providers import base as providers_base
@@ -52,7 +63,6 @@ async def start(
     memo: kopf.Memo,
     customer_keys: kopf.Index[Any, Any],
     key_vaults: kopf.Index[Any, Any],
-    accounts: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
     _configure(settings)
@@ -67,6 +77,7 @@ async def start(
     memo.webhook = None
     memo.elector = None
     memo.data_api = None
+    memo.accounts = accounts = accountstore.AccountStore()
 
     def vaults_of(namespace: str) -> dict[str, dict[str, Any]]:
         return dict(key_vaults.get(namespace, ()))
@@ -79,7 +90,7 @@ async def start(
         all_customer_keys=lambda: list(customer_keys),
         key_vaults=vaults_of,
         accounts=lambda: list(accounts),
-        account=lambda namespace, name: indexes.first(accounts, (namespace, name)),
+        account=lambda namespace, name: accounts.get((namespace, name)),
     )
     metrics.serve(options.metrics_port, asyncio.get_running_loop())
     if options.health_port:
@@ -123,7 +134,7 @@ async def start(
             options,
             api,
             memo.identities,
-            accounts=lambda namespace, name: indexes.first(accounts, (namespace, name)),
+            accounts=lambda namespace, name: accounts.get((namespace, name)),
             context=contexts.context,
         )
         readiness.add("data-api", memo.data_api.problem)
@@ -175,7 +186,7 @@ async def _once_synced(sync: indexes.InitialSync, lead: Callable[[], Awaitable[N
 
 async def _start_webhook(
     webhook: lifecycle.Webhook,
-    accounts: kopf.Index[Any, Any],
+    accounts: accountstore.AccountStore,
     customer_keys: kopf.Index[Any, Any],
     key_vaults: kopf.Index[Any, Any],
 ) -> None:

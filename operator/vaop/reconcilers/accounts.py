@@ -46,7 +46,7 @@ class SecretInTheWay(Exception):
 
 
 def _held_envelope(
-    account: Account, secret: client.V1Secret
+    account: Account, secret: kubeclient.Cached
 ) -> tuple[domain.Outcome | None, envelope.Envelope | None]:
     """The envelope in the account's Secret, or why the account cannot go on with that Secret. Either
     way no new key is made: a Secret the operator did not make is never overwritten (its type is
@@ -184,7 +184,7 @@ class AccountReconciler:
         account: Account,
         session: wrapping.Session,
         target: wrapping.WrappingKey,
-        secret: client.V1Secret | None,
+        secret: kubeclient.Cached | None,
         current: envelope.Envelope | None,
     ) -> tuple[envelope.Envelope, str, str, list[tuple[str, str]], str | None]:
         if action is domain.Action.CREATE:
@@ -277,7 +277,7 @@ class AccountReconciler:
         self,
         account: Account,
         problem: wrapping.KeyProblem,
-        secret: client.V1Secret | None,
+        secret: kubeclient.Cached | None,
         current: envelope.Envelope | None,
         key_existed: bool,
     ) -> domain.Outcome:
@@ -318,7 +318,7 @@ class AccountReconciler:
 
     # ---- the Secret ---------------------------------------------------------------------------
 
-    async def _read_secret(self, account: Account, *, confirm_absence: bool) -> client.V1Secret | None:
+    async def _read_secret(self, account: Account, *, confirm_absence: bool) -> kubeclient.Cached | None:
         """From the watch cache; a Secret missing there is asked for when its absence would mean a
         lost key (the watch may not have seen a Secret just made). A stale copy is harmless: writes
         are conditional on its resourceVersion, and a create never overwrites."""
@@ -327,13 +327,14 @@ class AccountReconciler:
             return cached
         return await self._read_live(account)
 
-    async def _read_live(self, account: Account) -> client.V1Secret | None:
+    async def _read_live(self, account: Account) -> kubeclient.Cached | None:
         try:
-            return await self._core.read_namespaced_secret(account.secret_name, account.context.namespace)
+            secret = await self._core.read_namespaced_secret(account.secret_name, account.context.namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise _retry_or_refused(error, f"reading Secret {account.secret_name}") from None
+        return kubeclient.cached(secret)
 
     def _secret_body(
         self,
@@ -382,7 +383,12 @@ class AccountReconciler:
         self._secrets.put(made)
 
     async def _replace_secret(
-        self, account: Account, secret: client.V1Secret, sealed: envelope.Envelope, kcv: str, wrapped_at: str
+        self,
+        account: Account,
+        secret: kubeclient.Cached,
+        sealed: envelope.Envelope,
+        kcv: str,
+        wrapped_at: str,
     ) -> None:
         body = self._secret_body(account, sealed, kcv, wrapped_at, secret.metadata.resource_version)
         try:

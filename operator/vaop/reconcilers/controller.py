@@ -1,9 +1,9 @@
 """The account controller: a work queue of accounts, each run reads, reconciles and writes status.
 
 Every trigger (account created or changed, its Secret deleted, its CustomerKey or KeyVault changed)
-only enqueues the account; one worker at a time handles a given account. What the account's
-references point to comes from Kopf indices (in memory), so a run reads from the API only the
-account and its Secret.
+only enqueues the account; one worker at a time handles a given account. The account comes from the
+account store, what its references point to from Kopf indices and its Secret from a watch cache (all
+in memory), so a run reads nothing from the API.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class AccountController:
         self.records = records.Records()
         metrics.count_states(self.records.states)
         self.rotations = events.RotationSummary(api)
+        self._unwritten_vaults: set[str] = set()  # namespaces: see _refresh_unwritten_vaults
         self.queue: workqueue.WorkQueue[AccountKey] = workqueue.WorkQueue(
             self.process, workers=workers, name="accounts"
         )
@@ -433,7 +434,7 @@ class AccountController:
             problem = kubeclient.unavailable(error)
             if problem is None:
                 raise
-            # watch_unused_keys goes over every key again within a check interval.
+            # report_periodically goes over every key again within a check interval.
             logger.warning("Reporting on CustomerKey %s/%s deferred: %s", namespace, name, problem)
 
     async def refresh_key_vault(self, body: Mapping[str, Any]) -> None:
@@ -445,15 +446,33 @@ class AccountController:
             problem = kubeclient.unavailable(error)
             if problem is None:
                 raise
-            # Not retried until the KeyVault's next event or a new leader (refresh_key_vaults).
             name = body["metadata"]["name"]
-            logger.warning("KeyVault %s/%s status not written: %s", namespace, name, problem)
+            logger.warning(
+                "KeyVault %s/%s status not written (trying again soon): %s", namespace, name, problem
+            )
+            self._unwritten_vaults.add(namespace)
 
     async def refresh_key_vaults(self, namespace: str | None = None) -> None:
         """Every KeyVault's status (or one namespace's): a new leader, or a namespace this release
         gained, catches up with what changed while no one wrote it."""
         for body in await keyvaults.listing(self._api, namespace):
             await self.refresh_key_vault(body)
+
+    async def _refresh_unwritten_vaults(self) -> None:
+        """The namespaces whose KeyVault status a busy or failing apiserver kept from being written."""
+        for namespace in sorted(self._unwritten_vaults):
+            self._unwritten_vaults.discard(namespace)  # a new failure adds it again
+            try:
+                await self.refresh_key_vaults(namespace)
+            except Exception as error:
+                problem = kubeclient.unavailable(error)
+                if problem is not None:
+                    logger.warning("KeyVaults of %s not listed (trying again soon): %s", namespace, problem)
+                    self._unwritten_vaults.add(namespace)
+                elif isinstance(error, ApiException):  # not worth another try (forbidden now, say)
+                    logger.warning("KeyVault statuses of %s not written: %s", namespace, error.status)
+                else:
+                    raise
 
     async def _check_unused_key(self, namespace: str, name: str) -> None:
         found = self.unused_key(namespace, name)
@@ -476,9 +495,11 @@ class AccountController:
                 return  # what an account's check found, while one used the key, says more
             await self._write_key_status(namespace, name, ready, {})
 
-    async def watch_unused_keys(self) -> None:
-        """Every check interval, the keys no account uses (a change of one is handled at once too)."""
+    async def report_periodically(self) -> None:
+        """Every check interval: the keys no account uses (a change of one is handled at once too),
+        and the KeyVault statuses that could not be written when they changed."""
         while True:
+            await self._refresh_unwritten_vaults()
             for namespace, name in list(self._all_customer_keys()):
                 try:
                     await self.check_unused_key(namespace, name)

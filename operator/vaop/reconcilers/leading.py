@@ -81,7 +81,7 @@ class LeaderWork:
             asyncio.create_task(work.secrets.run(), name="account-key-secrets"),
             asyncio.create_task(work.watch_key_versions(), name="key-version-secrets"),
             asyncio.create_task(work.monitor.run(), name="key-monitor"),
-            asyncio.create_task(work.watch_unused_keys(), name="unused-keys"),
+            asyncio.create_task(work.report_periodically(), name="periodic-reports"),
         ]
         if self._claims is not None:
             self._tasks.append(asyncio.create_task(self._claims.run(), name="namespace-claims"))
