@@ -16,8 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import conditions, models
-
-AccountKey = tuple[str, str]  # (namespace, name)
+from .models import AccountKey
 
 
 def record_of(body: Mapping[str, Any]) -> models.AccountRecord:

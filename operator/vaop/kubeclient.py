@@ -297,12 +297,12 @@ class WatchCache:
             return  # BOOKMARK: only a newer version to go on from
         key = (obj.metadata.namespace, obj.metadata.name)
         known = self._objects.get(key)
+        if kind != "DELETED" and known is not None and not _newer(obj, known):
+            return  # the echo of this process's own write, or older than it
         kept = cached(obj)
         if kind == "DELETED":
             self._objects.pop(key, None)
         else:
-            if known is not None and not _newer(obj, known):
-                return  # the echo of this process's own write, or older than it
             self._objects[key] = kept
         self._on_event(kind, kept)
 

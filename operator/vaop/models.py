@@ -152,6 +152,9 @@ class AccountKeyStatus(_Model):
     wrapped_at: str
 
 
+AccountKey = tuple[str, str]  # (namespace, name) of an account
+
+
 @dataclass(frozen=True)
 class AccountRecord:
     """What every replica keeps of an account from its watch (``accountstore``): enough for admission

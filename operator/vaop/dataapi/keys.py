@@ -20,8 +20,7 @@ from kubernetes_asyncio import client
 from .. import kubeclient, models, platformkeys, wrapping
 from ..crypto import envelope
 from ..domain import accounts as domain
-
-AccountKey = tuple[str, str]  # (namespace, name)
+from ..models import AccountKey
 
 
 class Unavailable(Exception):

@@ -33,13 +33,13 @@ from .. import (
 )
 from ..domain import accounts as domain
 from ..domain import keys as keys_domain
+from ..models import AccountKey
 from ..providers import kubernetes as kubernetes_provider
 from . import accounts as reconciler
 from . import keyvaults, monitor, records, workqueue
 
 logger = logging.getLogger(__name__)
 
-AccountKey = tuple[str, str]  # (namespace, name)
 REFUSED_RETRY = 15.0
 REFUSALS = (400, 403, 422)
 BACKOFF = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)

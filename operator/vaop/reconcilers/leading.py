@@ -18,11 +18,10 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from .. import config, kubeclient, models, platformkeys, sharding
+from ..models import AccountKey
 from . import controller
 
 logger = logging.getLogger(__name__)
-
-AccountKey = tuple[str, str]
 
 
 class LeaderWork:

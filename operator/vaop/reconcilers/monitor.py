@@ -24,11 +24,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from .. import kubeclient, models, wrapping
+from ..models import AccountKey
 from . import records as records_
 
 logger = logging.getLogger(__name__)
-
-AccountKey = tuple[str, str]
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..kubeclient import later_version
+from ..models import AccountKey
 
 if TYPE_CHECKING:
     from .monitor import AccountView
-
-AccountKey = tuple[str, str]  # (namespace, name)
 
 
 @dataclass
