@@ -101,8 +101,13 @@ def test_revoked_access_locks_the_account_and_restored_access_recovers_it(
     assert account["status"]["state"] == "Active"
     assert helpers.condition(account, "KeyInaccessible")["status"] == "False"  # type: ignore[index]
     assert _kcv(admin, namespace, "studio") == kcv
-    reasons = [e.reason for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items]
-    assert "AccessDenied" in reasons and "KeyAccessible" in reasons
+
+    def told() -> list[str] | None:
+        reasons = [e.reason for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items]
+        return reasons if "AccessDenied" in reasons and "KeyAccessible" in reasons else None
+
+    # The Event follows the status write that the wait above saw: give it the moment it takes.
+    helpers.eventually(told, timeout=10)
 
 
 @pytest.mark.usefixtures("operator")
