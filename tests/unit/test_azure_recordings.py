@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from azure.keyvault.keys._shared import http_challenge_cache
 
 from vaop import pki
 from vaop.crypto import rsa
@@ -76,6 +77,9 @@ async def replay(tmp_path: Path) -> AsyncIterator[Replay]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
     made = Replay(cluster.free_port(), ca.cert_pem.decode())
+    # The SDK keeps each host's 401 challenge for the whole process. An earlier replay server on
+    # the same port number would hand its challenge to this one and skip the exchange under test.
+    http_challenge_cache.clear()
 
     def route(kind: str) -> Any:
         async def handle(request: web.Request) -> web.Response:
