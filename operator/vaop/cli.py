@@ -51,7 +51,7 @@ def _keys(args: argparse.Namespace) -> int:
     from . import keyadmin, kubeclient
 
     async def run() -> str:
-        async with kubeclient.api_client(await kubeclient.load_configuration()) as api:
+        async with kubeclient.api_client(await kubeclient.load_configuration(), agent="vaop-cli") as api:
             namespace = await keyadmin.key_namespace(api, args.namespace, args.vault)
             if args.keys in {"disable", "enable"}:
                 await keyadmin.set_enabled(

@@ -24,6 +24,8 @@ import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from . import __version__
+
 logger = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -75,8 +77,13 @@ def with_token(base: client.Configuration, token: str) -> client.Configuration:
     return configuration
 
 
-def api_client(configuration: client.Configuration) -> client.ApiClient:
-    """An API client that reads the proxy settings of the environment once, not on every request.
+def api_client(configuration: client.Configuration, *, agent: str = "vaop") -> client.ApiClient:
+    """An API client that names itself ``agent`` and reads the proxy settings of the environment
+    once, not on every request.
+
+    The apiserver takes the user agent's first word as the default field manager: the operator's
+    writes show in managedFields and in audit logs as ``vaop``, not as the generated client's
+    ``OpenAPI-Generator``.
 
     kubernetes_asyncio's HTTP session trusts the environment, so aiohttp looks up ~/.netrc and the
     proxy variables in a worker thread on every request: two thread hops per API call, a fifth of
@@ -88,6 +95,7 @@ def api_client(configuration: client.Configuration) -> client.ApiClient:
         if proxies.get("https") and not urllib.request.proxy_bypass(host):
             configuration.proxy = proxies["https"]
     api = client.ApiClient(configuration)
+    api.user_agent = f"{agent}/{__version__}"
     api.rest_client.pool_manager._trust_env = False  # aiohttp's switch for those lookups
     return api
 

@@ -57,6 +57,11 @@ def test_system_key_account_gets_a_wrapped_key(admin: client.ApiClient, namespac
     assert identity.metadata.owner_references[0].name == "studio"
     reasons = {e.reason for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items}
     assert "AccountKeyCreated" in reasons
+    # managedFields name the operator as the writer of what it made (kubectl --show-managed-fields).
+    status_managers = {m["manager"] for m in account["metadata"]["managedFields"] if m.get("subresource")}
+    assert status_managers == {"vaop"}
+    assert {m.manager for m in secret.metadata.managed_fields} == {"vaop"}
+    assert {m.manager for m in identity.metadata.managed_fields} == {"vaop"}
 
 
 def test_etcd_holds_neither_plaintext_nor_inner_wrapped_key(
@@ -325,6 +330,7 @@ def test_keys_cli_creates_and_rotates(
         for s in secrets.items
     }
     assert versions == {"1": None, "2": "false"}
+    assert {m.manager for s in secrets.items for m in s.metadata.managed_fields} == {"vaop-cli"}
 
 
 def test_a_write_the_apiserver_refuses_shows_on_the_account(
