@@ -10,7 +10,8 @@ Measured, in this order:
 3. rotation: a new key version, until all N CustomerKey accounts are re-wrapped, beside the floor of
    N bare RSA unwraps and wraps plus N bare Secret updates; when each account was re-wrapped;
 4. detection: access revoked (the RoleBinding deleted: only the timed check can see it), until every
-   account is KeyInaccessible, and restored, until every one is Active again; when each one moved;
+   account is KeyInaccessible, and restored, until every one is Active again; when each one moved,
+   and the writes per account each took;
 5. steady-state load with nothing changing: apiserver requests per minute by verb and resource
    (audit log), over --quiet-minutes;
 6. a restart of the operator: the writes it makes while it re-checks every account (there should be
@@ -40,7 +41,7 @@ from typing import Any
 from kubernetes import client
 
 from bench import harness, rotation, soak
-from vaopdev import binaries
+from vaopdev import binaries, cluster
 
 NOOP_KOPF = Path(__file__).with_name("noop_kopf_operator.py")
 WRITES = ("create", "update", "patch", "delete", "deletecollection")
@@ -162,6 +163,8 @@ class Figures:
     rewrapped_after: list[float] = field(default_factory=list)
     locked_after: list[float] = field(default_factory=list)
     recovered_after: list[float] = field(default_factory=list)
+    lock_requests: collections.Counter[str] = field(default_factory=collections.Counter)
+    recovery_requests: collections.Counter[str] = field(default_factory=collections.Counter)
     rss_restarted: float = 0.0
     rss_restart_peak: float = 0.0
     quiet: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -175,8 +178,12 @@ class Figures:
         return ", ".join(f"{k}={v}" for k, v in vars(self).items() if not isinstance(v, list))
 
 
-def rotate_and_revoke(api: client.ApiClient, byok_ns: str, count: int, pid: int, found: Figures) -> None:
-    """A new key version, then access revoked and restored: how long, and when each account moved."""
+def rotate_and_revoke(
+    plane: cluster.ControlPlane, api: client.ApiClient, byok_ns: str, count: int, *, pid: int, found: Figures
+) -> None:
+    """A new key version, then access revoked and restored: how long, when each account moved, and
+    the requests the operator and the tenant identity made to lock and to recover them."""
+    users = {harness.operator_user(), f"system:serviceaccount:{byok_ns}:tenant"}
     started = time.time()
     with peak_rss(pid) as peak:
         harness.put_key_version(api, byok_ns, 2)
@@ -189,10 +196,14 @@ def rotate_and_revoke(api: client.ApiClient, byok_ns: str, count: int, pid: int,
     started = time.time()
     harness.revoke_keys(api, byok_ns)
     harness.watch_until(api, byok_ns, count, in_state("KeyInaccessible"))
+    time.sleep(2)  # the last writes' audit entries
+    found.lock_requests = harness.request_counts(plane, since=started, users=users)
     found.locked_after = since(started, harness.accounts(api, byok_ns), _changed("KeyInaccessible"))
     started = time.time()
     harness.grant_keys(api, byok_ns, identity="tenant")
     harness.watch_until(api, byok_ns, count, harness.active)
+    time.sleep(2)
+    found.recovery_requests = harness.request_counts(plane, since=started, users=users)
     found.recovered_after = since(started, harness.accounts(api, byok_ns), _changed("Ready"))
 
 
@@ -227,7 +238,7 @@ def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
         found.rss_rest = soak.sample(operator.popen.pid, 0, None).rss_mib
         print(f"so far: {found.progress()}", flush=True)
 
-        rotate_and_revoke(api, byok_ns, count, operator.popen.pid, found)
+        rotate_and_revoke(plane, api, byok_ns, count, pid=operator.popen.pid, found=found)
         print(f"so far: {found.progress()}", flush=True)
 
         users = {harness.operator_user(), f"system:serviceaccount:{byok_ns}:tenant"}
@@ -284,6 +295,9 @@ def report(count: int, quiet_minutes: float, f: Figures) -> None:
     print(f"detection, check interval {CHECK_INTERVAL:g} s (whole seconds, from the accounts' status):")
     print(f"  access revoked -> KeyInaccessible: {distribution(f.locked_after)}")
     print(f"  access restored -> Active:         {distribution(f.recovered_after)}")
+    for phase, counts in (("lock", f.lock_requests), ("recovery", f.recovery_requests)):
+        made = writes(counts)
+        print(f"  writes to {phase} them: {sum(made.values()) / count:.2f} per account: {made or 'none'}")
     print("resident memory (MiB); ratios to the no-op Kopf operator holding the same accounts:")
     rows = (
         (f"{count} accounts at rest", f.rss_system, f.kopf.rss, f.go.rss),

@@ -108,6 +108,17 @@ def test_revoked_access_locks_the_account_and_restored_access_recovers_it(
 
     # The Event follows the status write that the wait above saw: give it the moment it takes.
     helpers.eventually(told, timeout=10)
+    # The lock and the recovery are told once each (not again by Ready, which moved with them).
+    on_account = [
+        (e.reason, e.type)
+        for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items
+        if e.involved_object.kind == "VideoAnalyzerAccount" and e.involved_object.name == "studio"
+    ]
+    assert sorted(on_account) == [
+        ("AccessDenied", "Warning"),
+        ("AccountKeyCreated", "Normal"),
+        ("KeyAccessible", "Normal"),
+    ]
 
 
 @pytest.mark.usefixtures("operator")

@@ -25,11 +25,44 @@ def test_ready_comes_first_and_other_types_are_kept() -> None:
     assert [c["type"] for c in merged] == ["Ready", "KeyInaccessible"]
 
 
-def test_transitions_lists_status_or_reason_changes() -> None:
-    before = [{"type": "Ready", "status": "False", "reason": "A", "message": ""}]
-    after = conditions.merge(before, [Condition("Ready", "False", "B", "")], generation=None)
-    assert [c["reason"] for c in conditions.transitions(before, after)] == ["B"]
-    assert conditions.transitions(after, after) == []
+def _condition(type_: str, status: str, reason: str) -> dict[str, object]:
+    return {"type": type_, "status": status, "reason": reason, "message": ""}
+
+
+ACTIVE = [_condition("Ready", "True", "Ready"), _condition("KeyInaccessible", "False", "KeyAccessible")]
+LOCKED = [_condition("Ready", "False", "AccessDenied"), _condition("KeyInaccessible", "True", "AccessDenied")]
+
+
+def _told(before: list[dict[str, object]] | None, after: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    return [(c["type"], c["reason"], warning) for c, warning in conditions.transitions_to_tell(before, after)]
+
+
+def test_a_lock_and_a_recovery_are_told_once_by_key_inaccessible() -> None:
+    assert _told(ACTIVE, LOCKED) == [("KeyInaccessible", "AccessDenied", True)]
+    assert _told(LOCKED, ACTIVE) == [("KeyInaccessible", "KeyAccessible", False)]
+    disabled = [
+        _condition("Ready", "False", "KeyDisabled"),
+        _condition("KeyInaccessible", "True", "KeyDisabled"),
+    ]
+    assert _told(LOCKED, disabled) == [("KeyInaccessible", "KeyDisabled", True)]
+    assert _told(LOCKED, LOCKED) == []
+
+
+def test_ready_is_told_when_it_says_something_else() -> None:
+    lost = [_condition("Ready", "False", "AccountKeyLost"), ACTIVE[1]]
+    assert _told(ACTIVE, lost) == [("Ready", "AccountKeyLost", True)]
+    # Access is back but the Secret is gone: both are news.
+    assert _told(LOCKED, lost) == [
+        ("KeyInaccessible", "KeyAccessible", False),
+        ("Ready", "AccountKeyLost", True),
+    ]
+
+
+def test_a_new_account_fine_from_the_start_is_not_told_a_failing_one_is() -> None:
+    assert _told(None, ACTIVE) == []
+    failing = [_condition("Ready", "False", "PlatformKeyMissing"), ACTIVE[1]]
+    assert _told(None, failing) == [("Ready", "PlatformKeyMissing", True)]
+    assert _told(None, LOCKED) == [("KeyInaccessible", "AccessDenied", True)]
 
 
 def _types(merged: list[dict[str, object]]) -> dict[str, object]:

@@ -341,19 +341,14 @@ class AccountController:
             _content_type=kubeclient.MERGE_PATCH,
         )
         record.wrote(written.get("status") or {}, str(written["metadata"]["resourceVersion"]))
-        for changed in conditions.transitions(before.get("conditions"), merged):
-            if changed["type"] in (conditions.READY, conditions.KEY_INACCESSIBLE):
-                bad_status = "False" if changed["type"] == conditions.READY else "True"
-                warning = changed["status"] == bad_status
-                if not warning and conditions.find(before.get("conditions"), changed["type"]) is None:
-                    continue  # a new account, fine from the start: AccountKeyCreated tells it
-                await events.post(
-                    self._api,
-                    _reference(key, seen),
-                    reason=changed["reason"],
-                    message=f"{changed['type']}={changed['status']}: {changed['message']}",
-                    warning=warning,
-                )
+        for changed, warning in conditions.transitions_to_tell(before.get("conditions"), merged):
+            await events.post(
+                self._api,
+                _reference(key, seen),
+                reason=changed["reason"],
+                message=f"{changed['type']}={changed['status']}: {changed['message']}",
+                warning=warning,
+            )
 
     async def _report_key(
         self, namespace: str, report: reconciler.KeyReport, *, own_identity: bool = False
