@@ -295,9 +295,10 @@ def report(count: int, quiet_minutes: float, f: Figures) -> None:
     print(f"detection, check interval {CHECK_INTERVAL:g} s (whole seconds, from the accounts' status):")
     print(f"  access revoked -> KeyInaccessible: {distribution(f.locked_after)}")
     print(f"  access restored -> Active:         {distribution(f.recovered_after)}")
-    for phase, counts in (("lock", f.lock_requests), ("recovery", f.recovery_requests)):
+    for phase, counts in (("lock", f.lock_requests), ("recover", f.recovery_requests)):
         made = writes(counts)
         print(f"  writes to {phase} them: {sum(made.values()) / count:.2f} per account: {made or 'none'}")
+        harness.print_requests(f"  all requests to {phase} them", counts, count)
     print("resident memory (MiB); ratios to the no-op Kopf operator holding the same accounts:")
     rows = (
         (f"{count} accounts at rest", f.rss_system, f.kopf.rss, f.go.rss),

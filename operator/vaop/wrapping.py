@@ -119,10 +119,11 @@ class ProviderPool:
     """Providers shared by the sessions of the last ``max_age`` seconds, per (vault, identity).
 
     A provider keeps what it read (the kubernetes provider its key listing), so sharing it shares
-    that answer: never for longer than ``max_age``, and never past a newer one. A *fresh* session
-    (the key monitor's check) always connects anew and leaves its provider here, and any session
-    that meets a problem removes the entry, so a reconciliation never acts on an answer older than
-    the last check's. Replaced providers are closed a minute later (calls may still be running).
+    that answer, good or bad (a refusal too): never for longer than ``max_age``, and never past a
+    newer one. A *fresh* session (the key monitor's check) always connects anew and leaves its
+    provider here, so a reconciliation never acts on an answer older than the last check's; a session
+    that meets a vault that does not answer (a transient failure) removes the entry. Replaced
+    providers are closed a minute later (calls may still be running).
     """
 
     def __init__(self, max_age: float = 5.0) -> None:
@@ -185,8 +186,12 @@ class Session:
             if place not in self._pooled:
                 await _close(provider)
 
-    def _failed(self, vault_name: str, identity: kubeclient.ServiceAccountRef) -> None:
-        """A problem with this provider: later sessions must ask the vault again."""
+    def _failed(self, vault_name: str, identity: kubeclient.ServiceAccountRef, problem: KeyProblem) -> None:
+        """A vault that did not answer usefully: later sessions must ask it again (and connect anew).
+        A definitive answer (access denied, key gone) stays with the pooled provider for its few
+        seconds, as a good answer does: the accounts locked by one revocation share it."""
+        if problem.definitive:
+            return
         key = self._pooled.get((vault_name, identity))
         if key is not None and self._pool is not None:
             self._pool.evict(key)
@@ -234,10 +239,11 @@ class Session:
                 )
             version = await provider.resolve(key.key_name, key.pinned_version)
         except base.ProviderError as error:
-            self._failed(key.vault_ref.name, account.identity)
-            raise KeyProblem.from_provider(error) from None
-        except KeyProblem:
-            self._failed(key.vault_ref.name, account.identity)
+            problem = KeyProblem.from_provider(error)
+            self._failed(key.vault_ref.name, account.identity, problem)
+            raise problem from None
+        except KeyProblem as problem:
+            self._failed(key.vault_ref.name, account.identity, problem)
             raise
         ref = envelope.InnerKeyRef(
             type=models.EncryptionType.CUSTOMER_KEY.value,
@@ -265,8 +271,9 @@ class Session:
                 algorithm=sealed.inner.algorithm,
             )
         except base.ProviderError as error:
-            self._failed(sealed.inner.key_vault, account.identity)
-            raise KeyProblem.from_provider(error) from None
+            problem = KeyProblem.from_provider(error)
+            self._failed(sealed.inner.key_vault, account.identity, problem)
+            raise problem from None
 
     async def opener(self, account: AccountContext, inner: envelope.InnerKeyRef) -> base.KeyProvider:
         """The provider that can unwrap an envelope's inner layer (which may differ from the target)."""

@@ -112,6 +112,25 @@ def account(
     )
 
 
+def shared_identity_accounts(admin: client.ApiClient, namespace: str, count: int) -> list[str]:
+    """``count`` accounts on CustomerKey "key" as ServiceAccount "shared" (made here): one
+    (identity, key) pair for all of them. Their names."""
+    client.CoreV1Api(admin).create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="shared"))
+    )
+    names = [f"acct-{i}" for i in range(count)]
+    encryption = {
+        "type": "CustomerKey",
+        "keyRef": {"name": "key"},
+        "identity": {"serviceAccountName": "shared"},
+    }
+    for name in names:
+        helpers.create(
+            admin, namespace, "VideoAnalyzerAccount", name, {"region": "westeurope", "encryption": encryption}
+        )
+    return names
+
+
 def studio_on_customer_key(admin: client.ApiClient, namespace: str, keys_namespace: str) -> bytes:
     """Account "studio" Ready on CustomerKey "key" (kubernetes provider, key "kek" version 1 in
     ``keys_namespace``, read by its default identity). The key version's PEM."""

@@ -13,6 +13,7 @@ from kubernetes import client
 from tests import helpers
 from tests.integration import tenant
 from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD, WITHIN_ONE_INTERVAL, OperatorProcess
+from vaopdev import cluster
 
 
 def _byok(
@@ -119,6 +120,38 @@ def test_revoked_access_locks_the_account_and_restored_access_recovers_it(
         ("AccountKeyCreated", "Normal"),
         ("KeyAccessible", "Normal"),
     ]
+
+
+def test_a_revocation_locks_many_accounts_with_a_few_vault_reads(
+    admin: client.ApiClient,
+    namespace: str,
+    keys_namespace: str,
+    operator: OperatorProcess,
+    control_plane: cluster.ControlPlane,
+) -> None:
+    """SPEC: vault traffic grows with (identity, key) pairs, not with accounts; a refusal too. The
+    accounts locked by one revoked grant share the vault's answer (a few seconds old at most)
+    instead of each asking the vault again."""
+    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
+    tenant.put_key_version(admin, keys_namespace, "kek", 1, tenant.rsa_pem(2048))
+    tenant.make_key(admin, namespace, "key", vault="vault", key_name="kek")
+    tenant.grant(admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="shared")
+    names = tenant.shared_identity_accounts(admin, namespace, 24)
+    for name in names:
+        tenant.wait_condition(admin, namespace, name, "Ready", "True")
+
+    since = time.time()
+    client.RbacAuthorizationV1Api(admin).delete_namespaced_role_binding("read-keys-shared", keys_namespace)
+    for name in names:
+        tenant.wait_locked(admin, namespace, name, "AccessDenied", timeout=WITHIN_ONE_INTERVAL)
+    time.sleep(1)  # the last requests' audit entries
+    reads = [
+        e["verb"]
+        for e in control_plane.audit_events(since=since, users={f"system:serviceaccount:{namespace}:shared"})
+        if e["objectRef"].get("namespace") == keys_namespace
+    ]
+    # The key monitor's check, then one read per few seconds of locking at most: not one per account.
+    assert 1 <= len(reads) <= 4, reads
 
 
 @pytest.mark.usefixtures("operator")

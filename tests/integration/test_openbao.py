@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
+import urllib.request
 
 import pytest
 from kubernetes import client
 
 from tests import helpers
 from tests.integration import tenant
-from tests.integration.conftest import WITHIN_ONE_INTERVAL
+from tests.integration.conftest import WITHIN_ONE_INTERVAL, OperatorProcess
 from vaop import labels, metrics
 from vaop.crypto import envelope
 from vaop.providers import base
@@ -158,3 +160,51 @@ async def test_concurrent_rewraps_are_batched(
         assert result is not None and result.ciphertext.startswith(b"vault:v2:")
         assert await provider.unwrap(key, "2", result.ciphertext, algorithm=result.algorithm) == account_key
     await provider.close()
+
+
+def _openbao_requests(operator: OperatorProcess) -> float:
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+        page = response.read().decode()
+    found = re.findall(
+        r'^vaop_vault_requests_total\{endpoint="[^"]*",provider="openbao"\} (\S+)$', page, re.M
+    )
+    found += re.findall(
+        r'^vaop_vault_requests_total\{provider="openbao",endpoint="[^"]*"\} (\S+)$', page, re.M
+    )
+    return sum(float(n) for n in found)
+
+
+def test_a_revoked_policy_locks_many_accounts_with_a_few_vault_requests(
+    admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao, operator: OperatorProcess
+) -> None:
+    """SPEC: vault traffic grows with (identity, key) pairs, not with accounts; a refusal too. The
+    accounts of one identity share the refused key read."""
+    names = tenant.shared_identity_accounts(admin, namespace, 24)
+    transit_vault(admin, namespace, bao_server, identity="shared")
+    for name in names:
+        tenant.wait_condition(admin, namespace, name, "Ready", "True")
+
+    before = _openbao_requests(operator)
+    bao_server.api("DELETE", f"sys/policies/acl/{namespace}")
+    for name in names:
+        tenant.wait_locked(admin, namespace, name, "AccessDenied", timeout=WITHIN_ONE_INTERVAL)
+    # The key monitor's check and a few shared reads, where each account asking again would be 24
+    # or more (other tests' checks running meanwhile add one or two).
+    assert _openbao_requests(operator) - before <= 8
+
+
+def test_a_missing_role_is_one_refused_login_for_many_accounts(
+    admin: client.ApiClient, namespace: str, bao_server: openbao.OpenBao, operator: OperatorProcess
+) -> None:
+    """The accounts of one identity share a refused login (the vault's Kubernetes-auth role does not
+    exist): a few logins, not one per account."""
+    names = tenant.shared_identity_accounts(admin, namespace, 24)
+    before = _openbao_requests(operator)
+    key = f"kek-{namespace}"
+    bao_server.api("POST", f"transit/keys/{key}", {"type": "rsa-2048"})
+    provider = {"openbao": {"address": bao_server.address, "role": f"{namespace}-missing"}}
+    helpers.create(admin, namespace, "KeyVault", "bao", {"region": "westeurope", "provider": provider})
+    tenant.make_key(admin, namespace, "key", vault="bao", key_name=key)
+    for name in names:
+        tenant.wait_locked(admin, namespace, name, "AccessDenied", timeout=WITHIN_ONE_INTERVAL)
+    assert _openbao_requests(operator) - before <= 8

@@ -170,7 +170,7 @@ async def test_a_problem_or_a_fresh_answer_replaces_what_the_pool_holds() -> Non
     pool.put(key, old)
     pool.put(key, fresh)  # a check's newer answer
     assert pool.get(key) is fresh
-    pool.evict(key)  # a problem met by anyone
+    pool.evict(key)  # a vault that did not answer
     assert pool.get(key) is None
     await pool.close()
     assert not old.closed  # replaced ones close a minute later: calls may still use them

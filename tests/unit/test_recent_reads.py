@@ -42,13 +42,48 @@ async def test_a_stale_read_is_read_again_and_stale_entries_are_forgotten() -> N
     assert len(recent._reads) <= 2
 
 
-async def test_a_failed_read_is_not_remembered() -> None:
+async def test_a_refusal_is_shared_like_an_answer_a_transient_failure_is_not() -> None:
     recent: base.RecentReads[str] = base.RecentReads(seconds=60)
+    asked = 0
 
     async def refused() -> str:
+        nonlocal asked
+        asked += 1
         raise base.AccessDenied("no")
 
+    for _ in range(3):
+        with pytest.raises(base.AccessDenied, match="no"):
+            await recent.get("denied", refused)
+    assert asked == 1
+
+    async def flaky() -> str:
+        nonlocal asked
+        asked += 1
+        raise base.TransientError("timeout")
+
     for _ in range(2):
-        with pytest.raises(base.AccessDenied):
-            await recent.get("k", refused)
-    assert await recent.get("k", lambda: asyncio.sleep(0, result="granted")) == "granted"
+        with pytest.raises(base.TransientError):
+            await recent.get("flaky", flaky)
+    assert asked == 3
+    assert await recent.get("flaky", lambda: asyncio.sleep(0, result="answered")) == "answered"
+
+
+async def test_reads_under_way_are_joined_and_a_cancelled_caller_leaves_the_read_to_the_others() -> None:
+    recent: base.RecentReads[str] = base.RecentReads(seconds=60)
+    asked = 0
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        nonlocal asked
+        asked += 1
+        await release.wait()
+        return "metadata"
+
+    callers = [asyncio.create_task(recent.get("k", slow)) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    callers[0].cancel()
+    release.set()
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == ["metadata"] * 4
+    assert asked == 1

@@ -9,6 +9,8 @@ so the vault's own access control decides. Errors split like httpx's: callers ca
 from __future__ import annotations
 
 import abc
+import asyncio
+import copy
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -166,21 +168,47 @@ T = TypeVar("T")
 class RecentReads(Generic[T]):
     """Vault reads shared for a moment between reconciliations: a rotation re-wraps many accounts at
     once, and each would otherwise read the same key. Keys must name the identity (or its vault token)
-    so that one identity's read never answers for another's."""
+    so that one identity's read never answers for another's.
+
+    A read under way is joined, not repeated. A refusal (``DefinitiveError``: access denied, key gone)
+    is an answer and is shared like one, so 10,000 accounts locked by one revoked grant ask the vault
+    once, not 10,000 times. A ``TransientError`` is not remembered: one flaky answer must not mark
+    every account of the key as degraded; while the vault is slow, the reads in flight are joined."""
 
     def __init__(self, *, seconds: float = 2.0, limit: int = 1024) -> None:
         self._seconds = seconds  # how stale a shared read may be: far below the check interval
         self._limit = limit
-        self._reads: dict[Hashable, tuple[float, T]] = {}
+        self._reads: dict[Hashable, _Read[T]] = {}
 
     async def get(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
-        found = self._reads.get(key)
-        if found is not None and time.monotonic() - found[0] < self._seconds:
-            return found[1]
-        value = await read()
         now = time.monotonic()
-        if len(self._reads) >= self._limit:  # forget stale reads (of identities or tokens now gone)
-            for stale in [k for k, (at, _) in self._reads.items() if now - at >= self._seconds]:
-                del self._reads[stale]
-        self._reads[key] = (now, value)
-        return value
+        found = self._reads.get(key)
+        if found is None or found.stale(now, self._seconds):
+            if len(self._reads) >= self._limit:  # forget stale reads (of identities or tokens now gone)
+                for stale in [k for k, r in self._reads.items() if r.stale(now, self._seconds)]:
+                    del self._reads[stale]
+            found = _Read(asyncio.ensure_future(read()))
+            self._reads[key] = found
+            found.task.add_done_callback(lambda _: self._settled(key, found))
+        try:
+            # Shielded: a reconciliation that is cancelled leaves the read to the others waiting on it.
+            return await asyncio.shield(found.task)
+        except DefinitiveError as error:
+            raise copy.copy(error) from None  # each caller its own: a shared one would gather tracebacks
+
+    def _settled(self, key: Hashable, read: _Read[T]) -> None:
+        read.done_at = time.monotonic()
+        kept = not read.task.cancelled() and (
+            read.task.exception() is None or isinstance(read.task.exception(), DefinitiveError)
+        )
+        if not kept and self._reads.get(key) is read:
+            del self._reads[key]
+
+
+@dataclass
+class _Read(Generic[T]):
+    task: asyncio.Future[T]
+    done_at: float | None = None  # when it finished; the window counts from there
+
+    def stale(self, now: float, seconds: float) -> bool:
+        return self.done_at is not None and now - self.done_at >= seconds

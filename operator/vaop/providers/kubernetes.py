@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
@@ -44,16 +45,17 @@ class KubernetesKeyProvider(base.KeyProvider):
         self._identity = identity
         self._properties = base.VaultProperties(soft_delete=soft_delete, purge_protection=purge_protection)
         # One listing per key for the provider's lifetime (a few seconds, see wrapping.ProviderPool):
-        # wrap and unwrap, and the reconciliations of a rotation, reuse it.
+        # wrap and unwrap, and the reconciliations of a rotation or of a lock, share it (or its refusal).
         self._pems: dict[tuple[str, str], bytes] = {}
-        self._listed: dict[str, list[base.KeyVersion]] = {}
+        self._listings: base.RecentReads[list[base.KeyVersion]] = base.RecentReads(seconds=math.inf)
 
     async def protection(self, key_name: str) -> base.VaultProperties:
         return self._properties
 
     async def versions(self, key_name: str) -> list[base.KeyVersion]:
-        if key_name in self._listed:
-            return self._listed[key_name]
+        return await self._listings.get(key_name, lambda: self._read_versions(key_name))
+
+    async def _read_versions(self, key_name: str) -> list[base.KeyVersion]:
         secrets = await self._list(key_name)
         versions = []
         for secret in secrets:
@@ -74,7 +76,6 @@ class KubernetesKeyProvider(base.KeyProvider):
                 f"{LABEL_KEY_NAME}={key_name} and {LABEL_KEY_VERSION}=<n>"
             )
         versions.sort(key=lambda v: int(v.version))
-        self._listed[key_name] = versions
         return versions
 
     async def wrap(self, key: base.KeyVersion, plaintext: bytes) -> base.Wrapped:

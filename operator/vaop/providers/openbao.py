@@ -46,6 +46,9 @@ _rewraps: dict[tuple[str, str, str, int, str], list[tuple[str, asyncio.Future[st
 _tokens: dict[tuple[str, str, str, str], tuple[str, float]] = {}
 # Key metadata by (address, transit mount, key, vault token): a token's reads serve only that token.
 _key_reads: base.RecentReads[dict[str, Any]] = base.RecentReads()
+# Logins under way, and refused ones, by the same key as _tokens: a role deleted under 10,000
+# accounts is one refused login for a moment, not one per account.
+_logins: base.RecentReads[dict[str, Any]] = base.RecentReads()
 
 
 class OpenBaoKeyProvider(base.KeyProvider):
@@ -169,8 +172,11 @@ class OpenBaoKeyProvider(base.KeyProvider):
         cached = _tokens.get(cache_key)
         if cached and time.monotonic() < cached[1]:
             return cached[0]
-        data = await self._request(
-            "POST", f"auth/{self._auth}/login", {"role": self._role, "jwt": self._jwt}, token=None
+        data = await _logins.get(
+            cache_key,
+            lambda: self._request(
+                "POST", f"auth/{self._auth}/login", {"role": self._role, "jwt": self._jwt}, token=None
+            ),
         )
         auth = data.get("auth") or {}
         token = str(auth["client_token"])
