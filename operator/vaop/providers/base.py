@@ -191,6 +191,8 @@ class RecentReads(Generic[T]):
             self._reads[key] = found
             found.task.add_done_callback(lambda _: self._settled(key, found))
         try:
+            if found.task.done():
+                return found.task.result()
             # Shielded: a reconciliation that is cancelled leaves the read to the others waiting on it.
             return await asyncio.shield(found.task)
         except DefinitiveError as error:
