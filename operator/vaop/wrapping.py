@@ -186,7 +186,9 @@ class Session:
             if place not in self._pooled:
                 await _close(provider)
 
-    def _failed(self, vault_name: str, identity: kubeclient.ServiceAccountRef, problem: KeyProblem) -> None:
+    def _evict_if_unanswered(
+        self, vault_name: str, identity: kubeclient.ServiceAccountRef, problem: KeyProblem
+    ) -> None:
         """A vault that did not answer usefully: later sessions must ask it again (and connect anew).
         A definitive answer (access denied, key gone) stays with the pooled provider for its few
         seconds, as a good answer does: the accounts locked by one revocation share it."""
@@ -240,10 +242,10 @@ class Session:
             version = await provider.resolve(key.key_name, key.pinned_version)
         except base.ProviderError as error:
             problem = KeyProblem.from_provider(error)
-            self._failed(key.vault_ref.name, account.identity, problem)
+            self._evict_if_unanswered(key.vault_ref.name, account.identity, problem)
             raise problem from None
         except KeyProblem as problem:
-            self._failed(key.vault_ref.name, account.identity, problem)
+            self._evict_if_unanswered(key.vault_ref.name, account.identity, problem)
             raise
         ref = envelope.InnerKeyRef(
             type=models.EncryptionType.CUSTOMER_KEY.value,
@@ -272,7 +274,7 @@ class Session:
             )
         except base.ProviderError as error:
             problem = KeyProblem.from_provider(error)
-            self._failed(sealed.inner.key_vault, account.identity, problem)
+            self._evict_if_unanswered(sealed.inner.key_vault, account.identity, problem)
             raise problem from None
 
     async def opener(self, account: AccountContext, inner: envelope.InnerKeyRef) -> base.KeyProvider:

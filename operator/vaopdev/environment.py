@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubernetes import client, config
+from prometheus_client.parser import text_string_to_metric_families
 
 from . import binaries, cluster
 
@@ -218,6 +219,17 @@ class OperatorProcess:
                 return bool(response.status == 200)
         except OSError:
             return False
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the operator's samples of ``name`` that carry ``labels`` (its /metrics now)."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            page = response.read().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(page)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None

@@ -150,8 +150,9 @@ def test_a_revocation_locks_many_accounts_with_a_few_vault_reads(
         for e in control_plane.audit_events(since=since, users={f"system:serviceaccount:{namespace}:shared"})
         if e["objectRef"].get("namespace") == keys_namespace
     ]
-    # The key monitor's check, then one read per few seconds of locking at most: not one per account.
-    assert 1 <= len(reads) <= 4, reads
+    assert reads, "the key monitor's check must have read the key as the identity"
+    # The check, then one read per few seconds of locking at most: not one per account (25 before).
+    assert len(reads) <= 4, reads
 
 
 @pytest.mark.usefixtures("operator")

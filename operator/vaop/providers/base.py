@@ -200,9 +200,8 @@ class RecentReads(Generic[T]):
 
     def _settled(self, key: Hashable, read: _Read[T]) -> None:
         read.done_at = time.monotonic()
-        kept = not read.task.cancelled() and (
-            read.task.exception() is None or isinstance(read.task.exception(), DefinitiveError)
-        )
+        error = None if read.task.cancelled() else read.task.exception()
+        kept = not read.task.cancelled() and (error is None or isinstance(error, DefinitiveError))
         if not kept and self._reads.get(key) is read:
             del self._reads[key]
 
