@@ -24,6 +24,7 @@ _CONFIG = """\
 storage "raft" {{
   path = "{data}"
   node_id = "node1"
+  performance_multiplier = 1
 }}
 listener "tcp" {{
   address = "127.0.0.1:{port}"
@@ -51,12 +52,13 @@ class OpenBao:
 
     def start(self) -> None:
         bao = Path(sys.executable).with_name("bao")
-        self.popen = subprocess.Popen(
-            [str(bao), "server", f"-config={self.workdir / 'config.hcl'}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=cluster.die_with_parent,
-        )
+        with (self.workdir / "bao.log").open("ab") as log:  # read it when a test fails at setup
+            self.popen = subprocess.Popen(
+                [str(bao), "server", f"-config={self.workdir / 'config.hcl'}"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=cluster.die_with_parent,
+            )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -67,9 +69,13 @@ class OpenBao:
                     raise
                 time.sleep(0.2)
         if not self.root_token:
-            answer = self.api("PUT", "sys/init", {"secret_shares": 1, "secret_threshold": 1}, token=False)
+            # Initialising bootstraps raft and waits for its first election: a heartbeat timeout drawn
+            # from [T, 2T], with T 5 s at raft's default multiplier (a CI run timed out at 10 s), 1 s at
+            # the multiplier above. A retry is no remedy (init succeeds only once), so wait long.
+            body = {"secret_shares": 1, "secret_threshold": 1}
+            answer = self.api("PUT", "sys/init", body, token=False, timeout=120)
             self.root_token, self._unseal_key = answer["root_token"], answer["keys"][0]
-        self.api("PUT", "sys/unseal", {"key": self._unseal_key}, token=False)
+        self.api("PUT", "sys/unseal", {"key": self._unseal_key}, token=False, timeout=60)
         # Integrated storage elects itself leader a few seconds after unsealing: wait until active.
         while True:
             try:
@@ -86,7 +92,13 @@ class OpenBao:
             self.popen.wait(timeout=20)
 
     def api(
-        self, method: str, path: str, body: dict[str, Any] | None = None, *, token: bool = True
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        token: bool = True,
+        timeout: float = 10,
     ) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
         if token:
@@ -97,7 +109,7 @@ class OpenBao:
             method=method,
             headers=headers,
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
         return dict(json.loads(raw)) if raw else {}
 
