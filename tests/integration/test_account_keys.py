@@ -50,16 +50,15 @@ def test_system_key_account_gets_a_wrapped_key(admin: client.ApiClient, namespac
     account_key = tenant.open_account_key(admin, namespace, "studio")
     assert len(account_key) == 32
     assert envelope.key_check_value(account_key) == status["accountKey"]["keyCheckValue"]
-    # The default identity exists, owned by the account.
-    identity = client.CoreV1Api(admin).read_namespaced_service_account("studio-identity", namespace)
-    assert identity.metadata.owner_references[0].name == "studio"
+    # A system key is used as the operator: no identity is made for an account that does not need one.
+    identities = client.CoreV1Api(admin).list_namespaced_service_account(namespace).items
+    assert "studio-identity" not in {sa.metadata.name for sa in identities}
     reasons = {e.reason for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items}
     assert "AccountKeyCreated" in reasons
     # managedFields name the operator as the writer of what it made (kubectl --show-managed-fields).
     status_managers = {m["manager"] for m in account["metadata"]["managedFields"] if m.get("subresource")}
     assert status_managers == {"vaop"}
     assert {m.manager for m in secret.metadata.managed_fields} == {"vaop"}
-    assert {m.manager for m in identity.metadata.managed_fields} == {"vaop"}
 
 
 def test_etcd_holds_neither_plaintext_nor_inner_wrapped_key(
@@ -113,6 +112,10 @@ def test_customer_key_account_uses_latest_version_and_switches_back_and_forth(
     assert wrapped_by == {"type": "CustomerKey", "keyVault": "vault", "keyName": "kek", "keyVersion": "2"}
     kcv = account["status"]["accountKey"]["keyCheckValue"]
     assert envelope.key_check_value(tenant.open_account_key(admin, namespace, "studio", v2)) == kcv
+    # The default identity it acts as was made by the operator, and goes with the account.
+    identity = client.CoreV1Api(admin).read_namespaced_service_account("studio-identity", namespace)
+    assert identity.metadata.owner_references[0].uid == account["metadata"]["uid"]
+    assert {m.manager for m in identity.metadata.managed_fields} == {"vaop"}
 
     key = helpers.eventually(
         lambda: (

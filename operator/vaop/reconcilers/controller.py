@@ -278,8 +278,14 @@ class AccountController:
     async def _ensure_identity(
         self, key: AccountKey, uid: str, spec: models.AccountSpec, record: records.Record
     ) -> None:
-        """Make the default identity ``<account>-identity``; a named one is the tenant's to make."""
-        if spec.encryption.identity.service_account_name or record.identity_made:
+        """Make the default identity ``<account>-identity`` once the account uses a customer key (a
+        system key is used as the operator, so a SystemKey account needs none); a named one is the
+        tenant's to make."""
+        if (
+            spec.encryption.type is not models.EncryptionType.CUSTOMER_KEY
+            or spec.encryption.identity.service_account_name
+            or record.identity_made
+        ):
             return
         namespace, name = key
         account = client.V1ServiceAccount(
