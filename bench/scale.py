@@ -5,7 +5,8 @@ controller (tools/noop-controller), each only setting status.state to Active; (c
 N Secret creates and N updates (8 writers). The operator runs with the chart's RBAC.
 
 Measured, in this order:
-1. provisioning N SystemKey accounts, then N CustomerKey accounts (one identity and key), to Active;
+1. provisioning N SystemKey accounts, then N CustomerKey accounts (one identity and key), to Active,
+   and the writes each took;
 2. resident memory at rest with those objects, and at its peak during the rotation;
 3. rotation: a new key version, until all N CustomerKey accounts are re-wrapped, beside the floor of
    N bare RSA unwraps and wraps plus N bare Secret updates; when each account was re-wrapped;
@@ -154,6 +155,8 @@ class Figures:
     floor: float = 0.0
     system_seconds: float = 0.0
     byok_seconds: float = 0.0
+    system_requests: collections.Counter[str] = field(default_factory=collections.Counter)
+    byok_requests: collections.Counter[str] = field(default_factory=collections.Counter)
     rss_system: float = 0.0
     rss_rest: float = 0.0
     rss_rotation_peak: float = 0.0
@@ -207,6 +210,42 @@ def rotate_and_revoke(
     found.recovered_after = since(started, harness.accounts(api, byok_ns), _changed("Ready"))
 
 
+def provision(
+    plane: cluster.ControlPlane, api: client.ApiClient, count: int, *, pid: int, found: Figures
+) -> str:
+    """N SystemKey accounts, then N CustomerKey accounts, to Active: how long, the requests they took
+    and the memory after. The CustomerKey accounts' namespace."""
+    system_ns = harness.namespace(api, "system")
+
+    def provision_system() -> None:
+        harness.create_system_key_accounts(api, system_ns, count)
+        harness.watch_until(api, system_ns, count, harness.active)
+
+    started = time.time()
+    found.system_seconds = harness.timed(provision_system)
+    time.sleep(2)  # the last writes' audit entries
+    found.system_requests = harness.request_counts(plane, since=started, users={harness.operator_user()})
+    found.rss_system = soak.sample(pid, 0, None).rss_mib
+    print(f"so far: {found.progress()}", flush=True)
+
+    byok_ns = harness.namespace(api, "byok")
+    harness.kubernetes_key_tenant(api, byok_ns, identity="tenant")
+    harness.put_key_version(api, byok_ns, 1)
+
+    def provision_byok() -> None:
+        harness.create_customer_key_accounts(api, byok_ns, count, identity="tenant")
+        harness.watch_until(api, byok_ns, count, harness.wrapped_by("1"))
+
+    started = time.time()
+    found.byok_seconds = harness.timed(provision_byok)
+    time.sleep(5)
+    byok_users = {harness.operator_user(), f"system:serviceaccount:{byok_ns}:tenant"}
+    found.byok_requests = harness.request_counts(plane, since=started, users=byok_users)
+    found.rss_rest = soak.sample(pid, 0, None).rss_mib
+    print(f"so far: {found.progress()}", flush=True)
+    return byok_ns
+
+
 def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
     noop_go = binaries.NOOP_CONTROLLER.ensure() / "noop-controller"
     settings = {"VAOP_CHECK_INTERVAL": str(CHECK_INTERVAL)}
@@ -215,28 +254,7 @@ def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
         assert operator.popen is not None and plane.admin_kubeconfig is not None
         found.floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count)
 
-        system_ns = harness.namespace(api, "system")
-
-        def provision_system() -> None:
-            harness.create_system_key_accounts(api, system_ns, count)
-            harness.watch_until(api, system_ns, count, harness.active)
-
-        found.system_seconds = harness.timed(provision_system)
-        found.rss_system = soak.sample(operator.popen.pid, 0, None).rss_mib
-        print(f"so far: {found.progress()}", flush=True)
-
-        byok_ns = harness.namespace(api, "byok")
-        harness.kubernetes_key_tenant(api, byok_ns, identity="tenant")
-        harness.put_key_version(api, byok_ns, 1)
-
-        def provision_byok() -> None:
-            harness.create_customer_key_accounts(api, byok_ns, count, identity="tenant")
-            harness.watch_until(api, byok_ns, count, harness.wrapped_by("1"))
-
-        found.byok_seconds = harness.timed(provision_byok)
-        time.sleep(5)
-        found.rss_rest = soak.sample(operator.popen.pid, 0, None).rss_mib
-        print(f"so far: {found.progress()}", flush=True)
+        byok_ns = provision(plane, api, count, pid=operator.popen.pid, found=found)
 
         rotate_and_revoke(plane, api, byok_ns, count, pid=operator.popen.pid, found=found)
         print(f"so far: {found.progress()}", flush=True)
@@ -284,6 +302,10 @@ def report(count: int, quiet_minutes: float, f: Figures) -> None:
             f"{seconds / f.go.seconds:4.2f}x controller-runtime, "
             f"{seconds / f.floor:4.2f}x floor"
         )
+    for label, counts in (("SystemKey", f.system_requests), ("CustomerKey", f.byok_requests)):
+        made = writes(counts)
+        per_account = sum(made.values()) / count
+        print(f"  writes to provision the {label} accounts: {per_account:.2f} per account: {made}")
     print(
         f"rotation of {count} CustomerKey accounts: {f.rotation_seconds:.1f} s "
         f"({count / f.rotation_seconds:.1f}/s); floor (bare RSA unwrap+wrap and Secret updates) "
