@@ -28,6 +28,12 @@ def _secret(admin: client.ApiClient, namespace: str, name: str) -> client.V1Secr
     return client.CoreV1Api(admin).read_namespaced_secret(f"{name}-account-key", namespace)
 
 
+def _service_accounts(admin: client.ApiClient, namespace: str) -> set[str]:
+    return {
+        sa.metadata.name for sa in client.CoreV1Api(admin).list_namespaced_service_account(namespace).items
+    }
+
+
 def _byok_setup(
     admin: client.ApiClient, namespace: str, keys_namespace: str, *, key_pem: bytes, **vault: Any
 ) -> None:
@@ -51,8 +57,7 @@ def test_system_key_account_gets_a_wrapped_key(admin: client.ApiClient, namespac
     assert len(account_key) == 32
     assert envelope.key_check_value(account_key) == status["accountKey"]["keyCheckValue"]
     # A system key is used as the operator: no identity is made for an account that does not need one.
-    identities = client.CoreV1Api(admin).list_namespaced_service_account(namespace).items
-    assert "studio-identity" not in {sa.metadata.name for sa in identities}
+    assert "studio-identity" not in _service_accounts(admin, namespace)
     reasons = {e.reason for e in client.CoreV1Api(admin).list_namespaced_event(namespace).items}
     assert "AccountKeyCreated" in reasons
     # managedFields name the operator as the writer of what it made (kubectl --show-managed-fields).
@@ -106,11 +111,17 @@ def test_customer_key_account_uses_latest_version_and_switches_back_and_forth(
     tenant.grant(
         admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="studio-identity"
     )
-    tenant.account(admin, namespace, "studio", key="key")
+    # Made on the system key, the account has no identity; moved to the customer key, it gets one.
+    tenant.account(admin, namespace, "studio")
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    kcv = account["status"]["accountKey"]["keyCheckValue"]
+    assert "studio-identity" not in _service_accounts(admin, namespace)
+    tenant.set_encryption(admin, namespace, "studio", key="key")
+    account = tenant.wait_wrapped_by(admin, namespace, "studio", type="CustomerKey")
+    tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     wrapped_by = account["status"]["accountKey"]["wrappedBy"]
     assert wrapped_by == {"type": "CustomerKey", "keyVault": "vault", "keyName": "kek", "keyVersion": "2"}
-    kcv = account["status"]["accountKey"]["keyCheckValue"]
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv
     assert envelope.key_check_value(tenant.open_account_key(admin, namespace, "studio", v2)) == kcv
     # The default identity it acts as was made by the operator, and goes with the account.
     identity = client.CoreV1Api(admin).read_namespaced_service_account("studio-identity", namespace)
