@@ -151,8 +151,12 @@ class OperatorProcess:
         *,
         settings: dict[str, str] | None = None,
         log_level: str = "INFO",
+        data_api_on: cluster.ControlPlane | None = None,
     ) -> None:
         self.identity = identity
+        # Set: every start also waits until ``data_api_on`` serves the data API again. The aggregator
+        # answers 503 after a check that found nothing listening, until a later check passes.
+        self.data_api_on = data_api_on
         self.log_path = log_path
         self.settings = dict(settings or {})
         self.log_level = log_level
@@ -168,7 +172,7 @@ class OperatorProcess:
         self.fault_file = log_path.with_name("faults")
         self.fault_file.write_text("")
 
-    def start(self, *, timeout: float = 60) -> None:
+    def start(self, *, timeout: float = 60, data_api: bool = True) -> None:
         health_port, metrics_port, webhook_port = (
             cluster.free_port(),
             cluster.free_port(),
@@ -209,6 +213,8 @@ class OperatorProcess:
                     f"the operator did not become ready within {timeout}s:\n{self.log()[-3000:]}"
                 )
             time.sleep(0.2)
+        if data_api and self.data_api_on is not None:
+            wait_for_data_api(self.data_api_on)
 
     def _ready(self) -> bool:
         assert self.popen is not None

@@ -126,9 +126,9 @@ def operator(
             "SOFTHSM2_CONF": str(softhsm_conf),
         },
         log_level="DEBUG",
+        data_api_on=control_plane,
     )
     process.start()
-    environment.wait_for_data_api(control_plane)
     yield process
     process.stop()
     if os.environ.get("VAOP_SHOW_OPERATOR_LOG"):

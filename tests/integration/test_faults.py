@@ -229,7 +229,7 @@ class _Killer:
             time.sleep(self.rng.uniform(*pause))
             in_flight += pending() > 0
             self.operator.kill()
-            self.operator.start()
+            self.operator.start(data_api=False)  # to kill it again at once, served or not
         return in_flight
 
 
