@@ -6,7 +6,8 @@ N Secret creates and N updates (8 writers). The operator runs with the chart's R
 
 Measured, in this order:
 1. provisioning N SystemKey accounts, then N CustomerKey accounts (one identity and key), to Active,
-   and the writes each took;
+   the writes each took, and the CPU the operator, the apiserver and etcd used for the SystemKey
+   accounts (beside the baselines' in the same phase);
 2. resident memory at rest with those objects, and at its peak during the rotation;
 3. rotation: a new key version, until all N CustomerKey accounts are re-wrapped, beside the floor of
    N bare RSA unwraps and wraps plus N bare Secret updates; when each account was re-wrapped;
@@ -23,6 +24,7 @@ Measured, in this order:
 
     .venv/bin/python -m bench.scale --accounts 1000
     .venv/bin/python -m bench.scale --accounts 10000 --quiet-minutes 2
+    .venv/bin/python -m bench.scale --accounts 1000 --profile   # py-spy while it provisions
 """
 
 from __future__ import annotations
@@ -54,24 +56,29 @@ AFTER_RESTART = 60.0  # every account re-checked, and a sweep of the key checks
 @dataclass
 class Baseline:
     seconds: float = 0.0  # provisioning N accounts to Active
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds while provisioning, by process
     rss: float = 0.0  # at rest with N accounts
     rss_double: float = 0.0  # at rest with 2N accounts
     rss_changes_peak: float = 0.0  # peak while N of them have their status patched
 
 
-def baseline(api: client.ApiClient, command: list[str], kubeconfig: Path, ns: str, count: int) -> Baseline:
+def baseline(
+    api: client.ApiClient, command: list[str], plane: cluster.ControlPlane, ns: str, count: int
+) -> Baseline:
     """A baseline controller provisioning ``count`` accounts, then holding twice as many (as the
     operator does when it rotates), and its peak memory while ``count`` of them change status (the
     watch traffic of a rotation, which the no-op controller only receives)."""
     found = Baseline()
-    with harness.process_running(command, kubeconfig) as process:
+    assert plane.admin_kubeconfig is not None
+    with harness.process_running(command, plane.admin_kubeconfig) as process:
         time.sleep(3)  # its watch is open
 
         def provision() -> None:
             harness.create_system_key_accounts(api, ns, count)
             harness.watch_until(api, ns, count, harness.active)
 
-        found.seconds = harness.timed(provision)
+        with harness.cpu_used(_cpu_pids(plane, process.pid)) as found.cpu:
+            found.seconds = harness.timed(provision)
         time.sleep(5)
         found.rss = soak.sample(process.pid, 0, None).rss_mib
         harness.create_system_key_accounts(api, ns, count, first=count)
@@ -83,6 +90,11 @@ def baseline(api: client.ApiClient, command: list[str], kubeconfig: Path, ns: st
             time.sleep(5)  # the last events are delivered
         found.rss_changes_peak = max(peak)
     return found
+
+
+def _cpu_pids(plane: cluster.ControlPlane, controller: int) -> dict[str, int]:
+    pids = plane.pids()
+    return {"controller": controller, "kube-apiserver": pids["kube-apiserver"], "etcd": pids["etcd"]}
 
 
 @contextlib.contextmanager
@@ -155,6 +167,8 @@ class Figures:
     floor: float = 0.0
     system_seconds: float = 0.0
     byok_seconds: float = 0.0
+    system_cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds until Active, by process
+    system_profile: list[str] = field(default_factory=list)  # py-spy's top entries (--profile)
     system_requests: collections.Counter[str] = field(default_factory=collections.Counter)
     byok_requests: collections.Counter[str] = field(default_factory=collections.Counter)
     rss_system: float = 0.0
@@ -211,7 +225,7 @@ def rotate_and_revoke(
 
 
 def provision(
-    plane: cluster.ControlPlane, api: client.ApiClient, count: int, *, pid: int, found: Figures
+    plane: cluster.ControlPlane, api: client.ApiClient, count: int, *, pid: int, found: Figures, profile: bool
 ) -> str:
     """N SystemKey accounts, then N CustomerKey accounts, to Active: how long, the requests they took
     and the memory after. The CustomerKey accounts' namespace."""
@@ -222,7 +236,11 @@ def provision(
         harness.watch_until(api, system_ns, count, harness.active)
 
     started = time.time()
-    found.system_seconds = harness.timed(provision_system)
+    with (
+        harness.profiled(pid, enabled=profile) as found.system_profile,
+        harness.cpu_used(_cpu_pids(plane, pid)) as found.system_cpu,
+    ):
+        found.system_seconds = harness.timed(provision_system)
     time.sleep(2)  # the last writes' audit entries
     found.system_requests = harness.request_counts(plane, since=started, users={harness.operator_user()})
     found.rss_system = soak.sample(pid, 0, None).rss_mib
@@ -246,7 +264,7 @@ def provision(
     return byok_ns
 
 
-def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
+def measure(count: int, quiet_minutes: float, workdir: Path, *, profile: bool) -> Figures:
     noop_go = binaries.NOOP_CONTROLLER.ensure() / "noop-controller"
     settings = {"VAOP_CHECK_INTERVAL": str(CHECK_INTERVAL)}
     found = Figures()
@@ -254,7 +272,7 @@ def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
         assert operator.popen is not None and plane.admin_kubeconfig is not None
         found.floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count)
 
-        byok_ns = provision(plane, api, count, pid=operator.popen.pid, found=found)
+        byok_ns = provision(plane, api, count, pid=operator.popen.pid, found=found, profile=profile)
 
         rotate_and_revoke(plane, api, byok_ns, count, pid=operator.popen.pid, found=found)
         print(f"so far: {found.progress()}", flush=True)
@@ -282,10 +300,10 @@ def measure(count: int, quiet_minutes: float, workdir: Path) -> Figures:
 
         kopf_ns = harness.namespace(api, "noop-kopf")
         kopf = [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", kopf_ns, str(NOOP_KOPF)]
-        found.kopf = baseline(api, kopf, plane.admin_kubeconfig, kopf_ns, count)
+        found.kopf = baseline(api, kopf, plane, kopf_ns, count)
         go_ns = harness.namespace(api, "noop-go")
         go = [str(noop_go), "--namespace", go_ns]
-        found.go = baseline(api, go, plane.admin_kubeconfig, go_ns, count)
+        found.go = baseline(api, go, plane, go_ns, count)
     return found
 
 
@@ -302,6 +320,16 @@ def report(count: int, quiet_minutes: float, f: Figures) -> None:
             f"{seconds / f.go.seconds:4.2f}x controller-runtime, "
             f"{seconds / f.floor:4.2f}x floor"
         )
+    print(f"  CPU seconds until Active ({count} SystemKey accounts for the operator):")
+    for label, cpu in (
+        ("operator", f.system_cpu),
+        ("no-op Kopf", f.kopf.cpu),
+        ("controller-runtime", f.go.cpu),
+    ):
+        print(f"    {label:18s} " + ", ".join(f"{name} {seconds:5.1f}" for name, seconds in cpu.items()))
+    if f.system_profile:
+        print("  profile of the operator while it provisioned the SystemKey accounts (py-spy):")
+        print("\n".join(f"    {line}" for line in f.system_profile))
     for label, counts in (("SystemKey", f.system_requests), ("CustomerKey", f.byok_requests)):
         made = writes(counts)
         per_account = sum(made.values()) / count
@@ -355,9 +383,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--quiet-minutes", type=float, default=2.0)
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the operator with py-spy while it provisions"
+    )
     args = parser.parse_args()
     with harness.scratch() as workdir:
-        figures = measure(args.accounts, args.quiet_minutes, workdir)
+        figures = measure(args.accounts, args.quiet_minutes, workdir, profile=args.profile)
     report(args.accounts, args.quiet_minutes, figures)
 
 
