@@ -128,18 +128,30 @@ class DataApi:
             await self._register(ca)
 
     async def _announce(self) -> None:
-        """Once the APIService is Available, touch it so the apiserver fetches this server's OpenAPI at
-        once: its OpenAPI aggregation backs off for minutes after failing while nothing served
-        (it retries promptly only when the APIService changes), and kubectl explain needs it."""
+        """Touch the APIService so that the apiserver acts at once on this server being up:
+        - while it is not Available (a restart after an outage): the aggregator checks an APIService
+          again when it changes, and otherwise only after its back-off from the failed checks (up to
+          30 s) or at its 30 s resync, answering 503 for the whole group meanwhile;
+        - once it is Available: the apiserver's OpenAPI aggregation backs off for minutes after
+          failing while nothing served (it retries promptly only when the APIService changes), and
+          kubectl explain needs this server's OpenAPI.
+        """
         services = client.ApiregistrationV1Api(self._api)
+        prompted = False
         for _ in range(120):
             try:
                 found = await services.read_api_service(self._options.api_service)
-                if any(c.type == "Available" and c.status == "True" for c in found.status.conditions or []):
-                    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                available = any(
+                    c.type == "Available" and c.status == "True" for c in found.status.conditions or []
+                )
+                if available or not prompted:
+                    # Microseconds: the second touch must change the value, or it changes nothing.
+                    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
                     patch = {"metadata": {"annotations": {ANNOUNCED: stamp}}}
                     await services.patch_api_service(self._options.api_service, patch)
-                    return
+                    if available:
+                        return
+                    prompted = True
             except asyncio.CancelledError:
                 raise
             except Exception as error:
