@@ -37,8 +37,8 @@ async def post(
         source=client.V1EventSource(component=labels.OPERATOR_NAME),
         reporting_component=labels.OPERATOR_NAME,
     )
-    # The response is not read into a model: nothing uses it, and decoding it (four timestamps) cost
-    # a quarter of what posting an Event costs the operator (bench.scale --profile).
+    # The response is not read into a model: nothing uses it, and decoding it (four timestamps) took
+    # about 40 % of the operator's time posting an Event (bench.scale --profile: 10.9 % -> 6.6 %).
     response = await client.CoreV1Api(api).create_namespaced_event(
         involved.namespace, event, _preload_content=False
     )
