@@ -19,14 +19,14 @@ import time
 from kubernetes import client
 
 from bench import harness
+from vaop.dataapi import lifecycle
 from vaopdev import environment
 
 API_SERVICE = "v1alpha1.data.videoanalyzer.io"
 
 
 def _available(api: client.ApiClient) -> bool:
-    found = client.ApiregistrationV1Api(api).read_api_service(API_SERVICE)
-    return any(c.type == "Available" and c.status == "True" for c in found.status.conditions or [])
+    return lifecycle.is_available(client.ApiregistrationV1Api(api).read_api_service(API_SERVICE))
 
 
 def main() -> None:

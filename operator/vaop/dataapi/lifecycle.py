@@ -27,6 +27,12 @@ ANNOUNCED = f"{kinds.GROUP}/served-since"
 RETRY_SECONDS = 5.0
 
 
+def is_available(api_service: Any) -> bool:
+    """Does the aggregator hold this APIService (a model of either Kubernetes client) Available?"""
+    conditions = (api_service.status and api_service.status.conditions) or []
+    return any(c.type == "Available" and c.status == "True" for c in conditions)
+
+
 class DataApi:
     def __init__(
         self,
@@ -141,9 +147,7 @@ class DataApi:
         for _ in range(120):
             try:
                 found = await services.read_api_service(self._options.api_service)
-                available = any(
-                    c.type == "Available" and c.status == "True" for c in found.status.conditions or []
-                )
+                available = is_available(found)
                 if available or not prompted:
                     # Microseconds: the second touch must change the value, or it changes nothing.
                     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
