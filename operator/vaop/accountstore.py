@@ -15,13 +15,14 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from . import conditions, models
+from . import conditions, labels, models
 from .models import AccountKey
 
 
 def record_of(body: Mapping[str, Any]) -> models.AccountRecord:
     """What is kept of an account: its spec and status, and enough metadata to tell versions apart."""
     metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
     status = body.get("status") or {}
     ready = conditions.find(status.get("conditions"), conditions.READY) or {}
     return models.AccountRecord(
@@ -33,6 +34,8 @@ def record_of(body: Mapping[str, Any]) -> models.AccountRecord:
         generation=metadata.get("generation"),
         resource_version=str(metadata.get("resourceVersion", "")),
         deleting=bool(metadata.get("deletionTimestamp")),
+        account_id=str(annotations.get(labels.ANNOTATION_ACCOUNT_ID, "")),
+        replace_key=str(annotations.get(labels.ANNOTATION_REPLACE_ACCOUNT_KEY, "")),
     )
 
 

@@ -40,6 +40,12 @@ class Reason:
     PLATFORM_KEY_MISSING = "PlatformKeyMissing"
     UNWRAP_FAILED = "UnwrapFailed"
     ACCOUNT_KEY_NAME_TAKEN = "SecretNameTaken"  # <account>-account-key exists and is not the operator's
+    # Restores: the account has an account ID and its Secret is not back yet (waits, never mints)
+    ACCOUNT_KEY_NOT_RESTORED = "AccountKeyNotRestored"
+    # A Secret of this account's name holds a key the account does not claim (no account ID on it)
+    ACCOUNT_KEY_NOT_ADOPTED = "AccountKeyNotAdopted"
+    # The Secret holds another account's key (another account ID, namespace or name)
+    ACCOUNT_KEY_OF_ANOTHER_ACCOUNT = "AccountKeyOfAnotherAccount"
     # References inside the namespace
     KEY_REF_NOT_FOUND = "CustomerKeyNotFound"
     # What only the vault can tell

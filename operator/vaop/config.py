@@ -80,6 +80,15 @@ class OperatorConfig(BaseSettings):
             "the pkcs11 provider off. A tenant's KeyVault can never make the operator load another library."
         ),
     )
+    backup_identities: list[str] = Field(
+        default_factory=lambda: ["system:serviceaccount:velero:velero"],
+        description=(
+            "Users that back up and restore (Velero's ServiceAccount by default): they may create "
+            "account-key Secrets and SealedObjects that verify for their account, and the data API "
+            "answers their lists of AccessPolicies and Videos empty (a backup holds the sealed "
+            "SealedObjects, never plaintext)."
+        ),
+    )
     namespace_selector: dict[str, Any] | None = Field(
         default=None,
         description=(

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
 TOKEN_SECONDS = 600  # the shortest lifetime the TokenRequest API grants
+FRESH_TOKEN_SECONDS = 60.0  # a token refused within this long of being issued is not asked anew
 _RENEW_AFTER = 0.8
 
 
@@ -136,6 +137,7 @@ class Identities:
         self._core = client.CoreV1Api(api)
         self._base = base
         self._tokens: dict[tuple[ServiceAccountRef, tuple[str, ...]], tuple[str, float]] = {}
+        self._audiences: dict[ServiceAccountRef, set[tuple[str, ...]]] = {}  # of the tokens held
         self._clients: dict[ServiceAccountRef, tuple[str, client.ApiClient]] = {}
         self._annotations: dict[ServiceAccountRef, tuple[dict[str, str], float]] = {}
         self._locks: dict[tuple[ServiceAccountRef, tuple[str, ...]], asyncio.Lock] = {}
@@ -159,7 +161,31 @@ class Identities:
                 raise IdentityError.of(account, error, "get a token for") from None
             token: str = response.status.token
             self._tokens[cache_key] = (token, time.monotonic() + TOKEN_SECONDS * _RENEW_AFTER)
+            self._audiences.setdefault(account, set()).add(cache_key[1])
             return token
+
+    def oldest_token(self, account: ServiceAccountRef) -> float | None:
+        """When the oldest token held for ``account`` was issued (monotonic seconds), if any."""
+        renewals = [
+            token[1]
+            for audiences in self._audiences.get(account, ())
+            if (token := self._tokens.get((account, audiences))) is not None
+        ]
+        return min(renewals) - TOKEN_SECONDS * _RENEW_AFTER if renewals else None
+
+    def forget(self, account: ServiceAccountRef, *, issued_up_to: float) -> None:
+        """Drop the tokens of ``account`` issued up to then (and the client using one): the next use
+        asks for a new token. Tokens issued since (another caller renewed them) stay."""
+        for audiences in list(self._audiences.get(account, ())):
+            token = self._tokens.get((account, audiences))
+            if token is not None and token[1] - TOKEN_SECONDS * _RENEW_AFTER <= issued_up_to:
+                del self._tokens[(account, audiences)]
+                self._audiences[account].discard(audiences)
+                cached = self._clients.get(account)
+                if cached is not None and cached[0] == token[0]:
+                    del self._clients[account]
+                    _close_later(cached[1])
+        self._annotations.pop(account, None)
 
     async def annotations(self, account: ServiceAccountRef) -> dict[str, str]:
         """The ServiceAccount's annotations (where workload-identity settings live), cached for a minute
@@ -184,14 +210,18 @@ class Identities:
         api = api_client(with_token(self._base, token))
         self._clients[account] = (token, api)
         if cached is not None:
-            # In-flight calls may still use the old client: close it a little later, not now.
-            asyncio.get_running_loop().call_later(60, lambda: asyncio.ensure_future(cached[1].close()))
+            _close_later(cached[1])
         return api
 
     async def close(self) -> None:
         for _, api in self._clients.values():
             await api.close()
         self._clients.clear()
+
+
+def _close_later(api: client.ApiClient) -> None:
+    """In-flight calls may still use a replaced client: close it a little later, not now."""
+    asyncio.get_running_loop().call_later(60, lambda: asyncio.ensure_future(api.close()))
 
 
 PAGE_SIZE = 500  # objects per page of a listing: one page at a time in memory, each well within a timeout
@@ -323,6 +353,7 @@ class CachedMetadata:
     resource_version: str | None
     labels: dict[str, str] | None
     annotations: dict[str, str] | None
+    owner_uids: tuple[str, ...] = ()  # the uids its ownerReferences name
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +379,7 @@ def cached(obj: Any) -> Cached:
             resource_version=meta.resource_version,
             labels=_shared_keys(getattr(meta, "labels", None)),
             annotations=_shared_keys(getattr(meta, "annotations", None)),
+            owner_uids=tuple(o.uid for o in getattr(meta, "owner_references", None) or ()),
         ),
         type=getattr(obj, "type", None),
         data=_shared_keys(getattr(obj, "data", None)),

@@ -169,6 +169,8 @@ class AccountRecord:
     generation: int | None = None
     resource_version: str = ""
     deleting: bool = False
+    account_id: str = ""  # its videoanalyzer.io/account-id annotation ("" until the operator sets it)
+    replace_key: str = ""  # its videoanalyzer.io/replace-account-key annotation: a person's request
 
 
 def identity_name(account_name: str, spec: AccountSpec) -> str:

@@ -55,6 +55,7 @@ def required(
     rules = [
         *(Permission(v, _CUSTOM, "videoanalyzeraccounts", "watch accounts") for v in ("list", "watch")),
         Permission("patch", _CUSTOM, "videoanalyzeraccounts/status", "report account state"),
+        Permission("patch", _CUSTOM, "videoanalyzeraccounts", "annotate an account with its account ID"),
         *(Permission(v, _CUSTOM, "customerkeys", "index customer keys") for v in ("list", "watch")),
         Permission("patch", _CUSTOM, "customerkeys/status", "report what checks of a key found"),
         *(Permission(v, _CUSTOM, "keyvaults", "index key vaults") for v in ("list", "watch")),

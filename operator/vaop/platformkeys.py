@@ -137,6 +137,12 @@ async def load(api: client.ApiClient, namespace: str) -> PlatformKeys:
     return _keys(api, namespace, infrastructure)
 
 
+async def infrastructure_versions(api: client.ApiClient, namespace: str) -> dict[str, bytes] | None:
+    """The infrastructure key versions (version -> key), or None while they do not exist."""
+    found = await kubeclient.read_secret_or_none(client.CoreV1Api(api), INFRASTRUCTURE_SECRET, namespace)
+    return None if found is None else kubeclient.secret_data(found)
+
+
 def _keys(api: client.ApiClient, namespace: str, infrastructure: client.V1Secret) -> PlatformKeys:
     versions = kubeclient.secret_data(infrastructure)
     current = (infrastructure.metadata.annotations or {}).get(ANNOTATION_CURRENT, "1")

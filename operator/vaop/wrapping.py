@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from . import conditions, kubeclient, models, platformkeys, providers
 from .crypto import envelope
@@ -62,13 +62,16 @@ class WrappingKey:
     version: base.KeyVersion
 
     def same_key_other_version(self, other: envelope.InnerKeyRef) -> bool:
-        mine = (self.ref.type, self.ref.provider, self.ref.key_vault, self.ref.key_name)
-        theirs = (other.type, other.provider, other.key_vault, other.key_name)
+        """A rotation: the same key, as the same identity, at another version."""
+        mine = (self.ref.type, self.ref.provider, self.ref.key_vault, self.ref.key_name, self.ref.identity)
+        theirs = (other.type, other.provider, other.key_vault, other.key_name, other.identity)
         return mine == theirs and self.ref.key_version != other.key_version
 
     def same_key(self, other: envelope.InnerKeyRef) -> bool:
-        mine = (self.ref.type, self.ref.key_vault, self.ref.key_name, self.ref.key_version)
-        return mine == (other.type, other.key_vault, other.key_name, other.key_version)
+        """Wrapped by this very key version, as this identity: nothing to do. A move to another
+        identity re-wraps, which proves the new identity can use the key before the old one goes."""
+        mine = (self.ref.type, self.ref.key_vault, self.ref.key_name, self.ref.key_version, self.ref.identity)
+        return mine == (other.type, other.key_vault, other.key_name, other.key_version, other.identity)
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class Contexts:
         )
 
 
+T = TypeVar("T")
 PoolKey = tuple[str, str, kubeclient.ServiceAccountRef, str]  # namespace, vault, identity, vault spec
 
 
@@ -224,8 +228,8 @@ class Session:
                 f"KeyVault {key.vault_ref.name} is in region {vault.region} but the account is in "
                 f"{spec.region}; use a vault in {spec.region}",
             )
-        provider = await self._customer_provider(account, key.vault_ref.name, vault)
-        try:
+
+        async def usable_version(provider: base.KeyProvider) -> base.KeyVersion:
             properties = await provider.protection(key.key_name)
             if not properties.soft_delete:
                 raise KeyProblem(
@@ -239,14 +243,11 @@ class Session:
                     f"KeyVault {key.vault_ref.name} does not have purge protection enabled; enable it so "
                     "a deleted key cannot be purged before its retention ends",
                 )
-            version = await provider.resolve(key.key_name, key.pinned_version)
-        except base.ProviderError as error:
-            problem = KeyProblem.from_provider(error)
-            self._evict_if_unanswered(key.vault_ref.name, account.identity, problem)
-            raise problem from None
-        except KeyProblem as problem:
-            self._evict_if_unanswered(key.vault_ref.name, account.identity, problem)
-            raise
+            return await provider.resolve(key.key_name, key.pinned_version)
+
+        provider, version = await self._as_identity(
+            account, key.vault_ref.name, vault, account.identity, usable_version
+        )
         ref = envelope.InnerKeyRef(
             type=models.EncryptionType.CUSTOMER_KEY.value,
             provider=provider.name,
@@ -254,6 +255,7 @@ class Session:
             key_name=key.key_name,
             key_version=version.version,
             algorithm="",
+            identity=account.identity.name,
         )
         return WrappingKey(ref, provider, version)
 
@@ -261,26 +263,23 @@ class Session:
         self, account: AccountContext, identity: envelope.AccountIdentity, sealed: envelope.Envelope
     ) -> bytes:
         """Both layers off: the plaintext account key (kept in memory only, never logged). The inner
-        layer is opened as the account's identity, by whichever key wrapped it."""
+        layer is opened by whichever key wrapped it, as the identity it was wrapped as."""
         outer_key = self._platform.infrastructure_key(sealed.outer_key_version)
         inner_wrapped = envelope.unseal(sealed, account=identity, outer_key=outer_key)
-        provider = await self.opener(account, sealed.inner)
-        try:
-            return await provider.unwrap(
-                sealed.inner.key_name,
-                sealed.inner.key_version,
-                inner_wrapped,
-                algorithm=sealed.inner.algorithm,
-            )
-        except base.ProviderError as error:
-            problem = KeyProblem.from_provider(error)
-            self._evict_if_unanswered(sealed.inner.key_vault, account.identity, problem)
-            raise problem from None
+        inner = sealed.inner
 
-    async def opener(self, account: AccountContext, inner: envelope.InnerKeyRef) -> base.KeyProvider:
-        """The provider that can unwrap an envelope's inner layer (which may differ from the target)."""
+        async def unwrap(provider: base.KeyProvider) -> bytes:
+            return await provider.unwrap(
+                inner.key_name, inner.key_version, inner_wrapped, algorithm=inner.algorithm
+            )
+
         if inner.type == models.EncryptionType.SYSTEM_KEY.value:
-            return self._platform.system
+            try:
+                return await unwrap(self._platform.system)
+            except base.ProviderError as error:
+                raise KeyProblem.from_provider(error) from None
+        # Opened as the identity it was wrapped as: an account moved off a key, or onto another
+        # identity, is opened as the ServiceAccount its key was wrapped as, whatever its spec names now.
         vault = account.vaults.get(inner.key_vault)
         if vault is None:
             raise KeyProblem(
@@ -288,7 +287,53 @@ class Session:
                 f"KeyVault {inner.key_vault}, whose key wraps the account key, does not exist in namespace "
                 f"{account.namespace}; restore it to open the account key",
             )
-        return await self._customer_provider(account, inner.key_vault, vault)
+        _, account_key = await self._as_identity(
+            account, inner.key_vault, vault, wrapped_as(account, inner), unwrap
+        )
+        return account_key
+
+    async def _as_identity(
+        self,
+        account: AccountContext,
+        vault_name: str,
+        vault: models.KeyVaultSpec,
+        identity: kubeclient.ServiceAccountRef,
+        call: Callable[[base.KeyProvider], Awaitable[T]],
+    ) -> tuple[base.KeyProvider, T]:
+        """``call`` on the vault's provider as ``identity``; vault errors become KeyProblems. A token the
+        vault rejects as a token (its ServiceAccount deleted, or made again under the same name, as a
+        restored namespace does), or access denied with a token held for a while, is tried once more
+        with a new token: the refusal would otherwise lock the identity's accounts until the token
+        renews, minutes later."""
+        for attempt in (1, 2):
+            provider = await self._customer_provider(account, vault_name, vault, identity)
+            used = self._identities.oldest_token(identity)  # the token the provider acts with, or older
+            try:
+                return provider, await call(provider)
+            except base.ProviderError as error:
+                held = used is not None and time.monotonic() - used > kubeclient.FRESH_TOKEN_SECONDS
+                rejected = isinstance(error, base.CredentialsRejected)
+                if (
+                    attempt == 1
+                    and used is not None
+                    and (rejected or (held and isinstance(error, base.AccessDenied)))
+                ):
+                    self._identities.forget(identity, issued_up_to=used)
+                    self._forget_provider(vault_name, identity)
+                    continue
+                problem = KeyProblem.from_provider(error)
+                self._evict_if_unanswered(vault_name, identity, problem)
+                raise problem from None
+            except KeyProblem as problem:
+                self._evict_if_unanswered(vault_name, identity, problem)
+                raise
+        raise AssertionError("unreachable")
+
+    def _forget_provider(self, vault_name: str, identity: kubeclient.ServiceAccountRef) -> None:
+        self._providers.pop((vault_name, identity), None)
+        key = self._pooled.pop((vault_name, identity), None)
+        if key is not None and self._pool is not None:
+            self._pool.evict(key)
 
     async def _system_key(self) -> WrappingKey:
         try:
@@ -306,9 +351,12 @@ class Session:
         return WrappingKey(ref, self._platform.system, version)
 
     async def _customer_provider(
-        self, account: AccountContext, vault_name: str, vault: models.KeyVaultSpec
+        self,
+        account: AccountContext,
+        vault_name: str,
+        vault: models.KeyVaultSpec,
+        identity: kubeclient.ServiceAccountRef,
     ) -> base.KeyProvider:
-        identity = account.identity
         cached = self._providers.get((vault_name, identity))
         if cached is not None:
             return cached
@@ -363,6 +411,14 @@ class Session:
                 raise _as_provider_error(error) from None
 
         return token
+
+
+def wrapped_as(account: AccountContext, inner: envelope.InnerKeyRef) -> kubeclient.ServiceAccountRef:
+    """The identity an envelope's customer key was wrapped as (format 1 did not record it: then the
+    account's identity now)."""
+    if inner.identity:
+        return kubeclient.ServiceAccountRef(account.namespace, inner.identity)
+    return account.identity
 
 
 def _as_provider_error(error: kubeclient.IdentityError) -> base.ProviderError:

@@ -243,6 +243,12 @@ def vault_outage_locks_then_recovers(
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
 
 
+def account_id(account: dict[str, Any]) -> str:
+    """The account ID the operator gave the account (its envelope and data are bound to it)."""
+    found: str = account["metadata"]["annotations"][labels.ANNOTATION_ACCOUNT_ID]
+    return found
+
+
 def open_account_key(
     admin: client.ApiClient,
     namespace: str,
@@ -263,7 +269,7 @@ def open_account_key(
     core = client.CoreV1Api(admin)
     infra = core.read_namespaced_secret(platformkeys.INFRASTRUCTURE_SECRET, operator_namespace)
     outer_key = base64.b64decode(infra.data[sealed.outer_key_version])
-    identity = envelope.AccountIdentity(account["metadata"]["uid"], namespace, name)
+    identity = envelope.AccountIdentity(namespace, name, account_id(account))
     inner = envelope.unseal(sealed, account=identity, outer_key=outer_key)
     if opener is not None:
         return opener(inner)

@@ -80,7 +80,7 @@ def test_etcd_holds_neither_plaintext_nor_inner_wrapped_key(
     account = helpers.get(admin, namespace, "VideoAnalyzerAccount", "studio")
     inner = envelope.unseal(
         sealed,
-        account=envelope.AccountIdentity(account["metadata"]["uid"], namespace, "studio"),
+        account=envelope.AccountIdentity(namespace, "studio", tenant.account_id(account)),
         outer_key=base64.b64decode(infra.data["1"]),
     )
     assert control_plane.bins is not None
@@ -120,7 +120,14 @@ def test_customer_key_account_uses_latest_version_and_switches_back_and_forth(
     account = tenant.wait_wrapped_by(admin, namespace, "studio", type="CustomerKey")
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     wrapped_by = account["status"]["accountKey"]["wrappedBy"]
-    assert wrapped_by == {"type": "CustomerKey", "keyVault": "vault", "keyName": "kek", "keyVersion": "2"}
+    assert wrapped_by == {
+        "type": "CustomerKey",
+        "keyVault": "vault",
+        "keyName": "kek",
+        "keyVersion": "2",
+        "customerKey": "key",
+        "identity": "studio-identity",
+    }
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
     assert envelope.key_check_value(tenant.open_account_key(admin, namespace, "studio", v2)) == kcv
     # The default identity it acts as was made by the operator, and goes with the account.
@@ -411,20 +418,23 @@ def test_tampered_account_key_secrets_give_a_clear_condition_and_never_a_new_key
         "another account's envelope": json.loads(
             base64.b64decode(_secret(admin, namespace, "other").data["envelope"])
         ),
-        "an unknown format version": {**document, "v": 2},
+        "an unknown format version": {**document, "v": 3},
         "garbage": "not an envelope",
     }
     expected = {
-        "a flipped bit": "does not open",
-        "another account's envelope": "belongs to account",
-        "an unknown format version": "format version 2 is not supported",
-        "garbage": "does not hold a valid envelope",
+        "a flipped bit": ("UnwrapFailed", "does not open"),
+        "another account's envelope": (
+            "AccountKeyOfAnotherAccount",
+            f"holds the account key of account {namespace}/other",
+        ),
+        "an unknown format version": ("UnwrapFailed", "format version 3 is not supported"),
+        "garbage": ("UnwrapFailed", "does not hold a valid envelope"),
     }
     for case, content in cases.items():
         raw = content if isinstance(content, str) else json.dumps(content)
         tampered = base64.b64encode(raw.encode()).decode()
         _replace_envelope(kubectl, namespace, as_operator, tampered)
-        account = _wait_unwrap_failed(admin, namespace, "studio", expected[case])
+        account = _wait_refused(admin, namespace, "studio", *expected[case])
         assert account["status"]["accountKey"]["keyCheckValue"] == kcv, case
         assert _secret(admin, namespace, "studio").data["envelope"] == tampered, case
     _replace_envelope(kubectl, namespace, as_operator, original)
@@ -440,11 +450,13 @@ def _replace_envelope(kubectl: Kubectl, namespace: str, as_user: str, envelope: 
     kubectl("-n", namespace, "replace", as_user, "-f", "-", stdin=json.dumps(secret))
 
 
-def _wait_unwrap_failed(admin: client.ApiClient, namespace: str, name: str, says: str) -> dict[str, Any]:
+def _wait_refused(
+    admin: client.ApiClient, namespace: str, name: str, reason: str, says: str
+) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         account = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
         ready = helpers.condition(account, "Ready") or {}
-        return account if ready.get("reason") == "UnwrapFailed" and says in ready.get("message", "") else None
+        return account if ready.get("reason") == reason and says in ready.get("message", "") else None
 
     return helpers.eventually(probe, timeout=30)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import os
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
@@ -12,8 +15,10 @@ from hypothesis import strategies as st
 
 from vaop.crypto import envelope, rsa
 
-ACCOUNT = envelope.AccountIdentity("uid-1", "tenant-a", "studio")
-INNER = envelope.InnerKeyRef("CustomerKey", "kubernetes", "vault", "kek", "3", rsa.RSA_OAEP_256)
+ACCOUNT = envelope.AccountIdentity("tenant-a", "studio", "account-id-1")
+INNER = envelope.InnerKeyRef(
+    "CustomerKey", "kubernetes", "vault", "kek", "3", rsa.RSA_OAEP_256, identity="studio-identity"
+)
 OUTER = os.urandom(32)
 _PRIVATE = rsa_keys.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -70,7 +75,7 @@ def test_any_flipped_bit_of_the_serialised_envelope_is_refused(position: int, bi
 
 
 @settings(max_examples=50, deadline=None)
-@given(field=st.sampled_from(["uid", "namespace", "name"]), value=st.text(min_size=1, max_size=20))
+@given(field=st.sampled_from(["id", "namespace", "name"]), value=st.text(min_size=1, max_size=20))
 def test_envelope_moved_to_another_account_does_not_open(field: str, value: str) -> None:
     other = dataclasses.replace(ACCOUNT, **{field: value})
     if other == ACCOUNT:
@@ -83,15 +88,23 @@ def test_envelope_moved_to_another_account_does_not_open(field: str, value: str)
         _open(forged, account=other)
 
 
-def test_edited_inner_header_is_refused() -> None:
-    forged = dataclasses.replace(_SEALED, inner=dataclasses.replace(INNER, key_version="4"))
+@pytest.mark.parametrize(("field", "value"), [("key_version", "4"), ("identity", "another-identity")])
+def test_edited_inner_header_is_refused(field: str, value: str) -> None:
+    forged = dataclasses.replace(_SEALED, inner=dataclasses.replace(INNER, **{field: value}))
     with pytest.raises(envelope.EnvelopeError, match="altered"):
         _open(forged)
 
 
-def test_wrong_infrastructure_key_is_refused() -> None:
-    with pytest.raises(envelope.EnvelopeError, match="does not open with infrastructure key version 1"):
+def test_another_clusters_infrastructure_key_is_named_not_called_tampering() -> None:
+    with pytest.raises(envelope.OuterKeyMismatch, match="comes from a cluster with other platform keys"):
         _open(_SEALED, outer=os.urandom(32))
+
+
+def test_a_forged_key_id_does_not_help_a_wrong_key() -> None:
+    other = os.urandom(32)
+    forged = dataclasses.replace(_SEALED, outer_key_id=envelope.outer_key_id(other))
+    with pytest.raises(envelope.EnvelopeError, match="altered"):
+        _open(forged, outer=other)
 
 
 def test_wrong_inner_key_is_refused() -> None:
@@ -102,9 +115,70 @@ def test_wrong_inner_key_is_refused() -> None:
 
 
 def test_unknown_format_version_is_refused_with_the_versions() -> None:
-    encoded = envelope.encode(_SEALED).replace(b'"v":1', b'"v":2')
-    with pytest.raises(envelope.EnvelopeError, match="format version 2 is not supported"):
+    encoded = envelope.encode(_SEALED).replace(b'"v":2', b'"v":3')
+    with pytest.raises(envelope.EnvelopeError, match="format version 3 is not supported"):
         envelope.decode(encoded)
+
+
+def test_account_ids_are_random() -> None:
+    assert len({envelope.new_account_id() for _ in range(100)}) == 100
+
+
+# ---- format 1, as the operator wrote it before account IDs (recorded, tests/fixtures/formats) ----
+
+V1 = json.loads((Path(__file__).parents[1] / "fixtures" / "formats" / "v1.json").read_text())
+V1_ACCOUNT = envelope.AccountIdentity(V1["account"]["namespace"], V1["account"]["name"], V1["account"]["uid"])
+V1_OUTER = base64.b64decode(V1["infrastructureKey"])
+V1_SYSTEM_KEY = rsa.load_private_key(V1["systemKeyPem"].encode())
+
+
+def _open_v1(sealed: envelope.Envelope, account: envelope.AccountIdentity = V1_ACCOUNT) -> bytes:
+    inner = envelope.unseal(sealed, account=account, outer_key=V1_OUTER)
+    assert isinstance(V1_SYSTEM_KEY, rsa_keys.RSAPrivateKey)
+    return rsa.unwrap(V1_SYSTEM_KEY, inner, algorithm=sealed.inner.algorithm)
+
+
+def test_a_format_1_envelope_opens_with_its_uid_as_the_account_id() -> None:
+    sealed = envelope.decode(V1["envelope"].encode())
+    assert (sealed.version, sealed.account, sealed.outer_key_id, sealed.inner.identity) == (
+        1,
+        V1_ACCOUNT,
+        "",
+        "",
+    )
+    assert envelope.key_check_value(_open_v1(sealed)) == V1["accountKeyCheckValue"]
+
+
+def test_a_format_1_envelope_is_resealed_as_format_2_with_the_same_key_and_its_identity_named() -> None:
+    sealed = envelope.decode(V1["envelope"].encode())
+    new_outer = os.urandom(32)
+    moved = envelope.reseal(
+        sealed,
+        account=V1_ACCOUNT,
+        outer_key=V1_OUTER,
+        new_outer_key=new_outer,
+        new_outer_key_version="2",
+        identity="",
+    )
+    decoded = envelope.decode(envelope.encode(moved))
+    assert (decoded.version, decoded.account, decoded.outer_key_version) == (2, V1_ACCOUNT, "2")
+    assert decoded.outer_key_id == envelope.outer_key_id(new_outer)
+    inner = envelope.unseal(decoded, account=V1_ACCOUNT, outer_key=new_outer)
+    assert isinstance(V1_SYSTEM_KEY, rsa_keys.RSAPrivateKey)
+    key = rsa.unwrap(V1_SYSTEM_KEY, inner, algorithm=decoded.inner.algorithm)
+    assert envelope.key_check_value(key) == V1["accountKeyCheckValue"]
+
+
+def test_a_format_1_envelope_cannot_be_made_to_name_an_identity() -> None:
+    document = json.loads(V1["envelope"])
+    document["inner"]["identity"] = "someone-else"
+    with pytest.raises(envelope.EnvelopeError, match="cannot name an identity"):
+        envelope.decode(json.dumps(document).encode())
+
+
+def test_only_the_current_format_is_written() -> None:
+    with pytest.raises(envelope.EnvelopeError, match="only format 2 is written"):
+        envelope.encode(envelope.decode(V1["envelope"].encode()))
 
 
 @given(st.binary(max_size=300))

@@ -1,18 +1,24 @@
-"""A sealed data object opens only intact, under its own name, namespace, uid and account."""
+"""A sealed data object opens only intact, under its own name, namespace, object ID and account ID."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import os
+from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vaop.crypto import objects
+from vaop.crypto import envelope, objects, rsa
+from vaop.dataapi import codec
 
 KEY = os.urandom(32)
-BINDING = objects.Binding("data.videoanalyzer.io", "Video", "tenant-a", "lobby", "uid-1", "account-uid")
+BINDING = objects.Binding("data.videoanalyzer.io", "Video", "tenant-a", "lobby", "object-1", "account-id-1")
 DOCUMENT = b'{"spec": {"title": "Lobby camera"}}'
 
 
@@ -22,7 +28,7 @@ def test_round_trip_and_no_plaintext_in_the_ciphertext() -> None:
     assert objects.unseal(sealed, account_key=KEY, binding=BINDING) == DOCUMENT
 
 
-@pytest.mark.parametrize("field", ["group", "kind", "namespace", "name", "uid", "account_uid"])
+@pytest.mark.parametrize("field", ["group", "kind", "namespace", "name", "object_id", "account_id"])
 def test_a_moved_object_does_not_open(field: str) -> None:
     sealed = objects.seal(DOCUMENT, account_key=KEY, binding=BINDING)
     moved = dataclasses.replace(BINDING, **{field: "other"})
@@ -37,8 +43,8 @@ def test_another_account_key_does_not_open_it() -> None:
 
 
 def test_an_unknown_format_version_is_refused_not_guessed() -> None:
-    sealed = dataclasses.replace(objects.seal(DOCUMENT, account_key=KEY, binding=BINDING), version=2)
-    with pytest.raises(objects.SealError, match="format version 2"):
+    sealed = dataclasses.replace(objects.seal(DOCUMENT, account_key=KEY, binding=BINDING), version=3)
+    with pytest.raises(objects.SealError, match="format version 3"):
         objects.unseal(sealed, account_key=KEY, binding=BINDING)
 
 
@@ -51,3 +57,62 @@ def test_any_flipped_bit_is_refused(position: int, bit: int) -> None:
     tampered = objects.Sealed(sealed.version, bytes(data[:12]), bytes(data[12:]))
     with pytest.raises(objects.SealError):
         objects.unseal(tampered, account_key=KEY, binding=BINDING)
+
+
+# ---- format 1, as the data API wrote it before account IDs (recorded, tests/fixtures/formats) ----
+
+V1 = json.loads((Path(__file__).parents[1] / "fixtures" / "formats" / "v1.json").read_text())
+
+
+def _v1_account_key() -> bytes:
+    sealed = envelope.decode(V1["envelope"].encode())
+    account = envelope.AccountIdentity(
+        V1["account"]["namespace"], V1["account"]["name"], V1["account"]["uid"]
+    )
+    inner = envelope.unseal(sealed, account=account, outer_key=base64.b64decode(V1["infrastructureKey"]))
+    private = rsa.load_private_key(V1["systemKeyPem"].encode())
+    assert isinstance(private, rsa_keys.RSAPrivateKey)
+    return rsa.unwrap(private, inner, algorithm=sealed.inner.algorithm)
+
+
+def _v1_record() -> dict[str, Any]:
+    """The SealedObject the data API stored for the recorded Video, as it stored it then."""
+    video = V1["video"]
+    spec = {
+        "group": "data.videoanalyzer.io",
+        "kind": "Video",
+        "name": video["object"]["metadata"]["name"],
+        "uid": video["uid"],
+        "accountName": V1["account"]["name"],
+        "accountUID": V1["account"]["uid"],
+        "generation": 1,
+        **video["sealed"],
+    }
+    metadata = {"name": "video.lobby", "namespace": V1["account"]["namespace"], "resourceVersion": "7"}
+    return {
+        "apiVersion": "internal.videoanalyzer.io/v1alpha1",
+        "kind": "SealedObject",
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+def test_a_format_1_object_opens_bound_to_its_accounts_uid_as_account_id() -> None:
+    record = _v1_record()
+    assert codec.bound_account_id(record) == V1["account"]["uid"]
+    opened = codec.open_record(record, account_key=_v1_account_key())
+    assert opened["spec"] == V1["video"]["object"]["spec"]
+    assert opened["metadata"]["labels"] == {"camera": "front"}
+    assert opened["metadata"]["uid"] == V1["video"]["uid"]
+
+
+def test_a_format_1_object_is_resealed_as_format_2_with_the_same_content() -> None:
+    key = _v1_account_key()
+    moved = codec.resealed(_v1_record(), account_key=key)
+    assert moved["spec"]["format"] == 2
+    assert moved["spec"]["accountID"] == V1["account"]["uid"] and "accountUID" not in moved["spec"]
+    assert moved["spec"]["namespace"] == "tenant-a"
+    assert moved["metadata"] == _v1_record()["metadata"]  # conditional on the same resourceVersion
+    assert codec.open_record(moved, account_key=key)["spec"] == V1["video"]["object"]["spec"]
+    with pytest.raises(objects.SealError):  # format 2 binds the account ID: it does not open for another
+        codec.open_record({**moved, "spec": {**moved["spec"], "accountID": "another"}}, account_key=key)

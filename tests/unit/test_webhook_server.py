@@ -21,6 +21,7 @@ from vaop.domain import admission
 
 VIEW = admission.View(
     account_state={("t", "locked"): ("KeyInaccessible", "AccessDenied")},
+    accounts={},
     customer_keys={},
     vaults={},
     operator_username="system:serviceaccount:vaop-system:video-analyzer-operator",

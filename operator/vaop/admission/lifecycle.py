@@ -7,18 +7,23 @@ or not, so the Service can send a request to any ready replica.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 from kubernetes_asyncio import client
 
-from .. import accountstore, config, kubeclient, pki
+from .. import accountstore, config, kubeclient, pki, platformkeys
+from ..domain import admission as domain_admission
 from . import registration, server, tls
 from . import view as admission_view
 
 logger = logging.getLogger(__name__)
 REFRESH_SECONDS = 600.0
+PLATFORM_KEYS_SECONDS = 30.0
+RETRY_PLATFORM_KEYS_SECONDS = 2.0
 RETRY_SECONDS = 10.0
 
 
@@ -28,6 +33,8 @@ class Webhook:
         self._api = api
         self._server: server.WebhookServer | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._platform_reader: asyncio.Task[None] | None = None
+        self._view: domain_admission.View | None = None
         self._ca_pem = b""
         self._problem: str | None = "not started yet"
 
@@ -44,19 +51,51 @@ class Webhook:
     ) -> None:
         username = await kubeclient.whoami(self._api)
         ca, serving = await self._certificates()
-        view = admission_view.make(
-            accounts=accounts, customer_keys=customer_keys, key_vaults=key_vaults, operator_username=username
+        self._view = admission_view.make(
+            accounts=accounts,
+            customer_keys=customer_keys,
+            key_vaults=key_vaults,
+            operator_username=username,
+            restore_identities=frozenset(self._options.backup_identities),
+            infrastructure_keys=None,
         )
         self._server = server.WebhookServer(
-            lambda: view, serving=serving, host=self._options.webhook_host, port=self._options.webhook_port
+            self._current_view,
+            serving=serving,
+            host=self._options.webhook_host,
+            port=self._options.webhook_port,
         )
         await self._server.start()
         self._problem = "the ValidatingWebhookConfiguration does not name this webhook's CA yet"
         self._refresher = asyncio.create_task(self._keep_current(ca), name="webhook-registration")
+        self._platform_reader = asyncio.create_task(self._read_platform_keys(), name="webhook-platform-keys")
+
+    def _current_view(self) -> domain_admission.View:
+        assert self._view is not None
+        return self._view
+
+    async def _read_platform_keys(self) -> None:
+        """The infrastructure key versions, which restored envelopes are checked against; read again
+        every half minute, so platform keys restored (or rotated) meanwhile are known soon, and every
+        two seconds while there are none (the leader makes them when it first starts)."""
+        while True:
+            try:
+                found: Mapping[str, bytes] | None = await platformkeys.infrastructure_versions(
+                    self._api, self._options.namespace
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning("Reading the infrastructure key for admission failed (%s); retrying", error)
+                found = self._view.infrastructure_keys if self._view is not None else None
+            if self._view is not None and found != self._view.infrastructure_keys:
+                self._view = dataclasses.replace(self._view, infrastructure_keys=found)
+            await asyncio.sleep(PLATFORM_KEYS_SECONDS if found else RETRY_PLATFORM_KEYS_SECONDS)
 
     async def stop(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
+        for task in (self._refresher, self._platform_reader):
+            if task is not None:
+                task.cancel()
         if self._server is not None:
             await self._server.stop()
 

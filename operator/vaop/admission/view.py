@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from .. import accountstore
+from .. import accountstore, models
 from ..domain import admission
 
 
@@ -21,6 +21,24 @@ class _States(Mapping[tuple[str, str], tuple[str, str]]):
     def __getitem__(self, key: tuple[str, str]) -> tuple[str, str]:
         record = self._accounts[key]
         return record.state, record.reason
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._accounts)
+
+    def __len__(self) -> int:
+        return len(self._accounts)
+
+
+class _Facts(Mapping[tuple[str, str], admission.AccountFacts]):
+    """The account store seen as (namespace, name) -> uid, account ID and whether it is Active."""
+
+    def __init__(self, accounts: accountstore.AccountStore) -> None:
+        self._accounts = accounts
+
+    def __getitem__(self, key: tuple[str, str]) -> admission.AccountFacts:
+        record = self._accounts[key]
+        active = record.state == models.AccountState.ACTIVE.value
+        return admission.AccountFacts(record.uid, record.account_id, active)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._accounts)
@@ -53,11 +71,16 @@ def make(
     customer_keys: kopf.Index[Any, Any],
     key_vaults: kopf.Index[Any, Any],
     operator_username: str,
+    restore_identities: frozenset[str],
+    infrastructure_keys: Mapping[str, bytes] | None,
 ) -> admission.View:
     return admission.View(
         account_state=_States(accounts),
+        accounts=_Facts(accounts),
         customer_keys=_First(customer_keys),
         vaults=_First(key_vaults, as_dict=True),
         operator_username=operator_username,
         system_deleters=admission.SYSTEM_DELETERS,
+        restore_identities=restore_identities,
+        infrastructure_keys=infrastructure_keys,
     )

@@ -1,10 +1,15 @@
 """Sealing the account's data objects (AccessPolicy, Video) under a key derived from its account key.
 
-Each object gets its own 256-bit key, HKDF-SHA256 of the account key with the object's uid in the
-info, and is encrypted with AES-256-GCM. The associated data binds the ciphertext to the format
-version, the object's group, kind, namespace, name and uid, and the account's uid: a sealed object
-copied under another name, into another namespace or onto another account does not open. Without
-the account key (revoked customer key, deleted account) nothing opens: crypto-shredding.
+Each object gets its own 256-bit key, HKDF-SHA256 of the account key with the object's ID (its
+uid as the data API serves it, kept in its SealedObject) in the info, and is encrypted with
+AES-256-GCM. The associated data binds the ciphertext to the format version, the object's group,
+kind, namespace, name and ID, and its account's ID: a sealed object copied under another name, into
+another namespace or onto another account does not open. Without the account key (revoked
+customer key, deleted account) nothing opens: crypto-shredding.
+
+Format 2 binds the account ID, which travels with a backup; format 1 bound the account's
+``metadata.uid`` (read here as the account's ID, which it was) and is still read, so the
+operator can move every object to format 2.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_VERSION = 1
 ALGORITHM = "HKDF-SHA256/AES-256-GCM"
 _NONCE_BYTES = 12
-_INFO = b"videoanalyzer.io data object v1\x00"
+_INFO = {
+    LEGACY_VERSION: b"videoanalyzer.io data object v1\x00",
+    FORMAT_VERSION: b"videoanalyzer.io data object v2\x00",
+}
 
 
 class SealError(Exception):
@@ -36,8 +45,8 @@ class Binding:
     kind: str
     namespace: str
     name: str
-    uid: str
-    account_uid: str
+    object_id: str
+    account_id: str
 
 
 @dataclass(frozen=True)
@@ -47,40 +56,56 @@ class Sealed:
     ciphertext: bytes
 
 
-def _object_key(account_key: bytes, uid: str) -> bytes:
+def _object_key(account_key: bytes, version: int, object_id: str) -> bytes:
     if len(account_key) != 32:
         raise SealError("the account key must be 32 bytes")
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO + uid.encode()).derive(
-        account_key
-    )
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO[version] + object_id.encode()
+    ).derive(account_key)
 
 
 def _associated_data(version: int, binding: Binding) -> bytes:
-    fields = {
-        "account_uid": binding.account_uid,
-        "group": binding.group,
-        "kind": binding.kind,
-        "name": binding.name,
-        "namespace": binding.namespace,
-        "uid": binding.uid,
-        "v": version,
-    }  # spelled out, not dataclasses.asdict: this runs for every object of every LIST
+    # Spelled out, not dataclasses.asdict: this runs for every object of every LIST.
+    if version == LEGACY_VERSION:
+        fields = {
+            "account_uid": binding.account_id,
+            "group": binding.group,
+            "kind": binding.kind,
+            "name": binding.name,
+            "namespace": binding.namespace,
+            "uid": binding.object_id,
+            "v": version,
+        }
+    else:
+        fields = {
+            "accountID": binding.account_id,
+            "group": binding.group,
+            "kind": binding.kind,
+            "name": binding.name,
+            "namespace": binding.namespace,
+            "objectID": binding.object_id,
+            "v": version,
+        }
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
 def seal(plaintext: bytes, *, account_key: bytes, binding: Binding) -> Sealed:
     nonce = os.urandom(_NONCE_BYTES)
     aad = _associated_data(FORMAT_VERSION, binding)
-    ciphertext = AESGCM(_object_key(account_key, binding.uid)).encrypt(nonce, plaintext, aad)
-    return Sealed(FORMAT_VERSION, nonce, ciphertext)
+    key = _object_key(account_key, FORMAT_VERSION, binding.object_id)
+    return Sealed(FORMAT_VERSION, nonce, AESGCM(key).encrypt(nonce, plaintext, aad))
 
 
 def unseal(sealed: Sealed, *, account_key: bytes, binding: Binding) -> bytes:
-    if sealed.version != FORMAT_VERSION:
-        raise SealError(f"sealed with format version {sealed.version}; this operator reads {FORMAT_VERSION}")
+    if sealed.version not in _INFO:
+        raise SealError(
+            f"sealed with format version {sealed.version}; "
+            f"this operator reads {LEGACY_VERSION} and {FORMAT_VERSION}"
+        )
     aad = _associated_data(sealed.version, binding)
+    key = _object_key(account_key, sealed.version, binding.object_id)
     try:
-        return AESGCM(_object_key(account_key, binding.uid)).decrypt(sealed.nonce, sealed.ciphertext, aad)
+        return AESGCM(key).decrypt(sealed.nonce, sealed.ciphertext, aad)
     except InvalidTag:
         raise SealError(
             f"{binding.kind} {binding.namespace}/{binding.name} does not open with its account's key: "

@@ -18,12 +18,24 @@ from . import kinds, storage
 SEALED_METADATA = ("labels", "annotations", "managedFields")
 
 
-def binding(kind: kinds.Kind, namespace: str, name: str, uid: str, account_uid: str) -> objects.Binding:
-    return objects.Binding(kinds.GROUP, kind.kind, namespace, name, uid, account_uid)
+def binding(kind: kinds.Kind, namespace: str, name: str, object_id: str, account_id: str) -> objects.Binding:
+    return objects.Binding(kinds.GROUP, kind.kind, namespace, name, object_id, account_id)
+
+
+def bound_account_id(record: storage.Record) -> str:
+    """The account ID a SealedObject is bound to (format 1 named it accountUID: the account's uid)."""
+    spec = record["spec"]
+    return str(spec.get("accountID") or spec.get("accountUID") or "")
 
 
 def seal(
-    obj: dict[str, Any], *, kind: kinds.Kind, namespace: str, uid: str, account_uid: str, account_key: bytes
+    obj: dict[str, Any],
+    *,
+    kind: kinds.Kind,
+    namespace: str,
+    object_id: str,
+    account_id: str,
+    account_key: bytes,
 ) -> dict[str, Any]:
     """The ``sealed`` part of a SealedObject's spec for ``obj``."""
     meta = obj.get("metadata") or {}
@@ -31,10 +43,25 @@ def seal(
         "metadata": {field: meta[field] for field in SEALED_METADATA if meta.get(field)},
         "spec": obj.get("spec") or {},
     }
+    return _sealed_part(document, binding(kind, namespace, meta["name"], object_id, account_id), account_key)
+
+
+def resealed(record: storage.Record, *, account_key: bytes) -> storage.Record:
+    """The same SealedObject in the current format: its content opened and sealed again, bound to
+    the same object and account IDs (raises objects.SealError when it does not open)."""
+    spec = record["spec"]
+    kind = kinds.BY_KIND[spec["kind"]]
+    namespace = record["metadata"]["namespace"]
+    account = bound_account_id(record)
+    document = open_content(record, account_key=account_key)
+    sealed = _sealed_part(document, binding(kind, namespace, spec["name"], spec["uid"], account), account_key)
+    fields = {k: v for k, v in spec.items() if k != "accountUID"}
+    return {**record, "spec": {**fields, "namespace": namespace, "accountID": account, **sealed}}
+
+
+def _sealed_part(document: dict[str, Any], bound: objects.Binding, account_key: bytes) -> dict[str, Any]:
     plaintext = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    sealed = objects.seal(
-        plaintext, account_key=account_key, binding=binding(kind, namespace, meta["name"], uid, account_uid)
-    )
+    sealed = objects.seal(plaintext, account_key=account_key, binding=bound)
     return {
         "format": sealed.version,
         "nonce": base64.b64encode(sealed.nonce).decode(),
@@ -44,6 +71,11 @@ def seal(
 
 def open_record(record: storage.Record, *, account_key: bytes) -> dict[str, Any]:
     """The API object a SealedObject holds (raises objects.SealError when it does not open)."""
+    return assemble(record, open_content(record, account_key=account_key))
+
+
+def open_content(record: storage.Record, *, account_key: bytes) -> dict[str, Any]:
+    """What a SealedObject seals: {"metadata": {labels, annotations, managedFields}, "spec": ...}."""
     spec = record["spec"]
     kind = kinds.BY_KIND[spec["kind"]]
     sealed = objects.Sealed(
@@ -52,9 +84,12 @@ def open_record(record: storage.Record, *, account_key: bytes) -> dict[str, Any]
     plaintext = objects.unseal(
         sealed,
         account_key=account_key,
-        binding=binding(kind, record["metadata"]["namespace"], spec["name"], spec["uid"], spec["accountUID"]),
+        binding=binding(
+            kind, record["metadata"]["namespace"], spec["name"], spec["uid"], bound_account_id(record)
+        ),
     )
-    return assemble(record, json.loads(plaintext))
+    content: dict[str, Any] = json.loads(plaintext)
+    return content
 
 
 def assemble(record: storage.Record, document: dict[str, Any]) -> dict[str, Any]:

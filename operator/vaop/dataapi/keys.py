@@ -31,10 +31,18 @@ class Unavailable(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Opened:
+    """An Active account's key, with what its data is bound to and owned by."""
+
+    account_id: str  # the account ID its envelope and data are sealed for
+    account_uid: str  # the account object's uid (ownerReferences of its data)
+    key: bytes
+
+
 @dataclass
 class _Held:
-    uid: str
-    key: bytes
+    opened: Opened
     until: float
 
 
@@ -63,8 +71,8 @@ class AccountKeys:
     def account(self, namespace: str, name: str) -> models.AccountRecord | None:
         return self._accounts(namespace, name)
 
-    async def key(self, namespace: str, name: str) -> tuple[str, bytes]:
-        """(account uid, account key) for an Active account; Unavailable otherwise."""
+    async def key(self, namespace: str, name: str) -> Opened:
+        """The account key of an Active account; Unavailable otherwise."""
         record = self._accounts(namespace, name)
         if record is None:
             self.drop(namespace, name)
@@ -77,16 +85,15 @@ class AccountKeys:
                 + (f" (reason {record.reason})" if record.reason else ""),
             )
         held = self._held.get((namespace, name))
-        if held is not None and held.uid == record.uid and time.monotonic() < held.until:
-            return held.uid, held.key
+        if held is not None and _same_account(held, record) and time.monotonic() < held.until:
+            return held.opened
         lock = self._locks.setdefault((namespace, name), asyncio.Lock())
         async with lock:
             held = self._held.get((namespace, name))
-            if held is None or held.uid != record.uid or time.monotonic() >= held.until:
-                key = await self._unwrap(namespace, name, record)
-                held = _Held(record.uid, key, time.monotonic() + self._hold)
+            if held is None or not _same_account(held, record) or time.monotonic() >= held.until:
+                held = _Held(await self._unwrap(namespace, name, record), time.monotonic() + self._hold)
                 self._held[(namespace, name)] = held
-        return held.uid, held.key
+        return held.opened
 
     def drop(self, namespace: str, name: str) -> None:
         self._held.pop((namespace, name), None)
@@ -96,7 +103,11 @@ class AccountKeys:
         held = self._held.get((namespace, name))
         if held is None:
             return
-        if record is None or record.uid != held.uid or record.state != models.AccountState.ACTIVE.value:
+        if (
+            record is None
+            or not _same_account(held, record)
+            or record.state != models.AccountState.ACTIVE.value
+        ):
             self.drop(namespace, name)
 
     def purge(self) -> None:
@@ -105,22 +116,39 @@ class AccountKeys:
         for key in [k for k, held in self._held.items() if now >= held.until]:
             self._held.pop(key, None)
 
-    async def _unwrap(self, namespace: str, name: str, record: models.AccountRecord) -> bytes:
+    async def _unwrap(self, namespace: str, name: str, record: models.AccountRecord) -> Opened:
         platform = await self._platform_keys()
-        secret = await kubeclient.read_secret_or_none(
-            self._core, models.account_key_secret_name(name), namespace
-        )
+        secret_name = models.account_key_secret_name(name)
+        secret = await kubeclient.read_secret_or_none(self._core, secret_name, namespace)
         if secret is None:
             raise Unavailable("AccountKeyLost", f"the account key Secret of {namespace}/{name} is missing")
         context = self._context(namespace, name, models.AccountSpec.parse(record.spec))
-        identity = envelope.AccountIdentity(record.uid, namespace, name)
         try:
             sealed = domain.envelope_in(secret.data)
+            # The leader's rule for whose key this is: the annotation's ID, or this very account
+            # object's Secret (the annotation may not have reached this replica's watch yet).
+            refused = domain.not_held(
+                namespace=namespace,
+                name=name,
+                account_id=record.account_id,
+                account_uid=record.uid,
+                held=sealed.account,
+                secret_owners=tuple(o.uid for o in secret.metadata.owner_references or ()),
+                secret_name=secret_name,
+            )
+            if refused is not None:
+                ready = refused.conditions[0]
+                raise Unavailable(ready.reason, ready.message)
             async with wrapping.Session(platform, self._identities) as session:
-                return await session.open(context, identity, sealed)
+                key = await session.open(context, sealed.account, sealed)
+            return Opened(sealed.account.id, record.uid, key)
         except wrapping.KeyProblem as problem:
             raise Unavailable(
                 problem.reason, f"the account key of {namespace}/{name} does not open: {problem}"
+            ) from None
+        except envelope.OuterKeyMismatch as error:
+            raise Unavailable(
+                "PlatformKeyMissing", f"the account key of {namespace}/{name} does not open: {error}"
             ) from None
         except (envelope.EnvelopeError, platformkeys.PlatformKeyMissing) as error:
             raise Unavailable(
@@ -134,3 +162,9 @@ class AccountKeys:
             except platformkeys.PlatformKeyMissing as error:
                 raise Unavailable("PlatformKeyMissing", str(error)) from None
         return self._platform
+
+
+def _same_account(held: _Held, record: models.AccountRecord) -> bool:
+    """The held key is this account's: the same object, with the same account ID (an account made
+    anew, or given a new key, drops the old one)."""
+    return held.opened.account_uid == record.uid and record.account_id in ("", held.opened.account_id)

@@ -113,6 +113,7 @@ class DataApi:
             host=self._options.data_api_host,
             port=self._options.data_api_port,
             context=self._context,
+            backup_identities=frozenset(self._options.backup_identities),
         )
         await self._server.start()
         await self._register(ca)

@@ -15,14 +15,14 @@ from typing import Any, TypeVar
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import models
+from .. import labels, models
 from . import kinds
 
 GROUP = "internal.videoanalyzer.io"
 VERSION = "v1alpha1"
 PLURAL = "sealedobjects"
-LABEL_KIND = f"{GROUP}/kind"
-LABEL_ACCOUNT = f"{GROUP}/account"
+LABEL_KIND = labels.SEALED_OBJECT_KIND
+LABEL_ACCOUNT = labels.SEALED_OBJECT_ACCOUNT
 
 Record = dict[str, Any]  # a SealedObject as the apiserver returns it
 T = TypeVar("T")
@@ -137,26 +137,21 @@ def record_for(
     *,
     namespace: str,
     name: str,
-    uid: str,
+    object_id: str,
     account_name: str,
+    account_id: str,
     account_uid: str,
     generation: int,
     sealed: dict[str, Any],
     resource_version: str | None,
 ) -> Record:
-    """A SealedObject body: routing fields in plaintext, everything else in ``sealed``."""
+    """A SealedObject body: routing fields in plaintext, everything else in ``sealed``. It is owned by
+    the account object (``account_uid``, for garbage collection) and sealed for the account ID."""
     metadata: dict[str, Any] = {
         "name": kind.storage_name(name),
         "namespace": namespace,
         "labels": {LABEL_KIND: kind.kind, LABEL_ACCOUNT: account_name},
-        "ownerReferences": [
-            {
-                "apiVersion": models.API_VERSION,
-                "kind": "VideoAnalyzerAccount",
-                "name": account_name,
-                "uid": account_uid,
-            }
-        ],
+        "ownerReferences": [owner(account_name, account_uid)],
     }
     if resource_version:
         metadata["resourceVersion"] = resource_version
@@ -168,12 +163,23 @@ def record_for(
             "group": kinds.GROUP,
             "kind": kind.kind,
             "name": name,
-            "uid": uid,
+            "namespace": namespace,
+            "uid": object_id,
             "accountName": account_name,
-            "accountUID": account_uid,
+            "accountID": account_id,
             "generation": generation,
             **sealed,
         },
+    }
+
+
+def owner(account_name: str, account_uid: str) -> dict[str, str]:
+    """The ownerReference to the account object: garbage collection deletes its data with it."""
+    return {
+        "apiVersion": models.API_VERSION,
+        "kind": "VideoAnalyzerAccount",
+        "name": account_name,
+        "uid": account_uid,
     }
 
 

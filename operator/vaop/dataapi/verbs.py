@@ -146,7 +146,7 @@ class DataService:
         _check_name(kind, name)
         stamped = fields.record_update(None, obj, options.manager)
         record = await self._seal(
-            kind, namespace, stamped, uid=str(uuid.uuid4()), generation=1, resource_version=None
+            kind, namespace, stamped, object_id=str(uuid.uuid4()), generation=1, resource_version=None
         )
         try:
             stored = await self._store.create(namespace, record, dry_run=options.dry_run)
@@ -248,7 +248,7 @@ class DataService:
                 raise ApiError(409, str(conflict), kind=kind, name=name) from None
             self._validated(kind, namespace, created, options, name=name)
             sealed = await self._seal(
-                kind, namespace, created, uid=str(uuid.uuid4()), generation=1, resource_version=None
+                kind, namespace, created, object_id=str(uuid.uuid4()), generation=1, resource_version=None
             )
             try:
                 stored = await self._store.create(namespace, sealed, dry_run=options.dry_run)
@@ -315,7 +315,7 @@ class DataService:
             kind,
             namespace,
             obj,
-            uid=record["spec"]["uid"],
+            object_id=record["spec"]["uid"],
             generation=generation,
             resource_version=record["metadata"]["resourceVersion"],
         )
@@ -332,24 +332,28 @@ class DataService:
         namespace: str,
         obj: dict[str, Any],
         *,
-        uid: str,
+        object_id: str,
         generation: int,
         resource_version: str | None,
     ) -> storage.Record:
         account_name = obj["spec"]["accountName"]
-        account_uid, account_key = await self._account_for_write(
-            kind, namespace, obj["metadata"]["name"], account_name
-        )
+        account = await self._account_for_write(kind, namespace, obj["metadata"]["name"], account_name)
         sealed = codec.seal(
-            obj, kind=kind, namespace=namespace, uid=uid, account_uid=account_uid, account_key=account_key
+            obj,
+            kind=kind,
+            namespace=namespace,
+            object_id=object_id,
+            account_id=account.account_id,
+            account_key=account.key,
         )
         return storage.record_for(
             kind,
             namespace=namespace,
             name=obj["metadata"]["name"],
-            uid=uid,
+            object_id=object_id,
             account_name=account_name,
-            account_uid=account_uid,
+            account_id=account.account_id,
+            account_uid=account.account_uid,
             generation=generation,
             sealed=sealed,
             resource_version=resource_version,
@@ -357,7 +361,7 @@ class DataService:
 
     async def _account_for_write(
         self, kind: kinds.Kind, namespace: str, name: str, account: str
-    ) -> tuple[str, bytes]:
+    ) -> account_keys.Opened:
         try:
             return await self._keys_of_new_account(namespace, account)
         except account_keys.Unavailable as unavailable:
@@ -393,7 +397,7 @@ class DataService:
                 name=name,
             ) from None
 
-    async def _keys_of_new_account(self, namespace: str, account: str) -> tuple[str, bytes]:
+    async def _keys_of_new_account(self, namespace: str, account: str) -> account_keys.Opened:
         """The account's key; an account still being provisioned (applied together with its data, as
         GitOps tools and `kubectl apply -f` of a folder do) is waited for, a few seconds at most."""
         deadline = time.monotonic() + NEW_ACCOUNT_WAIT
@@ -428,18 +432,19 @@ class DataService:
     async def _open_for_write(self, record: storage.Record) -> dict[str, Any]:
         spec = record["spec"]
         kind = kinds.BY_KIND[spec["kind"]]
-        account_uid, account_key = await self._account_for_write(
+        account = await self._account_for_write(
             kind, record["metadata"]["namespace"], spec["name"], spec["accountName"]
         )
-        if account_uid != spec["accountUID"]:
+        if account.account_id != codec.bound_account_id(record):
             raise ApiError(
                 409,
-                f"{kind.kind} {spec['name']} belongs to an earlier account {spec['accountName']}",
+                f"{kind.kind} {spec['name']} is sealed for account ID {codec.bound_account_id(record)}, an "
+                f"earlier account {spec['accountName']}; this one is account ID {account.account_id}",
                 kind=kind,
                 name=spec["name"],
             )
         try:
-            return codec.open_record(record, account_key=account_key)
+            return codec.open_record(record, account_key=account.key)
         except objects.SealError as error:
             raise ApiError(500, str(error), kind=kind, name=spec["name"]) from None
 
@@ -447,17 +452,19 @@ class DataService:
         spec = record["spec"]
         namespace = record["metadata"]["namespace"]
         try:
-            account_uid, account_key = await self._keys.key(namespace, spec["accountName"])
+            account = await self._keys.key(namespace, spec["accountName"])
         except account_keys.Unavailable as unavailable:
             return codec.withheld(record, reason=unavailable.reason, message=str(unavailable))
-        if account_uid != spec["accountUID"]:
+        sealed_for = codec.bound_account_id(record)
+        if account.account_id != sealed_for:
             return codec.withheld(
                 record,
                 reason="AccountNotFound",
-                message=f"account {spec['accountName']} was deleted and made anew",
+                message=f"it is sealed for account ID {sealed_for}, and account {spec['accountName']} is now "
+                f"account ID {account.account_id} (made anew, or given a new account key)",
             )
         try:
-            return codec.open_record(record, account_key=account_key)
+            return codec.open_record(record, account_key=account.key)
         except objects.SealError as error:
             return codec.withheld(record, reason="UnsealFailed", message=str(error))
 

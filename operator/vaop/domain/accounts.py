@@ -23,17 +23,83 @@ class Action(StrEnum):
     REWRAP = "Rewrap"  # wrapped by another key than the target: unwrap with the old, wrap with the new
     KEEP = "Keep"  # wrapped by the target already
     LOST = "Lost"  # a key existed but its Secret is gone: never mint a new one
+    AWAIT_RESTORE = "AwaitRestore"  # the account has an ID, so had a key: wait for its Secret
 
 
 def decide(
-    *, secret_present: bool, key_existed: bool, current: envelope.InnerKeyRef | None, target_same: bool
+    *,
+    secret_present: bool,
+    key_existed: bool,
+    has_account_id: bool,
+    replace_requested: bool,
+    current: envelope.InnerKeyRef | None,
+    target_same: bool,
 ) -> Action:
-    """What to do, given what was observed. ``target_same``: the current envelope is wrapped by the target."""
+    """What to do, given what was observed. ``target_same``: the current envelope is wrapped by the
+    target. ``has_account_id``: the account carries its account-id annotation, so it had a key (a
+    restored account, or one whose Secret is being restored). ``replace_requested``: a person asked,
+    naming that ID, for a new key in place of the lost one."""
     if not secret_present:
-        return Action.LOST if key_existed else Action.CREATE
+        if replace_requested:
+            return Action.CREATE
+        if key_existed:
+            return Action.LOST
+        return Action.AWAIT_RESTORE if has_account_id else Action.CREATE
     if current is not None and not target_same:
         return Action.REWRAP
     return Action.KEEP
+
+
+def not_held(
+    *,
+    namespace: str,
+    name: str,
+    account_id: str,
+    account_uid: str,
+    held: envelope.AccountIdentity,
+    secret_owners: tuple[str, ...],
+    secret_name: str,
+) -> Outcome | None:
+    """Why the account may not use the envelope in its Secret, or None when it holds it.
+
+    An account holds the envelope of its own namespace and name when its account-id annotation
+    names the envelope's account ID (restored together), or, without an annotation, when the
+    Secret was made for this very account object (its ownerReference: made here, or not yet
+    annotated). Anything else is another account's key, never opened on a guess: an account deleted
+    and made again under the same name does not get the old key by accident."""
+    if (held.namespace, held.name) != (namespace, name):
+        return outcome_error(
+            Reason.ACCOUNT_KEY_OF_ANOTHER_ACCOUNT,
+            f"Secret {secret_name} holds the account key of account {held.namespace}/{held.name} (account ID "
+            f"{held.id}), not of {namespace}/{name}: it was restored under another name or namespace, which "
+            f"an account key cannot move to. Restore this account's own Secret, or delete {secret_name}",
+        )
+    if account_id and account_id != held.id:
+        return outcome_error(
+            Reason.ACCOUNT_KEY_OF_ANOTHER_ACCOUNT,
+            f"Secret {secret_name} holds the account key of account ID {held.id}, but this account is "
+            f"account ID {account_id} (annotation {labels.ANNOTATION_ACCOUNT_ID}). Restore the Secret of "
+            f"account ID {account_id} from the backup this account came from; or, if the key in "
+            f"{secret_name} is this account's, set the annotation to {held.id}",
+        )
+    if not account_id and account_uid not in secret_owners:
+        message = (
+            f"Secret {secret_name} holds the account key of an account of this name with account ID "
+            f"{held.id}, and this account carries no account ID: it was restored without its "
+            f"{labels.ANNOTATION_ACCOUNT_ID} annotation (from a GitOps repository, say), or it is a new "
+            "account under an old name. The operator opens another account's key only when told to. If "
+            f"this account is that one, run: kubectl annotate videoanalyzeraccount {name} -n {namespace} "
+            f"{labels.ANNOTATION_ACCOUNT_ID}={held.id} ; if it is a new account, delete Secret {secret_name} "
+            "(or name the account differently) and a new key is made"
+        )
+        return Outcome(
+            AccountState.PROVISIONING,
+            [
+                Condition(conditions.READY, "False", Reason.ACCOUNT_KEY_NOT_ADOPTED, message),
+                Condition(conditions.ACCOUNT_KEY_READY, "False", Reason.ACCOUNT_KEY_NOT_ADOPTED, message),
+            ],
+        )
+    return None
 
 
 def envelope_in(data: dict[str, str] | None) -> envelope.Envelope:
@@ -56,11 +122,17 @@ def sentence(text: str) -> str:
 def describe(ref: envelope.InnerKeyRef) -> str:
     if ref.type == EncryptionType.SYSTEM_KEY.value:
         return f"the system key (version {ref.key_version})"
-    return f"key {ref.key_name} version {ref.key_version} in KeyVault {ref.key_vault}"
+    where = f"key {ref.key_name} version {ref.key_version} in KeyVault {ref.key_vault}"
+    return f"{where} (as ServiceAccount {ref.identity})" if ref.identity else where
 
 
 def account_key_status(
-    *, secret_name: str, key_check_value: str, sealed: envelope.Envelope, wrapped_at: str
+    *,
+    secret_name: str,
+    key_check_value: str,
+    sealed: envelope.Envelope,
+    wrapped_at: str,
+    customer_key: str | None,
 ) -> dict[str, Any]:
     inner = sealed.inner
     wrapped_by: dict[str, Any] = {
@@ -70,6 +142,11 @@ def account_key_status(
     }
     if inner.key_vault:
         wrapped_by["keyVault"] = inner.key_vault
+    if inner.type == EncryptionType.CUSTOMER_KEY.value:
+        if customer_key:
+            wrapped_by["customerKey"] = customer_key
+        if inner.identity:
+            wrapped_by["identity"] = inner.identity
     return {
         "secretName": secret_name,
         "keyCheckValue": key_check_value,
@@ -86,11 +163,16 @@ class Outcome:
     account_key: dict[str, Any] | None = None  # None: leave status.accountKey as it is
 
 
+# Provisioning, but waiting for a person: kstatus' Stalled rather than Reconciling.
+_NEEDS_A_PERSON = frozenset({Reason.ACCOUNT_KEY_NOT_ADOPTED})
+
+
 def in_progress(outcome: Outcome) -> bool:
-    """The operator is still working on it (kstatus' Reconciling): provisioning, or an account that is
-    not locked retrying a flaky vault. Anything else that is not Ready needs a person (Stalled)."""
+    """The operator is still working on it (kstatus' Reconciling): provisioning (waiting for a
+    restore to bring its Secret back among it), or an account that is not locked retrying a flaky
+    vault. Anything else that is not Ready needs a person (Stalled)."""
     if outcome.state is AccountState.PROVISIONING:
-        return True
+        return outcome.conditions[0].reason not in _NEEDS_A_PERSON
     degraded = any(c.type == conditions.VAULT_DEGRADED and c.status == "True" for c in outcome.conditions)
     return degraded and outcome.state is not AccountState.KEY_INACCESSIBLE
 
@@ -155,14 +237,43 @@ def outcome_key_problem(
     elif current is None:
         state = AccountState.ERROR
     else:
-        state = AccountState.ACTIVE
+        # A move onto a key that cannot be used changes nothing: a locked account stays locked.
+        state = AccountState.KEY_INACCESSIBLE if locked else AccountState.ACTIVE
     return Outcome(state, updates)
+
+
+def outcome_move_waits(
+    *,
+    reason: str,
+    message: str,
+    definitive: bool,
+    current: envelope.InnerKeyRef,
+    target: envelope.InnerKeyRef,
+    locked: bool,
+) -> Outcome:
+    """A move to another key (or identity) whose source, the key that wraps the account key now,
+    cannot open it: nothing changes but Ready, which says why; the move is tried again."""
+    text = (
+        f"The account key cannot move from {describe(current)} to {describe(target)} yet: "
+        f"{describe(current)} does not open it now: {sentence(message)} It stays wrapped as it is, and the "
+        "move is tried again every check interval."
+    )
+    updates = [Condition(conditions.READY, "False", reason, text)]
+    if not definitive:
+        updates.append(Condition(conditions.VAULT_DEGRADED, "True", reason, f"{sentence(message)} Retrying."))
+    return Outcome(AccountState.KEY_INACCESSIBLE if locked else AccountState.ACTIVE, updates)
 
 
 def outcome_current_key_inaccessible(*, reason: str, message: str, current: envelope.InnerKeyRef) -> Outcome:
     """The key that wraps the account key now is unusable: lock the account."""
     where = describe(current)
     text = sentence(f"{where[0].upper()}{where[1:]} cannot be used: {message}")
+    if reason in (Reason.KEY_DISABLED, Reason.KEY_VERSION_NOT_FOUND) and current.key_version:
+        # Typically a backup from before a rotation: it needs the version it was wrapped by.
+        text += (
+            f" The account key is wrapped by version {current.key_version}: enable (or restore) that version "
+            "so it opens; it is then re-wrapped to the version the CustomerKey names."
+        )
     return Outcome(
         AccountState.KEY_INACCESSIBLE,
         [
@@ -172,17 +283,42 @@ def outcome_current_key_inaccessible(*, reason: str, message: str, current: enve
     )
 
 
-def outcome_lost(secret_name: str) -> Outcome:
+def _replace_hint(namespace: str, name: str, account_id: str) -> str:
+    return (
+        "To give that key and the data sealed under it up for good and make a new key, run: kubectl annotate "
+        f"videoanalyzeraccount {name} -n {namespace} {labels.ANNOTATION_REPLACE_ACCOUNT_KEY}={account_id}"
+    )
+
+
+def outcome_lost(secret_name: str, *, namespace: str, name: str, account_id: str) -> Outcome:
     message = (
         f"Secret {secret_name} with the wrapped account key is gone. No new key is made, because data "
         "encrypted under the old one would be lost; restore the Secret from backup "
-        "(docs/operations.md#restore-an-account-key)."
+        f"(docs/operations.md#backup-and-restore). {_replace_hint(namespace, name, account_id)}."
     )
     return Outcome(
         AccountState.ERROR,
         [
             Condition(conditions.READY, "False", Reason.ACCOUNT_KEY_LOST, message),
             Condition(conditions.ACCOUNT_KEY_READY, "False", Reason.ACCOUNT_KEY_LOST, message),
+        ],
+    )
+
+
+def outcome_awaiting_restore(secret_name: str, *, namespace: str, name: str, account_id: str) -> Outcome:
+    """The account is account ``account_id`` (so it had a key) and its Secret is not here yet."""
+    message = (
+        f"This account is account ID {account_id} (annotation {labels.ANNOTATION_ACCOUNT_ID}), so it has an "
+        f"account key, and its Secret {secret_name} is not here: a restore is bringing it back, or it was "
+        f"lost. Restore {secret_name} from the backup this account came from (Velero restores Secrets "
+        "before custom resources); the account then opens its own key and its data reads again. No new "
+        f"key is made meanwhile. {_replace_hint(namespace, name, account_id)}."
+    )
+    return Outcome(
+        AccountState.PROVISIONING,
+        [
+            Condition(conditions.READY, "False", Reason.ACCOUNT_KEY_NOT_RESTORED, message),
+            Condition(conditions.ACCOUNT_KEY_READY, "False", Reason.ACCOUNT_KEY_NOT_RESTORED, message),
         ],
     )
 

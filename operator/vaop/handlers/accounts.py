@@ -27,12 +27,34 @@ async def account_event(
     **_: Any,
 ) -> None:
     accounts: accountstore.AccountStore = memo.accounts
+    before = accounts.get((namespace, name))
     accounts.seen(type, namespace, name, body)  # first: the reconciliation reads the account from here
     if memo.data_api is not None:  # every replica: a locked or deleted account's key is dropped now
         memo.data_api.keys.account_changed(namespace, name, accounts.get((namespace, name)))
     controller = memo.leader.controller
     if controller is None:
         return  # a follower: the leader reconciles
-    controller.watched((namespace, name), str(body.metadata.get("resourceVersion", "")))
-    if type != "MODIFIED" or indexes.spec_changed(body) or body.metadata.get("deletionTimestamp"):
+    own_annotation = controller.watched((namespace, name), str(body.metadata.get("resourceVersion", "")))
+    if own_annotation:
+        return  # the reconciliation that wrote it writes the status next
+    after = accounts.get((namespace, name))
+    upkeep = memo.leader.sealed_objects
+    if upkeep is not None and _became_active(before, after):
+        upkeep.account_active((namespace, name))  # its restored (or format 1) data can be made right
+    if (
+        type != "MODIFIED"
+        or indexes.spec_changed(body)
+        or body.metadata.get("deletionTimestamp")
+        or _claims(before) != _claims(after)  # a person set the account ID, or asked for a new key
+    ):
         controller.queue.add((namespace, name))
+
+
+def _became_active(before: models.AccountRecord | None, after: models.AccountRecord | None) -> bool:
+    active = models.AccountState.ACTIVE.value
+    return after is not None and after.state == active and (before is None or before.state != active)
+
+
+def _claims(record: models.AccountRecord | None) -> tuple[str, str] | None:
+    """What the account's annotations say of its key: its account ID, a key a person gives up."""
+    return None if record is None else (record.account_id, record.replace_key)

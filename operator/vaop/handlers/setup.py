@@ -82,6 +82,18 @@ async def start(
     def vaults_of(namespace: str) -> dict[str, dict[str, Any]]:
         return dict(key_vaults.get(namespace, ()))
 
+    if options.data_api_port:
+        contexts = wrapping.Contexts(
+            lambda namespace, name: indexes.first(customer_keys, (namespace, name)), vaults_of
+        )
+        memo.data_api = data_api.DataApi(
+            options,
+            api,
+            memo.identities,
+            accounts=lambda namespace, name: accounts.get((namespace, name)),
+            context=contexts.context,
+        )
+
     memo.leader = leading.LeaderWork(
         api,
         memo.identities,
@@ -91,6 +103,7 @@ async def start(
         key_vaults=vaults_of,
         accounts=lambda: list(accounts),
         account=lambda namespace, name: accounts.get((namespace, name)),
+        account_key=memo.data_api.keys.key if memo.data_api is not None else None,
     )
     metrics.serve(options.metrics_port, asyncio.get_running_loop())
     if options.health_port:
@@ -126,17 +139,7 @@ async def start(
         readiness.add("webhook", memo.webhook.problem)
         background(_start_webhook(memo.webhook, accounts, customer_keys, key_vaults), "webhook-start")
 
-    if options.data_api_port:
-        contexts = wrapping.Contexts(
-            lambda namespace, name: indexes.first(customer_keys, (namespace, name)), vaults_of
-        )
-        memo.data_api = data_api.DataApi(
-            options,
-            api,
-            memo.identities,
-            accounts=lambda namespace, name: accounts.get((namespace, name)),
-            context=contexts.context,
-        )
+    if memo.data_api is not None:
         readiness.add("data-api", memo.data_api.problem)
         memo.data_api.start()
 

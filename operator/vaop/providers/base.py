@@ -57,6 +57,12 @@ class AccessDenied(DefinitiveError):
     reason = conditions.Reason.ACCESS_DENIED
 
 
+class CredentialsRejected(AccessDenied):
+    """The identity's token itself was refused (not the identity's rights): it names a ServiceAccount
+    that was deleted (and perhaps made again under the same name, as a restored namespace does).
+    A new token may be accepted; asked once more with one, a refusal stands as AccessDenied."""
+
+
 class KeyDisabled(DefinitiveError):
     reason = conditions.Reason.KEY_DISABLED
 

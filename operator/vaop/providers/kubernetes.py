@@ -93,11 +93,15 @@ class KubernetesKeyProvider(base.KeyProvider):
             raise base.UnwrapFailed(f"key {key_name!r} version {version}: {error}") from None
 
     async def _private_key(self, key_name: str, version: str) -> rsa_keys.RSAPrivateKey:
-        if (key_name, version) not in self._pems:
-            await self.versions(key_name)
+        listed = await self.versions(key_name)
         pem = self._pems.get((key_name, version))
         if pem is None:
             raise base.KeyVersionNotFound(f"key {key_name!r} has no version {version!r}")
+        if any(v.version == version and not v.enabled for v in listed):
+            # Disabled means unusable, for unwrapping too, as a disabled key version is in Key Vault.
+            raise base.KeyDisabled(
+                f"version {version} of key {key_name!r} is disabled; enable it to open what it wraps"
+            )
         key = rsa.load_private_key(pem)
         if not isinstance(key, rsa_keys.RSAPrivateKey):
             raise base.KeyUnsupported(f"key {key_name!r} version {version} is not an RSA key")
@@ -109,7 +113,12 @@ class KubernetesKeyProvider(base.KeyProvider):
                 self._namespace, label_selector=f"{LABEL_KEY_NAME}={key_name}"
             )
         except ApiException as error:
-            if error.status in (401, 403):
+            if error.status == 401:
+                raise base.CredentialsRejected(
+                    f"the token of {self._identity} was not accepted (401): the ServiceAccount was "
+                    "deleted, or made again under its name; make sure it exists"
+                ) from None
+            if error.status == 403:
                 raise base.AccessDenied(
                     f"{self._identity} may not list Secrets in namespace {self._namespace}: create a Role "
                     f"there that allows get and list on secrets, and a RoleBinding of it to {self._identity}"

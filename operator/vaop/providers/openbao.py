@@ -218,6 +218,12 @@ class OpenBaoKeyProvider(base.KeyProvider):
         if status < 300:
             return payload
         errors = "; ".join(payload.get("errors") or []) or f"HTTP {status}"
+        if token is None and "deleted or recreated" in errors:
+            # OpenBao's TokenReview found the ServiceAccount token invalid, not the role wanting.
+            raise base.CredentialsRejected(
+                f"OpenBao at {self._address} did not accept the token of {self._identity}: the "
+                "ServiceAccount was deleted, or made again under its name; make sure it exists"
+            )
         if status in (401, 403) or (token is None and status == 400):
             what = path.rsplit("/", maxsplit=1)[-1]
             raise base.AccessDenied(

@@ -4,6 +4,13 @@ Order of work, chosen so that at every instant the account's Secret holds an env
 a new key is wrapped and sealed before the Secret is created (create fails if one appeared); a
 re-wrap unwraps with the old key, wraps with the new, and replaces the Secret only if its
 resourceVersion is still the one that was read.
+
+Restores: an account's key belongs to its account ID, which travels with a backup (in the Secret's
+envelope and the account's annotation), never to ``metadata.uid``. A Secret is used only by the
+account that holds it (``domain.not_held``); a held Secret restored without its ownerReference, or
+still in format 1, is adopted: resealed (outer layer only, no vault call) with the account as its
+owner, and the account annotated with its ID. An account that has an ID and no Secret waits for the
+restore, and a new key is made only for a new account or when a person asks for it by name.
 """
 
 from __future__ import annotations
@@ -11,8 +18,8 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -45,6 +52,14 @@ class SecretInTheWay(Exception):
         self.outcome = outcome
 
 
+class SourceProblem(wrapping.KeyProblem):
+    """The key that wraps the account key now cannot open it (as opposed to the key it should move to)."""
+
+
+class TargetProblem(wrapping.KeyProblem):
+    """The key the account key should be wrapped by refused to wrap it."""
+
+
 def _held_envelope(
     account: Account, secret: kubeclient.Cached
 ) -> tuple[domain.Outcome | None, envelope.Envelope | None]:
@@ -67,9 +82,21 @@ def _held_envelope(
     except (envelope.EnvelopeError, ValueError) as error:
         message = (
             f"Secret {account.secret_name} does not hold a valid envelope ({error}). No new key is made; "
-            "restore the Secret from backup (docs/operations.md#restore-an-account-key)"
+            "restore the Secret from backup (docs/operations.md#backup-and-restore)"
         )
         return domain.outcome_error(conditions.Reason.UNWRAP_FAILED, message), None
+
+
+def _unopenable(error: Exception) -> domain.Outcome:
+    """An envelope whose outer layer does not open: another cluster's platform keys, or tampering."""
+    if isinstance(error, envelope.OuterKeyMismatch | platformkeys.PlatformKeyMissing):
+        message = (
+            f"{error}. Restore the platform keys of the cluster this account comes from into the operator's "
+            "namespace (the Secrets labelled videoanalyzer.io/component=platform-key) and restart the "
+            "operator: docs/operations.md#migrate-to-another-cluster"
+        )
+        return domain.outcome_error(conditions.Reason.PLATFORM_KEY_MISSING, message)
+    return domain.outcome_error(conditions.Reason.UNWRAP_FAILED, str(error))
 
 
 def _retry_or_refused(error: ApiException, doing: str) -> Exception:
@@ -86,14 +113,26 @@ class Account:
     context: wrapping.AccountContext
     status: dict[str, Any]
     grace_expired: bool = False  # its key has failed transiently for longer than the grace period
-
-    @property
-    def envelope_identity(self) -> envelope.AccountIdentity:
-        return envelope.AccountIdentity(self.uid, self.context.namespace, self.context.name)
+    account_id: str = ""  # its account-id annotation: "" for a new account (or one from before IDs)
+    replace_key: str = ""  # its replace-account-key annotation: the ID of a key a person gives up
 
     @property
     def secret_name(self) -> str:
         return models.account_key_secret_name(self.context.name)
+
+    def identity(self, account_id: str) -> envelope.AccountIdentity:
+        """What its envelope is bound to: namespace, name and account ID (never the uid)."""
+        return envelope.AccountIdentity(self.context.namespace, self.context.name, account_id)
+
+    @property
+    def known_id(self) -> str:
+        """The ID of the key this account had: its annotation, or, from before account IDs, its uid
+        (what format 1 bound). A person gives a lost key up by naming it."""
+        return self.account_id or self.uid
+
+    @property
+    def replace_requested(self) -> bool:
+        return bool(self.replace_key) and self.replace_key == self.known_id
 
 
 @dataclass(frozen=True)
@@ -105,12 +144,44 @@ class KeyReport:
     problem: wrapping.KeyProblem | None
 
 
+class Tell(NamedTuple):
+    """An Event on the account about something done to its key."""
+
+    reason: str
+    message: str
+    warning: bool = False
+
+
 @dataclass(frozen=True)
 class Result:
     outcome: domain.Outcome
     key_report: KeyReport | None
-    events: list[tuple[str, str]]  # (reason, message) of what was done, for the account's Events
+    events: list[Tell]
     rotation: str | None = None  # re-wrapped by this new version of its CustomerKey (told per key)
+    annotated: str | None = None  # resourceVersion of the account's own annotation write, if any
+    retry: bool = False  # look again after a check interval, though nothing may change meanwhile
+
+
+@dataclass
+class _Held:
+    """The account's Secret and its envelope, as this reconciliation left them."""
+
+    secret: kubeclient.Cached
+    envelope: envelope.Envelope
+    told: list[Tell] = field(default_factory=list)
+    annotated: str | None = None
+
+
+@dataclass(frozen=True)
+class _Done:
+    """What an action did to the account key."""
+
+    sealed: envelope.Envelope
+    kcv: str
+    wrapped_at: str
+    told: list[Tell]
+    rotation: str | None = None
+    annotated: str | None = None
 
 
 class AccountReconciler:
@@ -123,6 +194,7 @@ class AccountReconciler:
         pool: wrapping.ProviderPool,
     ) -> None:
         self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
         self._platform = platform
         self._identities = identities
         self._secrets = secrets  # the account-key Secrets, as the watch (and this process's writes) left them
@@ -130,50 +202,171 @@ class AccountReconciler:
 
     async def reconcile(self, account: Account) -> Result:
         key_existed = bool(account.status.get("accountKey"))
-        secret = await self._read_secret(account, confirm_absence=key_existed)
-        current: envelope.Envelope | None = None
-        if secret is not None:
+        secret = await self._read_secret(account, confirm_absence=key_existed or bool(account.account_id))
+        held: _Held | None = None
+        if secret is None:
+            waiting = self._without_secret(account, key_existed)
+            if waiting is not None:
+                return Result(waiting, None, [])
+        else:
             unusable, current = _held_envelope(account, secret)
-            if unusable is not None:
-                return Result(unusable, None, [])
-        key_name = (
-            account.context.spec.encryption.key_ref.name if account.context.spec.encryption.key_ref else None
-        )
+            if unusable is not None or current is None:
+                return Result(unusable or domain.outcome_error(conditions.Reason.UNWRAP_FAILED, ""), None, [])
+            refused = domain.not_held(
+                namespace=account.context.namespace,
+                name=account.context.name,
+                account_id=account.account_id,
+                account_uid=account.uid,
+                held=current.account,
+                secret_owners=secret.metadata.owner_uids,
+                secret_name=account.secret_name,
+            )
+            if refused is not None:
+                return Result(refused, None, [])
+            try:
+                held = await self._adopt(account, secret, current)
+            except (envelope.EnvelopeError, platformkeys.PlatformKeyMissing) as error:
+                return Result(_unopenable(error), None, [])
+        return await self._wrap_as_specified(account, held, key_existed)
 
+    def _without_secret(self, account: Account, key_existed: bool) -> domain.Outcome | None:
+        """Why an account without a Secret must wait (lost, or a restore under way); None: make a key."""
+        action = domain.decide(
+            secret_present=False,
+            key_existed=key_existed,
+            has_account_id=bool(account.account_id),
+            replace_requested=account.replace_requested,
+            current=None,
+            target_same=False,
+        )
+        where = {"namespace": account.context.namespace, "name": account.context.name}
+        if action is domain.Action.LOST:
+            return domain.outcome_lost(account.secret_name, **where, account_id=account.known_id)
+        if action is domain.Action.AWAIT_RESTORE:
+            return domain.outcome_awaiting_restore(
+                account.secret_name, **where, account_id=account.account_id
+            )
+        return None
+
+    async def _wrap_as_specified(self, account: Account, held: _Held | None, key_existed: bool) -> Result:
+        current = held.envelope if held is not None else None
+        told = held.told if held is not None else []
+        annotated = held.annotated if held is not None else None
+        spec = account.context.spec
+        key_name = spec.encryption.key_ref.name if spec.encryption.key_ref else None
         async with wrapping.Session(self._platform, self._identities, pool=self._pool) as session:
             try:
                 target = await session.target(account.context)
             except wrapping.KeyProblem as problem:
                 report = KeyReport(key_name, None, problem) if key_name else None
-                return Result(self._on_problem(account, problem, secret, current, key_existed), report, [])
+                outcome = self._on_problem(account, problem, current, target=None)
+                return Result(outcome, report, told, annotated=annotated)
             report = KeyReport(key_name, target.version, None) if key_name else None
-
             action = domain.decide(
-                secret_present=secret is not None,
+                secret_present=held is not None,
                 key_existed=key_existed,
+                has_account_id=bool(account.account_id),
+                replace_requested=account.replace_requested,
                 current=current.inner if current else None,
                 target_same=current is not None and target.same_key(current.inner),
             )
-            if action is domain.Action.LOST:
-                return Result(domain.outcome_lost(account.secret_name), report, [])
             try:
-                sealed, kcv, wrapped_at, events, rotation = await self._apply(
-                    action, account=account, session=session, target=target, secret=secret, current=current
-                )
+                done = await self._apply(action, account=account, session=session, target=target, held=held)
             except wrapping.KeyProblem as problem:
-                return Result(self._on_problem(account, problem, secret, current, key_existed), report, [])
-            except (envelope.EnvelopeError, SecretInTheWay) as error:
-                unusable = (
-                    error.outcome
-                    if isinstance(error, SecretInTheWay)
-                    else domain.outcome_error(conditions.Reason.UNWRAP_FAILED, str(error))
-                )
-                return Result(unusable, report, [])
+                outcome = self._on_problem(account, problem, current, target=target)
+                retry = isinstance(problem, SourceProblem)
+                return Result(outcome, report, told, annotated=annotated, retry=retry)
+            except (envelope.EnvelopeError, platformkeys.PlatformKeyMissing, SecretInTheWay) as error:
+                unusable = error.outcome if isinstance(error, SecretInTheWay) else _unopenable(error)
+                return Result(unusable, report, told, annotated=annotated)
 
         status = domain.account_key_status(
-            secret_name=account.secret_name, key_check_value=kcv, sealed=sealed, wrapped_at=wrapped_at
+            secret_name=account.secret_name,
+            key_check_value=done.kcv,
+            sealed=done.sealed,
+            wrapped_at=done.wrapped_at,
+            customer_key=key_name,
         )
-        return Result(domain.outcome_wrapped(sealed.inner, status), report, events, rotation)
+        return Result(
+            domain.outcome_wrapped(done.sealed.inner, status),
+            report,
+            [*told, *done.told],
+            done.rotation,
+            annotated=done.annotated or annotated,
+        )
+
+    # ---- adopting what a restore brought back, and format moves ------------------------------------
+
+    async def _adopt(self, account: Account, secret: kubeclient.Cached, current: envelope.Envelope) -> _Held:
+        """Make the held Secret wholly this account's: format 2, owned by this account object, naming
+        its account ID; and the account annotated with that ID. Only the outer layer is resealed (the
+        infrastructure key alone, no vault call), so a restored account whose customer key is revoked
+        is adopted too, and goes KeyInaccessible with its own key."""
+        account_id = current.account.id
+        held = _Held(secret, current)
+        restored = account.uid not in secret.metadata.owner_uids
+        annotations = secret.metadata.annotations or {}
+        stale = (
+            current.version != envelope.FORMAT_VERSION
+            or secret.metadata.owner_uids != (account.uid,)
+            or annotations.get(labels.ANNOTATION_ACCOUNT_ID) != account_id
+        )
+        if stale:
+            version = self._platform.infrastructure_version
+            moved = envelope.reseal(
+                current,
+                account=account.identity(account_id),
+                outer_key=self._platform.infrastructure_key(current.outer_key_version),
+                new_outer_key=self._platform.infrastructure_key(version),
+                new_outer_key_version=version,
+                identity=_wrapping_identity(account, current.inner) if not current.inner.identity else None,
+            )
+            kcv = annotations.get(labels.ANNOTATION_KEY_CHECK_VALUE, "")
+            wrapped_at = annotations.get(labels.ANNOTATION_WRAPPED_AT) or conditions.now_rfc3339()
+            held.secret = await self._replace_secret(
+                account, secret, moved, kcv=kcv, wrapped_at=wrapped_at, account_id=account_id
+            )
+            held.envelope = moved
+            if current.version != envelope.FORMAT_VERSION:
+                metrics.WRAPS.labels("format", moved.inner.type, "ok").inc()
+        if account.account_id != account_id:
+            held.annotated = await self._annotate(account, account_id)
+        if restored:
+            kcv = annotations.get(labels.ANNOTATION_KEY_CHECK_VALUE, "")
+            message = (
+                f"The account key in Secret {account.secret_name} (account ID {account_id}, key-check value "
+                f"{kcv}) is this account's: adopted after a restore."
+            )
+            held.told.append(Tell("AccountKeyAdopted", message))
+        return held
+
+    async def _annotate(self, account: Account, account_id: str) -> str:
+        """Put the account ID on the account (and drop a replace request it answers). Conditional on
+        the uid, so an account deleted and made anew meanwhile is never given this key's ID."""
+        patch = {
+            "metadata": {
+                "uid": account.uid,
+                "annotations": {
+                    labels.ANNOTATION_ACCOUNT_ID: account_id,
+                    labels.ANNOTATION_REPLACE_ACCOUNT_KEY: None,
+                },
+            }
+        }
+        try:
+            written = await self._custom.patch_namespaced_custom_object(
+                models.GROUP,
+                models.VERSION,
+                account.context.namespace,
+                "videoanalyzeraccounts",
+                account.context.name,
+                patch,
+                _content_type=kubeclient.MERGE_PATCH,
+            )
+        except ApiException as error:
+            if error.status in (404, 422):  # gone, or made anew (another uid): nothing to annotate
+                raise Retry(f"annotating {account.context.name}: {error.status} {error.reason}") from None
+            raise _retry_or_refused(error, f"annotating {account.context.name}") from None
+        return str(written["metadata"]["resourceVersion"])
 
     # ---- the three actions --------------------------------------------------------------------
 
@@ -184,88 +377,113 @@ class AccountReconciler:
         account: Account,
         session: wrapping.Session,
         target: wrapping.WrappingKey,
-        secret: kubeclient.Cached | None,
-        current: envelope.Envelope | None,
-    ) -> tuple[envelope.Envelope, str, str, list[tuple[str, str]], str | None]:
+        held: _Held | None,
+    ) -> _Done:
         if action is domain.Action.CREATE:
-            account_key = envelope.new_account_key()
-            sealed = await self._wrap(account, target, account_key)
-            kcv = envelope.key_check_value(account_key)
-            wrapped_at = conditions.now_rfc3339()
-            await self._create_secret(account, sealed, kcv, wrapped_at)
-            metrics.WRAPS.labels("create", sealed.inner.type, "ok").inc()
-            return (
-                sealed,
-                kcv,
-                wrapped_at,
-                [("AccountKeyCreated", f"Account key made and wrapped by {domain.describe(sealed.inner)}.")],
-                None,
-            )
-        assert secret is not None and current is not None
-        annotations = secret.metadata.annotations or {}
+            return await self._create(account, target)
+        assert held is not None
+        current = held.envelope
+        identity = account.identity(current.account.id)
+        annotations = held.secret.metadata.annotations or {}
         kcv = annotations.get(labels.ANNOTATION_KEY_CHECK_VALUE, "")
         if action is domain.Action.KEEP:
             # The outer layer is checked on every reconciliation (the infrastructure key alone, no vault
             # call): a flipped bit or an envelope moved from another account shows at once.
             outer_key = self._platform.infrastructure_key(current.outer_key_version)
-            envelope.unseal(current, account=account.envelope_identity, outer_key=outer_key)
+            envelope.unseal(current, account=identity, outer_key=outer_key)
             wrapped_at = annotations.get(labels.ANNOTATION_WRAPPED_AT) or conditions.now_rfc3339()
-            return current, kcv, wrapped_at, [], None
+            return _Done(current, kcv, wrapped_at, [])
         started = time.perf_counter()
-        rewrapped = await self._rewrap_in_vault(account, target, current)
-        if rewrapped is not None:
-            sealed = rewrapped
-        else:
-            account_key = await session.open(account.context, account.envelope_identity, current)
-            if envelope.key_check_value(account_key) != kcv:
-                raise envelope.EnvelopeError(
-                    "the opened account key does not match the recorded key-check value"
-                )
-            sealed = await self._wrap(account, target, account_key)
+        try:
+            rewrapped = await self._rewrap_in_vault(identity, target, current)
+            if rewrapped is not None:
+                sealed = rewrapped
+            else:
+                account_key = await session.open(account.context, identity, current)
+                if envelope.key_check_value(account_key) != kcv:
+                    raise envelope.EnvelopeError(
+                        "the opened account key does not match the recorded key-check value"
+                    )
+                sealed = await self._wrap(identity, target, account_key)
+        except wrapping.KeyProblem as problem:
+            if isinstance(problem, TargetProblem):
+                raise
+            raise SourceProblem(problem.reason, problem.message, definitive=problem.definitive) from None
         wrapped_at = conditions.now_rfc3339()
-        await self._replace_secret(account, secret, sealed, kcv, wrapped_at)
+        await self._replace_secret(
+            account, held.secret, sealed, kcv=kcv, wrapped_at=wrapped_at, account_id=current.account.id
+        )
         metrics.WRAPS.labels("rewrap", sealed.inner.type, "ok").inc()
         metrics.REWRAP_SECONDS.observe(time.perf_counter() - started)
         if sealed.inner.type == models.EncryptionType.CUSTOMER_KEY.value and target.same_key_other_version(
             current.inner
         ):
             # A rotation re-wraps every account on the key: one Event on the CustomerKey says it.
-            return sealed, kcv, wrapped_at, [], sealed.inner.key_version
+            return _Done(sealed, kcv, wrapped_at, [], rotation=sealed.inner.key_version)
         old, new = domain.describe(current.inner), domain.describe(sealed.inner)
-        message = f"Account key re-wrapped from {old} to {new}."
-        return sealed, kcv, wrapped_at, [("AccountKeyRewrapped", message)], None
+        return _Done(
+            sealed,
+            kcv,
+            wrapped_at,
+            [Tell("AccountKeyRewrapped", f"Account key re-wrapped from {old} to {new}.")],
+        )
+
+    async def _create(self, account: Account, target: wrapping.WrappingKey) -> _Done:
+        """A new account key under a new account ID: the Secret first (owned by this account object,
+        so a crash before the annotation still finds it this account's), then the annotation."""
+        account_id = envelope.new_account_id()
+        account_key = envelope.new_account_key()
+        sealed = await self._wrap(account.identity(account_id), target, account_key)
+        kcv = envelope.key_check_value(account_key)
+        wrapped_at = conditions.now_rfc3339()
+        await self._create_secret(account, sealed, kcv=kcv, wrapped_at=wrapped_at, account_id=account_id)
+        annotated = await self._annotate(account, account_id)
+        metrics.WRAPS.labels("create", sealed.inner.type, "ok").inc()
+        if account.replace_requested:
+            message = (
+                f"A new account key was made, as asked (annotation {labels.ANNOTATION_REPLACE_ACCOUNT_KEY}), "
+                f"in place of the key of account ID {account.replace_key}: data sealed under that key cannot "
+                f"be read. The account is now account ID {account_id}, "
+                f"wrapped by {domain.describe(sealed.inner)}."
+            )
+            told = Tell("AccountKeyReplaced", message, warning=True)
+        else:
+            told = Tell(
+                "AccountKeyCreated", f"Account key made and wrapped by {domain.describe(sealed.inner)}."
+            )
+        return _Done(sealed, kcv, wrapped_at, [told], annotated=annotated)
 
     async def _rewrap_in_vault(
-        self, account: Account, target: wrapping.WrappingKey, current: envelope.Envelope
+        self, identity: envelope.AccountIdentity, target: wrapping.WrappingKey, current: envelope.Envelope
     ) -> envelope.Envelope | None:
         """Another version of the same key: let the vault re-encrypt, if it can (no plaintext leaves it)."""
         if not target.same_key_other_version(current.inner):
             return None
         outer_key = self._platform.infrastructure_key(current.outer_key_version)
-        inner_wrapped = envelope.unseal(current, account=account.envelope_identity, outer_key=outer_key)
+        inner_wrapped = envelope.unseal(current, account=identity, outer_key=outer_key)
         try:
             wrapped = await target.provider.rewrap(target.version, inner_wrapped)
         except base.ProviderError as error:
             raise wrapping.KeyProblem.from_provider(error) from None
-        return None if wrapped is None else self._seal(account, target, wrapped)
+        return None if wrapped is None else self._seal(identity, target, wrapped)
 
     async def _wrap(
-        self, account: Account, target: wrapping.WrappingKey, account_key: bytes
+        self, identity: envelope.AccountIdentity, target: wrapping.WrappingKey, account_key: bytes
     ) -> envelope.Envelope:
         try:
             wrapped = await target.provider.wrap(target.version, account_key)
         except base.ProviderError as error:
-            raise wrapping.KeyProblem.from_provider(error) from None
-        return self._seal(account, target, wrapped)
+            raise TargetProblem.from_provider(error) from None
+        return self._seal(identity, target, wrapped)
 
     def _seal(
-        self, account: Account, target: wrapping.WrappingKey, wrapped: base.Wrapped
+        self, identity: envelope.AccountIdentity, target: wrapping.WrappingKey, wrapped: base.Wrapped
     ) -> envelope.Envelope:
         inner = envelope.InnerKeyRef(**{**target.ref.__dict__, "algorithm": wrapped.algorithm})
         version = self._platform.infrastructure_version
         return envelope.seal(
             wrapped.ciphertext,
-            account=account.envelope_identity,
+            account=identity,
             inner=inner,
             outer_key=self._platform.infrastructure_key(version),
             outer_key_version=version,
@@ -277,14 +495,27 @@ class AccountReconciler:
         self,
         account: Account,
         problem: wrapping.KeyProblem,
-        secret: kubeclient.Cached | None,
         current: envelope.Envelope | None,
-        key_existed: bool,
+        *,
+        target: wrapping.WrappingKey | None,
     ) -> domain.Outcome:
-        if secret is None and key_existed:
-            return domain.outcome_lost(account.secret_name)
         if problem.reason == conditions.Reason.PLATFORM_KEY_MISSING:
             return domain.outcome_error(problem.reason, problem.message)
+        locked = account.status.get("state") == models.AccountState.KEY_INACCESSIBLE.value
+        moving = (
+            current is not None and target is not None and not target.same_key_other_version(current.inner)
+        )
+        if isinstance(problem, SourceProblem) and moving:
+            # A move whose source cannot be opened: the account stays as it is, and says why.
+            assert current is not None and target is not None
+            return domain.outcome_move_waits(
+                reason=problem.reason,
+                message=problem.message,
+                definitive=problem.definitive,
+                current=current.inner,
+                target=target.ref,
+                locked=locked,
+            )
         inaccessible = problem.reason in wrapping.INACCESSIBLE_REASONS
         if not problem.definitive and account.grace_expired:
             # A vault that has not answered for the whole grace period is treated as gone.
@@ -303,25 +534,31 @@ class AccountReconciler:
             definitive=problem.definitive,
             inaccessible=inaccessible,
             current=current.inner if current else None,
-            locked=account.status.get("state") == models.AccountState.KEY_INACCESSIBLE.value,
+            locked=locked,
         )
 
     @staticmethod
     def _wraps_now(account: Account, current: envelope.Envelope) -> bool:
-        """Is the key that failed the one that wraps the account key now (not one it moves to)?"""
-        key = account.context.customer_key
+        """Is the key that failed the one that wraps the account key now, and the one its spec still
+        names (not one it moves to, or away from)?"""
         if current.inner.type != models.EncryptionType.CUSTOMER_KEY.value:
             return False
+        encryption = account.context.spec.encryption
+        if encryption.type is not models.EncryptionType.CUSTOMER_KEY or encryption.key_ref is None:
+            return False  # moving to the system key: the failing key is the one it leaves
+        key = account.context.customer_key
         if key is None:
-            return True  # the CustomerKey resource is gone: its key is the one in use
+            # The CustomerKey the spec names is gone: the one in use, unless the spec names a new one.
+            wrapped_by = (account.status.get("accountKey") or {}).get("wrappedBy") or {}
+            return bool(wrapped_by.get("customerKey", encryption.key_ref.name) == encryption.key_ref.name)
         return (current.inner.key_vault, current.inner.key_name) == (key.vault_ref.name, key.key_name)
 
     # ---- the Secret ---------------------------------------------------------------------------
 
     async def _read_secret(self, account: Account, *, confirm_absence: bool) -> kubeclient.Cached | None:
         """From the watch cache; a Secret missing there is asked for when its absence would mean a
-        lost key (the watch may not have seen a Secret just made). A stale copy is harmless: writes
-        are conditional on its resourceVersion, and a create never overwrites."""
+        lost key (the watch may not have seen a Secret just made, or just restored). A stale copy is
+        harmless: writes are conditional on its resourceVersion, and a create never overwrites."""
         cached = self._secrets.get(account.context.namespace, account.secret_name)
         if cached is not None or not confirm_absence:
             return cached
@@ -357,6 +594,7 @@ class AccountReconciler:
                 annotations={
                     labels.ANNOTATION_KEY_CHECK_VALUE: kcv,
                     labels.ANNOTATION_WRAPPED_AT: wrapped_at,
+                    labels.ANNOTATION_ACCOUNT_ID: sealed.account.id,
                 },
                 owner_references=[owner_reference(account.context.name, account.uid)],
             ),
@@ -365,8 +603,9 @@ class AccountReconciler:
         )
 
     async def _create_secret(
-        self, account: Account, sealed: envelope.Envelope, kcv: str, wrapped_at: str
+        self, account: Account, sealed: envelope.Envelope, *, kcv: str, wrapped_at: str, account_id: str
     ) -> None:
+        assert sealed.account.id == account_id
         try:
             made = await self._core.create_namespaced_secret(
                 account.context.namespace, self._secret_body(account, sealed, kcv, wrapped_at, None)
@@ -387,9 +626,12 @@ class AccountReconciler:
         account: Account,
         secret: kubeclient.Cached,
         sealed: envelope.Envelope,
+        *,
         kcv: str,
         wrapped_at: str,
-    ) -> None:
+        account_id: str,
+    ) -> kubeclient.Cached:
+        assert sealed.account.id == account_id
         body = self._secret_body(account, sealed, kcv, wrapped_at, secret.metadata.resource_version)
         try:
             replaced = await self._core.replace_namespaced_secret(
@@ -399,3 +641,15 @@ class AccountReconciler:
             # 409: changed since read; the old envelope is still there and still opens. Try again.
             raise _retry_or_refused(error, f"replacing Secret {account.secret_name}") from None
         self._secrets.put(replaced)
+        return kubeclient.cached(replaced)
+
+
+def _wrapping_identity(account: Account, inner: envelope.InnerKeyRef) -> str:
+    """The identity a format 1 envelope (which did not record one) was most likely wrapped as: the
+    account's identity, when its spec still names that key; else the default ``<account>-identity``."""
+    if inner.type != models.EncryptionType.CUSTOMER_KEY.value:
+        return ""
+    key = account.context.customer_key
+    if key is not None and (key.vault_ref.name, key.key_name) == (inner.key_vault, inner.key_name):
+        return account.context.identity.name
+    return f"{account.context.name}-identity"

@@ -126,7 +126,14 @@ class AccountController:
             context = self._context(namespace, name, spec)
             pair = _pair(context)
             grace_expired = pair is not None and self.monitor.grace_expired(pair)
-            account = reconciler.Account(seen.uid, context, status, grace_expired)
+            account = reconciler.Account(
+                seen.uid,
+                context,
+                status,
+                grace_expired,
+                account_id=seen.account_id,
+                replace_key=seen.replace_key,
+            )
             try:
                 await self._ensure_identity(key, seen.uid, spec, record)
                 result = await self._reconciler.reconcile(account)
@@ -139,7 +146,9 @@ class AccountController:
                     key, seen, status, domain.outcome_error(conditions.Reason.WRITE_REFUSED, _refusal(error))
                 )
                 return REFUSED_RETRY
-            delay = self._backoff(record, result.outcome)
+            if result.annotated is not None:
+                record.annotated_version = result.annotated
+            delay = self.monitor.interval if result.retry else self._backoff(record, result.outcome)
             self._observe(key, context, status, result)
             logger.debug(
                 "Account %s/%s reconciled: %s, %s (grace expired: %s)",
@@ -158,8 +167,14 @@ class AccountController:
             return None
         if result.key_report is not None:
             await self._report_key(namespace, result.key_report)
-        for reason, message in result.events:
-            await events.post(self._api, _reference(key, seen), reason=reason, message=message)
+        for told in result.events:
+            await events.post(
+                self._api,
+                _reference(key, seen),
+                reason=told.reason,
+                message=told.message,
+                warning=told.warning,
+            )
         if result.rotation is not None and spec.encryption.key_ref is not None:
             self.rotations.add(namespace, spec.encryption.key_ref.name, result.rotation, name)
         metrics.RECONCILIATIONS.labels(result.outcome.conditions[0].reason).inc()
@@ -199,18 +214,21 @@ class AccountController:
                 degraded=degraded,
             ),
         )
-        if result.rotation is not None or any(r == "AccountKeyRewrapped" for r, _ in result.events):
+        if result.rotation is not None or any(t.reason == "AccountKeyRewrapped" for t in result.events):
             metrics.ROTATIONS.inc()
 
     def _forget(self, key: AccountKey) -> None:
         self.monitor.observed(key, None)
         self.records.forget(key)
 
-    def watched(self, key: AccountKey, resource_version: str) -> None:
-        """The account's watch delivered ``resource_version`` (see ``Record.watched``)."""
+    def watched(self, key: AccountKey, resource_version: str) -> bool:
+        """The account's watch delivered ``resource_version`` (see ``Record.watched``); True when that
+        is the echo of the operator's own annotation of the account (nothing new to reconcile)."""
         record = self.records.get(key)
-        if record is not None:
-            record.watched(resource_version)
+        if record is None:
+            return False
+        record.watched(resource_version)
+        return bool(record.annotated_version) and record.annotated_version == resource_version
 
     def forget_namespace(self, namespace: str) -> None:
         """Handed over to another release: its accounts leave the monitor and the gauge."""
@@ -509,9 +527,10 @@ class AccountController:
             await asyncio.sleep(self.monitor.interval)
 
     def _account_key_secret_changed(self, kind: str, secret: Any) -> None:
-        """A deleted or edited account-key Secret re-checks its account at once (AccountKeyLost)."""
+        """A deleted or edited account-key Secret re-checks its account at once (AccountKeyLost), and
+        so does one that appears without an owner: restored, for an account that may be waiting."""
         account = (secret.metadata.labels or {}).get(labels.ACCOUNT)
-        if kind != "ADDED" and account:
+        if account and (kind != "ADDED" or not secret.metadata.owner_uids):
             self.queue.add((secret.metadata.namespace, account))
 
     async def watch_key_versions(self) -> None:

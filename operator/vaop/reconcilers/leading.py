@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from kubernetes_asyncio import client
 
 from .. import config, kubeclient, models, platformkeys, sharding
+from ..dataapi import keys as account_keys
 from ..models import AccountKey
-from . import controller
+from . import controller, sealedobjects
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class LeaderWork:
         key_vaults: Callable[[str], dict[str, dict[str, Any]]],
         accounts: Callable[[], Iterable[AccountKey]],
         account: Callable[[str, str], models.AccountRecord | None],
+        account_key: Callable[[str, str], Awaitable[account_keys.Opened]] | None = None,
     ) -> None:
         self._api = api
         self._identities = identities
@@ -45,7 +47,9 @@ class LeaderWork:
         self._key_vaults = key_vaults
         self._accounts = accounts
         self._account = account
+        self._account_key = account_key  # None: no data API here, so no SealedObjects to keep
         self.controller: controller.AccountController | None = None
+        self.sealed_objects: sealedobjects.SealedObjectUpkeep | None = None
         self._claims: sharding.NamespaceClaims | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -84,6 +88,13 @@ class LeaderWork:
         ]
         if self._claims is not None:
             self._tasks.append(asyncio.create_task(self._claims.run(), name="namespace-claims"))
+        if self._account_key is not None:
+            upkeep = sealedobjects.SealedObjectUpkeep(
+                self._api, account=self._account, account_key=self._account_key
+            )
+            upkeep.queue.start()
+            self._tasks.append(asyncio.create_task(upkeep.run(), name="sealed-objects"))
+            self.sealed_objects = upkeep
         self.controller = work
         for account in self._accounts():
             work.queue.add(account)
@@ -113,6 +124,7 @@ class LeaderWork:
     async def stop(self) -> None:
         """Stop at once: running reconciliations are cancelled (each is crash-safe by design)."""
         work, self.controller = self.controller, None
+        upkeep, self.sealed_objects = self.sealed_objects, None
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -120,6 +132,8 @@ class LeaderWork:
         if self._claims is not None:
             await self._claims.stop()
             self._claims = None
+        if upkeep is not None:
+            await upkeep.queue.stop()
         if work is not None:
             await work.queue.stop()
             await work.rotations.close()

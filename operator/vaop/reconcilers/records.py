@@ -30,6 +30,7 @@ class Record:
     identity_made: bool = False  # its default ServiceAccount exists
     view: AccountView | None = None  # where the key monitor last saw it (None: not reconciled yet)
     state: str | None = None  # its status.state, as last reconciled
+    annotated_version: str = ""  # resourceVersion of the operator's last annotation of the account
 
     def wrote(self, status: dict[str, Any], resource_version: str) -> None:
         self.written_status, self.written_version = status, resource_version

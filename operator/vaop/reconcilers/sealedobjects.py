@@ -1,0 +1,186 @@
+"""SealedObject upkeep: an account's data stays owned by the account and in the current seal format.
+
+The data API writes SealedObjects owned by their account object, in seal format 2. Two things
+leave them otherwise: a restore (Velero drops ownerReferences, so the restored data would outlive
+its account) and an upgrade (format 1, bound to the account's old uid). On the leader, this watches
+SealedObjects without keeping them, notes the accounts that have such objects, and once the account
+is Active (so its key opens) makes each of them right: owned by the account object, resealed in
+format 2. Every write is a replace conditional on the resourceVersion read, so a crash or a
+concurrent data API write leaves either the old object or the new one, both of which open.
+
+An object sealed for another account ID than its account's is left as it is: it is another
+account's data (an account deleted and made again under the same name), which the data API
+withholds, and which only that account's key could open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .. import kubeclient, labels, metrics, models
+from ..crypto import objects
+from ..dataapi import codec, storage
+from ..dataapi import keys as account_keys
+from ..models import AccountKey
+from . import workqueue
+
+logger = logging.getLogger(__name__)
+RESTART_DELAY = 5.0
+
+
+def needs_upkeep(record: storage.Record, account: models.AccountRecord) -> bool:
+    """Is this SealedObject the account's, and not yet as the data API writes it?"""
+    spec, meta = record["spec"], record["metadata"]
+    sealed_for = codec.bound_account_id(record)
+    if sealed_for != (account.account_id or account.uid):
+        return False  # another account's data (or the account not yet annotated): not ours to touch
+    owners = [o.get("uid") for o in meta.get("ownerReferences") or ()]
+    return spec.get("format") != objects.FORMAT_VERSION or owners != [account.uid]
+
+
+class SealedObjectUpkeep:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        account: Callable[[str, str], models.AccountRecord | None],
+        account_key: Callable[[str, str], Awaitable[account_keys.Opened]],
+    ) -> None:
+        self._custom = client.CustomObjectsApi(api)
+        self._account = account
+        self._account_key = account_key
+        self._pending: set[AccountKey] = set()  # accounts with objects to make right
+        self.queue: workqueue.WorkQueue[AccountKey] = workqueue.WorkQueue(
+            self.process, workers=2, name="sealed-objects"
+        )
+
+    def account_active(self, key: AccountKey) -> None:
+        """The account is Active now: its pending objects can be made right."""
+        if key in self._pending:
+            self.queue.add(key)
+
+    # ---- finding work: a paged listing, then a watch; nothing kept but the accounts to visit ----
+
+    async def run(self) -> None:
+        while True:
+            try:
+                version = await self._list_all()
+                await self._watch_from(version)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                status = getattr(error, "status", None)
+                logger.info(
+                    "SealedObject watch ended (%s); listing again", status or error.__class__.__name__
+                )
+                await asyncio.sleep(0 if status == 410 else RESTART_DELAY)
+
+    async def _list_all(self) -> str:
+        version = ""
+        listing = self._custom.list_cluster_custom_object
+        async for page in kubeclient.pages(
+            listing, group=storage.GROUP, version=storage.VERSION, plural=storage.PLURAL
+        ):
+            for record in page["items"]:
+                self._seen(record)
+            version = str(page["metadata"].get("resourceVersion", ""))
+        return version
+
+    async def _watch_from(self, version: str) -> None:
+        while True:
+            stream = watch.Watch()
+            async with stream:
+                async for event in stream.stream(
+                    self._custom.list_cluster_custom_object,
+                    storage.GROUP,
+                    storage.VERSION,
+                    storage.PLURAL,
+                    resource_version=version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=300,
+                ):
+                    if event["type"] == "ERROR":
+                        raise ApiException(status=int(event["raw_object"].get("code", 500)))
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self._seen(event["raw_object"])
+                version = stream.resource_version
+
+    def _seen(self, record: storage.Record) -> None:
+        key = (record["metadata"]["namespace"], str(record["spec"].get("accountName", "")))
+        account = self._account(*key)
+        if account is None:
+            self._pending.add(key)  # restored before its account: looked at once that is Active
+            return
+        if not needs_upkeep(record, account):
+            return
+        self._pending.add(key)
+        if account.state == models.AccountState.ACTIVE.value:
+            self.queue.add(key)
+
+    # ---- making an account's objects right ----------------------------------------------------------
+
+    async def process(self, key: AccountKey) -> float | None:
+        namespace, name = key
+        account = self._account(namespace, name)
+        if account is None or account.state != models.AccountState.ACTIVE.value:
+            return None  # account_active() brings it back
+        self._pending.discard(key)
+        listed = await self._custom.list_namespaced_custom_object(
+            storage.GROUP,
+            storage.VERSION,
+            namespace,
+            storage.PLURAL,
+            label_selector=f"{labels.SEALED_OBJECT_ACCOUNT}={name}",
+        )
+        made_right = 0
+        for record in listed.get("items", []):
+            if needs_upkeep(record, account):
+                await self._make_right(record, account)
+                made_right += 1
+        if made_right:
+            logger.info(
+                "Account %s/%s: %d SealedObjects owned by it again, in seal format %d",
+                namespace,
+                name,
+                made_right,
+                objects.FORMAT_VERSION,
+            )
+        return None
+
+    async def _make_right(self, record: storage.Record, account: models.AccountRecord) -> None:
+        namespace, name = record["metadata"]["namespace"], record["metadata"]["name"]
+        updated: dict[str, Any] = record
+        if record["spec"].get("format") != objects.FORMAT_VERSION:
+            opened = await self._key(namespace, str(record["spec"]["accountName"]))
+            try:
+                updated = codec.resealed(record, account_key=opened.key)
+            except objects.SealError as error:
+                logger.warning("SealedObject %s/%s left in format 1: %s", namespace, name, error)
+                return
+            metrics.WRAPS.labels("format", "SealedObject", "ok").inc()
+        owner = storage.owner(str(record["spec"]["accountName"]), account.uid)
+        updated = {**updated, "metadata": {**updated["metadata"], "ownerReferences": [owner]}}
+        try:
+            await self._custom.replace_namespaced_custom_object(
+                storage.GROUP, storage.VERSION, namespace, storage.PLURAL, name, updated
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return  # deleted meanwhile
+            if error.status == 409:  # written meanwhile (the data API): look again
+                raise workqueue.Transient(f"SealedObject {namespace}/{name} changed meanwhile") from None
+            raise
+
+    async def _key(self, namespace: str, name: str) -> account_keys.Opened:
+        try:
+            return await self._account_key(namespace, name)
+        except account_keys.Unavailable as unavailable:
+            # Its key does not open now (locked meanwhile, a flaky vault): once Active, it is tried again.
+            self._pending.add((namespace, name))
+            raise workqueue.Transient(f"account key unavailable: {unavailable}") from None
