@@ -69,6 +69,44 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recover(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from . import recovery
+
+    try:
+        found = recovery.read_objects(Path(p) for p in args.backup)
+        platform = recovery.OfflinePlatformKeys.found_in(
+            found + recovery.read_objects(Path(p) for p in args.platform_keys)
+        )
+        tenant = recovery.TenantKeys(
+            pems=recovery.parse_pem_arguments(args.key_pem),
+            openbao_token=_secret_from(args.openbao_token_file, "VAOP_RECOVER_OPENBAO_TOKEN"),
+            openbao_address=args.openbao_address,
+            pkcs11_pin=_secret_from(args.pkcs11_pin_file, "VAOP_RECOVER_PKCS11_PIN"),
+            pkcs11_module=args.pkcs11_module,
+        )
+        report = asyncio.run(
+            recovery.recover(found, recovery.Opener(found, platform, tenant), Path(args.out))
+        )
+    except recovery.RecoveryError as error:
+        print(f"vaop recover: {error}", file=sys.stderr)
+        return 2
+    for line in report.lines:
+        print(line)
+    print(f"{len(report.written)} objects written under {args.out}; {report.failures} failures")
+    return 1 if report.failures else 0
+
+
+def _secret_from(path: str | None, variable: str) -> str | None:
+    """A token or PIN from a file or the environment, never from the command line (ps shows that)."""
+    if path:
+        with open(path) as stream:
+            return stream.read().strip()
+    return os.environ.get(variable)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaop", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +134,38 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("--version", type=int, required=True)
         sub.set_defaults(func=_keys)
+
+    recover = commands.add_parser(
+        "recover",
+        help="break glass: open a backup offline and write its AccessPolicies and Videos in plaintext",
+        description=(
+            "Opens a backup (a Velero backup's .tar.gz, the folder it unpacks to, or kubectl get -o yaml "
+            "output) with the platform keys and the tenants' keys, and writes every AccessPolicy and "
+            "Video its SealedObjects hold as a manifest under --out (mode 0600). Touches no cluster."
+        ),
+    )
+    recover.add_argument("backup", nargs="+", help="backup tarballs, folders or YAML/JSON files")
+    recover.add_argument("--out", required=True, help="folder to write the plaintext manifests to")
+    recover.add_argument(
+        "--platform-keys",
+        action="append",
+        default=[],
+        help="the platform-key Secrets, when the backup does not hold the operator's namespace",
+    )
+    recover.add_argument(
+        "--key-pem",
+        action="append",
+        default=[],
+        metavar="VAULT/KEY/VERSION=FILE",
+        help="a kubernetes-provider key version as a PEM file (when its Secrets are not in the backup)",
+    )
+    recover.add_argument(
+        "--openbao-token-file", help="OpenBao token that may decrypt (or $VAOP_RECOVER_OPENBAO_TOKEN)"
+    )
+    recover.add_argument("--openbao-address", help="OpenBao's address, if not the KeyVault's any more")
+    recover.add_argument("--pkcs11-pin-file", help="the HSM token's user PIN (or $VAOP_RECOVER_PKCS11_PIN)")
+    recover.add_argument("--pkcs11-module", help="the PKCS#11 module here, if not the KeyVault's path")
+    recover.set_defaults(func=_recover)
     return parser
 
 

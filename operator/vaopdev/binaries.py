@@ -199,6 +199,35 @@ NODEUTIL = GoTool(
     "nodeutil", "nodeutil", None, ("./cmd/pause", "./cmd/runc-norlimit"), ("pause", "runc-norlimit")
 )
 
+# ---- backups on the kind tier: Velero, its S3 plugin, and an S3 object store for it ---------------
+
+VELERO = GoTool(
+    "velero",
+    "velero",
+    "github.com/vmware-tanzu/velero",
+    ("github.com/vmware-tanzu/velero/cmd/velero",),
+    ("velero",),
+    ldflags=lambda version: f"-s -w -X github.com/vmware-tanzu/velero/pkg/buildinfo.Version={version}",
+)
+VELERO_PLUGIN_AWS = GoTool(
+    "velero-plugin-for-aws",
+    "velero-plugin-for-aws",
+    "github.com/vmware-tanzu/velero-plugin-for-aws",
+    (
+        "github.com/vmware-tanzu/velero-plugin-for-aws/velero-plugin-for-aws",
+        "github.com/vmware-tanzu/velero-plugin-for-aws/hack/cp-plugin",
+    ),
+    ("velero-plugin-for-aws", "cp-plugin"),
+)
+VERSITYGW = GoTool(
+    "versitygw",
+    "versitygw",
+    "github.com/versity/versitygw",
+    ("github.com/versity/versitygw/cmd/versitygw",),
+    ("versitygw",),
+)
+BACKUP_TOOLS = (VELERO, VELERO_PLUGIN_AWS, VERSITYGW)
+
 # ---- what GitOps tools make of live objects (the GitOps tests) ----------------------------------
 
 GITOPS = GoTool("gitops-check", "gitops", "sigs.k8s.io/cli-utils", (".",), ("gitops",))

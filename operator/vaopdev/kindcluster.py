@@ -31,15 +31,21 @@ def dev_dir() -> Path:
     return Path(os.environ.get("VAOP_DEV_DIR", binaries.REPO_ROOT / ".dev"))
 
 
-def kubeconfig_path() -> Path:
-    return dev_dir() / "kind-kubeconfig"
+def kubeconfig_path(name: str = CLUSTER) -> Path:
+    return dev_dir() / ("kind-kubeconfig" if name == CLUSTER else f"kind-{name}-kubeconfig")
 
 
 def _run(
-    command: Sequence[str], *, check: bool = True, timeout: float = 900
+    command: Sequence[str], *, check: bool = True, timeout: float = 900, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        list(command), env=podman.environment(), capture_output=True, text=True, check=False, timeout=timeout
+        list(command),
+        env=podman.environment(),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         raise RuntimeError(
@@ -56,14 +62,20 @@ def kind(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 class Cluster:
     kubeconfig: Path
     operator_image: str
+    name: str = CLUSTER
+
+    def load_archive(self, archive: Path) -> None:
+        """Put a docker-archive image into the node's containerd (what ``kind load`` is for)."""
+        kind("load", "image-archive", str(archive), "--name", self.name)
 
     def kubectl(
-        self, *args: str, check: bool = True, timeout: float = 120
+        self, *args: str, check: bool = True, timeout: float = 120, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         return _run(
             [str(binaries.KUBE.ensure() / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
             check=check,
             timeout=timeout,
+            stdin=stdin,
         )
 
     def helm(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -125,25 +137,28 @@ class Cluster:
         self.helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
 
 
-def exists() -> bool:
-    return CLUSTER in kind("get", "clusters").stdout.split()
+def exists(name: str = CLUSTER) -> bool:
+    return name in kind("get", "clusters").stdout.split()
 
 
-def create() -> Path:
-    """The kind cluster, created when it does not exist yet; returns its kubeconfig."""
-    kubeconfig = kubeconfig_path()
+def create(name: str = CLUSTER) -> Path:
+    """The kind cluster, created when it does not exist yet; returns its kubeconfig. Another name
+    than the config's makes a second cluster on the same network (a migration's target, say)."""
+    kubeconfig = kubeconfig_path(name)
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-    if exists():
-        kind("export", "kubeconfig", "--name", CLUSTER, "--kubeconfig", str(kubeconfig))
+    if exists(name):
+        kind("export", "kubeconfig", "--name", name, "--kubeconfig", str(kubeconfig))
         return kubeconfig
     podman.ensure_network()
     node = nodeimage.ensure()
     Path("/lib/modules").mkdir(exist_ok=True)  # kind bind-mounts it; this VM's kernel has no modules folder
     started = time.monotonic()
-    print(f"vaop: creating the kind cluster {CLUSTER} from {node}...", file=sys.stderr, flush=True)
+    print(f"vaop: creating the kind cluster {name} from {node}...", file=sys.stderr, flush=True)
     kind(
         "create",
         "cluster",
+        "--name",
+        name,
         "--config",
         str(CONFIG),
         "--image",
@@ -157,11 +172,10 @@ def create() -> Path:
     return kubeconfig
 
 
-def load(reference: str) -> None:
-    """Put an image from podman into the node's containerd (what ``kind load`` is for)."""
+def load(cluster: Cluster, reference: str) -> None:
+    """Put an image from podman into the cluster's node."""
     with tempfile.TemporaryDirectory(prefix="vaop-load-") as scratch:
-        archive = podman.save(reference, Path(scratch) / "image.tar")
-        kind("load", "image-archive", str(archive), "--name", CLUSTER)
+        cluster.load_archive(podman.save(reference, Path(scratch) / "image.tar"))
 
 
 def wait_for_system_pods(cluster: Cluster, *, timeout: str = "180s") -> None:
@@ -172,11 +186,11 @@ def wait_for_system_pods(cluster: Cluster, *, timeout: str = "180s") -> None:
     )
 
 
-def up(*, install: bool = True) -> Cluster:
+def up(*, install: bool = True, name: str = CLUSTER) -> Cluster:
     operator_image = image.ensure()
-    kubeconfig = create()
-    cluster = Cluster(kubeconfig, operator_image)
-    load(operator_image)
+    kubeconfig = create(name)
+    cluster = Cluster(kubeconfig, operator_image, name)
+    load(cluster, operator_image)
     wait_for_system_pods(cluster)
     if install:
         installed = cluster.helm("status", RELEASE, "--namespace", NAMESPACE, check=False).returncode == 0
@@ -185,9 +199,12 @@ def up(*, install: bool = True) -> Cluster:
     return cluster
 
 
-def down() -> None:
-    if binaries.KIND.path("kind").is_file() and exists():
-        kind("delete", "cluster", "--name", CLUSTER)
-    kubeconfig_path().unlink(missing_ok=True)
-    if podman.run("network", "exists", podman.NETWORK, check=False).returncode == 0:
+def down(name: str = CLUSTER) -> None:
+    """Delete the cluster; the network too once no cluster is left on it."""
+    built = binaries.KIND.path("kind").is_file()
+    if built and exists(name):
+        kind("delete", "cluster", "--name", name)
+    kubeconfig_path(name).unlink(missing_ok=True)
+    others = built and bool(kind("get", "clusters").stdout.split())
+    if not others and podman.run("network", "exists", podman.NETWORK, check=False).returncode == 0:
         podman.run("network", "rm", podman.NETWORK, check=False)

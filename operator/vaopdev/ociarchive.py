@@ -28,16 +28,20 @@ class Image:
     user: str = ""
 
 
-def files_layer(path: Path, files: dict[str, Path], *, mode: int = 0o755) -> Path:
-    """A layer holding ``files`` (image path -> host file), owned by root, with parent folders."""
-    folders: set[str] = set()
+def files_layer(
+    path: Path, files: dict[str, Path], *, mode: int = 0o755, empty: dict[str, int] | None = None
+) -> Path:
+    """A layer holding ``files`` (image path -> host file), owned by root, with parent folders, and
+    the ``empty`` folders (image path -> mode), such as a /tmp."""
+    folders: dict[str, int] = {}
     for target in files:
         parts = target.strip("/").split("/")[:-1]
-        folders.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+        folders.update(("/".join(parts[: i + 1]), 0o755) for i in range(len(parts)))
+    folders.update((folder.strip("/"), folder_mode) for folder, folder_mode in (empty or {}).items())
     with tarfile.open(path, "w") as layer:
-        for folder in sorted(folders):
+        for folder, folder_mode in sorted(folders.items()):
             info = tarfile.TarInfo(folder)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            info.type, info.mode = tarfile.DIRTYPE, folder_mode
             layer.addfile(info)
         for target, source in sorted(files.items()):
             info = layer.gettarinfo(str(source), arcname=target.strip("/"))

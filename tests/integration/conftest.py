@@ -152,3 +152,9 @@ def namespace(admin: client.ApiClient) -> Iterator[str]:
 def keys_namespace(admin: client.ApiClient) -> Iterator[str]:
     """The tenant's separate namespace for key Secrets (the kubernetes provider's "vault")."""
     yield from _fresh_namespace(admin, "keys")
+
+
+@pytest.fixture
+def other_keys_namespace(admin: client.ApiClient) -> Iterator[str]:
+    """A second namespace of key Secrets: another "vault" of the same tenant."""
+    yield from _fresh_namespace(admin, "keys")

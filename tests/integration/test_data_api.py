@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from kubernetes import client, watch
 
 from tests import helpers
-from tests.integration import tenant
+from tests.integration import legacy, tenant
 from tests.integration.conftest import WITHIN_ONE_INTERVAL, Kubectl, OperatorProcess
 from vaopdev import binaries, cluster
 
@@ -476,7 +476,8 @@ def _sealed(admin: client.ApiClient, namespace: str) -> list[dict[str, Any]]:
 def test_a_sealed_object_copied_to_another_name_or_account_does_not_open(
     kubectl: Kubectl, admin: client.ApiClient, namespace: str
 ) -> None:
-    """Someone with write access to the storage (an admin) moves ciphertext around: it never opens."""
+    """An admin may not write the storage at all (the webhook lets only the operator); someone who can
+    act as the operator moves ciphertext around: it never opens."""
     _active_account(admin, namespace, "studio")
     _active_account(admin, namespace, "other")
     kubectl("create", "-f", "-", stdin=video(namespace, "original"))
@@ -488,9 +489,27 @@ def test_a_sealed_object_copied_to_another_name_or_account_does_not_open(
     moved = dict(
         decoy, spec={**decoy["spec"], **{k: original["spec"][k] for k in ("nonce", "ciphertext", "format")}}
     )
-    custom.replace_namespaced_custom_object(
-        "internal.videoanalyzer.io", "v1alpha1", namespace, "sealedobjects", decoy["metadata"]["name"], moved
+    with pytest.raises(client.ApiException) as refused:
+        custom.replace_namespaced_custom_object(
+            "internal.videoanalyzer.io",
+            "v1alpha1",
+            namespace,
+            "sealedobjects",
+            decoy["metadata"]["name"],
+            moved,
+        )
+    assert refused.value.status == 403 and "only the video-analyzer operator writes them" in str(
+        refused.value.body
     )
+    with legacy.as_operator(admin) as as_operator:
+        client.CustomObjectsApi(as_operator).replace_namespaced_custom_object(
+            "internal.videoanalyzer.io",
+            "v1alpha1",
+            namespace,
+            "sealedobjects",
+            decoy["metadata"]["name"],
+            moved,
+        )
     copied = _json(kubectl, "get", "video", "decoy", "-n", namespace)
     assert "spec" not in copied
     assert helpers.condition(copied, "Ready")["reason"] == "UnsealFailed"  # type: ignore[index]

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import dataclasses
 import datetime
+import json
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -23,10 +24,16 @@ from typing import Any
 from kubernetes import client
 
 from tests import helpers
-from tests.integration import clockshift, faulty_proxy, tenant
-from tests.integration.conftest import CHECK_INTERVAL, GRACE_PERIOD, WITHIN_ONE_INTERVAL, OperatorProcess
+from tests.integration import clockshift, faulty_proxy, legacy, tenant
+from tests.integration.conftest import (
+    CHECK_INTERVAL,
+    GRACE_PERIOD,
+    WITHIN_ONE_INTERVAL,
+    Kubectl,
+    OperatorProcess,
+)
 from tests.integration.test_openbao import transit_vault
-from vaop import config
+from vaop import config, labels
 from vaop.crypto import envelope
 from vaopdev import cluster, environment, openbao
 
@@ -542,3 +549,51 @@ def test_apiserver_answering_429_and_5xx_to_a_share_of_requests(
     rate = faulted["requests"] / faulty_seconds
     print(f"faults {faulted}; {rate:.0f} requests/s over {faulty_seconds:.0f} s; reads per account {reads}")
     assert reads[-1] <= faulty_seconds, reads
+
+
+def test_operator_sigkilled_while_it_moves_200_accounts_to_format_2(
+    admin: client.ApiClient, kubectl: Kubectl, namespace: str, operator: OperatorProcess
+) -> None:
+    """An upgrade: 200 accounts, each with a Video, as the operator before account IDs left them
+    (format 1). The new operator moves them, killed again and again meanwhile; each ends moved, on
+    the key it always had, its data reading back as it was."""
+    names = _names(200)
+    operator.stop()
+    try:
+        with legacy.as_operator(admin) as old_operator, ThreadPoolExecutor(8) as pool:
+            left = list(pool.map(lambda name: legacy.provision(admin, old_operator, namespace, name), names))
+    finally:
+        operator.start(data_api=False)
+
+    def pending() -> int:
+        accounts = helpers.custom(admin).list_namespaced_custom_object(
+            "videoanalyzer.io", "v1alpha1", namespace, "videoanalyzeraccounts"
+        )["items"]
+        annotated = sum(
+            labels.ANNOTATION_ACCOUNT_ID in (a["metadata"].get("annotations") or {}) for a in accounts
+        )
+        sealed = helpers.custom(admin).list_namespaced_custom_object(
+            "internal.videoanalyzer.io", "v1alpha1", namespace, "sealedobjects"
+        )["items"]
+        moved = sum(s["spec"]["format"] == 2 and bool(s["metadata"].get("ownerReferences")) for s in sealed)
+        return int(2 * len(names) - annotated - moved)
+
+    hit = _Killer(operator, seed=2).kill_during(15, pending, pause=(0.05, 0.6))
+    operator.start()
+    helpers.eventually(lambda: pending() == 0, timeout=180, interval=1)
+    assert hit > 0  # the kills landed while there was work to interrupt
+    videos = {
+        v["metadata"]["name"]: v
+        for v in json.loads(kubectl("-n", namespace, "get", "videos", "-o", "json").stdout)["items"]
+    }
+    for was in left:
+        account = helpers.get(admin, namespace, "VideoAnalyzerAccount", was.name)
+        assert tenant.account_id(account) == was.uid
+        assert account["status"]["accountKey"]["keyCheckValue"] == was.key_check_value
+        assert (
+            envelope.key_check_value(tenant.open_account_key(admin, namespace, was.name))
+            == was.key_check_value
+        )
+        video = videos[was.video["name"]]
+        assert (video["spec"], video["metadata"]["uid"]) == (was.video["spec"], was.video["uid"])
+    assert operator.alive()

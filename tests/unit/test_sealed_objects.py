@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.integration import legacy
 from vaop.crypto import envelope, objects, rsa
 from vaop.dataapi import codec
 
@@ -116,3 +117,47 @@ def test_a_format_1_object_is_resealed_as_format_2_with_the_same_content() -> No
     assert codec.open_record(moved, account_key=key)["spec"] == V1["video"]["object"]["spec"]
     with pytest.raises(objects.SealError):  # format 2 binds the account ID: it does not open for another
         codec.open_record({**moved, "spec": {**moved["spec"], "accountID": "another"}}, account_key=key)
+
+
+def _keys_of(document: Any) -> Any:
+    """The shape of a JSON document: its keys, nested, without the values."""
+    if isinstance(document, dict):
+        return {key: _keys_of(value) for key, value in document.items()}
+    return None
+
+
+def test_the_upgrade_tests_write_format_1_as_the_old_operator_did() -> None:
+    """tests/integration/legacy.py stands in for the old operator: what it writes has the recorded
+    vectors' shape and opens with the same keys, through the same reader."""
+    recorded = json.loads(V1["envelope"])
+    sealed = envelope.decode(V1["envelope"].encode())
+    account = envelope.AccountIdentity(
+        V1["account"]["namespace"], V1["account"]["name"], V1["account"]["uid"]
+    )
+    outer = base64.b64decode(V1["infrastructureKey"])
+    rewritten = legacy.seal_envelope(
+        envelope.unseal(sealed, account=account, outer_key=outer),
+        uid=account.id,
+        namespace=account.namespace,
+        name=account.name,
+        inner=recorded["inner"],
+        outer_key=outer,
+    )
+    assert _keys_of(json.loads(rewritten)) == _keys_of(recorded)
+    assert envelope.unseal(envelope.decode(rewritten), account=account, outer_key=outer)
+    key = _v1_account_key()
+    video = V1["video"]
+    content = {"metadata": {"labels": video["object"]["metadata"]["labels"]}, "spec": video["object"]["spec"]}
+    record = _v1_record()
+    record["spec"].update(
+        legacy.seal_object(
+            content,
+            account_key=key,
+            kind="Video",
+            namespace="tenant-a",
+            name="lobby",
+            uid=video["uid"],
+            account_uid=account.id,
+        )
+    )
+    assert codec.open_record(record, account_key=key)["spec"] == video["object"]["spec"]

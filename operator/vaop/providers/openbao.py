@@ -64,8 +64,10 @@ class OpenBaoKeyProvider(base.KeyProvider):
         service_account_token: str,
         identity: str,
         ca_bundle: str | None = None,
+        vault_token: str | None = None,
     ) -> None:
         self._address = address.rstrip("/")
+        self._vault_token = vault_token  # a token given outright (break glass) instead of a login
         self._transit = transit_mount.strip("/")
         self._auth = auth_mount.strip("/")
         self._role = role
@@ -168,6 +170,8 @@ class OpenBaoKeyProvider(base.KeyProvider):
         return self._keys[key_name]
 
     async def _login(self) -> str:
+        if self._vault_token is not None:
+            return self._vault_token
         cache_key = (self._address, self._auth, self._role, self._jwt)
         cached = _tokens.get(cache_key)
         if cached and time.monotonic() < cached[1]:

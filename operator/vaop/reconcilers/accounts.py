@@ -551,7 +551,10 @@ class AccountReconciler:
             # The CustomerKey the spec names is gone: the one in use, unless the spec names a new one.
             wrapped_by = (account.status.get("accountKey") or {}).get("wrappedBy") or {}
             return bool(wrapped_by.get("customerKey", encryption.key_ref.name) == encryption.key_ref.name)
-        return (current.inner.key_vault, current.inner.key_name) == (key.vault_ref.name, key.key_name)
+        same_key = (current.inner.key_vault, current.inner.key_name) == (key.vault_ref.name, key.key_name)
+        # The same key as another identity is a move too: the identity that failed is the new one.
+        same_identity = current.inner.identity in ("", account.context.identity.name)
+        return same_key and same_identity
 
     # ---- the Secret ---------------------------------------------------------------------------
 
