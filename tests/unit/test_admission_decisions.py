@@ -153,11 +153,12 @@ def _restored_secret(
         "type": labels.ACCOUNT_KEY_SECRET_TYPE,
         "data": {labels.ENVELOPE_DATA_KEY: base64.b64encode(envelope.encode(sealed)).decode()},
     }
+    changed = {**obj, "data": {labels.ENVELOPE_DATA_KEY: "b3RoZXI="}} if operation == "UPDATE" else obj
     return {
         "kind": {"kind": "Secret"},
         "operation": operation,
         "namespace": "t",
-        "object": None if operation == "DELETE" else obj,
+        "object": None if operation == "DELETE" else changed,
         "oldObject": obj if operation != "CREATE" else None,
         "userInfo": {"username": user},
     }
@@ -204,6 +205,23 @@ def _restored_secret(
 def test_restored_account_key_secrets(request_: dict[str, Any], allowed: bool, words: str) -> None:
     verdict = admission.review(request_, VIEW)
     assert (verdict.allowed, words in verdict.message) == (allowed, True), verdict.message
+
+
+def test_a_restore_may_put_managed_fields_back_and_change_nothing_else() -> None:
+    """Velero patches a restored object's managedFields in after creating it."""
+    request = _restored_secret(operation="UPDATE")
+    created = request["oldObject"]
+    request["object"] = {**created, "metadata": {**created["metadata"], "managedFields": [{"manager": "x"}]}}
+    assert admission.review(request, VIEW).allowed
+    request["object"]["data"] = {labels.ENVELOPE_DATA_KEY: "b3RoZXI="}
+    assert not admission.review(request, VIEW).allowed
+    request["userInfo"] = {"username": "alice"}
+    request["object"] = {**created, "metadata": {**created["metadata"], "managedFields": [{"manager": "x"}]}}
+    assert not admission.review(request, VIEW).allowed
+    sealed = _sealed_object(operation="UPDATE")
+    sealed["oldObject"] = sealed["object"]
+    sealed["object"] = {**sealed["object"], "metadata": {**sealed["object"]["metadata"], "managedFields": []}}
+    assert admission.review(sealed, VIEW).allowed
 
 
 def test_restored_secrets_wait_for_the_platform_keys() -> None:
