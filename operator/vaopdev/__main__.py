@@ -116,7 +116,9 @@ def _image(args: argparse.Namespace) -> int:
 
 
 def _binaries(args: argparse.Namespace) -> int:
-    for tool in binaries.CONTROL_PLANE_TOOLS + (binaries.KIND_TOOLS if args.kind else ()):
+    for tool in binaries.CONTROL_PLANE_TOOLS + (
+        binaries.KIND_TOOLS + binaries.BACKUP_TOOLS if args.kind else ()
+    ):
         print(f"{tool.name}: {tool.ensure()}")
     return 0
 
@@ -134,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("kind-down", help="delete the kind cluster").set_defaults(func=_kind_down)
     commands.add_parser("image", help="build the operator image with podman").set_defaults(func=_image)
     build = commands.add_parser("binaries", help="build the Go binaries into the cache")
-    build.add_argument("--kind", action="store_true", help="also the kind tier's (node image inputs)")
+    build.add_argument(
+        "--kind",
+        action="store_true",
+        help="also the kind tier's (node image inputs, Velero and its object store)",
+    )
     build.set_defaults(func=_binaries)
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from tests.integration import backup as backups
 from tests.integration import tenant
 from tests.integration.conftest import WITHIN_ONE_INTERVAL, Kubectl
 from vaop import labels
+from vaop.crypto import envelope
 
 pytestmark = pytest.mark.usefixtures("operator", "restore_identity")
 AS_GARBAGE_COLLECTOR = "--as=system:serviceaccount:kube-system:generic-garbage-collector"
@@ -273,6 +275,21 @@ def test_the_webhook_lets_the_restore_identity_restore_and_nobody_else(
     assert refused.returncode != 0
     assert f"holds the account key of account {namespace}/studio" in refused.stderr
     assert f"restored as the key of {namespace}/byok" in refused.stderr
+    # Nor restore a key sealed with another cluster's platform keys: it says which step is missing.
+    foreign = json.loads(json.dumps(secret))
+    document = json.loads(base64.b64decode(foreign["data"]["envelope"]))
+    other_cluster = envelope.decode(base64.b64decode(foreign["data"]["envelope"]))
+    resealed = envelope.seal(
+        os.urandom(256),
+        account=other_cluster.account,
+        inner=other_cluster.inner,
+        outer_key=os.urandom(32),
+        outer_key_version=document["outer"]["keyVersion"],
+    )
+    foreign["data"]["envelope"] = base64.b64encode(envelope.encode(resealed)).decode()
+    refused = kubectl("create", f"--as={backups.VELERO}", "-f", "-", stdin=json.dumps(foreign), check=False)
+    assert refused.returncode != 0
+    assert "PlatformKeyMissing" in refused.stderr and "restore the platform keys" in refused.stderr
     saved.restore(kubectl)
     _assert_back(admin, kubectl, namespace, tenant_with_data)
 
