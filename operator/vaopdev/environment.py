@@ -173,6 +173,8 @@ class OperatorProcess:
         self.fault_file.write_text("")
 
     def start(self, *, timeout: float = 60, data_api: bool = True) -> None:
+        if self.alive():  # two operators of one identity would both lead: never what a caller wants
+            raise RuntimeError("the operator is running already: stop or kill it first")
         health_port, metrics_port, webhook_port = (
             cluster.free_port(),
             cluster.free_port(),

@@ -144,6 +144,25 @@ def studio_on_customer_key(admin: client.ApiClient, namespace: str, keys_namespa
     return pem
 
 
+def system_and_customer_key_accounts(
+    admin: client.ApiClient, namespace: str, keys_namespace: str
+) -> dict[str, str]:
+    """Account "studio" on the system key and "byok" on CustomerKey "key" (kubernetes provider, key
+    "kek" version 1 and the grant of byok-identity in ``keys_namespace``), both Ready: their
+    key-check values by name."""
+    account(admin, namespace, "studio")
+    make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
+    put_key_version(admin, keys_namespace, "kek", 1, rsa_pem(2048))
+    make_key(admin, namespace, "key", vault="vault", key_name="kek")
+    grant(admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="byok-identity")
+    account(admin, namespace, "byok", key="key")
+    ready = {
+        name: wait_condition(admin, namespace, name, "Ready", "True", timeout=60)
+        for name in ("studio", "byok")
+    }
+    return {name: a["status"]["accountKey"]["keyCheckValue"] for name, a in ready.items()}
+
+
 def set_encryption(admin: client.ApiClient, namespace: str, name: str, *, key: str | None) -> None:
     encryption = (
         {"type": "CustomerKey", "keyRef": {"name": key}} if key else {"type": "SystemKey", "keyRef": None}

@@ -482,34 +482,29 @@ def test_a_sealed_object_copied_to_another_name_or_account_does_not_open(
     _active_account(admin, namespace, "other")
     kubectl("create", "-f", "-", stdin=video(namespace, "original"))
     kubectl("create", "-f", "-", stdin=video(namespace, "decoy", account="other", title="Decoy"))
-    custom = client.CustomObjectsApi(admin)
     by_name = {s["spec"]["name"]: s for s in _sealed(admin, namespace)}
     original, decoy = by_name["original"], by_name["decoy"]
     # the original's ciphertext under the decoy's name, and under the other account
     moved = dict(
         decoy, spec={**decoy["spec"], **{k: original["spec"][k] for k in ("nonce", "ciphertext", "format")}}
     )
+
+    def replace(api: client.ApiClient) -> None:
+        client.CustomObjectsApi(api).replace_namespaced_custom_object(
+            "internal.videoanalyzer.io",
+            "v1alpha1",
+            namespace,
+            "sealedobjects",
+            decoy["metadata"]["name"],
+            moved,
+        )
+
     with pytest.raises(client.ApiException) as refused:
-        custom.replace_namespaced_custom_object(
-            "internal.videoanalyzer.io",
-            "v1alpha1",
-            namespace,
-            "sealedobjects",
-            decoy["metadata"]["name"],
-            moved,
-        )
-    assert refused.value.status == 403 and "only the video-analyzer operator writes them" in str(
-        refused.value.body
-    )
+        replace(admin)
+    assert refused.value.status == 403
+    assert "only the video-analyzer operator writes them" in str(refused.value.body)
     with legacy.as_operator(admin) as as_operator:
-        client.CustomObjectsApi(as_operator).replace_namespaced_custom_object(
-            "internal.videoanalyzer.io",
-            "v1alpha1",
-            namespace,
-            "sealedobjects",
-            decoy["metadata"]["name"],
-            moved,
-        )
+        replace(as_operator)
     copied = _json(kubectl, "get", "video", "decoy", "-n", namespace)
     assert "spec" not in copied
     assert helpers.condition(copied, "Ready")["reason"] == "UnsealFailed"  # type: ignore[index]

@@ -579,9 +579,10 @@ def test_operator_sigkilled_while_it_moves_200_accounts_to_format_2(
         return int(2 * len(names) - annotated - moved)
 
     hit = _Killer(operator, seed=2).kill_during(15, pending, pause=(0.05, 0.6))
-    operator.start()
     helpers.eventually(lambda: pending() == 0, timeout=180, interval=1)
     assert hit > 0  # the kills landed while there was work to interrupt
+    operator.stop()
+    operator.start()  # and waits for the data API to be served again, to read the Videos through it
     videos = {
         v["metadata"]["name"]: v
         for v in json.loads(kubectl("-n", namespace, "get", "videos", "-o", "json").stdout)["items"]

@@ -20,6 +20,7 @@ from kubernetes import client
 
 from tests.integration import softhsm, tenant
 from tests.integration.conftest import Kubectl
+from tests.integration.test_data_api import POLICY
 from tests.integration.test_openbao import transit_vault
 from tests.integration.test_pkcs11 import _hsm_vault
 from vaop import recovery
@@ -99,7 +100,7 @@ def test_recover_opens_a_backup_with_every_kind_of_key_offline(  # noqa: PLR0917
         account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
         kcvs[kind] = account["status"]["accountKey"]["keyCheckValue"]
         kubectl("apply", "-f", "-", stdin=_video(namespace, f"{kind} lobby"))
-    kubectl("apply", "-f", "-", stdin=_policy(tenants["kubernetes"]))
+    kubectl("apply", "-f", "-", stdin=POLICY.format(namespace=tenants["kubernetes"]))
     served = {kind: _served(kubectl, namespace, "video", "lobby") for kind, namespace in tenants.items()}
     policy = _served(kubectl, tenants["kubernetes"], "accesspolicy", "viewers")
 
@@ -162,19 +163,3 @@ def test_recover_opens_a_backup_with_every_kind_of_key_offline(  # noqa: PLR0917
     assert yaml.safe_load(written.read_text()) == policy
     # No key material on the way: neither the account keys nor the tenant's key.
     assert "BEGIN" not in done.stdout + done.stderr
-
-
-def _policy(namespace: str) -> str:
-    return f"""
-apiVersion: data.videoanalyzer.io/v1alpha1
-kind: AccessPolicy
-metadata: {{name: viewers, namespace: {namespace}}}
-spec:
-  accountName: studio
-  role: Reader
-  authentication:
-    issuers: [https://login.example.com]
-    audiences: [videoanalyzer]
-    claims: [{{name: team, value: blue}}]
-    keys: [{{type: RSA, kid: k1, alg: RS256, "n": "0vx7agoebGcQSuuPiLJXZptN", "e": AQAB}}]
-"""

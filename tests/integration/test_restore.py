@@ -68,16 +68,7 @@ def tenant_with_data(
 ) -> dict[str, Any]:
     """studio on the system key, byok on a customer key (kubernetes provider, key Secrets and grant in
     ``keys_namespace``, which the restore leaves alone), a Video on each."""
-    tenant.account(admin, namespace, "studio")
-    tenant.make_vault(admin, namespace, "vault", keys_namespace=keys_namespace)
-    tenant.put_key_version(admin, keys_namespace, "kek", 1, tenant.rsa_pem(2048))
-    tenant.make_key(admin, namespace, "key", vault="vault", key_name="kek")
-    tenant.grant(admin, keys_namespace=keys_namespace, identity_namespace=namespace, identity="byok-identity")
-    tenant.account(admin, namespace, "byok", key="key")
-    kcvs = {}
-    for name in ("studio", "byok"):
-        account = tenant.wait_condition(admin, namespace, name, "Ready", "True")
-        kcvs[name] = account["status"]["accountKey"]["keyCheckValue"]
+    kcvs = tenant.system_and_customer_key_accounts(admin, namespace, keys_namespace)
     kubectl("apply", "-f", "-", stdin=_video(namespace, "lobby", "studio", "Lobby camera"))
     kubectl("apply", "-f", "-", stdin=_video(namespace, "door", "byok", "Door camera"))
     videos = {name: _read(kubectl, namespace, "video", name) for name in ("lobby", "door")}
@@ -119,6 +110,13 @@ def _assert_back(admin: client.ApiClient, kubectl: Kubectl, namespace: str, befo
         return owners == {"lobby": [uids["studio"]], "door": [uids["byok"]]}
 
     helpers.eventually(data_owned, timeout=30)
+
+
+def _annotate(kubectl: Kubectl, namespace: str, annotation: str, value: str) -> None:
+    """What a person runs: kubectl annotate, on account studio."""
+    kubectl(
+        "-n", namespace, "annotate", "--overwrite", "videoanalyzeraccount", "studio", f"{annotation}={value}"
+    )
 
 
 def _account_key_secrets(admin: client.ApiClient, namespace: str) -> list[str]:
@@ -194,14 +192,7 @@ def test_without_its_account_id_a_restored_key_is_adopted_only_when_a_person_say
         assert command in message
         assert helpers.condition(account, "Stalled") is not None
     # studio is that account: a person says so.
-    kubectl(
-        "-n",
-        namespace,
-        "annotate",
-        "videoanalyzeraccount",
-        "studio",
-        f"videoanalyzer.io/account-id={envelope_ids['studio']}",
-    )
+    _annotate(kubectl, namespace, labels.ANNOTATION_ACCOUNT_ID, envelope_ids["studio"])
     studio = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     assert studio["status"]["accountKey"]["keyCheckValue"] == tenant_with_data["kcvs"]["studio"]
     assert _read(kubectl, namespace, "video", "lobby") == tenant_with_data["videos"]["lobby"]
@@ -226,25 +217,10 @@ def test_a_lost_key_is_replaced_only_when_a_person_names_it(
     kubectl("-n", namespace, "delete", "secret", "studio-account-key", AS_GARBAGE_COLLECTOR)  # as if lost
     lost = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="AccountKeyLost")
     assert f"videoanalyzer.io/replace-account-key={old_id}" in helpers.condition(lost, "Ready")["message"]  # type: ignore[index]
-    kubectl(
-        "-n",
-        namespace,
-        "annotate",
-        "videoanalyzeraccount",
-        "studio",
-        "videoanalyzer.io/replace-account-key=not-its-id",
-    )
+    _annotate(kubectl, namespace, labels.ANNOTATION_REPLACE_ACCOUNT_KEY, "not-its-id")
     time.sleep(WITHIN_ONE_INTERVAL)
     assert tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="AccountKeyLost")
-    kubectl(
-        "-n",
-        namespace,
-        "annotate",
-        "--overwrite",
-        "videoanalyzeraccount",
-        "studio",
-        f"videoanalyzer.io/replace-account-key={old_id}",
-    )
+    _annotate(kubectl, namespace, labels.ANNOTATION_REPLACE_ACCOUNT_KEY, old_id)
     replaced = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
     assert replaced["status"]["accountKey"]["keyCheckValue"] != tenant_with_data["kcvs"]["studio"]
     assert tenant.account_id(replaced) != old_id

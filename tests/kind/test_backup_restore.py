@@ -64,16 +64,7 @@ def before(release: kindcluster.Cluster, admin: client.ApiClient) -> dict[str, A
     Secrets and grant in shop-keys), a Video on each, an AccessPolicy; what they read as."""
     for namespace in (TENANT, KEYS):
         release.kubectl("create", "namespace", namespace)
-    tenant.account(admin, TENANT, "studio")
-    tenant.make_vault(admin, TENANT, "vault", keys_namespace=KEYS)
-    tenant.put_key_version(admin, KEYS, "kek", 1, tenant.rsa_pem(2048))
-    tenant.make_key(admin, TENANT, "key", vault="vault", key_name="kek")
-    tenant.grant(admin, keys_namespace=KEYS, identity_namespace=TENANT, identity="byok-identity")
-    tenant.account(admin, TENANT, "byok", key="key")
-    kcvs = {}
-    for name in ("studio", "byok"):
-        account = tenant.wait_condition(admin, TENANT, name, "Ready", "True", timeout=60)
-        kcvs[name] = account["status"]["accountKey"]["keyCheckValue"]
+    kcvs = tenant.system_and_customer_key_accounts(admin, TENANT, KEYS)
     for video, account_name in (("lobby", "studio"), ("door", "byok")):
         release.kubectl("apply", "-f", "-", stdin=_video(video, account_name))
     return {"kcvs": kcvs, "videos": {v: _read(release, TENANT, v) for v in TITLES}}

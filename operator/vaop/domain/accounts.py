@@ -92,13 +92,7 @@ def not_held(
             f"{labels.ANNOTATION_ACCOUNT_ID}={held.id} ; if it is a new account, delete Secret {secret_name} "
             "(or name the account differently) and a new key is made"
         )
-        return Outcome(
-            AccountState.PROVISIONING,
-            [
-                Condition(conditions.READY, "False", Reason.ACCOUNT_KEY_NOT_ADOPTED, message),
-                Condition(conditions.ACCOUNT_KEY_READY, "False", Reason.ACCOUNT_KEY_NOT_ADOPTED, message),
-            ],
-        )
+        return _account_key_outcome(AccountState.PROVISIONING, Reason.ACCOUNT_KEY_NOT_ADOPTED, message)
     return None
 
 
@@ -296,13 +290,7 @@ def outcome_lost(secret_name: str, *, namespace: str, name: str, account_id: str
         "encrypted under the old one would be lost; restore the Secret from backup "
         f"(docs/operations.md#backup-and-restore). {_replace_hint(namespace, name, account_id)}."
     )
-    return Outcome(
-        AccountState.ERROR,
-        [
-            Condition(conditions.READY, "False", Reason.ACCOUNT_KEY_LOST, message),
-            Condition(conditions.ACCOUNT_KEY_READY, "False", Reason.ACCOUNT_KEY_LOST, message),
-        ],
-    )
+    return _account_key_outcome(AccountState.ERROR, Reason.ACCOUNT_KEY_LOST, message)
 
 
 def outcome_awaiting_restore(secret_name: str, *, namespace: str, name: str, account_id: str) -> Outcome:
@@ -314,18 +302,18 @@ def outcome_awaiting_restore(secret_name: str, *, namespace: str, name: str, acc
         "before custom resources); the account then opens its own key and its data reads again. No new "
         f"key is made meanwhile. {_replace_hint(namespace, name, account_id)}."
     )
-    return Outcome(
-        AccountState.PROVISIONING,
-        [
-            Condition(conditions.READY, "False", Reason.ACCOUNT_KEY_NOT_RESTORED, message),
-            Condition(conditions.ACCOUNT_KEY_READY, "False", Reason.ACCOUNT_KEY_NOT_RESTORED, message),
-        ],
-    )
+    return _account_key_outcome(AccountState.PROVISIONING, Reason.ACCOUNT_KEY_NOT_RESTORED, message)
 
 
 def outcome_error(reason: str, message: str) -> Outcome:
+    return _account_key_outcome(AccountState.ERROR, reason, message)
+
+
+def _account_key_outcome(state: AccountState, reason: str, message: str) -> Outcome:
+    """Something about the account key itself (not the key that wraps it): Ready and
+    AccountKeyReady both say it."""
     return Outcome(
-        AccountState.ERROR,
+        state,
         [
             Condition(conditions.READY, "False", reason, message),
             Condition(conditions.ACCOUNT_KEY_READY, "False", reason, message),
