@@ -147,6 +147,33 @@ def _platform_keys(admin: client.ApiClient) -> tuple[bytes, rsa_keys.RSAPrivateK
     return base64.b64decode(infra.data["1"]), private
 
 
+def _old_conditions(inner_ref: tuple[str, str, str]) -> list[dict[str, Any]]:
+    """An Active account's conditions, worded as the old operator worded them."""
+    kind, vault, key_name = inner_ref
+    where = (
+        "the system key (version 1)"
+        if kind == "SystemKey"
+        else f"key {key_name} version 1 in KeyVault {vault}"
+    )
+    said = (
+        ("Ready", "True", "Ready", f"The account key is wrapped by {where}."),
+        ("AccountKeyReady", "True", "Wrapped", f"Wrapped by {where}, double encrypted."),
+        ("KeyInaccessible", "False", "KeyAccessible", f"{where[0].upper()}{where[1:]} is usable."),
+        ("VaultDegraded", "False", "KeyAccessible", "The vault answers."),
+    )
+    return [
+        {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": "2026-11-01T00:00:00Z",
+            "observedGeneration": 1,
+        }
+        for type_, status, reason, message in said
+    ]
+
+
 def provision(
     admin: client.ApiClient,
     operator: client.ApiClient,
@@ -231,21 +258,7 @@ def provision(
             "algorithm": "RSA-OAEP-256+A256GCM",
             "wrappedAt": "2026-11-01T00:00:00Z",
         },
-        "conditions": [
-            {
-                "type": t,
-                "status": s,
-                "reason": r,
-                "message": "as the old operator left it",
-                "lastTransitionTime": "2026-11-01T00:00:00Z",
-            }
-            for t, s, r in (
-                ("Ready", "True", "Ready"),
-                ("AccountKeyReady", "True", "Wrapped"),
-                ("KeyInaccessible", "False", "KeyAccessible"),
-                ("VaultDegraded", "False", "KeyAccessible"),
-            )
-        ],
+        "conditions": _old_conditions(inner_ref),
     }
     helpers.custom(admin).patch_namespaced_custom_object_status(
         "videoanalyzer.io", "v1alpha1", namespace, "videoanalyzeraccounts", name, {"status": status}

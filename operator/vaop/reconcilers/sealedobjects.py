@@ -55,7 +55,9 @@ class SealedObjectUpkeep:
         self._custom = client.CustomObjectsApi(api)
         self._account = account
         self._account_key = account_key
-        self._pending: set[AccountKey] = set()  # accounts with objects to make right
+        # Accounts with objects to make right: the objects by name, as last seen (None: seen before
+        # their account existed, so not judged yet; read again when it is Active).
+        self._pending: dict[AccountKey, dict[str, storage.Record | None]] = {}
         self.queue: workqueue.WorkQueue[AccountKey] = workqueue.WorkQueue(
             self.process, workers=2, name="sealed-objects"
         )
@@ -107,20 +109,24 @@ class SealedObjectUpkeep:
                 ):
                     if event["type"] == "ERROR":
                         raise ApiException(status=int(event["raw_object"].get("code", 500)))
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self._seen(event["raw_object"])
+                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                        self._seen(event["raw_object"], deleted=event["type"] == "DELETED")
                 version = stream.resource_version
 
-    def _seen(self, record: storage.Record) -> None:
+    def _seen(self, record: storage.Record, *, deleted: bool = False) -> None:
         key = (record["metadata"]["namespace"], str(record["spec"].get("accountName", "")))
+        name = record["metadata"]["name"]
         account = self._account(*key)
-        if account is None:
-            self._pending.add(key)  # restored before its account: looked at once that is Active
+        if deleted or (account is not None and not needs_upkeep(record, account)):
+            pending = self._pending.get(key)
+            if pending is not None:
+                pending.pop(name, None)
+                if not pending:
+                    del self._pending[key]
             return
-        if not needs_upkeep(record, account):
-            return
-        self._pending.add(key)
-        if account.state == models.AccountState.ACTIVE.value:
+        # Restored before its account: not judged until the account exists (and is Active).
+        self._pending.setdefault(key, {})[name] = record if account is not None else None
+        if account is not None and account.state == models.AccountState.ACTIVE.value:
             self.queue.add(key)
 
     # ---- making an account's objects right ----------------------------------------------------------
@@ -130,19 +136,28 @@ class SealedObjectUpkeep:
         account = self._account(namespace, name)
         if account is None or account.state != models.AccountState.ACTIVE.value:
             return None  # account_active() brings it back
-        self._pending.discard(key)
-        listed = await self._custom.list_namespaced_custom_object(
-            storage.GROUP,
-            storage.VERSION,
-            namespace,
-            storage.PLURAL,
-            label_selector=f"{labels.SEALED_OBJECT_ACCOUNT}={name}",
-        )
-        made_right = 0
-        for record in listed.get("items", []):
-            if needs_upkeep(record, account):
+        seen = self._pending.pop(key, {})
+        made_right, reread = 0, None in seen.values()
+        for record in seen.values():
+            if record is None or not needs_upkeep(record, account):
+                continue
+            try:
                 await self._make_right(record, account)
                 made_right += 1
+            except _Changed:
+                reread = True  # written meanwhile (by the data API): judged again as it is now
+        if reread:
+            listed = await self._custom.list_namespaced_custom_object(
+                storage.GROUP,
+                storage.VERSION,
+                namespace,
+                storage.PLURAL,
+                label_selector=f"{labels.SEALED_OBJECT_ACCOUNT}={name}",
+            )
+            for record in listed.get("items", []):
+                if needs_upkeep(record, account):
+                    await self._make_right(record, account)
+                    made_right += 1
         if made_right:
             logger.info(
                 "Account %s/%s: %d SealedObjects owned by it again, in seal format %d",
@@ -173,8 +188,8 @@ class SealedObjectUpkeep:
         except ApiException as error:
             if error.status == 404:
                 return  # deleted meanwhile
-            if error.status == 409:  # written meanwhile (the data API): look again
-                raise workqueue.Transient(f"SealedObject {namespace}/{name} changed meanwhile") from None
+            if error.status == 409:
+                raise _Changed from None
             raise
 
     async def _key(self, namespace: str, name: str) -> account_keys.Opened:
@@ -182,5 +197,9 @@ class SealedObjectUpkeep:
             return await self._account_key(namespace, name)
         except account_keys.Unavailable as unavailable:
             # Its key does not open now (locked meanwhile, a flaky vault): once Active, it is tried again.
-            self._pending.add((namespace, name))
+            self._pending.setdefault((namespace, name), {})[""] = None
             raise workqueue.Transient(f"account key unavailable: {unavailable}") from None
+
+
+class _Changed(Exception):
+    """The SealedObject changed since it was read (409): read it again."""
