@@ -91,6 +91,7 @@ def main() -> None:
         harness.scratch() as workdir,
         harness.environment_running(workdir) as (plane, api, operator),
     ):
+        harness.wait_until(lambda: _platform_keys_made(api), timeout=60)  # the leader makes them first
         operator.stop()  # the floor's accounts must not be moved by it
         floor_ns = harness.namespace(api, "floor")
         floor_seconds = floor(api, floor_ns, count)  # first, on the emptier store: it is not made slow
@@ -129,8 +130,19 @@ def main() -> None:
 
 
 def _left_by_the_old_operator(api: client.ApiClient, ns: str, count: int) -> list[legacy.Legacy]:
+    keys = legacy.platform_keys(api)
     with legacy.as_operator(api) as as_operator, ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda i: legacy.provision(api, as_operator, ns, f"acct-{i}"), range(count)))
+        return list(
+            pool.map(lambda i: legacy.provision(api, as_operator, ns, f"acct-{i}", keys=keys), range(count))
+        )
+
+
+def _platform_keys_made(api: client.ApiClient) -> bool:
+    try:
+        legacy.platform_keys(api)
+    except client.ApiException:
+        return False
+    return True
 
 
 def _delete(api: client.ApiClient, ns: str) -> None:

@@ -138,7 +138,8 @@ class Legacy:
     video: dict[str, Any]
 
 
-def _platform_keys(admin: client.ApiClient) -> tuple[bytes, rsa_keys.RSAPrivateKey]:
+def platform_keys(admin: client.ApiClient) -> tuple[bytes, rsa_keys.RSAPrivateKey]:
+    """The infrastructure key version 1 and the system key version 1 (once the operator made them)."""
     core = client.CoreV1Api(admin)
     infra = core.read_namespaced_secret(platformkeys.INFRASTRUCTURE_SECRET, environment.OPERATOR_NAMESPACE)
     system = core.read_namespaced_secret("vaop-system-key-v1", environment.OPERATOR_NAMESPACE)
@@ -182,10 +183,11 @@ def provision(
     *,
     customer_key: tuple[str, str, bytes] | None = None,  # (CustomerKey, its vault, key version 1's PEM)
     identity: str | None = None,
+    keys: tuple[bytes, rsa_keys.RSAPrivateKey] | None = None,  # platform_keys(), read once for many
 ) -> Legacy:
     """The account, its format 1 Secret, its old status and one Video in a format 1 SealedObject,
     each written as the old operator did (``operator``: a client acting as the operator)."""
-    outer_key, system_key = _platform_keys(admin)
+    outer_key, system_key = keys or platform_keys(admin)
     if customer_key is None:
         spec: dict[str, Any] = {"region": "westeurope", "encryption": {"type": "SystemKey"}}
         public, inner_ref = system_key.public_key(), ("SystemKey", "", "system-key")
