@@ -60,6 +60,8 @@ class Reason:
     PURGE_PROTECTION_DISABLED = "PurgeProtectionDisabled"
     VAULT_UNREACHABLE = "VaultUnreachable"
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+    # A KeyVault names an address the platform does not allow vaults at (vaultAddresses)
+    VAULT_ADDRESS_REFUSED = "VaultAddressRefused"
     IDENTITY_NOT_FOUND = "IdentityNotFound"
     # A write the operator needs was refused by the apiserver (quota, policy, another webhook)
     WRITE_REFUSED = "WriteRefused"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import sharding
+from .providers import addresses
 
 
 class OperatorConfig(BaseSettings):
@@ -80,6 +82,22 @@ class OperatorConfig(BaseSettings):
             "the pkcs11 provider off. A tenant's KeyVault can never make the operator load another library."
         ),
     )
+    vault_addresses_allowed: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Where tenants' KeyVaults may point (openbao.address, azureKeyVault.vaultURL and authorityHost): "
+            "host names, suffixes starting with a dot (.vault.azure.net) and CIDRs. Empty: any address "
+            "except those refused (link-local and metadata, loopback outside the local mode, the "
+            "cluster's Service and Pod ranges)."
+        ),
+    )
+    vault_refused_cidrs: list[str] = Field(
+        default_factory=lambda: ["10.96.0.0/12", "10.244.0.0/16"],
+        description=(
+            "The cluster's Service and Pod ranges, where vaults may not be unless allowed by name or "
+            "CIDR (the ranges of the cluster's ServiceCIDR objects are added at start)."
+        ),
+    )
     backup_identities: list[str] = Field(
         default_factory=lambda: ["system:serviceaccount:velero:velero"],
         description=(
@@ -112,7 +130,23 @@ class OperatorConfig(BaseSettings):
             )
         if self.namespace_selector:
             sharding.selector_string(self.namespace_selector)  # says what is wrong with it, at start
+        try:
+            self.address_policy()
+        except ValueError as error:
+            raise ValueError(
+                f"VAOP_VAULT_ADDRESSES_ALLOWED or VAOP_VAULT_REFUSED_CIDRS: {error} (an entry is a host "
+                "name, a suffix such as .vault.azure.net, or a CIDR such as 192.0.2.0/24)"
+            ) from None
         return self
+
+    def address_policy(self, service_ranges: Iterable[str] = ()) -> addresses.AddressPolicy:
+        """The vault address policy; the local mode (webhook_url set: the operator and its vaults run on
+        one machine) allows loopback."""
+        return addresses.AddressPolicy(
+            allowed=tuple(self.vault_addresses_allowed),
+            refused=(*self.vault_refused_cidrs, *service_ranges),
+            loopback=self.webhook_url is not None,
+        )
 
     def serving_names(self) -> list[str]:
         """DNS names the serving certificate (webhook and data API) must cover."""

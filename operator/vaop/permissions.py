@@ -73,6 +73,12 @@ def required(
         Permission("get", "", "serviceaccounts", "workload-identity annotations"),
         Permission("list", "", "serviceaccounts", "identities a new leader finds made"),
         Permission("create", "", "serviceaccounts/token", "act as an account's identity"),
+        Permission(
+            "list",
+            "networking.k8s.io",
+            "servicecidrs",
+            "refuse vault addresses in the cluster's Service ranges",
+        ),
     ]
     if webhook_configuration:
         rules += [

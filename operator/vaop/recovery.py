@@ -248,6 +248,7 @@ class Opener:
                 identity="the break-glass token",
                 ca_bundle=bao.ca_bundle,
                 vault_token=self._tenant.openbao_token,
+                addresses=None,  # a person's own tool, run outside the cluster: any address they give
             )
         if hsm is not None:
             if self._tenant.pkcs11_pin is None:

@@ -66,6 +66,15 @@ def as_operator(admin: client.ApiClient) -> client.ApiClient:
     return client.ApiClient(admin.configuration, header_name="Impersonate-User", header_value=OPERATOR)
 
 
+def past_the_webhook(admin: client.ApiClient) -> client.ApiClient:
+    """An admin client whose writes the webhook leaves out (the operator's user, with an administrator's
+    group): what was written before a webhook rule existed, or while the webhook was off."""
+    api = client.ApiClient(admin.configuration)
+    api.set_default_header("Impersonate-User", OPERATOR)
+    api.set_default_header("Impersonate-Group", "system:masters")
+    return api
+
+
 def _canonical(document: Any) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 

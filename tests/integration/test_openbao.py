@@ -15,6 +15,7 @@ from vaop import labels, metrics
 from vaop.crypto import envelope
 from vaop.providers import base
 from vaop.providers import openbao as openbao_provider
+from vaop.providers.addresses import AddressPolicy
 from vaopdev import openbao
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -144,6 +145,7 @@ async def test_concurrent_rewraps_are_batched(
         role=namespace,
         service_account_token=token.status.token,
         identity="studio-identity",
+        addresses=AddressPolicy(loopback=True),
     )
     v1 = await provider.resolve(key, None)
     account_keys = [envelope.new_account_key() for _ in range(40)]

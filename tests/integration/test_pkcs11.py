@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 
 from tests import helpers
-from tests.integration import softhsm, tenant
+from tests.integration import legacy, softhsm, tenant
 from tests.integration.conftest import WITHIN_ONE_INTERVAL, OperatorProcess
 from vaop import labels
 from vaop.crypto import envelope
@@ -22,7 +22,14 @@ from vaop.providers.pkcs11 import Pkcs11KeyProvider
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-def _hsm_vault(admin: client.ApiClient, namespace: str, label: str, *, module: str = softhsm.MODULE) -> None:
+def _hsm_vault(
+    admin: client.ApiClient,
+    namespace: str,
+    label: str,
+    *,
+    module: str = softhsm.MODULE,
+    vault_writer: client.ApiClient | None = None,
+) -> None:
     """PIN Secret, the grant to read it, KeyVault and CustomerKey for ``studio-identity``."""
     core, rbac = client.CoreV1Api(admin), client.RbacAuthorizationV1Api(admin)
     core.create_namespaced_secret(
@@ -47,7 +54,11 @@ def _hsm_vault(admin: client.ApiClient, namespace: str, label: str, *, module: s
         "pinSecretRef": {"name": "hsm-pin", "key": "pin"},
     }
     helpers.create(
-        admin, namespace, "KeyVault", "hsm", {"region": "westeurope", "provider": {"pkcs11": block}}
+        vault_writer or admin,
+        namespace,
+        "KeyVault",
+        "hsm",
+        {"region": "westeurope", "provider": {"pkcs11": block}},
     )
     tenant.make_key(admin, namespace, "key", vault="hsm", key_name=label)
 
@@ -119,12 +130,23 @@ def test_a_module_the_platform_did_not_vet_is_never_loaded(
     admin: client.ApiClient, namespace: str, operator: OperatorProcess, tmp_path: Path
 ) -> None:
     """A KeyVault names a working PKCS#11 module (a copy of SoftHSM2's) at a path the platform did not
-    allow: the KeyVault and the account say so, and the operator's process never maps that file."""
+    allow: the webhook refuses it; one written past the webhook (made before the rule) and the account
+    say so, and the operator's process never maps that file."""
     copy = tmp_path / "libsofthsm2-copy.so"
     shutil.copy(softhsm.MODULE, copy)
     label = _label()
     softhsm.add_rsa_version(label, 1)
-    _hsm_vault(admin, namespace, label, module=str(copy))
+    vault = {
+        "module": str(copy),
+        "tokenLabel": softhsm.TOKEN,
+        "pinSecretRef": {"name": "hsm-pin", "key": "pin"},
+    }
+    with pytest.raises(client.ApiException) as denied:
+        helpers.create(
+            admin, namespace, "KeyVault", "hsm", {"region": "westeurope", "provider": {"pkcs11": vault}}
+        )
+    assert f"KeyVault hsm: PKCS#11 module {copy} is not one the platform allows" in denied.value.body
+    _hsm_vault(admin, namespace, label, module=str(copy), vault_writer=legacy.past_the_webhook(admin))
 
     def refused(kind: str, name: str) -> str | None:
         ready = helpers.condition(helpers.get(admin, namespace, kind, name), "Ready") or {}

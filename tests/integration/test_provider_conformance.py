@@ -25,9 +25,13 @@ from vaop.providers import base
 from vaop.providers import kubernetes as kubernetes_provider
 from vaop.providers import openbao as openbao_provider
 from vaop.providers import pkcs11 as pkcs11_provider
+from vaop.providers.addresses import AddressPolicy
 from vaopdev import cluster, openbao
 
 pytestmark = pytest.mark.usefixtures("operator")  # the session's SoftHSM and control plane, set up
+
+# The vaults of the fast tier listen on loopback: the policy of the local mode.
+LOCAL = AddressPolicy(loopback=True)
 
 
 class Harness(abc.ABC):
@@ -127,6 +131,7 @@ class OpenBaoHarness(KubernetesHarness):
                 role=self.namespace if granted else f"{self.namespace}-denied",
                 service_account_token=await self.identities.token(identity),
                 identity=str(identity),
+                addresses=LOCAL,
             ),
             f"{self.namespace}-",
         )
@@ -206,6 +211,7 @@ class AzureHarness(KubernetesHarness):
             service_account_token=await self.identities.token(
                 identity, audiences=[azure_provider.TOKEN_AUDIENCE]
             ),
+            addresses=LOCAL,
         )
         inner = azure_provider.AzureKeyVaultProvider(
             connection, vault_url=self.vault.vault_url, client_id=client_id, identity=str(identity)

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from vaop import labels
+from vaop import labels, models
 from vaop.crypto import envelope
 from vaop.dataapi import kinds
 from vaop.domain import admission
+from vaop.providers import base
+from vaop.providers.addresses import AddressPolicy
 
 OPERATOR = "system:serviceaccount:vaop-system:video-analyzer-operator"
 GC = "system:serviceaccount:kube-system:generic-garbage-collector"
@@ -322,3 +324,41 @@ def test_the_account_id_of_an_account_that_uses_its_key_does_not_change(
 def test_a_restore_creates_an_account_whatever_its_keys_state() -> None:
     assert not admission.review(_account("CREATE", "back", key="ec"), VIEW).allowed
     assert admission.review(_account("CREATE", "back", key="ec", user=VELERO), VIEW).allowed
+
+
+def _key_vault(operation: str, address: str, *, old_address: str | None = None) -> dict[str, Any]:
+    def vault(at: str) -> dict[str, Any]:
+        spec = {"region": "westeurope", "provider": {"openbao": {"address": at, "role": "t"}}}
+        return {"metadata": {"name": "bao"}, "spec": spec}
+
+    return {
+        "kind": {"kind": "KeyVault"},
+        "operation": operation,
+        "namespace": "t",
+        "name": "bao",
+        "object": vault(address),
+        "oldObject": vault(old_address) if old_address else None,
+        "userInfo": {"username": "alice"},
+    }
+
+
+def test_a_key_vault_at_an_address_the_platform_refuses_is_denied_naming_it() -> None:
+    policy = AddressPolicy(refused=("10.96.0.0/12",))
+
+    def refusal(spec: models.KeyVaultSpec) -> base.Refusal | None:
+        assert spec.provider.openbao is not None
+        found = policy.check_url(spec.provider.openbao.address, field_path="spec.provider.openbao.address")
+        return None if found is None else base.Refusal("VaultAddressRefused", found)
+
+    view = dataclasses.replace(VIEW, vault_refusal=refusal)
+    denied = admission.review(_key_vault("CREATE", "http://169.254.169.254"), view)
+    assert (denied.allowed, denied.reason) == (False, "VaultAddressRefused")
+    assert denied.message.startswith("KeyVault bao: spec.provider.openbao.address http://169.254.169.254:")
+    assert admission.review(
+        _key_vault("UPDATE", "https://10.96.0.1", old_address="https://v.example"), view
+    ).reason
+    assert admission.review(_key_vault("CREATE", "https://vault.tenant.example"), view).allowed
+    # An unchanged spec (a re-apply, a finalizer removed) is let by, whatever the policy says now.
+    assert admission.review(
+        _key_vault("UPDATE", "http://169.254.169.254", old_address="http://169.254.169.254"), view
+    ).allowed

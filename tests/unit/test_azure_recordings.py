@@ -23,6 +23,7 @@ from azure.keyvault.keys._shared import http_challenge_cache
 from vaop import pki
 from vaop.crypto import rsa
 from vaop.providers import azure, base
+from vaop.providers.addresses import AddressPolicy
 from vaopdev import cluster
 
 RECORDED = json.loads((Path(__file__).parents[1] / "fixtures" / "azure" / "recorded.json").read_text())
@@ -102,6 +103,9 @@ async def replay(tmp_path: Path) -> AsyncIterator[Replay]:
     await runner.cleanup()
 
 
+LOCAL = AddressPolicy(loopback=True)  # the replay and the stand-in listen on loopback
+
+
 async def _provider(replay: Replay) -> azure.AzureKeyVaultProvider:
     identity = f"ServiceAccount tenant-a/studio-identity-{uuid.uuid4().hex[:6]}"
     connection = await azure.connection(
@@ -112,6 +116,7 @@ async def _provider(replay: Replay) -> azure.AzureKeyVaultProvider:
         ca_bundle=replay.ca_pem,
         identity=identity,
         service_account_token=SERVICE_ACCOUNT_TOKEN,
+        addresses=LOCAL,
     )
     return azure.AzureKeyVaultProvider(
         connection, vault_url=replay.url, client_id="1b2c3d4e-0000-0000-0000-000000000000", identity=identity
@@ -219,6 +224,7 @@ async def test_unreachable_vault_is_transient(replay: Replay) -> None:
         ca_bundle=replay.ca_pem,
         identity="ServiceAccount tenant-a/unreachable",
         service_account_token=SERVICE_ACCOUNT_TOKEN,
+        addresses=LOCAL,
     )
     provider = azure.AzureKeyVaultProvider(connection, vault_url=closed, client_id="x", identity="y")
     with pytest.raises(base.TransientError, match="did not answer"):

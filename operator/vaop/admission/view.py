@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from .. import accountstore, models
+from .. import accountstore, models, providers
 from ..domain import admission
 
 
@@ -83,4 +83,5 @@ def make(
         system_deleters=admission.SYSTEM_DELETERS,
         restore_identities=restore_identities,
         infrastructure_keys=infrastructure_keys,
+        vault_refusal=providers.refusal,
     )

@@ -6,13 +6,14 @@ and checks (the key monitor, the Kopf indices), so admission stays fast and neve
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .. import conditions, labels, models
 from ..crypto import envelope
 from ..dataapi import kinds
+from ..providers import base
 from . import accounts as account_decisions
 from .keys import KEY_REASONS
 
@@ -57,6 +58,9 @@ class View:
     # The infrastructure key versions of this cluster (version -> key), to verify restored envelopes;
     # None while they cannot be read.
     infrastructure_keys: Mapping[str, bytes] | None = None
+    # Why the platform will not use a vault so configured (an address or a PKCS#11 module it does not
+    # allow, a provider it lacks), or None.
+    vault_refusal: Callable[[models.KeyVaultSpec], base.Refusal | None] = lambda _: None
 
 
 def review(request: Mapping[str, Any], view: View) -> Verdict:
@@ -67,7 +71,22 @@ def review(request: Mapping[str, Any], view: View) -> Verdict:
         return _account_key_secret(request, view)
     if kind == "SealedObject":
         return _sealed_object(request, view)
+    if kind == "KeyVault":
+        return _key_vault(request, view)
     return ALLOW
+
+
+def _key_vault(request: Mapping[str, Any], view: View) -> Verdict:
+    """A KeyVault the platform will not use is refused when written, so the tenant learns at once
+    (and the operator never connects where the platform does not allow)."""
+    obj, old = request.get("object") or {}, request.get("oldObject") or {}
+    if request.get("operation") not in ("CREATE", "UPDATE") or obj.get("spec") == old.get("spec"):
+        return ALLOW  # deletion, status, finalizers and no-op applies change no address
+    refused = view.vault_refusal(models.KeyVaultSpec.parse(obj.get("spec")))
+    if refused is None:
+        return ALLOW
+    name = (obj.get("metadata") or {}).get("name") or request.get("name", "")
+    return Verdict(False, f"KeyVault {name}: {refused.message}", refused.reason)
 
 
 def _account_passes(request: Mapping[str, Any], view: View) -> bool:

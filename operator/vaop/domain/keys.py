@@ -21,12 +21,15 @@ KEY_REASONS = frozenset(
         Reason.SOFT_DELETE_DISABLED,
         Reason.PURGE_PROTECTION_DISABLED,
         Reason.PROVIDER_UNAVAILABLE,
+        Reason.VAULT_ADDRESS_REFUSED,
     }
 )
 
 
 # Ready reasons that come from checking the key itself (as some identity).
-CHECKED = (KEY_REASONS - {Reason.VAULT_NOT_FOUND, Reason.PROVIDER_UNAVAILABLE}) | {Reason.VALID}
+CHECKED = (
+    KEY_REASONS - {Reason.VAULT_NOT_FOUND, Reason.PROVIDER_UNAVAILABLE, Reason.VAULT_ADDRESS_REFUSED}
+) | {Reason.VALID}
 
 
 def customer_key_status(
@@ -63,7 +66,7 @@ def customer_key_status(
 
 
 def unchecked_key_ready(
-    spec: models.CustomerKeySpec, *, vault: models.KeyVaultSpec | None, refusal: str | None
+    spec: models.CustomerKeySpec, *, vault: models.KeyVaultSpec | None, refusal: base.Refusal | None
 ) -> Condition:
     """Ready of a CustomerKey no account uses and with no spec.identity to check it as: what can be
     told without acting as anyone (its KeyVault). Ready, so GitOps tools do not wait on a key kept for
@@ -78,7 +81,7 @@ def unchecked_key_ready(
         )
     if refusal is not None:
         return Condition(
-            conditions.READY, "False", Reason.PROVIDER_UNAVAILABLE, sentence(f"KeyVault {name}: {refusal}")
+            conditions.READY, "False", refusal.reason, sentence(f"KeyVault {name}: {refusal.message}")
         )
     return Condition(
         conditions.READY,
@@ -91,27 +94,37 @@ def unchecked_key_ready(
 
 
 def key_vault_status(
-    spec: models.KeyVaultSpec, *, refusal: str | None, generation: int | None, previous: Any
+    spec: models.KeyVaultSpec, *, refusal: base.Refusal | None, generation: int | None, previous: Any
 ) -> dict[str, Any]:
-    """What a KeyVault's status says from its spec alone (the vault is reached only as account identities)."""
+    """What a KeyVault's status says from its spec and a probe without credentials (keys are checked
+    only as the identities of the accounts that use them)."""
     provider = spec.provider.name
     status: dict[str, Any] = {"provider": provider, "observedGeneration": generation}
     if spec.provider.kubernetes is not None:
         # This provider cannot observe them: the owner declares them, and accounts check the declaration.
         status["softDelete"] = spec.provider.kubernetes.soft_delete
         status["purgeProtection"] = spec.provider.kubernetes.purge_protection
+    retrying = refusal is not None and refusal.reason == Reason.VAULT_UNREACHABLE
     if refusal is not None:
-        message = sentence(refusal[:1].upper() + refusal[1:])
-        ready = Condition(conditions.READY, "False", Reason.PROVIDER_UNAVAILABLE, message)
+        message = sentence(refusal.message[:1].upper() + refusal.message[1:])
+        if retrying:
+            message += " It is reached again every check interval; accounts on it keep their state meanwhile."
+        ready = Condition(conditions.READY, "False", refusal.reason, message)
     else:
+        found = (
+            f"Configured for the {provider} provider."
+            if spec.provider.kubernetes is not None
+            else f"The {provider} vault answers (reached without credentials)."
+        )
         ready = Condition(
             conditions.READY,
             "True",
             Reason.VALID,
-            f"Configured for the {provider} provider. Access and key properties are checked per key, "
-            "as the identities of the accounts that use them.",
+            f"{found} Access and key properties are checked per key, as the identities of the accounts "
+            "that use them.",
         )
+    # A vault that does not answer yet is probed again each interval: in progress, not stalled.
     status["conditions"] = conditions.merge_with_progress(
-        previous, [ready], in_progress=False, generation=generation
+        previous, [ready], in_progress=retrying, generation=generation
     )
     return status

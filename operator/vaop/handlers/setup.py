@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import (
     accountstore,
@@ -57,6 +59,18 @@ def _configure(settings: kopf.OperatorSettings) -> None:
     settings.batching.error_delays = (1, 2, 5, 10, 30, 60, 120, 300)
 
 
+async def _service_ranges(api: client.ApiClient) -> list[str]:
+    """The cluster's Service ranges, from its ServiceCIDR objects (none where the API lacks them)."""
+    try:
+        found = await client.NetworkingV1Api(api).list_service_cidr()
+    except ApiException as error:
+        logger.warning(
+            "The cluster's ServiceCIDRs not read (%s): only VAOP_VAULT_REFUSED_CIDRS apply", error.status
+        )
+        return []
+    return [cidr for item in found.items for cidr in (item.spec.cidrs or [])]
+
+
 @kopf.on.startup()
 async def start(
     settings: kopf.OperatorSettings,
@@ -67,9 +81,14 @@ async def start(
 ) -> None:
     _configure(settings)
     options = config.OperatorConfig()
-    providers.set_policy(providers.PlatformPolicy(pkcs11_modules=frozenset(options.pkcs11_modules)))
     base = await kubeclient.load_configuration()
     api = kubeclient.api_client(base)
+    policy = providers.PlatformPolicy(
+        pkcs11_modules=frozenset(options.pkcs11_modules),
+        addresses=options.address_policy(await _service_ranges(api)),
+    )
+    providers.set_policy(policy)
+    logger.info("Tenants' vaults may be at %s", policy.addresses.describe())
     memo.api = api
     memo.identities = kubeclient.Identities(api, base)
     memo.readiness = readiness = health.Readiness()

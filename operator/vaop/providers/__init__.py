@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -16,6 +16,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from .. import conditions, models
 from . import base, faults, instrumented, openbao
 from . import kubernetes as kubernetes_provider
+from .addresses import AddressPolicy
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class PlatformPolicy:
     """What the platform team allows tenants' KeyVaults to use (set once at start-up)."""
 
     pkcs11_modules: frozenset[str] = frozenset()
+    addresses: AddressPolicy = field(default_factory=AddressPolicy)
 
 
 _policy = PlatformPolicy()
@@ -72,6 +74,7 @@ async def _openbao(spec: models.KeyVaultSpec, namespace: str, identity: Identity
         service_account_token=token,
         identity=identity.name,
         ca_bundle=block.ca_bundle,
+        addresses=_policy.addresses,
     )
 
 
@@ -126,6 +129,7 @@ async def _azure_key_vault(spec: models.KeyVaultSpec, namespace: str, identity: 
         ca_bundle=block.ca_bundle,
         identity=identity.name,
         service_account_token=await identity.token(azure.TOKEN_AUDIENCE),
+        addresses=_policy.addresses,
     )
     return azure.AzureKeyVaultProvider(
         connection, vault_url=block.vault_url, client_id=client_id, identity=identity.name
@@ -140,21 +144,86 @@ _FACTORIES: dict[str, Factory] = {
 }
 
 
-def refusal(spec: models.KeyVaultSpec) -> str | None:
-    """Why this operator will not use a vault so configured (a provider it lacks, a PKCS#11 module the
-    platform does not allow), or None. Told from the spec alone, so KeyVault status shows it at once."""
+async def _probe_openbao(spec: models.KeyVaultSpec) -> None:
+    block = spec.provider.openbao
+    assert block is not None
+    await openbao.probe(block.address, ca_bundle=block.ca_bundle, policy=_policy.addresses)
+
+
+async def _probe_pkcs11(spec: models.KeyVaultSpec) -> None:
+    block = spec.provider.pkcs11
+    assert block is not None
+    from . import pkcs11
+
+    await pkcs11.probe(block.module, block.token_label)
+
+
+async def _probe_azure_key_vault(spec: models.KeyVaultSpec) -> None:
+    block = spec.provider.azure_key_vault
+    assert block is not None
+    from . import azure
+
+    await azure.probe(block.vault_url, ca_bundle=block.ca_bundle, policy=_policy.addresses)
+
+
+# Reaching a vault without credentials; the kubernetes provider has nothing to reach.
+_PROBES: dict[str, Callable[[models.KeyVaultSpec], Awaitable[None]]] = {
+    "openbao": _probe_openbao,
+    "pkcs11": _probe_pkcs11,
+    "azureKeyVault": _probe_azure_key_vault,
+}
+# Probes shared for a moment: KeyVaults that name one vault probe it once.
+_probes: base.RecentReads[None] = base.RecentReads(seconds=5.0)
+
+
+def _addresses(spec: models.KeyVaultSpec) -> list[tuple[str, str]]:
+    """(field, URL) of every network address the spec makes the operator connect to."""
+    if spec.provider.openbao is not None:
+        return [("spec.provider.openbao.address", spec.provider.openbao.address)]
+    block = spec.provider.azure_key_vault
+    if block is not None:
+        return [
+            ("spec.provider.azureKeyVault.vaultURL", block.vault_url),
+            ("spec.provider.azureKeyVault.authorityHost", block.authority_host),
+        ]
+    return []
+
+
+def refusal(spec: models.KeyVaultSpec) -> base.Refusal | None:
+    """Why this operator will not use a vault so configured (a provider it lacks, a PKCS#11 module or
+    an address the platform does not allow), or None. Told from the spec alone, so admission refuses
+    it and KeyVault status shows it at once."""
     name = spec.provider.name
     if name not in _FACTORIES:
         available = ", ".join(sorted(_FACTORIES))
-        return f"the {name} provider is not in this operator version; available: {available}"
+        message = f"the {name} provider is not in this operator version; available: {available}"
+        return base.Refusal(conditions.Reason.PROVIDER_UNAVAILABLE, message)
     block = spec.provider.pkcs11
     if block is not None and block.module not in _policy.pkcs11_modules:
         # A module is native code loaded into the operator's process: only those the platform vetted.
         allowed = ", ".join(sorted(_policy.pkcs11_modules)) or "none (the pkcs11 provider is off)"
-        return (
+        message = (
             f"PKCS#11 module {block.module} is not one the platform allows (allowed: {allowed}); name an "
             "allowed module, or ask the platform team to add it (chart value pkcs11.modules)"
         )
+        return base.Refusal(conditions.Reason.PROVIDER_UNAVAILABLE, message)
+    for field_path, url in _addresses(spec):
+        refused = _policy.addresses.check_url(url, field_path=field_path)
+        if refused is not None:
+            return base.Refusal(conditions.Reason.VAULT_ADDRESS_REFUSED, refused)
+    return None
+
+
+async def probe(spec: models.KeyVaultSpec) -> base.Refusal | None:
+    """Why the vault cannot be used, told from its spec or by reaching it without credentials (is it
+    there, does it answer as that kind of vault, is it unsealed), or None."""
+    refused = refusal(spec)
+    if refused is not None or spec.provider.name not in _PROBES:
+        return refused
+    try:
+        await _probes.get(spec.model_dump_json(), lambda: _PROBES[spec.provider.name](spec))
+    except base.ProviderError as error:
+        return base.Refusal.of(error)
     return None
 
 
@@ -165,7 +234,7 @@ async def connect(
     the kubernetes provider calls the API as it, others exchange its tokens for the vault's credentials."""
     refused = refusal(spec)
     if refused is not None:
-        raise base.DefinitiveError(refused, reason=conditions.Reason.PROVIDER_UNAVAILABLE)
+        raise base.DefinitiveError(refused.message, reason=refused.reason)
     factory = _FACTORIES[spec.provider.name]
     provider = faults.wrap_if_enabled(await factory(spec, namespace, identity), vault=f"{namespace}/{name}")
     return instrumented.Instrumented(provider)

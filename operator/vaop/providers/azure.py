@@ -46,6 +46,7 @@ from azure.keyvault.keys.crypto.aio import CryptographyClient
 
 from .. import metrics
 from ..crypto import rsa
+from . import addresses as addresses_policy
 from . import base
 
 TOKEN_AUDIENCE = "api://AzureADTokenExchange"  # noqa: S105 (the audience Entra ID expects, not a secret)
@@ -106,17 +107,18 @@ async def connection(
     ca_bundle: str | None,
     identity: str,
     service_account_token: str,
+    addresses: addresses_policy.AddressPolicy | None,
 ) -> _Connection:
     """The cached connection for this vault and identity, given the identity's newest token."""
     loop = asyncio.get_running_loop()
-    key = (loop, vault_url, tenant_id, client_id, authority, ca_bundle, identity)
+    key = (loop, vault_url, tenant_id, client_id, authority, ca_bundle, identity, addresses)
     cached = _connections.pop(key, None)
     if cached is not None and not cached.session.closed:
         cached.assertion = service_account_token
         _connections[key] = cached  # now the most recently used
         return cached
-    context = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else ssl.create_default_context()
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+    # Both the vault and Entra ID (authorityHost) are reached through the platform's address policy.
+    session = aiohttp.ClientSession(connector=addresses_policy.connector(addresses, tls=_tls(ca_bundle)))
     transport = AioHttpTransport(session=session, session_owner=False)
     options = {**_CLIENT_OPTIONS, "transport": transport, "per_retry_policies": [_CountRequests()]}
     made: _Connection
@@ -130,6 +132,35 @@ async def connection(
     while len(_connections) > _MAX_CONNECTIONS:  # vaults or identities that went away
         await _close(_connections.pop(next(iter(_connections))))
     return made
+
+
+def _tls(ca_bundle: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cadata=ca_bundle) if ca_bundle else ssl.create_default_context()
+
+
+async def probe(
+    vault_url: str, *, ca_bundle: str | None, policy: addresses_policy.AddressPolicy | None
+) -> None:
+    """Reach the vault without credentials: a Key Vault answers an anonymous request with a 401 and a
+    Bearer challenge. Raises when nothing, or something else, answers at ``vault_url``."""
+    url = f"{vault_url.rstrip('/')}/keys?api-version=7.5"
+    connector = addresses_policy.connector(policy, tls=_tls(ca_bundle))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), connector=connector) as session:
+        try:
+            async with session.get(url) as response:
+                status, challenge = response.status, response.headers.get("WWW-Authenticate", "")
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise base.TransientError(
+                f"Azure Key Vault {vault_url} did not answer ({error.__class__.__name__})"
+            ) from None
+    if status == 401 and challenge.lower().startswith("bearer"):
+        return
+    if status == 429 or status >= 500:
+        raise base.TransientError(f"Azure Key Vault {vault_url} answered HTTP {status}")
+    raise base.VaultNotFound(
+        f"{vault_url} did not answer as an Azure Key Vault (HTTP {status}, no Bearer challenge); set "
+        "vaultURL to the vault's own URL, as `az keyvault show --query properties.vaultUri` prints it"
+    )
 
 
 async def close_all() -> None:
@@ -307,7 +338,7 @@ def _from_status(
 
 
 def _first_line(text: str | None) -> str:
-    return (text or "").strip().splitlines()[0] if (text or "").strip() else "no detail"
+    return base.foreign((text or "").strip().splitlines()[0] if (text or "").strip() else "")
 
 
 def _text(value: object) -> str:

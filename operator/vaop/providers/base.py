@@ -76,6 +76,32 @@ class UnwrapFailed(DefinitiveError):
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why a vault cannot be used, told before any identity acts (its spec, or a probe without
+    credentials): a reason code from conditions.Reason and a message for a status."""
+
+    reason: str
+    message: str
+
+    @classmethod
+    def of(cls, error: ProviderError) -> Refusal:
+        return cls(error.reason, str(error))
+
+
+_FOREIGN_LIMIT = 120
+
+
+def foreign(text: object) -> str:
+    """A short, sanitised part of what a vault answered, fit to quote in a status a tenant reads: one
+    line of printable characters, at most 120 of them. A vault's answer is the tenant's (or, at a
+    wrong address, anybody's) text; it must not fill a status or carry control characters."""
+    line = " ".join("".join(c if c.isprintable() else " " for c in str(text or "")).split())
+    if not line:
+        return "no detail"
+    return line if len(line) <= _FOREIGN_LIMIT else line[: _FOREIGN_LIMIT - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True)
 class KeyVersion:
     """One version of a key as the vault reports it."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import ssl
 import time
 from typing import Any
@@ -23,6 +24,7 @@ import aiohttp
 
 from .. import metrics
 from ..crypto import rsa
+from . import addresses as addresses_policy
 from . import base
 
 _KEY_TYPES = {
@@ -65,6 +67,7 @@ class OpenBaoKeyProvider(base.KeyProvider):
         identity: str,
         ca_bundle: str | None = None,
         vault_token: str | None = None,
+        addresses: addresses_policy.AddressPolicy | None,
     ) -> None:
         self._address = address.rstrip("/")
         self._vault_token = vault_token  # a token given outright (break glass) instead of a login
@@ -74,6 +77,7 @@ class OpenBaoKeyProvider(base.KeyProvider):
         self._jwt = service_account_token
         self._identity = identity
         self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else True
+        self._addresses = addresses
         self._session: aiohttp.ClientSession | None = None
         self._keys: dict[str, dict[str, Any]] = {}
 
@@ -204,24 +208,18 @@ class OpenBaoKeyProvider(base.KeyProvider):
         self, method: str, path: str, body: dict[str, Any] | None, *, token: str | None
     ) -> dict[str, Any]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
+            self._session = aiohttp.ClientSession(
+                timeout=_TIMEOUT, connector=addresses_policy.connector(self._addresses)
+            )
         headers = {"X-Vault-Token": token} if token else {}
-        url = f"{self._address}/v1/{path}"
         endpoint = "login" if token is None else path.split("/")[1]
         metrics.VAULT_REQUESTS.labels(self.name, endpoint).inc()
-        try:
-            async with self._session.request(
-                method, url, json=body, headers=headers, ssl=self._ssl
-            ) as response:
-                payload: dict[str, Any] = await response.json(content_type=None) or {}
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise base.TransientError(
-                f"OpenBao at {self._address} did not answer ({error.__class__.__name__})"
-            ) from None
+        status, payload = await _exchange(
+            self._session, method, f"{self._address}/v1/{path}", body, headers=headers, tls=self._ssl
+        )
         if status < 300:
             return payload
-        errors = "; ".join(payload.get("errors") or []) or f"HTTP {status}"
+        errors = _errors(payload, status)
         if token is None and "deleted or recreated" in errors:
             # OpenBao's TokenReview found the ServiceAccount token invalid, not the role wanting.
             raise base.CredentialsRejected(
@@ -240,3 +238,72 @@ class OpenBaoKeyProvider(base.KeyProvider):
         if status == 429 or status >= 500:
             raise base.TransientError(f"OpenBao at {self._address} answered {status}: {errors}")
         raise base.DefinitiveError(f"OpenBao refused {path}: {errors}", reason=base.UnwrapFailed.reason)
+
+
+async def _exchange(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: dict[str, Any] | None,
+    *,
+    headers: dict[str, str],
+    tls: ssl.SSLContext | bool,
+) -> tuple[int, dict[str, Any]]:
+    """One request: the status and the JSON body (empty when there is none)."""
+    address = url.split("/v1/", maxsplit=1)[0]
+    try:
+        async with session.request(method, url, json=body, headers=headers, ssl=tls) as response:
+            text = await response.text()
+            status = response.status
+    except aiohttp.ClientConnectorCertificateError:
+        # Transient: a vault's certificate may be renewed under its clients. The message says what to check.
+        raise base.TransientError(
+            f"OpenBao at {address} presented a certificate that is not trusted; set caBundle to the CA "
+            "that issued it"
+        ) from None
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise base.TransientError(
+            f"OpenBao at {address} did not answer ({error.__class__.__name__})"
+        ) from None
+    try:
+        payload = json.loads(text) if text.strip() else {}
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise base.VaultNotFound(
+            f"{address} did not answer as OpenBao does (HTTP {status}, not a JSON object): set "
+            "openbao.address to the vault's API address, as `bao status` shows it"
+        )
+    return status, payload
+
+
+def _errors(payload: dict[str, Any], status: int) -> str:
+    found = payload.get("errors")
+    return base.foreign("; ".join(map(str, found))) if isinstance(found, list) and found else f"HTTP {status}"
+
+
+# sys/health answers: 200 active, 429 standby, 472 DR secondary, 473 performance standby.
+_HEALTHY = frozenset({200, 429, 472, 473})
+
+
+async def probe(
+    address: str, *, ca_bundle: str | None, policy: addresses_policy.AddressPolicy | None
+) -> None:
+    """Reach the vault without credentials (``sys/health``): raises when it does not answer as a usable
+    OpenBao (unreachable, sealed, not initialised, something else at the address)."""
+    tls: ssl.SSLContext | bool = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else True
+    address = address.rstrip("/")
+    async with aiohttp.ClientSession(
+        timeout=_TIMEOUT, connector=addresses_policy.connector(policy)
+    ) as session:
+        status, payload = await _exchange(
+            session, "GET", f"{address}/v1/sys/health", None, headers={}, tls=tls
+        )
+    if status in _HEALTHY:
+        return
+    if payload.get("sealed") or not payload.get("initialized", True):
+        state = "sealed" if payload.get("sealed") else "not initialised"
+        raise base.TransientError(f"OpenBao at {address} is {state}; unseal it (bao operator unseal)")
+    raise base.VaultNotFound(
+        f"OpenBao at {address} answered HTTP {status} to sys/health: {_errors(payload, status)}"
+    )

@@ -76,6 +76,29 @@ def find_token(module: str, label: str) -> Any:
     raise AssertionError("unreachable")
 
 
+def _found(module: str, label: str) -> Any:
+    """The token, or the provider error saying why there is none. Called under the module's lock."""
+    try:
+        return find_token(module, label)
+    except (pkcs11_errors.NoSuchToken, pkcs11_errors.MultipleTokensReturned):
+        raise base.VaultNotFound(
+            f"PKCS#11 module {module} has no single token labelled {label!r}; check tokenLabel "
+            "(softhsm2-util --show-slots or pkcs11-tool --list-tokens lists the labels)"
+        ) from None
+    except (OSError, RuntimeError, pkcs11_errors.PKCS11Error) as error:
+        raise base.TransientError(f"PKCS#11 module {module} failed: {error.__class__.__name__}") from None
+
+
+async def probe(module: str, token_label: str) -> None:
+    """Find the token without logging in (no PIN is needed to find a token by its label)."""
+
+    def find() -> None:
+        with _module_lock(module):
+            _found(module, token_label)
+
+    await asyncio.to_thread(find)
+
+
 class Pkcs11KeyProvider(base.KeyProvider):
     name = "pkcs11"
 
@@ -177,16 +200,6 @@ class Pkcs11KeyProvider(base.KeyProvider):
         with _module_lock(self._module):
             return self._in_session(work)
 
-    def _token(self) -> Any:
-        try:
-            return find_token(self._module, self._token_label)
-        except (pkcs11_errors.NoSuchToken, pkcs11_errors.MultipleTokensReturned):
-            raise base.VaultNotFound(f"no single PKCS#11 token labelled {self._token_label!r}") from None
-        except (OSError, RuntimeError, pkcs11_errors.PKCS11Error) as error:
-            raise base.TransientError(
-                f"PKCS#11 module {self._module} failed: {error.__class__.__name__}"
-            ) from None
-
     def _open(self) -> Any:
         known = (self._module, self._token_label)
         if known in _tokens:
@@ -194,7 +207,7 @@ class Pkcs11KeyProvider(base.KeyProvider):
                 return _tokens[known].open(user_pin=self._pin)
             except _STALE_SLOT:
                 del _tokens[known]
-        _tokens[known] = self._token()
+        _tokens[known] = _found(self._module, self._token_label)
         return _tokens[known].open(user_pin=self._pin)
 
     def _in_session(self, work: Callable[[Any], T]) -> T:

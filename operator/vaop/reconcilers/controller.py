@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 REFUSED_RETRY = 15.0
 REFUSALS = (400, 403, 422)
 BACKOFF = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+_VAULTS_AT_ONCE = 16  # KeyVault probes in flight at once
 
 
 class AccountController:
@@ -88,7 +89,6 @@ class AccountController:
         self.records = records.Records()
         metrics.count_states(self.records.states)
         self.rotations = events.RotationSummary(api)
-        self._unwritten_vaults: set[str] = set()  # namespaces: see _refresh_unwritten_vaults
         self.queue: workqueue.WorkQueue[AccountKey] = workqueue.WorkQueue(
             self.process, workers=workers, name="accounts"
         )
@@ -466,32 +466,32 @@ class AccountController:
             if problem is None:
                 raise
             name = body["metadata"]["name"]
+            # report_periodically goes over every KeyVault again within a check interval.
             logger.warning(
                 "KeyVault %s/%s status not written (trying again soon): %s", namespace, name, problem
             )
-            self._unwritten_vaults.add(namespace)
 
     async def refresh_key_vaults(self, namespace: str | None = None) -> None:
-        """Every KeyVault's status (or one namespace's): a new leader, or a namespace this release
-        gained, catches up with what changed while no one wrote it."""
-        for body in await keyvaults.listing(self._api, namespace):
-            await self.refresh_key_vault(body)
+        """Every KeyVault's status (or one namespace's), each vault reached again without credentials:
+        a new leader, a namespace this release gained, and every check interval, so a vault that
+        stopped (or started) answering shows it before an account meets it."""
+        limit = asyncio.Semaphore(_VAULTS_AT_ONCE)  # probes wait on vaults that may not answer
 
-    async def _refresh_unwritten_vaults(self) -> None:
-        """The namespaces whose KeyVault status a busy or failing apiserver kept from being written."""
-        for namespace in sorted(self._unwritten_vaults):
-            self._unwritten_vaults.discard(namespace)  # a new failure adds it again
-            try:
-                await self.refresh_key_vaults(namespace)
-            except Exception as error:
-                problem = kubeclient.unavailable(error)
-                if problem is not None:
-                    logger.warning("KeyVaults of %s not listed (trying again soon): %s", namespace, problem)
-                    self._unwritten_vaults.add(namespace)
-                elif isinstance(error, ApiException):  # not worth another try (forbidden now, say)
-                    logger.warning("KeyVault statuses of %s not written: %s", namespace, error.status)
-                else:
-                    raise
+        async def refresh(body: Mapping[str, Any]) -> None:
+            async with limit:
+                await self.refresh_key_vault(body)
+
+        await asyncio.gather(*(refresh(body) for body in await keyvaults.listing(self._api, namespace)))
+
+    async def _refresh_all_vaults(self) -> None:
+        try:
+            await self.refresh_key_vaults()
+        except Exception as error:
+            problem = kubeclient.unavailable(error)
+            if problem is None and not isinstance(error, ApiException):
+                raise
+            # Not worth more than a warning: the next interval lists them again.
+            logger.warning("KeyVaults not listed (trying again soon): %s", problem or error)
 
     async def _check_unused_key(self, namespace: str, name: str) -> None:
         found = self.unused_key(namespace, name)
@@ -516,9 +516,9 @@ class AccountController:
 
     async def report_periodically(self) -> None:
         """Every check interval: the keys no account uses (a change of one is handled at once too),
-        and the KeyVault statuses that could not be written when they changed."""
+        and every KeyVault's status."""
         while True:
-            await self._refresh_unwritten_vaults()
+            await self._refresh_all_vaults()
             for namespace, name in list(self._all_customer_keys()):
                 try:
                     await self.check_unused_key(namespace, name)

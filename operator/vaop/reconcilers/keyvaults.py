@@ -1,4 +1,5 @@
-"""KeyVault status: what the operator can say of a vault from its spec, written when it changes."""
+"""KeyVault status: what the operator can say of a vault from its spec and from reaching it without
+credentials, written when it changes."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from .. import kubeclient, models, providers
 from ..domain import keys as keys_domain
 
 
-def wanted_status(body: Mapping[str, Any]) -> dict[str, Any] | None:
+async def wanted_status(body: Mapping[str, Any]) -> dict[str, Any] | None:
     """The status the KeyVault should show, or None when it already shows it."""
     current: Mapping[str, Any] = body.get("status") or {}
     spec = models.KeyVaultSpec.parse(body.get("spec"))
     status = keys_domain.key_vault_status(
         spec,
-        refusal=providers.refusal(spec),
+        refusal=await providers.probe(spec),
         generation=body["metadata"].get("generation"),
         previous=current.get("conditions"),
     )
@@ -26,7 +27,7 @@ def wanted_status(body: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 async def refresh(api: client.ApiClient, body: Mapping[str, Any]) -> None:
-    status = wanted_status(body)
+    status = await wanted_status(body)
     if status is None:
         return
     meta = body["metadata"]
