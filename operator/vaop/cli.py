@@ -52,7 +52,13 @@ def _keys(args: argparse.Namespace) -> int:
 
     async def run() -> str:
         async with kubeclient.api_client(await kubeclient.load_configuration(), agent="vaop-cli") as api:
+            if args.keys == "list":
+                return await keyadmin.listing(api, args.namespace)
             namespace = await keyadmin.key_namespace(api, args.namespace, args.vault)
+            if args.keys == "expire":
+                expires_on = None if args.on == "never" else args.on
+                await keyadmin.set_expiry(api, namespace, args.name, args.version, expires_on=expires_on)
+                return f"key {args.name} version {args.version} expires on {args.on} (namespace {namespace})"
             if args.keys in {"disable", "enable"}:
                 await keyadmin.set_enabled(
                     api, namespace, args.name, args.version, enabled=args.keys == "enable"
@@ -119,11 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="manage kubernetes-provider key versions (as the tenant)")
     key_commands = keys.add_subparsers(dest="keys", required=True)
+    listing = key_commands.add_parser(
+        "list", help="every CustomerKey of a namespace (any provider): its version, expiry and readiness"
+    )
+    listing.add_argument("--namespace", "-n", required=True)
+    listing.set_defaults(func=_keys)
     for command, text in [
         ("create", "create a key (its version 1)"),
         ("rotate", "add a new version; accounts tracking the latest are re-wrapped"),
         ("disable", "disable one version"),
         ("enable", "enable one version again"),
+        (
+            "expire",
+            "give one version an expiry date (--on RFC 3339, or never); past it, it wraps nothing new",
+        ),
     ]:
         sub = key_commands.add_parser(command, help=text)
         sub.add_argument("--namespace", "-n", required=True, help="namespace of the KeyVault")
@@ -133,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--size", type=int, default=3072, choices=(2048, 3072, 4096))
         else:
             sub.add_argument("--version", type=int, required=True)
+        if command == "expire":
+            sub.add_argument("--on", required=True, help="e.g. 2027-03-31T00:00:00Z, or never")
         sub.set_defaults(func=_keys)
 
     recover = commands.add_parser(

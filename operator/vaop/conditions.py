@@ -20,6 +20,7 @@ READY = "Ready"  # summary, read by GitOps tools
 KEY_INACCESSIBLE = "KeyInaccessible"  # the customer key cannot be used; the account is locked
 ACCOUNT_KEY_READY = "AccountKeyReady"  # the wrapped account key exists and opens
 VAULT_DEGRADED = "VaultDegraded"  # transient vault failures within the grace period
+KEY_EXPIRING = "KeyExpiring"  # the key version that wraps the account key expires soon (or did)
 # kstatus' "abnormal-true" conditions (Flux, kpt, cli-utils; the Argo CD health check reads them too):
 RECONCILING = "Reconciling"  # work under way (provisioning, retrying a flaky vault)
 STALLED = "Stalled"  # no progress without a person: the reason says what to fix
@@ -54,6 +55,11 @@ class Reason:
     VAULT_NOT_FOUND = "VaultNotFound"
     ACCESS_DENIED = "AccessDenied"
     KEY_DISABLED = "KeyDisabled"
+    # The version that would wrap has expired: it opens what it wrapped, and wraps nothing new
+    KEY_EXPIRED = "KeyExpired"
+    # KeyExpiring: the wrapping version expires within the warning time, or does not
+    KEY_VERSION_EXPIRING = "KeyVersionExpiring"
+    KEY_VERSION_VALID = "KeyVersionValid"
     KEY_UNSUPPORTED = "KeyUnsupported"
     REGION_MISMATCH = "RegionMismatch"
     SOFT_DELETE_DISABLED = "SoftDeleteDisabled"
@@ -147,8 +153,8 @@ def find(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[
 def transitions_to_tell(
     before: Sequence[Mapping[str, Any]] | None, after: Sequence[Mapping[str, Any]]
 ) -> list[tuple[Mapping[str, Any], bool]]:
-    """The changes of KeyInaccessible and Ready (status or reason) that Kubernetes Events tell, each
-    with whether it is a warning.
+    """The changes of KeyInaccessible, Ready and KeyExpiring (status or reason) that Kubernetes Events
+    tell, each with whether it is a warning.
 
     A lock or a recovery changes both to say one thing; KeyInaccessible, with the specific reason
     (AccessDenied, KeyAccessible), tells it alone: two Events per account would make locking 10,000
@@ -156,7 +162,7 @@ def transitions_to_tell(
     (a problem that is not the key). A condition that is new and fine (a new account) is not told:
     AccountKeyCreated tells that."""
     told: dict[str, tuple[Mapping[str, Any], bool]] = {}
-    for type_, bad in ((KEY_INACCESSIBLE, "True"), (READY, "False")):
+    for type_, bad in ((KEY_INACCESSIBLE, "True"), (READY, "False"), (KEY_EXPIRING, "True")):
         condition = next((c for c in after if c["type"] == type_), None)
         old = find(before, type_)
         if condition is None or (old is not None and _news(old) == _news(condition)):

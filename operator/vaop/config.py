@@ -117,6 +117,10 @@ class OperatorConfig(BaseSettings):
     check_interval: float = Field(
         default=30.0, description="Seconds between checks of each (identity, key) pair."
     )
+    key_expiry_warning_days: float = Field(
+        default=30.0,
+        description="Days before the key version that wraps an account expires that KeyExpiring warns.",
+    )
     grace_period: float = Field(
         default=300.0, description="Seconds of transient vault failures before accounts go KeyInaccessible."
     )

@@ -7,10 +7,11 @@ the operator itself never writes a tenant's key Secrets.
 from __future__ import annotations
 
 import base64
+import datetime
 
 from kubernetes_asyncio import client
 
-from . import kubeclient, models
+from . import conditions, kubeclient, models
 from .crypto import rsa
 from .providers import kubernetes as kubernetes_provider
 
@@ -65,6 +66,27 @@ async def create_rsa(api: client.ApiClient, namespace: str, key_name: str, *, si
 async def set_enabled(
     api: client.ApiClient, namespace: str, key_name: str, version: int, *, enabled: bool
 ) -> None:
+    annotation: dict[str, str | None] = {kubernetes_provider.ANNOTATION_ENABLED: str(enabled).lower()}
+    await _annotate(api, namespace, key_name, version, annotation)
+
+
+async def set_expiry(
+    api: client.ApiClient, namespace: str, key_name: str, version: int, *, expires_on: str | None
+) -> None:
+    """Give the version an expiry date (RFC 3339), or none; past it, it wraps no new account key."""
+    if expires_on is not None:
+        try:
+            datetime.datetime.fromisoformat(expires_on.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{expires_on!r} is not an RFC 3339 date, e.g. 2027-03-31T00:00:00Z") from None
+    await _annotate(
+        api, namespace, key_name, version, {kubernetes_provider.ANNOTATION_EXPIRES_ON: expires_on}
+    )
+
+
+async def _annotate(
+    api: client.ApiClient, namespace: str, key_name: str, version: int, annotations: dict[str, str | None]
+) -> None:
     core = client.CoreV1Api(api)
     selector = (
         f"{kubernetes_provider.LABEL_KEY_NAME}={key_name},{kubernetes_provider.LABEL_KEY_VERSION}={version}"
@@ -72,8 +94,35 @@ async def set_enabled(
     found = await core.list_namespaced_secret(namespace, label_selector=selector)
     if not found.items:
         raise ValueError(f"key {key_name!r} has no version {version} in namespace {namespace}")
-    patch = {"metadata": {"annotations": {kubernetes_provider.ANNOTATION_ENABLED: str(enabled).lower()}}}
+    patch = {"metadata": {"annotations": annotations}}
     for secret in found.items:
         await core.patch_namespaced_secret(
             secret.metadata.name, namespace, patch, _content_type=kubeclient.MERGE_PATCH
         )
+
+
+async def listing(api: client.ApiClient, namespace: str) -> str:
+    """The namespace's CustomerKeys as their last check found them, whatever their provider: the
+    version that wraps, when it expires, and whether it is usable."""
+    found = await client.CustomObjectsApi(api).list_namespaced_custom_object(
+        models.GROUP, models.VERSION, namespace, "customerkeys"
+    )
+    rows = [("NAME", "VAULT", "VERSION", "EXPIRES", "READY", "REASON")]
+    for item in found.get("items", []):
+        status = item.get("status") or {}
+        ready = conditions.find(status.get("conditions"), conditions.READY) or {}
+        rows.append(
+            (
+                item["metadata"]["name"],
+                item["spec"]["vaultRef"]["name"],
+                str(status.get("currentVersion") or "-"),
+                str(status.get("currentVersionExpiresOn") or "never"),
+                str(ready.get("status", "Unknown")),
+                str(ready.get("reason", "")),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )

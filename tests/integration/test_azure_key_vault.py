@@ -11,7 +11,6 @@ import base64
 import json
 import re
 import ssl
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -143,17 +142,6 @@ def test_deleted_key_locks_and_recovered_key_unlocks(
     azure_vault.delete(key, deleted=False)  # recovered from soft-delete
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
-
-
-def test_expired_key_locks_with_the_date(
-    admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
-) -> None:
-    key, _ = azure_key(admin, namespace, azure_vault)
-    tenant.account(admin, namespace, "studio", key="key")
-    tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
-    azure_vault.update(key, azure_vault.keys[key].versions[0].version, expires=int(time.time()) - 60)
-    account = tenant.wait_locked(admin, namespace, "studio", "KeyDisabled", timeout=WITHIN_ONE_INTERVAL)
-    assert "expired on" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
 
 
 def account_on_annotated_identity(admin: client.ApiClient, namespace: str, azure: AzureKeyVault) -> None:

@@ -176,10 +176,13 @@ async def test_recovery_level_gives_soft_delete_and_purge_protection(
     assert (properties.soft_delete, properties.purge_protection) == protection
 
 
-async def test_expired_version_is_disabled_with_its_date(replay: Replay) -> None:
+async def test_an_expired_version_still_opens_and_says_its_date(replay: Replay) -> None:
+    """As Key Vault does: past its expiry a version unwraps (only wrap stops), so it stays enabled,
+    marked expired; the operator wraps nothing new with it (tests/integration/test_key_expiry.py)."""
     replay.answers["versions"] = "versions_expired"
-    with pytest.raises(base.KeyDisabled, match="expired on 2025-11-29"):
-        await (await _provider(replay)).resolve("account-kek", None)
+    version = await (await _provider(replay)).resolve("account-kek", None)
+    assert version.enabled and version.expired()
+    assert version.expiry() == "2025-11-29 08:06 UTC"
 
 
 @pytest.mark.parametrize(

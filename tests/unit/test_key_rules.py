@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+
 import pytest
 
 from vaop import models, providers
 from vaop.crypto import rsa
+from vaop.domain import keys as keys_domain
 from vaop.providers import base
 
 
@@ -66,6 +70,30 @@ def _v(version: str, *, enabled: bool = True, facts: rsa.KeyFacts = RSA_2048) ->
 async def test_latest_enabled_version_is_chosen() -> None:
     provider = FakeProvider([_v("1"), _v("2"), _v("3", enabled=False)])
     assert (await provider.resolve("kek", None)).version == "2"
+
+
+def _at(days: float) -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=days)
+
+
+async def test_an_expired_version_is_passed_over_for_one_that_wraps_and_kept_when_none_does() -> None:
+    expired = dataclasses.replace(_v("2"), expires_on=_at(-1))
+    assert (await FakeProvider([_v("1"), expired]).resolve("kek", None)).version == "1"
+    # Every enabled version expired: the newest, which still opens what it wrapped.
+    older = dataclasses.replace(_v("1"), expires_on=_at(-9))
+    found = await FakeProvider([older, expired]).resolve("kek", None)
+    assert found.version == "2" and found.expired()
+
+
+def test_an_expiry_is_told_within_the_warning_time_only() -> None:
+    soon = dataclasses.replace(_v("4"), expires_on=_at(10))
+    assert "expires on" in (keys_domain.expiry_note(soon, warning=30 * 86400) or "")
+    assert keys_domain.expiry_note(soon, warning=5 * 86400) is None
+    gone = dataclasses.replace(_v("4"), expires_on=_at(-1))
+    assert "still opens" in (keys_domain.expiry_note(gone, warning=0) or "")
+    assert keys_domain.expiry_note(_v("4"), warning=30 * 86400) is None
+    status = keys_domain.customer_key_status(gone, None, own_identity=False)
+    assert status is not None and status["ready"].reason == "KeyExpired"
 
 
 async def test_pinned_disabled_version_is_refused() -> None:

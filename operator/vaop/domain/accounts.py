@@ -192,6 +192,19 @@ def outcome_wrapped(wrapper: envelope.InnerKeyRef, account_key: dict[str, Any]) 
     )
 
 
+def with_expiry(outcome: Outcome, note: str | None, *, shown: bool) -> Outcome:
+    """``outcome`` with KeyExpiring: True with ``note`` while the wrapping version expires within the
+    warning time (or has expired); False once it no longer does, if it was ``shown``; else absent."""
+    if note is not None:
+        expiring = Condition(conditions.KEY_EXPIRING, "True", Reason.KEY_VERSION_EXPIRING, note)
+    elif shown:
+        message = "The key version that wraps the account key does not expire within the warning time."
+        expiring = Condition(conditions.KEY_EXPIRING, "False", Reason.KEY_VERSION_VALID, message)
+    else:
+        return outcome
+    return Outcome(outcome.state, [*outcome.conditions, expiring], outcome.account_key)
+
+
 def outcome_key_problem(
     *,
     reason: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from .. import conditions, models
@@ -16,6 +17,7 @@ KEY_REASONS = frozenset(
         Reason.KEY_NOT_FOUND,
         Reason.KEY_VERSION_NOT_FOUND,
         Reason.KEY_DISABLED,
+        Reason.KEY_EXPIRED,
         Reason.KEY_UNSUPPORTED,
         Reason.VAULT_NOT_FOUND,
         Reason.SOFT_DELETE_DISABLED,
@@ -32,8 +34,31 @@ CHECKED = (
 ) | {Reason.VALID}
 
 
+def expiry_note(version: base.KeyVersion, *, warning: float) -> str | None:
+    """What to say of the version's expiry when it is within ``warning`` seconds (or past), else None."""
+    if version.expires_on is None:
+        return None
+    left = (version.expires_on - datetime.datetime.now(datetime.UTC)).total_seconds()
+    if left <= 0:
+        return (
+            f"Version {version.version} of key {version.name!r} expired on {version.expiry()}: it still "
+            "opens the account keys it wraps, but wraps no new one. Add a new version (accounts move to "
+            "it at the next check), or extend this one."
+        )
+    if left <= warning:
+        return (
+            f"Version {version.version} of key {version.name!r} expires on {version.expiry()}; add a new "
+            "version before then: accounts move to it at the next check."
+        )
+    return None
+
+
 def customer_key_status(
-    version: base.KeyVersion | None, problem: tuple[str, str, bool] | None, *, own_identity: bool
+    version: base.KeyVersion | None,
+    problem: tuple[str, str, bool] | None,
+    *,
+    own_identity: bool,
+    expiry_warning: float = 30 * 86400,
 ) -> dict[str, Any] | None:
     """Status fields, with the Ready condition under "ready", from one check; None if nothing to say.
 
@@ -51,17 +76,22 @@ def customer_key_status(
             return {"ready": Condition(conditions.READY, "Unknown", reason, f"{message}; retrying")}
         return {"ready": Condition(conditions.READY, "False", reason, message)}
     assert version is not None
+    note = expiry_note(version, warning=expiry_warning)
+    message = (
+        f"Version {version.version} is an enabled {version.facts.key_type} key of {version.facts.size} bits."
+    )
+    ready = Condition(conditions.READY, "True", Reason.VALID, f"{message} {note}" if note else message)
+    if version.expired():
+        assert note is not None
+        ready = Condition(conditions.READY, "False", Reason.KEY_EXPIRED, note)  # no new account on it
     return {
         "currentVersion": version.version,
+        "currentVersionExpiresOn": version.expires_on.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if version.expires_on
+        else None,
         "keyType": version.facts.key_type,
         "keySize": version.facts.size,
-        "ready": Condition(
-            conditions.READY,
-            "True",
-            Reason.VALID,
-            f"Version {version.version} is an enabled {version.facts.key_type} key "
-            f"of {version.facts.size} bits.",
-        ),
+        "ready": ready,
     }
 
 

@@ -7,7 +7,8 @@ vault access token. The vault's own RBAC then decides: "Key Vault Crypto Service
 grants exactly what this provider uses (keys get, wrapKey, unwrapKey).
 
 Reported: key type (RSA, RSA-HSM, EC, ...) and size from each version's public key; a version is
-enabled when its attributes say so and today lies between its not-before and expiry dates; the key's
+enabled when its attributes say so and its not-before date has passed; past its expiry date it still
+unwraps (as Key Vault allows) but wraps nothing new, so accounts move at the next version; the key's
 ``recoveryLevel`` gives soft-delete (anything but ``Purgeable``) and purge protection (a level without
 ``Purgeable``). Keys are named without a version (versionless identifiers): the newest enabled version
 wraps. Wrap is RSA-OAEP-256 with the exact version's public key (the SDK does it locally, checking the
@@ -210,11 +211,17 @@ class AzureKeyVaultProvider(base.KeyProvider):
                 why = (
                     f"not valid before {properties.not_before:%Y-%m-%d %H:%M} UTC: wait, or change that date"
                 )
-            if properties.expires_on is not None and properties.expires_on <= now:
-                why = f"expired on {properties.expires_on:%Y-%m-%d %H:%M} UTC: extend it or add a new version"
+            # Past its expiry a version still unwraps in Key Vault (only wrap stops): enabled, expired.
             enabled = bool(properties.enabled) and not why
             result.append(
-                base.KeyVersion(key_name, version, facts, enabled, why if properties.enabled else "")
+                base.KeyVersion(
+                    key_name,
+                    version,
+                    facts,
+                    enabled,
+                    why if properties.enabled else "",
+                    properties.expires_on,
+                )
             )
         return result
 

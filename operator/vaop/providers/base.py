@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import copy
+import datetime
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -108,8 +109,16 @@ class KeyVersion:
     name: str
     version: str
     facts: rsa.KeyFacts
-    enabled: bool
-    why_disabled: str = ""  # what the vault says beyond "disabled" (an expiry date, say), if anything
+    enabled: bool  # opens what it wrapped (an expired version still does, as in Azure Key Vault)
+    why_disabled: str = ""  # what the vault says beyond "disabled" (a not-before date, say), if anything
+    expires_on: datetime.datetime | None = None  # after it, the version wraps nothing new
+
+    def expired(self, now: datetime.datetime | None = None) -> bool:
+        return self.expires_on is not None and self.expires_on <= (now or datetime.datetime.now(datetime.UTC))
+
+    def expiry(self) -> str:
+        """Its expiry date for messages, e.g. "2026-12-31 23:59 UTC"."""
+        return f"{self.expires_on:%Y-%m-%d %H:%M} UTC" if self.expires_on is not None else "never"
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,8 @@ class KeyProvider(abc.ABC):
         """Every version of the key, oldest first. Raises KeyNotFound when there is none."""
 
     async def resolve(self, key_name: str, version: str | None) -> KeyVersion:
-        """The pinned version, or the latest enabled one; raises when it is unusable."""
+        """The pinned version, or the latest enabled one that has not expired (if every enabled version
+        has, the latest: it still opens what it wrapped, and wraps nothing new); raises when unusable."""
         versions = await self.versions(key_name)
         if version:
             found = next((v for v in versions if v.version == version), None)
@@ -147,6 +157,7 @@ class KeyProvider(abc.ABC):
                 raise KeyVersionNotFound(f"key {key_name!r} has no version {version!r}")
         else:
             enabled = [v for v in versions if v.enabled]
+            enabled = [v for v in enabled if not v.expired()] or enabled
             if not enabled:
                 why = (
                     f" (the newest {versions[-1].why_disabled})"

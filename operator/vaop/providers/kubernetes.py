@@ -2,7 +2,9 @@
 
 A version is a Secret in the vault's namespace with the labels ``videoanalyzer.io/key-name`` and
 ``videoanalyzer.io/key-version`` (a positive integer) and the PEM private key in ``key.pem``; the
-annotation ``videoanalyzer.io/key-enabled: "false"`` disables it. The highest enabled version is the
+annotation ``videoanalyzer.io/key-enabled: "false"`` disables it, and ``videoanalyzer.io/key-expires-on``
+(RFC 3339) gives it an expiry date, after which it opens what it wrapped but wraps nothing new (as
+Azure Key Vault's versions do). The highest enabled version is the
 latest. Access is whatever RBAC grants the identity whose API client this provider was given: it
 must be allowed to get and list Secrets in that namespace. This provider cannot observe soft-delete
 or purge protection; the vault owner declares them in the KeyVault.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import math
 
 import aiohttp
@@ -25,6 +28,7 @@ from . import base
 LABEL_KEY_NAME = "videoanalyzer.io/key-name"
 LABEL_KEY_VERSION = "videoanalyzer.io/key-version"
 ANNOTATION_ENABLED = "videoanalyzer.io/key-enabled"
+ANNOTATION_EXPIRES_ON = "videoanalyzer.io/key-expires-on"
 DATA_KEY = "key.pem"
 
 
@@ -63,13 +67,16 @@ class KubernetesKeyProvider(base.KeyProvider):
             if not version.isdigit() or int(version) < 1:
                 continue  # not a version: the label must be a positive integer
             pem = base64.b64decode((secret.data or {}).get(DATA_KEY, ""))
-            enabled = (secret.metadata.annotations or {}).get(ANNOTATION_ENABLED, "true").lower() != "false"
+            annotations = secret.metadata.annotations or {}
+            enabled = annotations.get(ANNOTATION_ENABLED, "true").lower() != "false"
+            expires_on, why = _expiry(annotations.get(ANNOTATION_EXPIRES_ON))
+            enabled = enabled and not why
             try:
                 facts = rsa.facts(rsa.load_private_key(pem))
             except rsa.KeyMaterialError:
                 facts = rsa.KeyFacts(rsa.UNREADABLE, 0)
             self._pems[(key_name, version)] = pem
-            versions.append(base.KeyVersion(key_name, version, facts, enabled))
+            versions.append(base.KeyVersion(key_name, version, facts, enabled, why, expires_on))
         if not versions:
             raise base.KeyNotFound(
                 f"no Secret in namespace {self._namespace} carries the labels "
@@ -131,3 +138,15 @@ class KubernetesKeyProvider(base.KeyProvider):
                 f"the Kubernetes API did not answer: {error.__class__.__name__}"
             ) from None
         return list(response.items)
+
+
+def _expiry(text: str | None) -> tuple[datetime.datetime | None, str]:
+    """The expiry annotation's date, or why the version is disabled (a date that does not parse: a
+    version whose lifetime nobody can tell is not used)."""
+    if not text:
+        return None, ""
+    try:
+        found = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None, f"its {ANNOTATION_EXPIRES_ON} annotation {text!r} is not an RFC 3339 date"
+    return (found if found.tzinfo else found.replace(tzinfo=datetime.UTC)), ""

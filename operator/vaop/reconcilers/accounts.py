@@ -27,6 +27,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from .. import conditions, kubeclient, labels, metrics, models, platformkeys, wrapping
 from ..crypto import envelope
 from ..domain import accounts as domain
+from ..domain import keys as keys_domain
 from ..providers import base
 from . import workqueue
 
@@ -192,8 +193,12 @@ class AccountReconciler:
         identities: Any,
         secrets: kubeclient.WatchCache,
         pool: wrapping.ProviderPool,
+        *,
+        expiry_warning: float = 30
+        * 86400,  # seconds before a wrapping version expires that KeyExpiring warns
     ) -> None:
         self._core = client.CoreV1Api(api)
+        self._expiry_warning = expiry_warning
         self._custom = client.CustomObjectsApi(api)
         self._platform = platform
         self._identities = identities
@@ -287,8 +292,10 @@ class AccountReconciler:
             wrapped_at=done.wrapped_at,
             customer_key=key_name,
         )
+        shown = conditions.find(account.status.get("conditions"), conditions.KEY_EXPIRING) is not None
+        note = keys_domain.expiry_note(target.version, warning=self._expiry_warning)
         return Result(
-            domain.outcome_wrapped(done.sealed.inner, status),
+            domain.with_expiry(domain.outcome_wrapped(done.sealed.inner, status), note, shown=shown),
             report,
             [*told, *done.told],
             done.rotation,
@@ -379,6 +386,10 @@ class AccountReconciler:
         target: wrapping.WrappingKey,
         held: _Held | None,
     ) -> _Done:
+        if action is not domain.Action.KEEP and target.version.expired():
+            # As in Azure Key Vault: an expired version opens what it wrapped and wraps nothing new.
+            note = keys_domain.expiry_note(target.version, warning=0)
+            raise TargetProblem(conditions.Reason.KEY_EXPIRED, note or "", definitive=True)
         if action is domain.Action.CREATE:
             return await self._create(account, target)
         assert held is not None

@@ -61,9 +61,11 @@ class AccountController:
         workers: int = 8,
         check_interval: float = 30.0,
         grace_period: float = 300.0,
+        expiry_warning: float = 30 * 86400,
         shard: sharding.Shard | None = None,
     ) -> None:
         self._api = api
+        self._expiry_warning = expiry_warning
         self.shard: sharding.Shard = shard or sharding.AllNamespaces()
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
@@ -77,7 +79,9 @@ class AccountController:
         )
         self.pool = wrapping.ProviderPool()
         self._reconciler = (
-            reconciler.AccountReconciler(api, platform, identities, self.secrets, self.pool)
+            reconciler.AccountReconciler(
+                api, platform, identities, self.secrets, self.pool, expiry_warning=expiry_warning
+            )
             if platform
             else None
         )
@@ -212,6 +216,14 @@ class AccountController:
                 state=outcome.state.value,
                 reason=ready.reason,
                 degraded=degraded,
+                expiring=next(
+                    (
+                        c.message
+                        for c in outcome.conditions
+                        if c.type == conditions.KEY_EXPIRING and c.status == "True"
+                    ),
+                    None,
+                ),
             ),
         )
         if result.rotation is not None or any(t.reason == "AccountKeyRewrapped" for t in result.events):
@@ -263,7 +275,8 @@ class AccountController:
                 return monitor.CheckResult(None, problem)
         report = reconciler.KeyReport(pair.key, target.version, None)
         await self._report_key(pair.namespace, report, own_identity=own_identity)
-        return monitor.CheckResult(target.version.version, None)
+        expiring = keys_domain.expiry_note(target.version, warning=self._expiry_warning)
+        return monitor.CheckResult(target.version.version, None, expiring)
 
     def key_location(self, pair: monitor.Pair) -> tuple[str, str] | None:
         """(namespace of the key Secrets, key name) for pairs on kubernetes-provider keys."""
@@ -383,6 +396,7 @@ class AccountController:
             report.version,
             (problem.reason, problem.message, problem.definitive) if problem else None,
             own_identity=own_identity,
+            expiry_warning=self._expiry_warning,
         )
         if status is not None:
             await self._write_key_status(namespace, report.name, status.pop("ready"), status)

@@ -74,6 +74,7 @@ class LeaderWork:
             workers=self._options.workers,
             check_interval=self._options.check_interval,
             grace_period=self._options.grace_period,
+            expiry_warning=self._options.key_expiry_warning_days * 86400,
         )
         await work.find_identities()
         if self._options.namespace_selector:

@@ -64,12 +64,14 @@ class AccountView:
     state: str
     reason: str
     degraded: bool
+    expiring: str | None = None  # the KeyExpiring warning it shows (None: none)
 
 
 @dataclass(frozen=True)
 class CheckResult:
     version: str | None
     problem: wrapping.KeyProblem | None
+    expiring: str | None = None  # what to warn of the version's expiry (None: nothing)
 
 
 class KeyMonitor:
@@ -191,7 +193,8 @@ class KeyMonitor:
             assert view is not None  # a member has been observed
             if result.problem is None:
                 stale = not view.pinned and view.wrapped_version != result.version
-                if stale or view.state != "Active" or view.degraded or view.reason != "Ready":
+                warned = view.expiring != result.expiring  # a version that came near its expiry, or passed it
+                if stale or warned or view.state != "Active" or view.degraded or view.reason != "Ready":
                     wanted.append(account)
             elif result.problem.definitive:
                 if view.reason != result.problem.reason:
