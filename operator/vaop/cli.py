@@ -75,6 +75,27 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _platform(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from . import kubeclient, platformadmin
+
+    async def run() -> str:
+        async with kubeclient.api_client(await kubeclient.load_configuration(), agent="vaop-cli") as api:
+            if args.platform == "status":
+                return await platformadmin.status(api, args.namespace)
+            if args.platform == "rotate":
+                return await platformadmin.rotate(api, args.namespace, args.key)
+            return await platformadmin.retire(api, args.namespace, args.key, args.version)
+
+    try:
+        print(asyncio.run(run()))
+    except ValueError as error:
+        print(f"vaop platform: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _recover(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
@@ -151,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
         if command == "expire":
             sub.add_argument("--on", required=True, help="e.g. 2027-03-31T00:00:00Z, or never")
         sub.set_defaults(func=_keys)
+
+    platform = commands.add_parser("platform", help="the platform's own keys (as the platform administrator)")
+    platform_commands = platform.add_subparsers(dest="platform", required=True)
+    for command, text in [
+        ("status", "each version of the system and infrastructure keys, and the envelopes using it"),
+        ("rotate", "make a new version current; the operator moves every envelope onto it"),
+        ("retire", "delete an old version once no envelope uses it"),
+    ]:
+        sub = platform_commands.add_parser(command, help=text)
+        sub.add_argument("--namespace", "-n", default="vaop-system", help="the operator's namespace")
+        if command != "status":
+            sub.add_argument("key", choices=("system-key", "infrastructure-key"))
+        if command == "retire":
+            sub.add_argument("--version", required=True)
+        sub.set_defaults(func=_platform)
 
     recover = commands.add_parser(
         "recover",

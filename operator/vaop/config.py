@@ -117,6 +117,13 @@ class OperatorConfig(BaseSettings):
     check_interval: float = Field(
         default=30.0, description="Seconds between checks of each (identity, key) pair."
     )
+    infrastructure_key_days: float = Field(
+        default=90.0,
+        description="Cryptoperiod of the infrastructure key: days before a new version; 0: never.",
+    )
+    system_key_days: float = Field(
+        default=365.0, description="Cryptoperiod of the system key: days before a new version; 0: never."
+    )
     key_expiry_warning_days: float = Field(
         default=30.0,
         description="Days before the key version that wraps an account expires that KeyExpiring warns.",

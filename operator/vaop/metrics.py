@@ -28,6 +28,12 @@ VAULT_REQUESTS = Counter(
     "HTTP requests sent to remote vaults, by provider and endpoint (login, keys, encrypt, decrypt, rewrap).",
     ["provider", "endpoint"],
 )
+PLATFORM_KEY_ENVELOPES = Gauge(
+    "vaop_platform_key_envelopes",
+    "Envelopes using each platform key version (key: infrastructure-key, system-key): a version at 0 "
+    "can be retired.",
+    ["key", "version"],
+)
 ROTATIONS = Counter("vaop_key_rotations_total", "Account keys re-wrapped onto another key version.")
 REWRAP_SECONDS = Histogram(
     "vaop_rewrap_duration_seconds",

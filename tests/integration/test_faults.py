@@ -24,7 +24,7 @@ from typing import Any
 from kubernetes import client
 
 from tests import helpers
-from tests.integration import clockshift, faulty_proxy, legacy, tenant
+from tests.integration import clockshift, faulty_proxy, kills, legacy, tenant
 from tests.integration.conftest import (
     CHECK_INTERVAL,
     GRACE_PERIOD,
@@ -213,38 +213,11 @@ def _while_unlocked(fleet: Fleet, pending: Callable[[], int]) -> Callable[[], in
     return check
 
 
-class _Killer:
-    """SIGKILLs the operator at random moments and starts it again."""
-
-    def __init__(self, operator: OperatorProcess, seed: int) -> None:
-        self.operator = operator
-        self.rng = random.Random(seed)
-
-    def kill_during(
-        self,
-        times: int,
-        pending: Callable[[], int],
-        *,
-        each: Callable[[int], object] = lambda _: None,
-        pause: tuple[float, float] = (0.1, 1.5),
-    ) -> int:
-        """Kill ``times`` times, ``pause`` seconds apart, while work goes on (``each(i)`` starts more
-        before kill i); how many kills found ``pending()`` work left."""
-        in_flight = 0
-        for i in range(times):
-            each(i)
-            time.sleep(self.rng.uniform(*pause))
-            in_flight += pending() > 0
-            self.operator.kill()
-            self.operator.start(data_api=False)  # to kill it again at once, served or not
-        return in_flight
-
-
 def test_operator_sigkilled_50_times_across_provisioning_rotation_recovery_and_deletion(
     admin: client.ApiClient, namespace: str, keys_namespace: str, operator: OperatorProcess
 ) -> None:
     fleet = _kubernetes_fleet(admin, namespace, keys_namespace, 200)
-    killer = _Killer(operator, seed=50)
+    killer = kills.Killer(operator, seed=50)
     hit = {}
 
     # Created in batches between kills: the operator provisions faster than a test creates.
@@ -578,7 +551,7 @@ def test_operator_sigkilled_while_it_moves_200_accounts_to_format_2(
         moved = sum(s["spec"]["format"] == 2 and bool(s["metadata"].get("ownerReferences")) for s in sealed)
         return int(2 * len(names) - annotated - moved)
 
-    hit = _Killer(operator, seed=2).kill_during(15, pending, pause=(0.05, 0.6))
+    hit = kills.Killer(operator, seed=2).kill_during(15, pending, pause=(0.05, 0.6))
     helpers.eventually(lambda: pending() == 0, timeout=180, interval=1)
     assert hit > 0  # the kills landed while there was work to interrupt
     operator.stop()

@@ -139,6 +139,9 @@ class AccountKeys:
             if refused is not None:
                 ready = refused.conditions[0]
                 raise Unavailable(ready.reason, ready.message)
+            if sealed.outer_key_version not in platform.infrastructure:
+                self._platform = None  # rotated since they were read: read them again
+                platform = await self._platform_keys()
             async with wrapping.Session(platform, self._identities) as session:
                 key = await session.open(context, sealed.account, sealed)
             return Opened(sealed.account.id, record.uid, key)

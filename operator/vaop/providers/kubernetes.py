@@ -43,6 +43,7 @@ class KubernetesKeyProvider(base.KeyProvider):
         identity: str,
         soft_delete: bool,
         purge_protection: bool,
+        listing_seconds: float = math.inf,
     ) -> None:
         self._core = client.CoreV1Api(api)
         self._namespace = namespace
@@ -50,8 +51,9 @@ class KubernetesKeyProvider(base.KeyProvider):
         self._properties = base.VaultProperties(soft_delete=soft_delete, purge_protection=purge_protection)
         # One listing per key for the provider's lifetime (a few seconds, see wrapping.ProviderPool):
         # wrap and unwrap, and the reconciliations of a rotation or of a lock, share it (or its refusal).
+        # A long-lived instance (the platform's system key) lists again after ``listing_seconds``.
         self._pems: dict[tuple[str, str], bytes] = {}
-        self._listings: base.RecentReads[list[base.KeyVersion]] = base.RecentReads(seconds=math.inf)
+        self._listings: base.RecentReads[list[base.KeyVersion]] = base.RecentReads(seconds=listing_seconds)
 
     async def protection(self, key_name: str) -> base.VaultProperties:
         return self._properties

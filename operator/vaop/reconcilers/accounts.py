@@ -205,6 +205,10 @@ class AccountReconciler:
         self._secrets = secrets  # the account-key Secrets, as the watch (and this process's writes) left them
         self._pool = pool
 
+    def use_platform(self, platform: platformkeys.PlatformKeys) -> None:
+        """Platform keys rotated: envelopes move to the new versions as they are reconciled."""
+        self._platform = platform
+
     async def reconcile(self, account: Account) -> Result:
         key_existed = bool(account.status.get("accountKey"))
         secret = await self._read_secret(account, confirm_absence=key_existed or bool(account.account_id))
@@ -315,6 +319,7 @@ class AccountReconciler:
         annotations = secret.metadata.annotations or {}
         stale = (
             current.version != envelope.FORMAT_VERSION
+            or current.outer_key_version != self._platform.infrastructure_version  # a rotation
             or secret.metadata.owner_uids != (account.uid,)
             or annotations.get(labels.ANNOTATION_ACCOUNT_ID) != account_id
         )

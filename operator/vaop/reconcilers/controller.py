@@ -9,6 +9,7 @@ in memory), so a run reads nothing from the API.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import json
 import logging
@@ -31,6 +32,7 @@ from .. import (
     sharding,
     wrapping,
 )
+from ..crypto import envelope
 from ..domain import accounts as domain
 from ..domain import keys as keys_domain
 from ..models import AccountKey
@@ -228,6 +230,30 @@ class AccountController:
         )
         if result.rotation is not None or any(t.reason == "AccountKeyRewrapped" for t in result.events):
             metrics.ROTATIONS.inc()
+
+    def count_platform_key_use(self) -> collections.Counter[tuple[str, str]]:
+        """Envelopes by platform key version, from the account-key Secrets' watch cache (and the gauge)."""
+        envelopes = []
+        for namespace, name in self.secrets.held():
+            found = self.secrets.get(namespace, name)
+            try:
+                envelopes.append(domain.envelope_in(found.data if found is not None else None))
+            except envelope.EnvelopeError:
+                continue  # unreadable: its account says so
+        counted = platformkeys.usage(envelopes)
+        metrics.PLATFORM_KEY_ENVELOPES.clear()
+        for (key, version), count in counted.items():
+            metrics.PLATFORM_KEY_ENVELOPES.labels(key, version).set(count)
+        return counted
+
+    def use_platform(self, platform: platformkeys.PlatformKeys, accounts: Iterable[AccountKey]) -> None:
+        """New platform key versions (a rotation): every account is reconciled onto them, at the
+        work queue's pace (its workers), so the apiserver stays responsive."""
+        self._platform = platform
+        if self._reconciler is not None:
+            self._reconciler.use_platform(platform)
+        for account in accounts:
+            self.queue.add(account)
 
     def _forget(self, key: AccountKey) -> None:
         self.monitor.observed(key, None)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import config, kubeclient, models, platformkeys, sharding
 from ..dataapi import keys as account_keys
@@ -96,10 +97,51 @@ class LeaderWork:
             upkeep.queue.start()
             self._tasks.append(asyncio.create_task(upkeep.run(), name="sealed-objects"))
             self.sealed_objects = upkeep
+        if platform is not None:
+            self._tasks.append(
+                asyncio.create_task(self._keep_platform_keys(work, platform), name="platform-keys")
+            )
         self.controller = work
         for account in self._accounts():
             work.queue.add(account)
         await work.refresh_key_vaults()
+
+    async def _keep_platform_keys(
+        self, work: controller.AccountController, platform: platformkeys.PlatformKeys
+    ) -> None:
+        """Every check interval: rotate a platform key whose cryptoperiod has passed, move every
+        account onto new versions (made here or by `vaop platform rotate`), and count what each
+        version still holds (vaop_platform_key_envelopes)."""
+        namespace = self._options.namespace
+        while True:
+            await asyncio.sleep(self._options.check_interval)
+            try:
+                due = platformkeys.due(
+                    platform,
+                    infrastructure_days=self._options.infrastructure_key_days,
+                    system_days=self._options.system_key_days,
+                )
+                for key in due:
+                    rotate = (
+                        platformkeys.rotate_infrastructure
+                        if key == platformkeys.INFRASTRUCTURE
+                        else platformkeys.rotate_system
+                    )
+                    await rotate(self._api, namespace)
+                fresh = await platformkeys.load(self._api, namespace)
+            except Exception as error:
+                problem = kubeclient.unavailable(error)
+                if problem is None and not isinstance(error, ApiException):
+                    raise
+                logger.warning("Platform keys not read (trying again soon): %s", problem or error)
+                continue
+            if fresh.versions() != platform.versions():
+                logger.info("Platform keys rotated (%s): moving every account onto them", fresh.versions())
+                work.use_platform(fresh, self._accounts())
+            elif fresh.infrastructure.keys() != platform.infrastructure.keys():
+                work.use_platform(fresh, ())  # a version retired: nothing to move
+            platform = fresh
+            work.count_platform_key_use()
 
     def _claims_for(
         self, work: controller.AccountController, selector: dict[str, Any]
