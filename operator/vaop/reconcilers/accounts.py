@@ -431,10 +431,9 @@ class AccountReconciler:
         )
         metrics.WRAPS.labels("rewrap", sealed.inner.type, "ok").inc()
         metrics.REWRAP_SECONDS.observe(time.perf_counter() - started)
-        if sealed.inner.type == models.EncryptionType.CUSTOMER_KEY.value and target.same_key_other_version(
-            current.inner
-        ):
-            # A rotation re-wraps every account on the key: one Event on the CustomerKey says it.
+        if target.same_key_other_version(current.inner):
+            # A rotation re-wraps every account on the key: one Event on the CustomerKey says it (and,
+            # for the system key, the leader's log), not one per account.
             return _Done(sealed, kcv, wrapped_at, [], rotation=sealed.inner.key_version)
         old, new = domain.describe(current.inner), domain.describe(sealed.inner)
         return _Done(
