@@ -9,6 +9,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from . import config
 
@@ -45,55 +47,55 @@ def _run_operator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keys(args: argparse.Namespace) -> int:
+def _as_administrator(command: str, work: Callable[[Any], Awaitable[str]]) -> int:
+    """Run ``work`` with an API client of the user's kubeconfig; print its answer, or its refusal."""
     import asyncio
 
-    from . import keyadmin, kubeclient
+    from . import kubeclient
 
     async def run() -> str:
         async with kubeclient.api_client(await kubeclient.load_configuration(), agent="vaop-cli") as api:
-            if args.keys == "list":
-                return await keyadmin.listing(api, args.namespace)
-            namespace = await keyadmin.key_namespace(api, args.namespace, args.vault)
-            if args.keys == "expire":
-                expires_on = None if args.on == "never" else args.on
-                await keyadmin.set_expiry(api, namespace, args.name, args.version, expires_on=expires_on)
-                return f"key {args.name} version {args.version} expires on {args.on} (namespace {namespace})"
-            if args.keys in {"disable", "enable"}:
-                await keyadmin.set_enabled(
-                    api, namespace, args.name, args.version, enabled=args.keys == "enable"
-                )
-                return f"key {args.name} version {args.version} {args.keys}d in namespace {namespace}"
-            version = await keyadmin.create_rsa(api, namespace, args.name, size=args.size)
-            return f"key {args.name} version {version} (RSA-{args.size}) stored in namespace {namespace}"
+            return await work(api)
 
     try:
         print(asyncio.run(run()))
     except ValueError as error:
-        print(f"vaop: {error}", file=sys.stderr)
+        print(f"{command}: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from . import keyadmin
+
+    async def work(api: Any) -> str:
+        if args.keys == "list":
+            return await keyadmin.listing(api, args.namespace)
+        namespace = await keyadmin.key_namespace(api, args.namespace, args.vault)
+        if args.keys == "expire":
+            expires_on = None if args.on == "never" else args.on
+            await keyadmin.set_expiry(api, namespace, args.name, args.version, expires_on=expires_on)
+            return f"key {args.name} version {args.version} expires on {args.on} (namespace {namespace})"
+        if args.keys in {"disable", "enable"}:
+            await keyadmin.set_enabled(api, namespace, args.name, args.version, enabled=args.keys == "enable")
+            return f"key {args.name} version {args.version} {args.keys}d in namespace {namespace}"
+        version = await keyadmin.create_rsa(api, namespace, args.name, size=args.size)
+        return f"key {args.name} version {version} (RSA-{args.size}) stored in namespace {namespace}"
+
+    return _as_administrator("vaop", work)
 
 
 def _platform(args: argparse.Namespace) -> int:
-    import asyncio
+    from . import platformadmin
 
-    from . import kubeclient, platformadmin
+    async def work(api: Any) -> str:
+        if args.platform == "status":
+            return await platformadmin.status(api, args.namespace)
+        if args.platform == "rotate":
+            return await platformadmin.rotate(api, args.namespace, args.key)
+        return await platformadmin.retire(api, args.namespace, args.key, args.version)
 
-    async def run() -> str:
-        async with kubeclient.api_client(await kubeclient.load_configuration(), agent="vaop-cli") as api:
-            if args.platform == "status":
-                return await platformadmin.status(api, args.namespace)
-            if args.platform == "rotate":
-                return await platformadmin.rotate(api, args.namespace, args.key)
-            return await platformadmin.retire(api, args.namespace, args.key, args.version)
-
-    try:
-        print(asyncio.run(run()))
-    except ValueError as error:
-        print(f"vaop platform: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return _as_administrator("vaop platform", work)
 
 
 def _recover(args: argparse.Namespace) -> int:

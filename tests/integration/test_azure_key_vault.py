@@ -132,16 +132,20 @@ def test_hsm_key_is_reported_and_ec_key_refused(
 def test_deleted_key_locks_and_recovered_key_unlocks(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
-    key, _ = azure_key(admin, namespace, azure_vault)
-    tenant.account(admin, namespace, "studio", key="key")
-    kcv = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")["status"]["accountKey"][
-        "keyCheckValue"
-    ]
+    key, kcv = studio_on_azure(admin, namespace, azure_vault)
     azure_vault.delete(key)
     tenant.wait_locked(admin, namespace, "studio", "KeyNotFound", timeout=WITHIN_ONE_INTERVAL)
     azure_vault.delete(key, deleted=False)  # recovered from soft-delete
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
+
+
+def studio_on_azure(admin: client.ApiClient, namespace: str, azure: AzureKeyVault) -> tuple[str, str]:
+    """Account "studio" Ready on an Azure key (azure_key): the key's name and its key-check value."""
+    key, _ = azure_key(admin, namespace, azure)
+    tenant.account(admin, namespace, "studio", key="key")
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+    return key, str(account["status"]["accountKey"]["keyCheckValue"])
 
 
 def account_on_annotated_identity(admin: client.ApiClient, namespace: str, azure: AzureKeyVault) -> None:

@@ -18,7 +18,7 @@ from tests import helpers
 from tests.integration import tenant
 from tests.integration.azure_stand_in import AzureKeyVault
 from tests.integration.conftest import WITHIN_ONE_INTERVAL
-from tests.integration.test_azure_key_vault import azure_key
+from tests.integration.test_azure_key_vault import studio_on_azure
 from vaopdev import cluster
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -107,10 +107,7 @@ def test_an_expired_azure_version_still_opens_and_accounts_move_to_the_next(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
     """Azure Key Vault's semantics: past its expiry date a version unwraps but never wraps."""
-    key, _ = azure_key(admin, namespace, azure_vault)
-    tenant.account(admin, namespace, "studio", key="key")
-    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
-    kcv = account["status"]["accountKey"]["keyCheckValue"]
+    key, kcv = studio_on_azure(admin, namespace, azure_vault)
     first = azure_vault.keys[key].versions[0].version
     azure_vault.update(key, first, expires=int(time.time()) - 60)
     account = _expiring(admin, namespace, "studio", "True")
