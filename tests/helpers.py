@@ -71,3 +71,8 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
         if entry["type"] == type_:
             return entry  # type: ignore[no-any-return]
     return None
+
+
+def platform_key_backup(namespace: str) -> list[str]:
+    """kubectl's arguments for the platform-key backup docs/operations.md gives (YAML of the Secrets)."""
+    return ["-n", namespace, "get", "secret", "-l", "videoanalyzer.io/component=platform-key", "-o", "yaml"]

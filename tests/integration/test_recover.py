@@ -18,6 +18,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from tests import helpers
 from tests.integration import softhsm, tenant
 from tests.integration.conftest import Kubectl
 from tests.integration.test_data_api import POLICY
@@ -110,18 +111,7 @@ def test_recover_opens_a_backup_with_every_kind_of_key_offline(  # noqa: PLR0917
         backups.append(tmp_path / f"{kind}.yaml")
         backups[-1].write_text(kubectl("-n", namespace, "get", BACKED_UP, "-o", "yaml").stdout)
     platform = tmp_path / "platform-keys.yaml"
-    platform.write_text(
-        kubectl(
-            "-n",
-            environment.OPERATOR_NAMESPACE,
-            "get",
-            "secret",
-            "-l",
-            "videoanalyzer.io/component=platform-key",
-            "-o",
-            "yaml",
-        ).stdout
-    )
+    platform.write_text(kubectl(*helpers.platform_key_backup(environment.OPERATOR_NAMESPACE)).stdout)
     (tmp_path / "kek.pem").write_bytes(pem)
     (tmp_path / "bao-token").write_text(bao_server.root_token)
     (tmp_path / "pin").write_text(softhsm.PIN)

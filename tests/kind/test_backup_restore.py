@@ -144,18 +144,7 @@ def test_break_glass_opens_the_backup_in_the_object_store(
     """The cluster gone: the backup's tarball and the platform keys are all `vaop recover` needs (the
     tenant's kubernetes-provider key Secrets are in the same backup)."""
     platform = tmp_path / "platform-keys.yaml"
-    platform.write_text(
-        release.kubectl(
-            "-n",
-            kindcluster.NAMESPACE,
-            "get",
-            "secret",
-            "-l",
-            "videoanalyzer.io/component=platform-key",
-            "-o",
-            "yaml",
-        ).stdout
-    )
+    platform.write_text(release.kubectl(*helpers.platform_key_backup(kindcluster.NAMESPACE)).stdout)
     command = [sys.executable, "-m", "vaop", "recover", str(store.backup_tarball("shop"))]
     command += ["--platform-keys", str(platform), "--out", str(tmp_path / "out")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
