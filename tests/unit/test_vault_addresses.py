@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from vaop import models, providers
 from vaop.providers import addresses, base
 from vaop.providers.addresses import AddressPolicy
 
@@ -140,3 +141,17 @@ async def test_a_name_resolving_into_a_refused_range_is_never_connected_to(
     ):
         assert response.status == 200
     assert hits == ["/v1/sys/health"]
+
+
+async def test_a_probe_that_cannot_even_start_says_why_instead_of_failing() -> None:
+    spec = models.KeyVaultSpec.parse(
+        {
+            "region": "westeurope",
+            "provider": {
+                "openbao": {"address": "https://vault.example.test", "role": "r", "caBundle": "no pem"}
+            },
+        }
+    )
+    refused = await providers.probe(spec)
+    assert refused is not None and refused.reason == "ProviderUnavailable"
+    assert "cannot be reached as configured (SSLError" in refused.message

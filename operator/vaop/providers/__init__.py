@@ -224,6 +224,11 @@ async def probe(spec: models.KeyVaultSpec) -> base.Refusal | None:
         await _probes.get(spec.model_dump_json(), lambda: _PROBES[spec.provider.name](spec))
     except base.ProviderError as error:
         return base.Refusal.of(error)
+    except (ValueError, OSError) as error:  # what the probe cannot even try: a caBundle that is no PEM
+        message = (
+            f"the vault cannot be reached as configured ({error.__class__.__name__}: {base.foreign(error)})"
+        )
+        return base.Refusal(conditions.Reason.PROVIDER_UNAVAILABLE, message)
     return None
 
 
