@@ -84,7 +84,18 @@ class Condition:
 
 
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(datetime.datetime.now(datetime.UTC))
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    """A UTC time as the Kubernetes API writes times: 2026-12-02T08:37:35Z."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> datetime.datetime:
+    """An RFC 3339 time, "Z" or an offset (one without is taken as UTC); ValueError if it is none."""
+    found = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return found if found.tzinfo else found.replace(tzinfo=datetime.UTC)
 
 
 def merge(

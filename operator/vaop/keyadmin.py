@@ -7,7 +7,7 @@ the operator itself never writes a tenant's key Secrets.
 from __future__ import annotations
 
 import base64
-import datetime
+from collections.abc import Sequence
 
 from kubernetes_asyncio import client
 
@@ -76,7 +76,7 @@ async def set_expiry(
     """Give the version an expiry date (RFC 3339), or none; past it, it wraps no new account key."""
     if expires_on is not None:
         try:
-            datetime.datetime.fromisoformat(expires_on.replace("Z", "+00:00"))
+            conditions.parse_rfc3339(expires_on)
         except ValueError:
             raise ValueError(f"{expires_on!r} is not an RFC 3339 date, e.g. 2027-03-31T00:00:00Z") from None
     await _annotate(
@@ -121,6 +121,11 @@ async def listing(api: client.ApiClient, namespace: str) -> str:
                 str(ready.get("reason", "")),
             )
         )
+    return table(rows)
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as kubectl prints them: columns left-aligned, three spaces apart (the first row heads them)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

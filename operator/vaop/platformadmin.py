@@ -9,7 +9,7 @@ import collections
 
 from kubernetes_asyncio import client
 
-from . import labels, platformkeys
+from . import keyadmin, labels, platformkeys
 from .crypto import envelope
 from .domain import accounts as domain
 
@@ -60,11 +60,9 @@ async def status(api: client.ApiClient, namespace: str) -> str:
                 str(counted[(platformkeys.SYSTEM, version)]),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    table = "\n".join(
-        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    return keyadmin.table(rows) + (
+        f"\n{unreadable} account-key Secrets did not read as envelopes" if unreadable else ""
     )
-    return table + (f"\n{unreadable} account-key Secrets did not read as envelopes" if unreadable else "")
 
 
 async def rotate(api: client.ApiClient, namespace: str, key: str) -> str:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from . import kubeclient, labels
+from . import conditions, kubeclient, labels
 from .crypto import envelope, rsa
 from .providers import base, instrumented
 from .providers import kubernetes as kubernetes_provider
@@ -190,7 +190,7 @@ def _parse_time(text: str | None) -> datetime.datetime | None:
     if not text:
         return None
     try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return conditions.parse_rfc3339(text)
     except ValueError:
         return None
 
@@ -221,7 +221,7 @@ async def rotate_infrastructure(api: client.ApiClient, namespace: str) -> str:
     secret.metadata.annotations = {
         **(secret.metadata.annotations or {}),
         ANNOTATION_CURRENT: new,
-        ANNOTATION_CURRENT_SINCE: datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ANNOTATION_CURRENT_SINCE: conditions.now_rfc3339(),
     }
     await core.replace_namespaced_secret(INFRASTRUCTURE_SECRET, namespace, secret)
     logger.info("Infrastructure key version %s made current", new)

@@ -86,9 +86,7 @@ def customer_key_status(
         ready = Condition(conditions.READY, "False", Reason.KEY_EXPIRED, note)  # no new account on it
     return {
         "currentVersion": version.version,
-        "currentVersionExpiresOn": version.expires_on.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if version.expires_on
-        else None,
+        "currentVersionExpiresOn": conditions.rfc3339(version.expires_on) if version.expires_on else None,
         "keyType": version.facts.key_type,
         "keySize": version.facts.size,
         "ready": ready,

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from .. import conditions
 from ..crypto import rsa
 from . import base
 
@@ -148,7 +149,6 @@ def _expiry(text: str | None) -> tuple[datetime.datetime | None, str]:
     if not text:
         return None, ""
     try:
-        found = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return conditions.parse_rfc3339(text), ""
     except ValueError:
         return None, f"its {ANNOTATION_EXPIRES_ON} annotation {text!r} is not an RFC 3339 date"
-    return (found if found.tzinfo else found.replace(tzinfo=datetime.UTC)), ""
