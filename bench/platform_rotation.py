@@ -11,6 +11,10 @@ Floor, the same run and apiserver, by 8 writers: N bare Secret replaces of envel
 those plus N bare status patches of the accounts (the operator stopped meanwhile).
 
     .venv/bin/python -m bench.platform_rotation --accounts 1000
+    .venv/bin/python -m bench.platform_rotation --accounts 1000 --kills 15
+
+With ``--kills N`` a third rotation of both keys follows, the operator SIGKILLed N times while it moves
+the envelopes: every account must end on the new versions with the key it always had.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from bench import harness
 from vaop import labels, platformkeys
 from vaop.crypto import envelope
 from vaopdev import cluster, environment
+from vaopdev import kills as vaopdev_kills
 
 
 def _envelopes(api: client.ApiClient, ns: str) -> list[envelope.Envelope]:
@@ -107,9 +112,33 @@ def _phase(
     return {"seconds": seconds, "cpu": dict(cpu), "requests": requests, "version": version}
 
 
+def _killed_rotation(
+    plane: cluster.ControlPlane,
+    api: client.ApiClient,
+    operator: environment.OperatorProcess,
+    ns: str,
+    *,
+    kills: int,
+) -> tuple[int, float]:
+    """Both keys rotated, the operator killed ``kills`` times while it moves the envelopes; how many
+    kills found work left, and the seconds until every envelope was on the new versions."""
+    started = time.perf_counter()
+    infra_new, system_new = _rotate(plane, platformkeys.INFRASTRUCTURE), _rotate(plane, platformkeys.SYSTEM)
+
+    def pending() -> int:
+        return sum(
+            s.outer_key_version != infra_new or s.inner.key_version != system_new for s in _envelopes(api, ns)
+        )
+
+    hit = vaopdev_kills.Killer(operator, seed=7).kill_during(kills, pending, pause=(0.5, 3.0))
+    harness.wait_until(lambda: pending() == 0, timeout=3600, interval=2)
+    return hit, time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--kills", type=int, default=0, help="SIGKILLs during a third rotation")
     args = parser.parse_args()
     count = args.accounts
     settings = {"VAOP_CHECK_INTERVAL": "2"}
@@ -132,11 +161,19 @@ def main() -> None:
         infra = _phase(plane, api, operator, ns, count=count, key=platformkeys.INFRASTRUCTURE)
         system = _phase(plane, api, operator, ns, count=count, key=platformkeys.SYSTEM)
         assert harness.key_check_values(api, ns) == kcvs  # the same account keys throughout
+        killed = _killed_rotation(plane, api, operator, ns, kills=args.kills) if args.kills else None
+        assert harness.key_check_values(api, ns) == kcvs
     print(f"accounts: {count} SystemKey; the leader's check interval 2 s")
     print(
         f"floor: {count} bare Secret replaces: {secret_floor:.1f} s; "
         f"and {count} status patches: {status_floor:.1f} s"
     )
+    if killed is not None:
+        hit, seconds = killed
+        print(
+            f"both keys rotated under {args.kills} SIGKILLs ({hit} while envelopes were moving): every "
+            f"account on the new versions, with its own key, {seconds:.1f} s after the rotation"
+        )
     for name, phase, floor in (
         ("infrastructure key (outer layers resealed)", infra, secret_floor),
         ("system key (account keys re-wrapped)", system, secret_floor + status_floor),

@@ -6,7 +6,7 @@ import socket
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import sharding
@@ -124,6 +124,32 @@ class OperatorConfig(BaseSettings):
     system_key_days: float = Field(
         default=365.0, description="Cryptoperiod of the system key: days before a new version; 0: never."
     )
+    platform_keys_provider: Literal["kubernetes", "openbao", "pkcs11"] = Field(
+        default="kubernetes",
+        description=(
+            "Where the system key lives, the root of the platform keys: kubernetes (Secrets in this "
+            "namespace), openbao (a transit key) or pkcs11 (an HSM). With the last two the "
+            "infrastructure key is stored only wrapped by it, and etcd holds no platform key."
+        ),
+    )
+    platform_key_name: str = Field(
+        default="vaop-system-key",
+        description="The system key's name in OpenBao's transit engine, or its label in the HSM token.",
+    )
+    platform_openbao_address: str | None = Field(default=None, description="OpenBao's address (openbao).")
+    platform_openbao_transit_mount: str = Field(default="transit", description="The transit engine's mount.")
+    platform_openbao_auth_mount: str = Field(
+        default="kubernetes", description="The Kubernetes auth method's mount the operator logs in with."
+    )
+    platform_openbao_role: str = Field(default="vaop-platform", description="The auth role of the operator.")
+    platform_openbao_token_file: str = Field(
+        default="/var/run/secrets/kubernetes.io/serviceaccount/token",
+        description="The operator's ServiceAccount token, which it logs in to OpenBao with.",
+    )
+    platform_openbao_ca_bundle: str | None = Field(default=None, description="OpenBao's CA bundle (PEM).")
+    platform_pkcs11_module: str | None = Field(default=None, description="The HSM's PKCS#11 module (pkcs11).")
+    platform_pkcs11_token_label: str | None = Field(default=None, description="The HSM token's label.")
+    platform_pkcs11_pin: SecretStr | None = Field(default=None, description="The token's user PIN.")
     key_expiry_warning_days: float = Field(
         default=30.0,
         description="Days before the key version that wraps an account expires that KeyExpiring warns.",
@@ -139,6 +165,7 @@ class OperatorConfig(BaseSettings):
                 "VAOP_NAMESPACE_SELECTOR needs VAOP_LEADER_ELECTION=true: other releases tell whether "
                 "this one is alive from its leader-election Lease"
             )
+        self._platform_root_is_complete()
         if self.namespace_selector:
             sharding.selector_string(self.namespace_selector)  # says what is wrong with it, at start
         try:
@@ -149,6 +176,24 @@ class OperatorConfig(BaseSettings):
                 "name, a suffix such as .vault.azure.net, or a CIDR such as 192.0.2.0/24)"
             ) from None
         return self
+
+    def _platform_root_is_complete(self) -> None:
+        by_provider: dict[str, dict[str, object]] = {
+            "kubernetes": {},
+            "openbao": {"VAOP_PLATFORM_OPENBAO_ADDRESS": self.platform_openbao_address},
+            "pkcs11": {
+                "VAOP_PLATFORM_PKCS11_MODULE": self.platform_pkcs11_module,
+                "VAOP_PLATFORM_PKCS11_TOKEN_LABEL": self.platform_pkcs11_token_label,
+                "VAOP_PLATFORM_PKCS11_PIN": self.platform_pkcs11_pin,
+            },
+        }
+        needed = by_provider[self.platform_keys_provider]
+        missing = [name for name, value in needed.items() if not value]
+        if missing:
+            raise ValueError(
+                f"VAOP_PLATFORM_KEYS_PROVIDER={self.platform_keys_provider} needs {', '.join(missing)} "
+                "(chart: platformKeys." + self.platform_keys_provider + ")"
+            )
 
     def address_policy(self, service_ranges: Iterable[str] = ()) -> addresses.AddressPolicy:
         """The vault address policy; the local mode (webhook_url set: the operator and its vaults run on

@@ -9,12 +9,14 @@ import collections
 
 from kubernetes_asyncio import client
 
-from . import keyadmin, labels, platformkeys
+from . import keyadmin, labels, platformkeys, platformroot
 from .crypto import envelope
 from .domain import accounts as domain
 
 
-async def in_use(api: client.ApiClient) -> tuple[collections.Counter[tuple[str, str]], int]:
+async def in_use(
+    api: client.ApiClient, root: str = platformroot.KUBERNETES
+) -> tuple[collections.Counter[tuple[str, str]], int]:
     """Envelopes by (key, version), read from every account-key Secret; and how many did not read."""
     found = await client.CoreV1Api(api).list_secret_for_all_namespaces(
         label_selector=labels.ACCOUNT_KEY_SELECTOR
@@ -25,21 +27,38 @@ async def in_use(api: client.ApiClient) -> tuple[collections.Counter[tuple[str, 
             envelopes.append(domain.envelope_in(secret.data))
         except envelope.EnvelopeError:
             unreadable += 1
-    return platformkeys.usage(envelopes), unreadable
+    return platformkeys.usage(envelopes, root), unreadable
+
+
+async def _system_versions(api: client.ApiClient, namespace: str, stored: platformkeys.Stored) -> list[str]:
+    """Every system key version there is to show: the kubernetes root's Secrets (named "kubernetes/N"
+    once another root wraps), and the root's current version as the leader last saw it."""
+    secrets = await platformkeys.system_versions(client.CoreV1Api(api), namespace)
+    shown = [platformkeys.system_label(platformroot.KUBERNETES, str(n), stored.root) for n, _ in secrets]
+    if stored.system_version is not None:
+        shown.append(stored.system_version)
+    return shown
 
 
 async def status(api: client.ApiClient, namespace: str) -> str:
     """Each version of both keys: which is current, since when, and how many envelopes use it."""
-    keys = await platformkeys.load(api, namespace)
-    counted, unreadable = await in_use(api)
-    system = [
-        (str(number), secret.metadata.creation_timestamp)
-        for number, secret in await platformkeys.system_versions(client.CoreV1Api(api), namespace)
-    ]
+    stored = await platformkeys.stored(api, namespace)
+    counted, unreadable = await in_use(api, stored.root)
+    created = {
+        platformkeys.system_label(
+            platformroot.KUBERNETES, str(n), stored.root
+        ): secret.metadata.creation_timestamp
+        for n, secret in await platformkeys.system_versions(client.CoreV1Api(api), namespace)
+    }
+    system = await _system_versions(api, namespace, stored)
+    current_system = stored.system_version or (system[-1] if system else "")
+    in_use_elsewhere = sorted(
+        v for (k, v) in counted if k == platformkeys.SYSTEM and v not in system
+    )  # versions of the root's key older than the current one
     rows = [("KEY", "VERSION", "CURRENT", "SINCE", "ENVELOPES")]
-    for version in sorted(keys.infrastructure, key=int):
-        current = version == keys.infrastructure_version
-        since = _date(keys.infrastructure_since) if current else ""
+    for version in stored.versions:
+        current = version == stored.current
+        since = _date(stored.since) if current else ""
         rows.append(
             (
                 platformkeys.INFRASTRUCTURE,
@@ -49,23 +68,41 @@ async def status(api: client.ApiClient, namespace: str) -> str:
                 str(counted[(platformkeys.INFRASTRUCTURE, version)]),
             )
         )
-    for version, created in system:
-        current = version == keys.system_version
+    for version in [*system, *in_use_elsewhere]:
         rows.append(
             (
                 platformkeys.SYSTEM,
                 version,
-                _yes(current),
-                _date(created),
+                _yes(version == current_system),
+                _date(created.get(version)),
                 str(counted[(platformkeys.SYSTEM, version)]),
             )
         )
-    return keyadmin.table(rows) + (
-        f"\n{unreadable} account-key Secrets did not read as envelopes" if unreadable else ""
+    where = (
+        f"\nThe system key lives in the {stored.root} root." if stored.root != platformroot.KUBERNETES else ""
+    )
+    return (
+        keyadmin.table(rows)
+        + where
+        + (f"\n{unreadable} account-key Secrets did not read as envelopes" if unreadable else "")
     )
 
 
 async def rotate(api: client.ApiClient, namespace: str, key: str) -> str:
+    stored = await platformkeys.stored(api, namespace)
+    if stored.root != platformroot.KUBERNETES:
+        if key == platformkeys.SYSTEM:
+            raise ValueError(
+                f"the system key lives in the {stored.root} root: rotate it there (OpenBao: bao write -f "
+                "transit/keys/<name>/rotate; an HSM: a new key pair with the same label and the next "
+                "id); the operator moves every envelope onto the new version within a check interval"
+            )
+        # Only the leader can wrap a new version with the root: it is asked, and does it at once.
+        await platformkeys.request_infrastructure_rotation(api, namespace)
+        return (
+            f"{key}: a new version was requested; the operator makes it current and moves every "
+            "envelope onto it within a check interval (vaop platform status shows it)"
+        )
     if key == platformkeys.INFRASTRUCTURE:
         version = await platformkeys.rotate_infrastructure(api, namespace)
     else:
@@ -78,10 +115,12 @@ async def rotate(api: client.ApiClient, namespace: str, key: str) -> str:
 
 async def retire(api: client.ApiClient, namespace: str, key: str, version: str) -> str:
     """Delete an old version once no envelope uses it; refuses the current one and one in use."""
-    keys = await platformkeys.load(api, namespace)
-    if version == keys.versions()[key]:
+    stored = await platformkeys.stored(api, namespace)
+    system = await _system_versions(api, namespace, stored)
+    current = stored.current if key == platformkeys.INFRASTRUCTURE else (stored.system_version or system[-1])
+    if version == current:
         raise ValueError(f"{key} version {version} is the current one; rotate first, then retire it")
-    counted, unreadable = await in_use(api)
+    counted, unreadable = await in_use(api, stored.root)
     if counted[(key, version)] or unreadable:
         held = counted[(key, version)]
         raise ValueError(
@@ -95,11 +134,22 @@ async def retire(api: client.ApiClient, namespace: str, key: str, version: str) 
             raise ValueError(f"{key} has no version {version}")
         secret.data = {v: data for v, data in secret.data.items() if v != version}
         await core.replace_namespaced_secret(platformkeys.INFRASTRUCTURE_SECRET, namespace, secret)
-    else:
-        found = dict(await platformkeys.system_versions(client.CoreV1Api(api), namespace)).get(int(version))
-        if found is None:
-            raise ValueError(f"{key} has no version {version}")
-        await core.delete_namespaced_secret(found.metadata.name, namespace)
+        return f"{key} version {version} retired (no envelope used it)"
+    number = version.removeprefix(f"{platformroot.KUBERNETES}/")
+    kubernetes_version = stored.root == platformroot.KUBERNETES or number != version
+    found = (
+        dict(await platformkeys.system_versions(core, namespace)).get(int(number))
+        if number.isdigit()
+        else None
+    )
+    if not kubernetes_version:
+        raise ValueError(
+            f"{key} version {version} lives in the {stored.root} root: retire it there (OpenBao: raise the "
+            "key's min_decryption_version; an HSM: destroy the key pair) once no envelope uses it"
+        )
+    if found is None:
+        raise ValueError(f"{key} has no version {version}")
+    await core.delete_namespaced_secret(found.metadata.name, namespace)
     return f"{key} version {version} retired (no envelope used it)"
 
 

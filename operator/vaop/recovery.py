@@ -111,6 +111,12 @@ class OfflinePlatformKeys:
             elif secret_labels.get(kubernetes_provider.LABEL_KEY_NAME) == platformkeys.SYSTEM_KEY_NAME:
                 version = str(secret_labels.get(kubernetes_provider.LABEL_KEY_VERSION, ""))
                 system[version] = _secret_data(secret)[kubernetes_provider.DATA_KEY]
+        if any(len(key) != 32 for key in infrastructure.values()):
+            raise RecoveryError(
+                "the infrastructure key in this backup is wrapped by an OpenBao or HSM root "
+                "(platformKeys.provider): recover by restoring the backup into a cluster whose operator "
+                "uses that root (docs/operations.md#platform-keys-outside-etcd)"
+            )
         if not infrastructure:
             raise RecoveryError(
                 "no platform keys: give the backup of the operator's namespace (or `kubectl get secret "

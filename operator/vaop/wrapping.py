@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from . import conditions, kubeclient, models, platformkeys, providers
 from .crypto import envelope
 from .providers import base
-from .providers import kubernetes as kubernetes_provider
 
 
 class KeyProblem(Exception):
@@ -70,8 +69,9 @@ class WrappingKey:
     def same_key(self, other: envelope.InnerKeyRef) -> bool:
         """Wrapped by this very key version, as this identity: nothing to do. A move to another
         identity re-wraps, which proves the new identity can use the key before the old one goes."""
-        mine = (self.ref.type, self.ref.key_vault, self.ref.key_name, self.ref.key_version, self.ref.identity)
-        return mine == (other.type, other.key_vault, other.key_name, other.key_version, other.identity)
+        mine = (self.ref.type, self.ref.provider, self.ref.key_vault, self.ref.key_name, self.ref.key_version)
+        theirs = (other.type, other.provider, other.key_vault, other.key_name, other.key_version)
+        return mine == theirs and self.ref.identity == other.identity
 
 
 @dataclass(frozen=True)
@@ -275,7 +275,7 @@ class Session:
 
         if inner.type == models.EncryptionType.SYSTEM_KEY.value:
             try:
-                return await unwrap(self._platform.system)
+                return await unwrap(self._platform.system_provider(inner.provider))
             except base.ProviderError as error:
                 raise KeyProblem.from_provider(error) from None
         # Opened as the identity it was wrapped as: an account moved off a key, or onto another
@@ -336,19 +336,20 @@ class Session:
             self._pool.evict(key)
 
     async def _system_key(self) -> WrappingKey:
+        root = self._platform.root
         try:
-            version = await self._platform.system.resolve(platformkeys.SYSTEM_KEY_NAME, None)
+            version = await root.provider.resolve(root.key_name, None)
         except base.ProviderError as error:
             raise KeyProblem(conditions.Reason.PLATFORM_KEY_MISSING, f"system key: {error}") from None
         ref = envelope.InnerKeyRef(
             type=models.EncryptionType.SYSTEM_KEY.value,
-            provider=kubernetes_provider.KubernetesKeyProvider.name,
+            provider=root.kind,
             key_vault="",
-            key_name=platformkeys.SYSTEM_KEY_NAME,
+            key_name=root.key_name,
             key_version=version.version,
             algorithm="",
         )
-        return WrappingKey(ref, self._platform.system, version)
+        return WrappingKey(ref, root.provider, version)
 
     async def _customer_provider(
         self,

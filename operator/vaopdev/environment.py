@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +173,8 @@ class OperatorProcess:
         self.fault_file = log_path.with_name("faults")
         self.fault_file.write_text("")
 
-    def start(self, *, timeout: float = 60, data_api: bool = True) -> None:
+    def start(self, *, timeout: float = 60, data_api: bool = True, ready: bool = True) -> None:
+        """Start, and wait until ready (``ready`` False: until the health port answers at all)."""
         if self.alive():  # two operators of one identity would both lead: never what a caller wants
             raise RuntimeError("the operator is running already: stop or kill it first")
         health_port, metrics_port, webhook_port = (
@@ -209,13 +211,13 @@ class OperatorProcess:
                     command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=cluster.die_with_parent
                 )
         deadline = time.monotonic() + timeout
-        while not self._ready():
+        while not (self._ready() if ready else self.readiness()[0]):
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"the operator did not become ready within {timeout}s:\n{self.log()[-3000:]}"
                 )
             time.sleep(0.2)
-        if data_api and self.data_api_on is not None:
+        if ready and data_api and self.data_api_on is not None:
             wait_for_data_api(self.data_api_on)
 
     def _ready(self) -> bool:
@@ -227,6 +229,16 @@ class OperatorProcess:
                 return bool(response.status == 200)
         except OSError:
             return False
+
+    def readiness(self) -> tuple[int, str]:
+        """/readyz's status and text now; (0, "") while nothing answers."""
+        try:
+            with urllib.request.urlopen(self.ready_url, timeout=1) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of the operator's samples of ``name`` that carry ``labels`` (its /metrics now)."""

@@ -14,6 +14,10 @@ from vaopdev import environment
 MODULE = environment.SOFTHSM_MODULE
 TOKEN = "tenant"
 PIN = "1234"
+# The platform's own token (platformKeys.provider pkcs11), made up front as an HSM team would: a
+# process sees only the tokens there were when it first loaded the module.
+PLATFORM_TOKEN = "platform"
+PLATFORM_PIN = "2468"
 
 
 def configure(folder: Path) -> Path:
@@ -22,15 +26,22 @@ def configure(folder: Path) -> Path:
     tokens.mkdir(parents=True)
     conf = folder / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    init_token(conf, TOKEN, PIN)
+    init_token(conf, PLATFORM_TOKEN, PLATFORM_PIN)
+    return conf
+
+
+def init_token(conf: Path, label: str, pin: str) -> None:
+    """A new token in the first free slot, as the HSM's administrator makes one."""
     subprocess.run(
         [
             "/usr/bin/softhsm2-util",
             "--init-token",
             "--free",
             "--label",
-            TOKEN,
+            label,
             "--pin",
-            PIN,
+            pin,
             "--so-pin",
             "87654321",
         ],
@@ -38,11 +49,18 @@ def configure(folder: Path) -> Path:
         check=True,
         capture_output=True,
     )
-    return conf
 
 
-def add_rsa_version(label: str, version: int, *, bits: int = 2048, destroyable: bool = False) -> None:
-    with pkcs11_provider.find_token(MODULE, TOKEN).open(rw=True, user_pin=PIN) as session:
+def add_rsa_version(
+    label: str,
+    version: int,
+    *,
+    bits: int = 2048,
+    destroyable: bool = False,
+    token: str = TOKEN,
+    pin: str = PIN,
+) -> None:
+    with pkcs11_provider.find_token(MODULE, token).open(rw=True, user_pin=pin) as session:
         session.generate_keypair(
             KeyType.RSA,
             bits,

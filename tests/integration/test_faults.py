@@ -24,7 +24,7 @@ from typing import Any
 from kubernetes import client
 
 from tests import helpers
-from tests.integration import clockshift, faulty_proxy, kills, legacy, tenant
+from tests.integration import clockshift, faulty_proxy, legacy, tenant
 from tests.integration.conftest import (
     CHECK_INTERVAL,
     GRACE_PERIOD,
@@ -35,7 +35,7 @@ from tests.integration.conftest import (
 from tests.integration.test_openbao import transit_vault
 from vaop import config, labels
 from vaop.crypto import envelope
-from vaopdev import cluster, environment, openbao
+from vaopdev import cluster, environment, kills, openbao
 
 
 @dataclass

@@ -7,6 +7,7 @@ address drawn is on loopback, so nothing applied here makes the operator reach o
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import uuid
@@ -93,7 +94,9 @@ def _fields(spec: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[str,
 @st.composite
 def _edited(draw: st.DrawFn, valid: st.SearchStrategy[dict[str, Any]]) -> dict[str, Any]:
     """A valid spec, then up to two edits: a field dropped, set to junk, or an unknown one added."""
-    spec = draw(valid)
+    # Copies: st.just() hands out one object to every example, and editing it in place would make
+    # later examples (and the spec itself, once junk holds a part of it) grow without end.
+    spec = copy.deepcopy(draw(valid))
     for _ in range(draw(st.integers(0, 2))):
         path = draw(st.sampled_from(_fields(spec)))
         parent = functools.reduce(lambda node, key: node[key], path[:-1], spec)
@@ -101,9 +104,9 @@ def _edited(draw: st.DrawFn, valid: st.SearchStrategy[dict[str, Any]]) -> dict[s
         if edit == "drop":
             del parent[path[-1]]
         elif edit == "junk":
-            parent[path[-1]] = draw(JUNK)
+            parent[path[-1]] = copy.deepcopy(draw(JUNK))
         else:
-            parent["surprise"] = draw(JUNK)
+            parent["surprise"] = copy.deepcopy(draw(JUNK))
         if not _fields(spec):
             break
     return spec

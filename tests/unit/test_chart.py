@@ -133,6 +133,39 @@ def test_values_reach_the_operator_as_settings(monkeypatch: pytest.MonkeyPatch) 
     assert "--log-format=json" in operator["args"] and operator["args"][-1] == "--log-level=DEBUG"
 
 
+def test_a_platform_root_in_an_hsm_reaches_the_operator_with_its_pin_from_a_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    operator = container(
+        render(
+            "platformKeys.provider=pkcs11",
+            "platformKeys.pkcs11.module=/opt/hsm/libhsm.so",
+            "platformKeys.pkcs11.tokenLabel=platform",
+            "platformKeys.pkcs11.pinSecret.name=hsm-pin",
+            "extraVolumes[0].name=hsm",
+            "extraVolumes[0].hostPath.path=/opt/hsm",
+            "extraVolumeMounts[0].name=hsm",
+            "extraVolumeMounts[0].mountPath=/opt/hsm",
+        )
+    )
+    env = {e["name"]: e for e in operator["env"]}
+    assert env["VAOP_PLATFORM_PKCS11_PIN"]["valueFrom"]["secretKeyRef"] == {"name": "hsm-pin", "key": "pin"}
+    assert {"name": "hsm", "mountPath": "/opt/hsm"} in operator["volumeMounts"]
+    for name in (
+        "VAOP_PLATFORM_KEYS_PROVIDER",
+        "VAOP_PLATFORM_PKCS11_MODULE",
+        "VAOP_PLATFORM_PKCS11_TOKEN_LABEL",
+    ):
+        monkeypatch.setenv(name, env[name]["value"])
+    monkeypatch.setenv("VAOP_PLATFORM_PKCS11_PIN", "1234")
+    settings = config.OperatorConfig()
+    assert (settings.platform_keys_provider, settings.platform_pkcs11_module) == (
+        "pkcs11",
+        "/opt/hsm/libhsm.so",
+    )
+    assert "VAOP_PLATFORM_PKCS11_PIN" not in {e["name"] for e in container(render())["env"]}
+
+
 SHARD_B = (
     "fullnameOverride=vaop-b",
     "serviceAccount.name=vaop-b",
@@ -317,6 +350,9 @@ def test_tenants_get_viewer_and_editor_roles_of_the_data_kinds() -> None:
             "leaseDuration must be greater than leaderElection.renewDeadline",
         ),
         ("leaderElection.enabled=false", "replicaCount > 1 needs leaderElection.enabled=true"),
+        ("platformKeys.provider=vault", "/platformKeys/provider"),
+        ("platformKeys.provider=openbao", "/platformKeys/openbao"),
+        ("platformKeys.provider=pkcs11", "/platformKeys/pkcs11"),
     ],
 )
 def test_bad_values_are_refused_with_a_message(value: str, message: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from kubernetes_asyncio import client
 
-from .. import accountstore, config, kubeclient, pki, platformkeys
+from .. import accountstore, config, kubeclient, pki, platformkeys, platformroot
 from ..domain import admission as domain_admission
 from . import registration, server, tls
 from . import view as admission_view
@@ -28,8 +28,11 @@ RETRY_SECONDS = 10.0
 
 
 class Webhook:
-    def __init__(self, options: config.OperatorConfig, api: client.ApiClient) -> None:
+    def __init__(
+        self, options: config.OperatorConfig, api: client.ApiClient, root: platformroot.Root | None = None
+    ) -> None:
         self._options = options
+        self._root = root
         self._api = api
         self._server: server.WebhookServer | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -81,7 +84,7 @@ class Webhook:
         while True:
             try:
                 found: Mapping[str, bytes] | None = await platformkeys.infrastructure_versions(
-                    self._api, self._options.namespace
+                    self._api, self._options.namespace, self._root
                 )
             except asyncio.CancelledError:
                 raise

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from kubernetes_asyncio import client
 
-from .. import kubeclient, models, platformkeys, wrapping
+from .. import kubeclient, models, platformkeys, platformroot, wrapping
 from ..crypto import envelope
 from ..domain import accounts as domain
 from ..models import AccountKey
@@ -56,7 +56,9 @@ class AccountKeys:
         accounts: Callable[[str, str], models.AccountRecord | None],
         context: Callable[[str, str, models.AccountSpec], wrapping.AccountContext],
         hold_seconds: float,
+        root: platformroot.Root | None = None,
     ) -> None:
+        self._root = root
         self._api = api
         self._core = client.CoreV1Api(api)
         self._identities = identities
@@ -161,7 +163,7 @@ class AccountKeys:
     async def _platform_keys(self) -> platformkeys.PlatformKeys:
         if self._platform is None:
             try:
-                self._platform = await platformkeys.load(self._api, self._operator_namespace)
+                self._platform = await platformkeys.load(self._api, self._operator_namespace, self._root)
             except platformkeys.PlatformKeyMissing as error:
                 raise Unavailable("PlatformKeyMissing", str(error)) from None
         return self._platform

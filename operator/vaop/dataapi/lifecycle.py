@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import config, kubeclient, models, pki, wrapping
+from .. import config, kubeclient, models, pki, platformroot, wrapping
 from ..admission import tls
 from . import auth, kinds, server, storage, verbs
 from . import keys as account_keys
@@ -42,6 +42,7 @@ class DataApi:
         *,
         accounts: Callable[[str, str], models.AccountRecord | None],
         context: Callable[[str, str, models.AccountSpec], wrapping.AccountContext],
+        root: platformroot.Root | None = None,
     ) -> None:
         self._options = options
         self._api = api
@@ -52,6 +53,7 @@ class DataApi:
             accounts=accounts,
             context=context,
             hold_seconds=options.check_interval,
+            root=root,
         )
         self._request_header: auth.RequestHeaderConfig | None = None
         self._server: server.DataServer | None = None

@@ -26,6 +26,7 @@ from .. import (
     metrics,
     models,
     permissions,
+    platformroot,
     providers,
     wrapping,
 )
@@ -97,6 +98,8 @@ async def start(
     memo.elector = None
     memo.data_api = None
     memo.accounts = accounts = accountstore.AccountStore()
+    root = platformroot.from_config(options, api)
+    logger.info("Platform keys' root: %s", root.where)
 
     def vaults_of(namespace: str) -> dict[str, dict[str, Any]]:
         return dict(key_vaults.get(namespace, ()))
@@ -111,6 +114,7 @@ async def start(
             memo.identities,
             accounts=lambda namespace, name: accounts.get((namespace, name)),
             context=contexts.context,
+            root=root,
         )
 
     memo.leader = leading.LeaderWork(
@@ -123,6 +127,7 @@ async def start(
         accounts=lambda: list(accounts),
         account=lambda namespace, name: accounts.get((namespace, name)),
         account_key=memo.data_api.keys.key if memo.data_api is not None else None,
+        root=root,
     )
     metrics.serve(options.metrics_port, asyncio.get_running_loop())
     if options.health_port:
@@ -151,10 +156,11 @@ async def start(
         },
     )
     readiness.add("watches", sync.problem)
+    readiness.add("platform-keys", lambda: memo.leader.platform_problem)
     background(sync.run(), "initial-sync")
 
     if options.webhook_port:
-        memo.webhook = lifecycle.Webhook(options, api)
+        memo.webhook = lifecycle.Webhook(options, api, root)
         readiness.add("webhook", memo.webhook.problem)
         background(_start_webhook(memo.webhook, accounts, customer_keys, key_vaults), "webhook-start")
 

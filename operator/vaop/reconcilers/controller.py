@@ -28,6 +28,7 @@ from .. import (
     metrics,
     models,
     platformkeys,
+    platformroot,
     providers,
     sharding,
     wrapping,
@@ -240,7 +241,8 @@ class AccountController:
                 envelopes.append(domain.envelope_in(found.data if found is not None else None))
             except envelope.EnvelopeError:
                 continue  # unreadable: its account says so
-        counted = platformkeys.usage(envelopes)
+        root = self._platform.root.kind if self._platform is not None else platformroot.KUBERNETES
+        counted = platformkeys.usage(envelopes, root)
         metrics.PLATFORM_KEY_ENVELOPES.clear()
         for (key, version), count in counted.items():
             metrics.PLATFORM_KEY_ENVELOPES.labels(key, version).set(count)

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import config, kubeclient, models, platformkeys, sharding
+from .. import config, events, kubeclient, models, platformkeys, platformroot, sharding
 from ..dataapi import keys as account_keys
 from ..models import AccountKey
 from . import controller, sealedobjects
@@ -39,7 +39,10 @@ class LeaderWork:
         accounts: Callable[[], Iterable[AccountKey]],
         account: Callable[[str, str], models.AccountRecord | None],
         account_key: Callable[[str, str], Awaitable[account_keys.Opened]] | None = None,
+        root: platformroot.Root | None = None,
     ) -> None:
+        self._root = root or platformroot.kubernetes_root(api, options.namespace)
+        self.platform_problem: str | None = None  # why the platform keys cannot be loaded now
         self._api = api
         self._identities = identities
         self._options = options
@@ -55,14 +58,53 @@ class LeaderWork:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        platform: platformkeys.PlatformKeys | None = None
-        platform_error: str | None = None
         try:
-            platform = await platformkeys.load_or_create(self._api, self._options.namespace)
+            platform = await platformkeys.load_or_create(self._api, self._options.namespace, self._root)
+        except platformkeys.RootUnavailable as error:
+            # Not ready, and no account touched: each keeps its state until the root answers.
+            self._root_unusable(error)
+            self._tasks.append(asyncio.create_task(self._start_when_root_answers(), name="platform-root"))
+            return
         except platformkeys.PlatformKeyMissing as error:
             # Stay up (no crash loop) and say it on every account instead.
-            platform_error = str(error)
             logger.error("Platform keys unavailable: %s", error)
+            await self._start_with(None, str(error))
+            return
+        await self._start_with(platform, None)
+
+    def _root_unusable(self, error: platformkeys.RootUnavailable) -> None:
+        if self.platform_problem != str(error):
+            logger.error("Platform keys unavailable, waiting for the root: %s", error)
+        self.platform_problem = str(error)
+
+    async def _start_when_root_answers(self) -> None:
+        """Ask the root again, backing off to every 30 s, and lead once it answers: no restart."""
+        delay = 2.0
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            try:
+                platform = await platformkeys.load_or_create(self._api, self._options.namespace, self._root)
+            except platformkeys.RootUnavailable as error:
+                self._root_unusable(error)
+                continue
+            except platformkeys.PlatformKeyMissing as error:
+                self.platform_problem = None
+                await self._start_with(None, str(error))
+                return
+            except Exception as error:
+                if kubeclient.unavailable(error) is None and not isinstance(error, ApiException):
+                    raise
+                logger.warning("Platform keys not read (trying again soon): %s", error)
+                continue
+            self.platform_problem = None
+            logger.info("The platform keys' root answers: leading")
+            await self._start_with(platform, None)
+            return
+
+    async def _start_with(
+        self, platform: platformkeys.PlatformKeys | None, platform_error: str | None
+    ) -> None:
         work = controller.AccountController(
             self._api,
             platform=platform,
@@ -82,7 +124,7 @@ class LeaderWork:
             self._claims = work.shard = self._claims_for(work, self._options.namespace_selector)
             await self._claims.start()
         work.queue.start()
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(work.secrets.run(), name="account-key-secrets"),
             asyncio.create_task(work.watch_key_versions(), name="key-version-secrets"),
             asyncio.create_task(work.monitor.run(), name="key-monitor"),
@@ -113,35 +155,66 @@ class LeaderWork:
         account onto new versions (made here or by `vaop platform rotate`), and count what each
         version still holds (vaop_platform_key_envelopes)."""
         namespace = self._options.namespace
+        moving = False  # a rotation's envelopes are still moving: tell when they all have
         while True:
             await asyncio.sleep(self._options.check_interval)
             try:
-                due = platformkeys.due(
+                await platformkeys.seal(self._api, namespace, self._root)
+                for key in platformkeys.due(
                     platform,
                     infrastructure_days=self._options.infrastructure_key_days,
                     system_days=self._options.system_key_days,
-                )
-                for key in due:
-                    rotate = (
-                        platformkeys.rotate_infrastructure
-                        if key == platformkeys.INFRASTRUCTURE
-                        else platformkeys.rotate_system
-                    )
-                    await rotate(self._api, namespace)
-                fresh = await platformkeys.load(self._api, namespace)
+                ):
+                    if key == platformkeys.INFRASTRUCTURE:
+                        await platformkeys.rotate_infrastructure(self._api, namespace, self._root)
+                    else:
+                        await platformkeys.rotate_system(self._api, namespace)
+                fresh = await platformkeys.load(self._api, namespace, self._root)
+            except platformkeys.RootUnavailable as error:
+                self._root_unusable(error)
+                continue
             except Exception as error:
                 problem = kubeclient.unavailable(error)
-                if problem is None and not isinstance(error, ApiException):
+                if problem is None and not isinstance(error, ApiException | platformkeys.PlatformKeyMissing):
                     raise
                 logger.warning("Platform keys not read (trying again soon): %s", problem or error)
                 continue
+            self.platform_problem = None
             if fresh.versions() != platform.versions():
                 logger.info("Platform keys rotated (%s): moving every account onto them", fresh.versions())
                 work.use_platform(fresh, self._accounts())
+                moving = True
+                await self._tell(
+                    "PlatformKeyRotated",
+                    f"{_current(fresh)} current (was {_current(platform)}): moving every envelope onto it",
+                )
             elif fresh.infrastructure.keys() != platform.infrastructure.keys():
                 work.use_platform(fresh, ())  # a version retired: nothing to move
             platform = fresh
-            work.count_platform_key_use()
+            counted = work.count_platform_key_use()
+            if moving and platformkeys.all_current(counted, platform):
+                moving = False
+                await self._tell(
+                    "PlatformKeysMoved",
+                    f"every envelope is on {_current(platform)}; versions that hold none may be "
+                    "retired (vaop platform status lists them, vaop platform retire removes one)",
+                )
+
+    async def _tell(self, reason: str, message: str) -> None:
+        """An Event on the infrastructure key's Secret: platform key rotations are the platform
+        team's, told where they look (not on 10,000 accounts)."""
+        involved = client.V1ObjectReference(
+            api_version="v1",
+            kind="Secret",
+            namespace=self._options.namespace,
+            name=platformkeys.INFRASTRUCTURE_SECRET,
+        )
+        try:
+            await events.post(self._api, involved, reason=reason, message=message)
+        except Exception as error:
+            if kubeclient.unavailable(error) is None and not isinstance(error, ApiException):
+                raise
+            logger.warning("Event %s not posted: %s", reason, error)
 
     def _claims_for(
         self, work: controller.AccountController, selector: dict[str, Any]
@@ -167,6 +240,7 @@ class LeaderWork:
     async def stop(self) -> None:
         """Stop at once: running reconciliations are cancelled (each is crash-safe by design)."""
         work, self.controller = self.controller, None
+        self.platform_problem = None  # the next leader tells
         upkeep, self.sealed_objects = self.sealed_objects, None
         for task in self._tasks:
             task.cancel()
@@ -181,3 +255,11 @@ class LeaderWork:
             await work.queue.stop()
             await work.rotations.close()
             await work.pool.close()
+
+
+def _current(keys: platformkeys.PlatformKeys) -> str:
+    versions = keys.versions()
+    return (
+        f"infrastructure-key version {versions[platformkeys.INFRASTRUCTURE]} and system-key version "
+        f"{versions[platformkeys.SYSTEM]}"
+    )

@@ -1,4 +1,4 @@
-"""SIGKILLs of the operator under test, at random moments while it works."""
+"""SIGKILLs of the operator under test (or under a benchmark), at random moments while it works."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Callable
 
-from tests.integration.conftest import OperatorProcess
+from .environment import OperatorProcess
 
 
 class Killer:
@@ -14,7 +14,7 @@ class Killer:
 
     def __init__(self, operator: OperatorProcess, seed: int) -> None:
         self.operator = operator
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 (moments to kill at, not keys)
 
     def kill_during(
         self,
