@@ -110,7 +110,7 @@ def test_install_brings_up_two_ready_replicas_one_leading(
     assert all(hook.client_config.service.namespace == kindcluster.NAMESPACE for hook in webhook.webhooks)
     for pod in pods:  # every replica, leader or not, says it is ready and why it waited
         log = release.kubectl("-n", kindcluster.NAMESPACE, "logs", pod["metadata"]["name"]).stdout
-        assert "Ready: apiserver, data-api, permissions, watches, webhook" in log
+        assert "Ready: apiserver, data-api, permissions, platform-keys, watches, webhook" in log
 
 
 def test_readme_walkthrough_on_kind(release: kindcluster.Cluster, admin: client.ApiClient) -> None:
