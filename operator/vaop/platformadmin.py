@@ -30,31 +30,34 @@ async def in_use(
     return platformkeys.usage(envelopes, root), unreadable
 
 
-async def _system_versions(api: client.ApiClient, namespace: str, stored: platformkeys.Stored) -> list[str]:
-    """Every system key version there is to show: the kubernetes root's Secrets (named "kubernetes/N"
-    once another root wraps), and the root's current version as the leader last saw it."""
+async def _system_versions(
+    api: client.ApiClient, namespace: str, stored: platformkeys.Stored
+) -> dict[str, client.V1Secret | None]:
+    """Every system key version there is to show, oldest first, with its Secret where it is one: the
+    kubernetes root's Secrets (named "kubernetes/N" once another root wraps), and the root's current
+    version as the leader last saw it."""
     secrets = await platformkeys.system_versions(client.CoreV1Api(api), namespace)
-    shown = [platformkeys.system_label(platformroot.KUBERNETES, str(n), stored.root) for n, _ in secrets]
+    shown: dict[str, client.V1Secret | None] = {
+        platformkeys.system_label(platformroot.KUBERNETES, str(n), stored.root): secret
+        for n, secret in secrets
+    }
     if stored.system_version is not None:
-        shown.append(stored.system_version)
+        shown.setdefault(stored.system_version, None)
     return shown
+
+
+def _current_system(stored: platformkeys.Stored, system: dict[str, client.V1Secret | None]) -> str:
+    return stored.system_version or (list(system)[-1] if system else "")
 
 
 async def status(api: client.ApiClient, namespace: str) -> str:
     """Each version of both keys: which is current, since when, and how many envelopes use it."""
     stored = await platformkeys.stored(api, namespace)
     counted, unreadable = await in_use(api, stored.root)
-    created = {
-        platformkeys.system_label(
-            platformroot.KUBERNETES, str(n), stored.root
-        ): secret.metadata.creation_timestamp
-        for n, secret in await platformkeys.system_versions(client.CoreV1Api(api), namespace)
-    }
     system = await _system_versions(api, namespace, stored)
-    current_system = stored.system_version or (system[-1] if system else "")
-    in_use_elsewhere = sorted(
-        v for (k, v) in counted if k == platformkeys.SYSTEM and v not in system
-    )  # versions of the root's key older than the current one
+    current_system = _current_system(stored, system)
+    # Older versions of a vault's key still holding envelopes (its versions are not listed here).
+    older = sorted(v for (k, v) in counted if k == platformkeys.SYSTEM and v not in system)
     rows = [("KEY", "VERSION", "CURRENT", "SINCE", "ENVELOPES")]
     for version in stored.versions:
         current = version == stored.current
@@ -68,13 +71,14 @@ async def status(api: client.ApiClient, namespace: str) -> str:
                 str(counted[(platformkeys.INFRASTRUCTURE, version)]),
             )
         )
-    for version in [*system, *in_use_elsewhere]:
+    for version in [*system, *older]:
+        secret = system.get(version)
         rows.append(
             (
                 platformkeys.SYSTEM,
                 version,
                 _yes(version == current_system),
-                _date(created.get(version)),
+                _date(secret.metadata.creation_timestamp if secret is not None else None),
                 str(counted[(platformkeys.SYSTEM, version)]),
             )
         )
@@ -117,7 +121,7 @@ async def retire(api: client.ApiClient, namespace: str, key: str, version: str) 
     """Delete an old version once no envelope uses it; refuses the current one and one in use."""
     stored = await platformkeys.stored(api, namespace)
     system = await _system_versions(api, namespace, stored)
-    current = stored.current if key == platformkeys.INFRASTRUCTURE else (stored.system_version or system[-1])
+    current = stored.current if key == platformkeys.INFRASTRUCTURE else _current_system(stored, system)
     if version == current:
         raise ValueError(f"{key} version {version} is the current one; rotate first, then retire it")
     counted, unreadable = await in_use(api, stored.root)
@@ -135,18 +139,12 @@ async def retire(api: client.ApiClient, namespace: str, key: str, version: str) 
         secret.data = {v: data for v, data in secret.data.items() if v != version}
         await core.replace_namespaced_secret(platformkeys.INFRASTRUCTURE_SECRET, namespace, secret)
         return f"{key} version {version} retired (no envelope used it)"
-    number = version.removeprefix(f"{platformroot.KUBERNETES}/")
-    kubernetes_version = stored.root == platformroot.KUBERNETES or number != version
-    found = (
-        dict(await platformkeys.system_versions(core, namespace)).get(int(number))
-        if number.isdigit()
-        else None
-    )
-    if not kubernetes_version:
+    if stored.root != platformroot.KUBERNETES and not version.startswith(f"{platformroot.KUBERNETES}/"):
         raise ValueError(
             f"{key} version {version} lives in the {stored.root} root: retire it there (OpenBao: raise the "
             "key's min_decryption_version; an HSM: destroy the key pair) once no envelope uses it"
         )
+    found = system.get(version)
     if found is None:
         raise ValueError(f"{key} has no version {version}")
     await core.delete_namespaced_secret(found.metadata.name, namespace)

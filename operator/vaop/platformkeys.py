@@ -78,10 +78,6 @@ class PlatformKeys:
     former: platformroot.Root | None = None  # the kubernetes root moved from, for what it still holds
     rotation_requested: bool = False
 
-    @property
-    def system(self) -> base.KeyProvider:
-        return self.root.provider
-
     def versions(self) -> dict[str, str]:
         """The current version of each key, by key: what a rotation changes."""
         return {INFRASTRUCTURE: self.infrastructure_version, SYSTEM: self.system_version}

@@ -58,19 +58,27 @@ class LeaderWork:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        if not await self._try_to_lead():
+            # Not ready, and no account touched: each keeps its state until the root answers.
+            self._tasks.append(asyncio.create_task(self._start_when_root_answers(), name="platform-root"))
+
+    async def _try_to_lead(self) -> bool:
+        """Load the platform keys and start the account controller; False while the root does not
+        answer (other errors are raised: the caller steps back and tries again)."""
         try:
             platform = await platformkeys.load_or_create(self._api, self._options.namespace, self._root)
         except platformkeys.RootUnavailable as error:
-            # Not ready, and no account touched: each keeps its state until the root answers.
             self._root_unusable(error)
-            self._tasks.append(asyncio.create_task(self._start_when_root_answers(), name="platform-root"))
-            return
+            return False
         except platformkeys.PlatformKeyMissing as error:
             # Stay up (no crash loop) and say it on every account instead.
             logger.error("Platform keys unavailable: %s", error)
+            self.platform_problem = None
             await self._start_with(None, str(error))
-            return
+            return True
+        self.platform_problem = None
         await self._start_with(platform, None)
+        return True
 
     def _root_unusable(self, error: platformkeys.RootUnavailable) -> None:
         if self.platform_problem != str(error):
@@ -84,23 +92,13 @@ class LeaderWork:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
             try:
-                platform = await platformkeys.load_or_create(self._api, self._options.namespace, self._root)
-            except platformkeys.RootUnavailable as error:
-                self._root_unusable(error)
-                continue
-            except platformkeys.PlatformKeyMissing as error:
-                self.platform_problem = None
-                await self._start_with(None, str(error))
-                return
+                if await self._try_to_lead():
+                    logger.info("The platform keys' root answers: leading")
+                    return
             except Exception as error:
-                if kubeclient.unavailable(error) is None and not isinstance(error, ApiException):
+                if not _worth_retrying(error):
                     raise
                 logger.warning("Platform keys not read (trying again soon): %s", error)
-                continue
-            self.platform_problem = None
-            logger.info("The platform keys' root answers: leading")
-            await self._start_with(platform, None)
-            return
 
     async def _start_with(
         self, platform: platformkeys.PlatformKeys | None, platform_error: str | None
@@ -174,10 +172,11 @@ class LeaderWork:
                 self._root_unusable(error)
                 continue
             except Exception as error:
-                problem = kubeclient.unavailable(error)
-                if problem is None and not isinstance(error, ApiException | platformkeys.PlatformKeyMissing):
+                if not (_worth_retrying(error) or isinstance(error, platformkeys.PlatformKeyMissing)):
                     raise
-                logger.warning("Platform keys not read (trying again soon): %s", problem or error)
+                logger.warning(
+                    "Platform keys not read (trying again soon): %s", kubeclient.unavailable(error) or error
+                )
                 continue
             self.platform_problem = None
             if fresh.versions() != platform.versions():
@@ -212,7 +211,7 @@ class LeaderWork:
         try:
             await events.post(self._api, involved, reason=reason, message=message)
         except Exception as error:
-            if kubeclient.unavailable(error) is None and not isinstance(error, ApiException):
+            if not _worth_retrying(error):
                 raise
             logger.warning("Event %s not posted: %s", reason, error)
 
@@ -255,6 +254,11 @@ class LeaderWork:
             await work.queue.stop()
             await work.rotations.close()
             await work.pool.close()
+
+
+def _worth_retrying(error: Exception) -> bool:
+    """The apiserver was away, busy or refused this once: the loop goes on and asks again."""
+    return kubeclient.unavailable(error) is not None or isinstance(error, ApiException)
 
 
 def _current(keys: platformkeys.PlatformKeys) -> str:
