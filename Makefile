@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Debian packages: SoftHSM2 for the pkcs11 provider's tests; podman, runc and mmdebstrap for the kind tier.
 DEBIAN_PACKAGES := softhsm2 podman runc mmdebstrap
 
-.PHONY: setup system-packages binaries up down kind kind-down image test lint unit integration bench clean crds
+.PHONY: setup system-packages binaries up down kind kind-down image test lint unit integration bench clean crds lock
 
 $(STAMP): pyproject.toml
 	@command -v go >/dev/null || { echo "Go 1.26+ is needed to build the control plane (https://go.dev/dl)"; exit 1; }
@@ -72,3 +72,9 @@ clean:
 # The chart ships a copy of crds/ (templates/crds.yaml renders it, so helm upgrade upgrades the CRDs).
 crds:
 	cp crds/*.yaml charts/video-analyzer-operator/files/crds/
+
+# The image's dependencies, every extra and the build backend, pinned with hashes from the index.
+lock: $(STAMP)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --all-build-deps \
+	  --extra pkcs11 --extra azure --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock pyproject.toml

@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import sharding
-from .providers import addresses
+from .providers import addresses, extras
 
 
 class OperatorConfig(BaseSettings):
@@ -187,6 +187,9 @@ class OperatorConfig(BaseSettings):
                 "VAOP_PLATFORM_PKCS11_PIN": self.platform_pkcs11_pin,
             },
         }
+        lacking = extras.missing(self.platform_keys_provider)
+        if lacking is not None:
+            raise ValueError(f"VAOP_PLATFORM_KEYS_PROVIDER={self.platform_keys_provider}: {lacking}")
         needed = by_provider[self.platform_keys_provider]
         missing = [name for name, value in needed.items() if not value]
         if missing:

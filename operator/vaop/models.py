@@ -1,4 +1,5 @@
-"""Typed views of the custom resources (videoanalyzer.io/v1alpha1), mirroring crds/*.yaml.
+"""Typed views of the custom resources (videoanalyzer.io/v1alpha1), reading what crds/*.yaml lets through
+(tests/unit/test_crd_models.py keeps the two in agreement).
 
 The CRD schema is what the apiserver enforces; these models give the operator typed access to
 what it already validated, in the field names users write (camelCase aliases).
@@ -135,21 +136,6 @@ class AccountState(StrEnum):
     ACTIVE = "Active"
     KEY_INACCESSIBLE = "KeyInaccessible"
     ERROR = "Error"
-
-
-class WrappedBy(_Model):
-    type: EncryptionType
-    key_vault: str | None = None
-    key_name: str | None = None
-    key_version: str | None = None
-
-
-class AccountKeyStatus(_Model):
-    secret_name: str
-    key_check_value: str
-    wrapped_by: WrappedBy
-    algorithm: str
-    wrapped_at: str
 
 
 AccountKey = tuple[str, str]  # (namespace, name) of an account

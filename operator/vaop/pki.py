@@ -1,8 +1,7 @@
-"""Small X.509 helpers: a CA, serving and client certificates, PEM encoding.
+"""Small X.509 helpers: a CA, serving certificates, PEM encoding.
 
-Used by the local control plane (apiserver serving and client certificates) and by the
-admission webhook (its own CA and serving certificate). ECDSA P-256 keeps generation fast;
-the service-account signing key is RSA because every Kubernetes version accepts it.
+Used by the admission webhook and the data API (their own CA and serving certificates), and by the
+local control plane in vaopdev. ECDSA P-256 keeps generation fast.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ class KeyPair:
     key_pem: bytes
 
 
-def _name(common_name: str, organization: str | None = None) -> x509.Name:
+def subject(common_name: str, organization: str | None = None) -> x509.Name:
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     if organization:
         attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
@@ -54,7 +53,7 @@ def _validity(builder: x509.CertificateBuilder, days: int) -> x509.CertificateBu
 
 def make_ca(common_name: str, *, days: int = 3650) -> KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = _name(common_name)
+    name = subject(common_name)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -82,7 +81,7 @@ def make_ca(common_name: str, *, days: int = 3650) -> KeyPair:
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def _issue(
+def issue(
     ca: KeyPair,
     subject: x509.Name,
     *,
@@ -115,21 +114,7 @@ def issue_serving(
     """A TLS server certificate valid for the given names and addresses."""
     sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-    return _issue(ca, _name(dns_names[0]), usage=ExtendedKeyUsageOID.SERVER_AUTH, sans=sans, days=days)
-
-
-def issue_client(ca: KeyPair, *, user: str, group: str | None = None, days: int = 365) -> KeyPair:
-    """A client certificate; Kubernetes reads CN as the user name and O as a group."""
-    return _issue(ca, _name(user, group), usage=ExtendedKeyUsageOID.CLIENT_AUTH, sans=None, days=days)
-
-
-def make_rsa_key_pem(bits: int = 2048) -> tuple[bytes, bytes]:
-    """An RSA private key and its public key, PEM-encoded (PKCS#8 and SubjectPublicKeyInfo)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return _key_pem(key), public
+    return issue(ca, subject(dns_names[0]), usage=ExtendedKeyUsageOID.SERVER_AUTH, sans=sans, days=days)
 
 
 def not_after(cert_pem: bytes) -> datetime.datetime:

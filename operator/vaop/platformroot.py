@@ -23,7 +23,7 @@ from typing import TypeVar
 from kubernetes_asyncio import client
 
 from . import config
-from .providers import base, instrumented, openbao, pkcs11
+from .providers import base, instrumented, openbao
 from .providers import kubernetes as kubernetes_provider
 
 KUBERNETES = "kubernetes"
@@ -116,6 +116,8 @@ def _pkcs11_root(options: config.OperatorConfig) -> Root:
     token = options.platform_pkcs11_token_label or ""
     pin = options.platform_pkcs11_pin.get_secret_value() if options.platform_pkcs11_pin else ""
     key = options.platform_key_name
+    from .providers import pkcs11  # an optional extra (config checked it is installed)
+
     provider = pkcs11.Pkcs11KeyProvider(module=module, token_label=token, pin=pin, identity="the operator")
     return Root(
         "pkcs11",

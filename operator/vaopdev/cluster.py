@@ -30,6 +30,9 @@ from types import TracebackType
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from vaop import pki
 
@@ -77,6 +80,23 @@ def die_with_parent() -> None:
     """
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def issue_client(ca: pki.KeyPair, *, user: str, group: str | None = None) -> pki.KeyPair:
+    """A client certificate; Kubernetes reads CN as the user name and O as a group."""
+    return pki.issue(ca, pki.subject(user, group), usage=ExtendedKeyUsageOID.CLIENT_AUTH, sans=None, days=365)
+
+
+def service_account_signing_key() -> tuple[bytes, bytes]:
+    """An RSA private key and its public key, PEM-encoded: every Kubernetes version accepts RSA."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
 
 
 def kubeconfig_dict(
@@ -255,13 +275,13 @@ class ControlPlane:
             ],
             ip_addresses=["127.0.0.1", "10.0.0.1"],
         )
-        self.admin = pki.issue_client(self.ca, user="vaop-admin", group="system:masters")
+        self.admin = issue_client(self.ca, user="vaop-admin", group="system:masters")
         # The aggregation layer's front proxy, with a CA of its own as kubeadm makes it: aggregated
         # API servers (the operator's data API) trust requests signed by it, and only those.
         front_proxy_ca = pki.make_ca("vaop-local-front-proxy-ca")
-        front_proxy = pki.issue_client(front_proxy_ca, user="front-proxy-client")
-        controller_manager = pki.issue_client(self.ca, user="system:kube-controller-manager")
-        sa_key, sa_pub = pki.make_rsa_key_pem(2048)
+        front_proxy = issue_client(front_proxy_ca, user="front-proxy-client")
+        controller_manager = issue_client(self.ca, user="system:kube-controller-manager")
+        sa_key, sa_pub = service_account_signing_key()
         files = {
             "ca.crt": self.ca.cert_pem,
             "ca.key": self.ca.key_pem,

@@ -21,12 +21,18 @@ REPOSITORY = "localhost/vaop/video-analyzer-operator"
 PYTHON_IMAGE = "docker.io/library/python:3.11-slim-bookworm"
 CONTAINERFILE = binaries.REPO_ROOT / "Containerfile"
 PYPROJECT = binaries.REPO_ROOT / "pyproject.toml"
+LOCK = binaries.REPO_ROOT / "requirements.lock"
 
 
 def tag(base_id: str) -> str:
     """The chart's appVersion plus a hash of everything the image is built from, its base included."""
     digest = hashlib.sha256(base_id.encode())
-    sources = [CONTAINERFILE, PYPROJECT, *sorted((binaries.REPO_ROOT / "operator" / "vaop").rglob("*.py"))]
+    sources = [
+        CONTAINERFILE,
+        PYPROJECT,
+        LOCK,
+        *sorted((binaries.REPO_ROOT / "operator" / "vaop").rglob("*.py")),
+    ]
     for path in sources:
         digest.update(str(path.relative_to(binaries.REPO_ROOT)).encode() + b"\0" + path.read_bytes())
     version = tomllib.loads(PYPROJECT.read_text())["project"]["version"]
@@ -66,10 +72,9 @@ def _image_id(reference: str) -> str:
 
 
 def wheelhouse() -> Path:
-    """Wheels of the runtime dependencies (and the build backend), fetched once per pyproject.toml."""
-    project = tomllib.loads(PYPROJECT.read_text())
-    requirements = [*project["project"]["dependencies"], *project["build-system"]["requires"]]
-    key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
+    """Wheels of requirements.lock (the runtime dependencies, every extra, the build backend), fetched
+    once per lock, each checked against the lock's hashes."""
+    key = hashlib.sha256(LOCK.read_bytes()).hexdigest()[:12]
     folder = binaries.cache_dir() / f"wheels-{key}"
     if not (folder / ".complete").is_file():
         print("vaop: downloading the image's Python wheels from PyPI...", file=sys.stderr, flush=True)
@@ -92,7 +97,10 @@ def wheelhouse() -> Path:
                 "manylinux2014_x86_64",
                 "--platform",
                 "linux_x86_64",
-                *requirements,
+                "--require-hashes",
+                "--no-deps",
+                "--requirement",
+                str(LOCK),
             ],
             check=True,
         )

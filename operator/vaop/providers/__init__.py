@@ -14,7 +14,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import conditions, models
-from . import base, faults, instrumented, openbao
+from . import base, extras, faults, instrumented, openbao
 from . import kubernetes as kubernetes_provider
 from .addresses import AddressPolicy
 
@@ -198,6 +198,9 @@ def refusal(spec: models.KeyVaultSpec) -> base.Refusal | None:
         available = ", ".join(sorted(_FACTORIES))
         message = f"the {name} provider is not in this operator version; available: {available}"
         return base.Refusal(conditions.Reason.PROVIDER_UNAVAILABLE, message)
+    lacking = extras.missing(name)
+    if lacking is not None:
+        return base.Refusal(conditions.Reason.PROVIDER_UNAVAILABLE, lacking)
     block = spec.provider.pkcs11
     if block is not None and block.module not in _policy.pkcs11_modules:
         # A module is native code loaded into the operator's process: only those the platform vetted.
