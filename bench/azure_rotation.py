@@ -22,6 +22,7 @@ from vaop import models
 
 
 def _endpoint(method: str, path: str) -> str:
+    path = path.partition("?")[0]
     if path.endswith("/token"):
         return "POST token"
     last = path.rstrip("/").rsplit("/", 1)[-1]

@@ -62,6 +62,11 @@ EVENT_LOOP_TASKS = Gauge(
 RECONCILIATIONS = Counter(
     "vaop_account_reconciliations_total", "Account reconciliations by result reason.", ["reason"]
 )
+CACHE_ENTRIES = Gauge(
+    "vaop_cache_entries",
+    "Entries in each bounded in-memory cache: flat after the first sweep, at most its limit.",
+    ["cache"],
+)
 
 
 @contextmanager

@@ -8,6 +8,7 @@ here exactly as it would in a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +155,7 @@ class OperatorProcess:
         settings: dict[str, str] | None = None,
         log_level: str = "INFO",
         data_api_on: cluster.ControlPlane | None = None,
+        faults: bool = False,
     ) -> None:
         self.identity = identity
         # Set: every start also waits until ``data_api_on`` serves the data API again. The aggregator
@@ -165,7 +168,10 @@ class OperatorProcess:
         self.ready_url = ""
         self.metrics_url = ""
         # The providers' test seam (vaop/providers/faults.py): vaults listed there fail transiently.
-        # Without a log file the seam lives in a scratch folder of our own, removed by stop().
+        # Only an operator started with ``faults`` runs inside it: production never does, nor should
+        # the tests that inject nothing. Without a log file the seam's list lives in a scratch folder
+        # of our own, removed by stop().
+        self.faults = faults
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         if log_path is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="vaop-op-")
@@ -191,7 +197,6 @@ class OperatorProcess:
             VAOP_HEALTH_PORT=str(health_port),
             VAOP_HEALTH_HOST="127.0.0.1",
             VAOP_METRICS_PORT=str(metrics_port),
-            VAOP_FAULT_FILE=str(self.fault_file),
             # Local mode: the apiserver on this host calls the webhook by URL, not through a Service.
             VAOP_WEBHOOK_PORT=str(webhook_port),
             VAOP_WEBHOOK_HOST="127.0.0.1",
@@ -201,6 +206,10 @@ class OperatorProcess:
             # The local platform vets SoftHSM2's module (the Debian package's path) for pkcs11 vaults.
             VAOP_PKCS11_MODULES=json.dumps([SOFTHSM_MODULE]),
         )
+        if self.faults:
+            env["VAOP_FAULT_FILE"] = str(self.fault_file)
+        else:
+            env.pop("VAOP_FAULT_FILE", None)
         env.update(self.settings)  # the caller's settings win, also over the ports above
         command = [*operator_command(), "--log-level", self.log_level]
         if self.log_path is None:
@@ -274,7 +283,35 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
+    @contextlib.contextmanager
+    def instead(
+        self,
+        log: Path,
+        *,
+        settings: dict[str, str] | None = None,
+        identity: OperatorIdentity | None = None,
+        faults: bool = False,
+    ) -> Iterator[OperatorProcess]:
+        """This operator stopped (its Lease released) and another in its place, with the same identity
+        (or ``identity``) and settings plus ``settings``; this one started again afterwards."""
+        self.stop()
+        replacement = OperatorProcess(
+            identity or self.identity,
+            log,
+            settings={**self.settings, **(settings or {})},
+            log_level=self.log_level,
+            faults=faults,
+        )
+        try:
+            replacement.start(timeout=120)
+            yield replacement
+        finally:
+            replacement.stop()
+            self.start()
+
     def fail_vault(self, namespace: str, vault: str, *, failing: bool) -> None:
+        if not self.faults:
+            raise RuntimeError("this operator runs outside the fault seam: start it with faults=True")
         entries = set(self.fault_file.read_text().split())
         entry = f"{namespace}/{vault}"
         entries = entries | {entry} if failing else entries - {entry}

@@ -2,11 +2,13 @@
 
 No Key Vault emulator could be installed from this project's registries (Lowkey Vault's server is not
 served from Maven Central here, only its client libraries), so the azureKeyVault provider is tested
-against this server instead. Its exchanges follow the Azure REST reference and requests the Azure SDKs
-recorded against the real service, written down in tests/fixtures/azure/recorded.json:
-``tests/unit/test_azure_recordings.py`` replays those to the provider, and ``test_azure_key_vault.py``
-checks that this server answers in the same shapes. The provider talks to it through the real
-azure-keyvault-keys and azure-identity packages, over TLS.
+against this server instead. Its exchanges follow the Azure REST reference, as written down by hand in
+tests/fixtures/azure/exchanges.json (authored from the documentation, not recorded: the real service
+cannot be reached from here). ``tests/unit/test_azure_exchanges.py`` serves those to the provider, and
+``test_azure_key_vault.py`` checks that this server answers in the same shapes. The provider talks to
+it through the real azure-keyvault-keys and azure-identity packages, over TLS. Like Key Vault it pages
+a key's versions (``page_size``, 25 by default) and links the next page, and honours a version's
+``key_ops``.
 
 What is real: RSA keys and OAEP unwrapping (``cryptography``), the challenge-based sign-in the SDK
 performs, and the federated credential check: the ServiceAccount token is verified by a TokenReview
@@ -55,6 +57,7 @@ class _Version:
     enabled: bool = True
     expires: int | None = None
     updated: int = 0
+    key_ops: list[str] | None = None  # None: every operation of the key type
 
 
 @dataclass
@@ -101,7 +104,8 @@ class AzureKeyVault:
         self._federated: set[tuple[str, str]] = set()  # (client id, subject)
         self._assignments: set[tuple[str, str]] = set()  # (client id, key name or VAULT_SCOPE): ROLE
         self._tokens: dict[str, tuple[str, float]] = {}  # access token -> (client id, expiry)
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for counting
+        self.requests: list[tuple[str, str]] = []  # (method, path and query) of every request, for counting
+        self.page_size = 25  # Key Vault's largest page of key versions; a test may make it smaller
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -125,7 +129,13 @@ class AzureKeyVault:
             self._assignments.discard((client_id, key))
 
     def add_version(
-        self, key: str, *, key_type: str = "RSA", size: int = 2048, recovery_level: str | None = None
+        self,
+        key: str,
+        *,
+        key_type: str = "RSA",
+        size: int = 2048,
+        recovery_level: str | None = None,
+        key_ops: list[str] | None = None,
     ) -> str:
         private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
         if key_type.startswith("EC"):
@@ -139,11 +149,19 @@ class AzureKeyVault:
                 entry.recovery_level = recovery_level
             # Distinct creation times keep "oldest first" well defined at second resolution.
             created = max([int(time.time())] + [v.created + 1 for v in entry.versions])
-            entry.versions.append(_Version(version, key_type, private, created, updated=created))
+            entry.versions.append(
+                _Version(version, key_type, private, created, updated=created, key_ops=key_ops)
+            )
         return version
 
     def update(
-        self, key: str, version: str, *, enabled: bool | None = None, expires: int | None = None
+        self,
+        key: str,
+        version: str,
+        *,
+        enabled: bool | None = None,
+        expires: int | None = None,
+        key_ops: list[str] | None = None,
     ) -> None:
         with self._lock:
             found = next(v for v in self.keys[key].versions if v.version == version)
@@ -151,6 +169,8 @@ class AzureKeyVault:
                 found.enabled = enabled
             if expires is not None:
                 found.expires = expires
+            if key_ops is not None:  # az keyvault key set-attributes --ops ...
+                found.key_ops = key_ops
             found.updated = max(int(time.time()), found.updated + 1)
 
     def delete(self, key: str, *, deleted: bool = True) -> None:
@@ -191,7 +211,7 @@ class AzureKeyVault:
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.requests.append((request.method, request.path))
+        self.requests.append((request.method, request.path_qs))
         response: web.StreamResponse = await handler(request)
         return response
 
@@ -326,7 +346,8 @@ class AzureKeyVault:
         if isinstance(public, rsa.RSAPublicKey):
             numbers = public.public_numbers()
             jwk |= {
-                "key_ops": ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"],
+                "key_ops": version.key_ops
+                or ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"],
                 "n": _b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
                 "e": _b64url(numbers.e.to_bytes(3, "big")),
             }
@@ -353,12 +374,20 @@ class AzureKeyVault:
         if isinstance(found, web.Response):
             return found
         name = request.match_info["name"]
+        start = int(request.query.get("$skiptoken", "0"))
+        size = min(self.page_size, int(request.query.get("maxresults", self.page_size)))
         with self._lock:
+            versions = self.keys[name].versions
             items = [
                 {"kid": self._kid(name, v.version), "attributes": self._attributes(name, v)}
-                for v in self.keys[name].versions
+                for v in versions[start : start + size]
             ]
-        return web.json_response({"value": items, "nextLink": None})
+            more = start + size < len(versions)
+        query = (
+            f"api-version={request.query.get('api-version', '')}&$skiptoken={start + size}&maxresults={size}"
+        )
+        next_link = f"{self.vault_url}keys/{name}/versions?{query}" if more else None
+        return web.json_response({"value": items, "nextLink": next_link})
 
     async def _get(self, request: web.Request) -> web.Response:
         found = self._target(request, "read")
@@ -373,11 +402,13 @@ class AzureKeyVault:
         found = self._target(request, operation)
         if isinstance(found, web.Response):
             return found
+        verb = "wrapKey" if operation == "wrapkey" else "unwrapKey"
         if not found.enabled:
-            verb = "wrapKey" if operation == "wrapkey" else "unwrapKey"
             return _error(
                 403, "Forbidden", f"Operation {verb} is not allowed on a disabled key.", "KeyDisabled"
             )
+        if found.key_ops is not None and verb not in found.key_ops:
+            return _error(400, "BadParameter", f"Operation {verb} is not permitted on this key.")
         body = json.loads(await request.text())
         digest = _HASHES.get(str(body.get("alg")))
         if digest is None or not isinstance(found.private, rsa.RSAPrivateKey):

@@ -138,6 +138,16 @@ def operator(
         print(process.log())
 
 
+@pytest.fixture
+def faulty_operator(
+    operator: environment.OperatorProcess, tmp_path: Path
+) -> Iterator[environment.OperatorProcess]:
+    """The session's operator replaced, for this test only, by one inside the providers' fault seam
+    (vaop/providers/faults.py), so the test can make a vault fail; the others run as production does."""
+    with operator.instead(tmp_path / "operator.log", faults=True) as faulty:
+        yield faulty
+
+
 def _fresh_namespace(admin: client.ApiClient, prefix: str) -> Iterator[str]:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))

@@ -277,7 +277,7 @@ def test_deleting_the_account_removes_its_secret(admin: client.ApiClient, namesp
 
 
 def test_lost_secret_gives_account_key_lost_and_no_new_key(
-    admin: client.ApiClient, namespace: str, kubectl: Kubectl
+    admin: client.ApiClient, namespace: str, kubectl: Kubectl, operator: OperatorProcess
 ) -> None:
     tenant.account(admin, namespace, "studio")
     before = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
@@ -295,7 +295,12 @@ def test_lost_secret_gives_account_key_lost_and_no_new_key(
     assert account["status"]["state"] == "Error"
     assert "restore the Secret" in helpers.condition(account, "Ready")["message"]  # type: ignore[index]
     assert account["status"]["accountKey"] == before["status"]["accountKey"]  # the record of the key stays
-    time.sleep(3)
+    # Looked at again by a new leader (which re-checks every account), and still no new key is made.
+    operator.stop()
+    operator.start()
+    helpers.eventually(
+        lambda: operator.metric("vaop_account_reconciliations_total", reason="AccountKeyLost") >= 1
+    )
     with pytest.raises(client.ApiException) as missing:
         _secret(admin, namespace, "studio")
     assert missing.value.status == 404
@@ -381,7 +386,12 @@ spec:
 """
     kubectl("apply", "-f", "-", stdin=policy)
     try:
-        time.sleep(2)  # the apiserver loads the policy
+
+        def policy_loaded() -> bool:  # a dry run is refused once the apiserver enforces the policy
+            probe = ["create", "secret", "generic", "probe", "-n", namespace, "--dry-run=server"]
+            return "secrets are frozen" in kubectl(*probe, check=False).stderr
+
+        helpers.eventually(policy_loaded)
         tenant.account(admin, namespace, "studio")
         account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="WriteRefused")
         message = helpers.condition(account, "Ready")["message"]  # type: ignore[index]
@@ -487,12 +497,15 @@ def test_a_restart_rewrites_nothing_that_is_right(
         helpers.create(admin, namespace, "VideoAnalyzerAccount", name, spec)
     for name in names:
         tenant.wait_condition(admin, namespace, name, "Ready", "True")
-    time.sleep(2)  # the last writes are done
 
-    since = time.time()
     operator.stop()
+    since = time.time()  # whatever the old process still wrote is done: it is gone
     operator.start()
-    time.sleep(CHECK_INTERVAL * 2)  # every account reconciled, every pair checked
+
+    def reconciled_all() -> bool:  # the new leader re-checked every account (with its key, if any)
+        return operator.metric("vaop_account_reconciliations_total", reason="Ready") >= len(names)
+
+    helpers.eventually(reconciled_all, timeout=CHECK_INTERVAL * 4)
     user = f"system:serviceaccount:{operator.identity.namespace}:{operator.identity.service_account}"
     writes = [
         f"{e['verb']} {e['requestURI']}"
@@ -502,6 +515,3 @@ def test_a_restart_rewrites_nothing_that_is_right(
         and e["objectRef"].get("subresource") != "token"  # a new process's tokens, not a stored write
     ]
     assert writes == []
-    # ... and not for want of looking: the new process reconciled at least these accounts.
-    ready = operator.metric("vaop_account_reconciliations_total", reason="Ready")
-    assert ready >= len(names), ready

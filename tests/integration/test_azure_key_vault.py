@@ -129,6 +129,45 @@ def test_hsm_key_is_reported_and_ec_key_refused(
     assert helpers.condition(account, "KeyInaccessible")["status"] == "False"  # type: ignore[index]
 
 
+def test_a_key_with_more_versions_than_a_page_follows_its_newest(
+    admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
+) -> None:
+    """Key Vault lists a key's versions a page at a time (here two a page): the account is wrapped by
+    the newest, found on the last page, and moves to the next one that appears there."""
+    key = f"kek-{namespace}"
+    for _ in range(4):
+        azure_vault.add_version(key, size=2048)
+    azure_vault.page_size = 2
+    try:
+        azure_key(admin, namespace, azure_vault, size=2048)  # the fifth version: on the third page
+        newest = azure_vault.keys[key].versions[-1].version
+        tenant.account(admin, namespace, "studio", key="key")
+        account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True")
+        assert account["status"]["accountKey"]["wrappedBy"]["keyVersion"] == newest
+        sixth = azure_vault.add_version(key, size=2048)
+        tenant.wait_wrapped_by(admin, namespace, "studio", keyVersion=sixth, timeout=WITHIN_ONE_INTERVAL)
+        assert any("skiptoken" in path for _, path in azure_vault.requests)
+    finally:
+        azure_vault.page_size = 25
+
+
+def test_a_key_whose_key_ops_leave_out_wrapping_is_refused_with_what_to_do(
+    admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
+) -> None:
+    key, _ = azure_key(admin, namespace, azure_vault)
+    version = azure_vault.keys[key].versions[-1].version
+    azure_vault.update(key, version, key_ops=["sign", "verify"])
+    tenant.account(admin, namespace, "studio", key="key")
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "False", reason="KeyUnsupported")
+    message = helpers.condition(account, "Ready")["message"]  # type: ignore[index]
+    assert "leave out wrapKey and unwrapKey" in message and "set-attributes --ops" in message
+
+    # Doing what the message says: the account provisions, with no other change.
+    azure_vault.update(key, version, key_ops=["wrapKey", "unwrapKey"])
+    account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
+    assert account["status"]["accountKey"]["wrappedBy"]["keyVersion"] == version
+
+
 def test_deleted_key_locks_and_recovered_key_unlocks(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
@@ -208,7 +247,7 @@ def test_vault_away_past_the_grace_period_locks_and_its_return_recovers(
         vault.stop()
 
 
-RECORDED = json.loads((Path(__file__).parents[1] / "fixtures" / "azure" / "recorded.json").read_text())
+EXCHANGES = json.loads((Path(__file__).parents[1] / "fixtures" / "azure" / "exchanges.json").read_text())
 
 
 def _shape(value: Any) -> Any:
@@ -237,11 +276,12 @@ def _ask(
         return error.code, error.headers, json.loads(error.read())
 
 
-def test_stand_in_answers_in_the_recorded_shapes(
+def test_stand_in_answers_in_the_shapes_of_the_rest_reference(
     admin: client.ApiClient, namespace: str, azure_vault: AzureKeyVault
 ) -> None:
-    """Keeps the stand-in honest: each answer has the status, fields and error codes Azure recorded."""
-    recorded = RECORDED["exchanges"]
+    """Keeps the stand-in honest: each answer has the status, fields and error codes of the exchanges
+    written down from the Azure REST reference (tests/fixtures/azure/exchanges.json)."""
+    reference = EXCHANGES["exchanges"]
     key = f"kek-{namespace}"
     first = azure_vault.add_version(key, size=3072)
     azure_vault.add_version(key, size=3072)
@@ -274,17 +314,17 @@ def test_stand_in_answers_in_the_recorded_shapes(
         )
 
     status, headers, body = _ask(azure_vault, "GET", versions)
-    assert (status, _shape(body)) == (401, _shape(recorded["challenge"]["body"]))
+    assert (status, _shape(body)) == (401, _shape(reference["challenge"]["body"]))
     assert re.fullmatch(
         r'Bearer authorization="[^"]+/[0-9a-f-]{36}", resource="https://[^"]+"', headers["WWW-Authenticate"]
     )
 
     token_path = f"/{azure_vault.tenant_id}/oauth2/v2.0/token"
     status, _, body = _ask(azure_vault, "POST", token_path, form=token_form(other_id))
-    assert (status, _shape(body)) == (400, _shape(recorded["token_no_federated_credential"]["body"]))
+    assert (status, _shape(body)) == (400, _shape(reference["token_no_federated_credential"]["body"]))
     assert body["error"] == "invalid_client" and body["error_codes"] == [70021]
     status, _, body = _ask(azure_vault, "POST", token_path, form=token_form(client_id))
-    assert (status, _shape(body)) == (200, _shape(recorded["token"]["body"]))
+    assert (status, _shape(body)) == (200, _shape(reference["token"]["body"]))
     token = body["access_token"]
 
     status, _, body = _ask(azure_vault, "GET", versions, token=token)
@@ -293,13 +333,13 @@ def test_stand_in_answers_in_the_recorded_shapes(
         "Forbidden",
         "ForbiddenByRbac",
     )
-    assert _shape(body) == _shape(recorded["versions_forbidden"]["body"])
+    assert _shape(body) == _shape(reference["versions_forbidden"]["body"])
     azure_vault.assign(client_id, key)
     status, _, body = _ask(azure_vault, "GET", versions, token=token)
-    assert (status, _shape(body)) == (200, _shape(recorded["versions"]["body"]))
+    assert (status, _shape(body)) == (200, _shape(reference["versions"]["body"]))
     status, _, body = _ask(azure_vault, "GET", f"/keys/{key}/{first}?api-version=2025-07-01", token=token)
-    recorded_key = recorded["key"]["body"]
-    assert status == 200 and _shape(body) == _shape(recorded_key)
+    reference_key = reference["key"]["body"]
+    assert status == 200 and _shape(body) == _shape(reference_key)
     azure_vault.assign(client_id)  # on the whole vault: a missing key is then "not found", not "forbidden"
     status, _, body = _ask(
         azure_vault, "GET", f"/keys/{key}-absent/versions?api-version=2025-07-01", token=token
@@ -309,4 +349,4 @@ def test_stand_in_answers_in_the_recorded_shapes(
     status, _, body = _ask(
         azure_vault, "POST", f"/keys/{key}/{first}/unwrapkey?api-version=2025-07-01", token=token
     )
-    assert (status, _shape(body)) == (403, _shape(recorded["unwrap_disabled"]["body"]))
+    assert (status, _shape(body)) == (403, _shape(reference["unwrap_disabled"]["body"]))

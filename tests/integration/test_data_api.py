@@ -225,6 +225,67 @@ def test_selectors_pagination_and_dry_run(kubectl: Kubectl, admin: client.ApiCli
     assert kubectl("get", "video", "ghost", "-n", namespace, check=False).returncode != 0
 
 
+# Every operator the apiserver's label selectors accept, and some it refuses.
+LABEL_SELECTORS = [
+    "zone=north",
+    "zone==north",
+    "zone!=north",
+    "zone in (north,east)",
+    "zone notin (north)",
+    "zone in (north),tier notin (1)",
+    "gold",
+    "!gold",
+    "tier>1",
+    "tier<3",
+    "tier>1,zone=south",
+    "tier > 1,!gold",
+    "zone",
+    "zone=",
+    "zone!=",
+    "example.com/team=a",
+    "!example.com/team",
+    "zone in ()",
+    "tier>a",
+    "zone=no rth",
+    "=north",
+    "zone in (north",
+    "tier>1>2",
+    "zone=" + "n" * 64,
+    "-bad=x",
+]
+
+
+def test_label_selectors_select_what_the_apiserver_selects(
+    kubectl: Kubectl, admin: client.ApiClient, namespace: str
+) -> None:
+    """The same labels on Videos (data API) and on ConfigMaps (the apiserver): every selector picks
+    the same names from both, or both refuse it."""
+    _active_account(admin, namespace)
+    labelled = {
+        "a": {"zone": "north", "tier": "1"},
+        "b": {"zone": "south", "tier": "2", "gold": "yes"},
+        "c": {"zone": "east", "tier": "3", "example.com/team": "a"},
+        "d": {"zone": "south", "tier": "x"},
+        "e": {"tier": "10", "zone": ""},
+        "f": {},
+    }
+    for name, labels in labelled.items():
+        kubectl("create", "-f", "-", stdin=video(namespace, name, **labels))
+        client.CoreV1Api(admin).create_namespaced_config_map(
+            namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name, labels=labels))
+        )
+
+    def selected(resource: str, selector: str) -> str | list[str]:
+        found = kubectl("get", resource, "-n", namespace, "-l", selector, "-o", "name", check=False)
+        if found.returncode != 0:
+            return "refused"
+        names = [line.rsplit("/", 1)[1] for line in found.stdout.split()]
+        return sorted(n for n in names if n in labelled)  # kube-root-ca.crt is no Video
+
+    for selector in LABEL_SELECTORS:
+        assert selected("videos", selector) == selected("configmaps", selector), selector
+
+
 def test_watch_streams_changes_and_resumes(admin: client.ApiClient, kubectl: Kubectl, namespace: str) -> None:
     _active_account(admin, namespace)
     custom = client.CustomObjectsApi(admin)
@@ -643,7 +704,7 @@ def test_oversize_and_malformed_requests_get_status_answers(
         '[{"op":"remove","path":"/spec/nope"}]',
         check=False,
     )
-    assert bad_patch.returncode != 0 and "does not exist" in bad_patch.stderr
+    assert bad_patch.returncode != 0 and "non-existent object 'nope'" in bad_patch.stderr
     assert (
         _json(kubectl, "get", "video", "target", "-n", namespace)["metadata"]["generation"] == 1
     )  # nothing half-written

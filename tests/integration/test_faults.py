@@ -9,13 +9,12 @@ key-check value changed, no account key was made twice.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import datetime
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,31 +338,6 @@ def test_openbao_stopped_in_a_rotation_within_and_past_the_grace_period(
     fleet.assert_intact(version)
 
 
-@contextlib.contextmanager
-def _operator_instead(
-    operator: OperatorProcess,
-    log: Path,
-    *,
-    env: dict[str, str],
-    identity: environment.OperatorIdentity | None = None,
-) -> Iterator[OperatorProcess]:
-    """The session's operator stopped (its Lease released) and another in its place, with the same
-    chart identity and settings plus ``env``; the session's own back afterwards."""
-    operator.stop()
-    replacement = environment.OperatorProcess(
-        identity or operator.identity,
-        log,
-        settings={**operator.settings, **env},
-        log_level=operator.log_level,
-    )
-    try:
-        replacement.start(timeout=120)
-        yield replacement
-    finally:
-        replacement.stop()
-        operator.start()
-
-
 def _key_checked_at(admin: client.ApiClient, namespace: str) -> datetime.datetime:
     status = helpers.get(admin, namespace, "CustomerKey", "key").get("status") or {}
     return datetime.datetime.fromisoformat(status["lastChecked"])
@@ -391,7 +365,7 @@ def test_clock_skew_and_steps(
     client.CoreV1Api(admin).delete_namespaced_secret(
         config.OperatorConfig.model_fields["own_tls_secret"].default, operator.identity.namespace
     )
-    with _operator_instead(operator, tmp_path / "operator.log", env=clock.env()) as shifted:
+    with operator.instead(tmp_path / "operator.log", settings=clock.env(), faults=True) as shifted:
         # Ahead: the webhook's and the data API's certificates, made on this clock, are good to the
         # apiserver (every create below passes the webhook), and accounts provision.
         fleet = _kubernetes_fleet(admin, namespace, keys_namespace, 5)
@@ -485,7 +459,7 @@ def test_apiserver_answering_429_and_5xx_to_a_share_of_requests(
         identity = dataclasses.replace(
             operator.identity, kubeconfig=proxy.kubeconfig(operator.identity.kubeconfig, tmp_path)
         )
-        with _operator_instead(operator, tmp_path / "operator.log", env={}, identity=identity) as proxied:
+        with operator.instead(tmp_path / "operator.log", identity=identity) as proxied:
             fleet = _kubernetes_fleet(admin, namespace, keys_namespace, 40)
             proxy.share = 1 / 3
             started = time.monotonic()

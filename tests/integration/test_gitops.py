@@ -109,11 +109,11 @@ def test_a_flaky_vault_is_in_progress_then_failed_after_the_grace_period(
     admin: client.ApiClient,
     namespace: str,
     keys_namespace: str,
-    operator: OperatorProcess,
+    faulty_operator: OperatorProcess,
     gitops_check: Path,
 ) -> None:
     tenant.studio_on_customer_key(admin, namespace, keys_namespace)
-    operator.fail_vault(namespace, "vault", failing=True)
+    faulty_operator.fail_vault(namespace, "vault", failing=True)
     try:
         account = tenant.wait_condition(
             admin, namespace, "studio", "Reconciling", "True", timeout=WITHIN_ONE_INTERVAL
@@ -127,7 +127,7 @@ def test_a_flaky_vault_is_in_progress_then_failed_after_the_grace_period(
         assert helpers.condition(account, "Reconciling") is None
         assert verdicts(gitops_check, account) == ("Failed", "Degraded")
     finally:
-        operator.fail_vault(namespace, "vault", failing=False)
+        faulty_operator.fail_vault(namespace, "vault", failing=False)
     account = tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
     assert verdicts(gitops_check, account) == ("Current", "Healthy")
 

@@ -191,28 +191,28 @@ def _states_during(
 
 
 def test_transient_fault_shorter_than_grace_changes_nothing_and_longer_one_locks(
-    admin: client.ApiClient, namespace: str, keys_namespace: str, operator: OperatorProcess
+    admin: client.ApiClient, namespace: str, keys_namespace: str, faulty_operator: OperatorProcess
 ) -> None:
     """Faults come from the providers' test seam (vaop/providers/faults.py): the vault refuses connections."""
     _byok(admin, namespace, keys_namespace, ["studio"], tenant.rsa_pem(2048))
 
-    operator.fail_vault(namespace, "vault", failing=True)
+    faulty_operator.fail_vault(namespace, "vault", failing=True)
     short = _states_during(admin, namespace, "studio", GRACE_PERIOD / 2)
-    operator.fail_vault(namespace, "vault", failing=False)
+    faulty_operator.fail_vault(namespace, "vault", failing=False)
     assert all(s["status"]["state"] == "Active" for s in short)
     assert all(helpers.condition(s, "KeyInaccessible")["status"] == "False" for s in short)  # type: ignore[index]
     degraded = [helpers.condition(s, "VaultDegraded") for s in short]
     assert any(d and d["status"] == "True" and d["reason"] == "VaultUnreachable" for d in degraded)
     tenant.wait_condition(admin, namespace, "studio", "VaultDegraded", "False", timeout=WITHIN_ONE_INTERVAL)
 
-    operator.fail_vault(namespace, "vault", failing=True)
+    faulty_operator.fail_vault(namespace, "vault", failing=True)
     try:
         account = tenant.wait_locked(
             admin, namespace, "studio", "VaultUnreachable", timeout=GRACE_PERIOD + WITHIN_ONE_INTERVAL
         )
         assert "grace period" in helpers.condition(account, "KeyInaccessible")["message"]  # type: ignore[index]
     finally:
-        operator.fail_vault(namespace, "vault", failing=False)
+        faulty_operator.fail_vault(namespace, "vault", failing=False)
     tenant.wait_condition(admin, namespace, "studio", "Ready", "True", timeout=WITHIN_ONE_INTERVAL)
 
 

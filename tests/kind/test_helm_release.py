@@ -254,15 +254,23 @@ def test_losing_the_leader_mid_rotation(release: kindcluster.Cluster, admin: cli
             admin, namespace, "VideoAnalyzerAccount", name, {"region": "westeurope", "encryption": spec}
         )
 
-    def all_on(version: str) -> bool:
+    def on(version: str) -> int:
+        """How many accounts are Active with their key wrapped by ``version``."""
         items = helpers.custom(admin).list_namespaced_custom_object(
             models.GROUP, models.VERSION, namespace, "videoanalyzeraccounts"
         )["items"]
-        return len(items) == len(names) and all(
+        return sum(
             (i.get("status", {}).get("accountKey") or {}).get("wrappedBy", {}).get("keyVersion") == version
             and i["status"].get("state") == "Active"
             for i in items
         )
+
+    def all_on(version: str) -> bool:
+        return on(version) == len(names)
+
+    def under_way(version: str) -> int | None:
+        done = on(version)
+        return done if 0 < done < len(names) else None
 
     helpers.eventually(lambda: all_on("1"), timeout=120, interval=1)
     kcvs = {
@@ -276,7 +284,8 @@ def test_losing_the_leader_mid_rotation(release: kindcluster.Cluster, admin: cli
     for version, pem, grace in (("2", v2, []), ("3", v3, ["--grace-period=1"])):
         old_leader = _leader(admin)
         tenant.put_key_version(admin, keys, "kek", int(version), pem)
-        time.sleep(0.5)  # the leader has seen the new version and is re-wrapping
+        # The leader is re-wrapping: some accounts on the new version, the others still to go.
+        helpers.eventually(functools.partial(under_way, version), timeout=60, interval=0.05)
         deleted = time.monotonic()
         release.kubectl("-n", kindcluster.NAMESPACE, "delete", "pod", str(old_leader), "--wait=false", *grace)
 

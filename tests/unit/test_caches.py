@@ -13,6 +13,7 @@ from kubernetes_asyncio import client
 from prometheus_client import REGISTRY
 
 from vaop import events, kubeclient, metrics, wrapping
+from vaop.providers import base, openbao
 from vaop.reconcilers import monitor, records
 
 
@@ -240,3 +241,40 @@ async def test_a_rotation_is_one_event_per_key_naming_the_accounts(monkeypatch: 
     )
     assert message.startswith("Account keys of 12 account(s) re-wrapped to version 2: acct-00, acct-01")
     assert message.endswith("and 2 more.")
+
+
+def test_a_bounded_cache_drops_the_least_recently_used_and_reports_its_size() -> None:
+    cache: base.Bounded[str, int] = base.Bounded("test_bounded", limit=3)
+    for i, key in enumerate("abc"):
+        cache.put(key, i)
+    assert cache.get("a") == 0  # used: now the most recent
+    cache.put("d", 3)
+    assert cache.get("b") is None and [cache.get(k) for k in "acd"] == [0, 2, 3]
+    assert REGISTRY.get_sample_value("vaop_cache_entries", {"cache": "test_bounded"}) == 3
+
+
+async def test_openbao_logs_in_once_per_identity_however_often_its_token_is_renewed(monkeypatch: Any) -> None:
+    """The ServiceAccount token is renewed every few minutes; over a week that is thousands of tokens
+    per identity. They share one vault token per lease, and the cache holds one entry per identity."""
+    logins: list[str] = []
+
+    async def request(self: openbao.OpenBaoKeyProvider, method: str, path: str, body: Any, **_: Any) -> Any:
+        logins.append(body["jwt"])
+        return {"auth": {"client_token": f"s.{len(logins)}", "lease_duration": 3600}}
+
+    monkeypatch.setattr(openbao.OpenBaoKeyProvider, "_request", request)
+    before = len(openbao._tokens)
+    for renewal in range(200):
+        for identity in ("ServiceAccount t/a", "ServiceAccount t/b"):
+            provider = openbao.OpenBaoKeyProvider(
+                address="https://bao.test:8200",
+                transit_mount="transit",
+                auth_mount="kubernetes",
+                role="tenant",
+                service_account_token=f"jwt-{identity}-{renewal}",
+                identity=identity,
+                addresses=None,
+            )
+            assert await provider._login() in ("s.1", "s.2")
+    assert len(logins) == 2
+    assert len(openbao._tokens) == before + 2

@@ -1,16 +1,42 @@
+"""The work queue, on a virtual clock (tests/virtualtime.py): its delays and backoffs are checked
+exactly, however busy the machine is."""
+
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Awaitable, Callable, Iterable
 
 import pytest
 from kubernetes_asyncio.client import ApiException
 
+from tests import virtualtime
 from vaop.reconcilers import workqueue
 from vaop.reconcilers.workqueue import WorkQueue
 
 
-async def test_a_key_is_never_processed_twice_at_once_and_reruns_if_added_meanwhile() -> None:
+def _run(
+    process: Callable[[str], Awaitable[float | None]],
+    *,
+    seconds: float,
+    keys: Iterable[str] = ("a",),
+    workers: int = 1,
+) -> WorkQueue[str]:
+    """The queue with these keys added, run for ``seconds`` of virtual time, then stopped."""
+
+    async def main() -> WorkQueue[str]:
+        queue: WorkQueue[str] = WorkQueue(process, workers=workers, name="test")
+        queue.start()
+        for key in keys:
+            queue.add(key)
+        await asyncio.sleep(seconds)
+        await queue.stop()
+        return queue
+
+    return virtualtime.run(main())
+
+
+def test_a_key_is_never_processed_twice_at_once_and_reruns_if_added_meanwhile() -> None:
     running: set[str] = set()
     runs: list[str] = []
     overlap = False
@@ -25,62 +51,91 @@ async def test_a_key_is_never_processed_twice_at_once_and_reruns_if_added_meanwh
         running.discard(key)
         return None
 
-    queue: WorkQueue[str] = WorkQueue(process, workers=4, name="test")
-    queue.start()
-    queue.add("a")
-    await asyncio.sleep(0.01)
-    queue.add("a")  # while in progress: one more run afterwards
-    queue.add("a")  # deduplicated
-    release.set()
-    await asyncio.sleep(0.05)
-    await queue.stop()
+    async def main() -> None:
+        queue: WorkQueue[str] = WorkQueue(process, workers=4, name="test")
+        queue.start()
+        queue.add("a")
+        await asyncio.sleep(1)
+        assert runs == ["a"]
+        queue.add("a")  # while in progress: one more run afterwards
+        queue.add("a")  # deduplicated
+        await asyncio.sleep(1)
+        assert runs == ["a"]  # not while the first is still running, on any of the other workers
+        release.set()
+        await asyncio.sleep(1)
+        await queue.stop()
+
+    virtualtime.run(main())
     assert runs == ["a", "a"]
     assert not overlap
 
 
-async def test_returned_delay_requeues_later() -> None:
-    runs = 0
-
-    async def process(key: str) -> float | None:
-        nonlocal runs
-        runs += 1
-        return 0.02 if runs < 3 else None
-
-    queue: WorkQueue[str] = WorkQueue(process, workers=1, name="test")
-    queue.start()
-    queue.add("a")
-    await asyncio.sleep(0.2)
-    await queue.stop()
-    assert runs == 3
-
-
-async def test_failures_back_off_exponentially_and_reset_on_success(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workqueue, "FIRST_RETRY", 0.01)
+def test_returned_delay_requeues_after_that_delay() -> None:
     times: list[float] = []
 
     async def process(key: str) -> float | None:
         times.append(asyncio.get_running_loop().time())
-        if len(times) <= 4:
-            raise ApiException(status=503, reason="Service Unavailable")
-        return None
+        return 30.0 if len(times) < 3 else None
 
-    queue: WorkQueue[str] = WorkQueue(process, workers=1, name="test")
-    queue.start()
-    queue.add("a")
-    await asyncio.sleep(0.5)
-    await queue.stop()
+    _run(process, seconds=3600)
+    assert [round(b - a, 6) for a, b in itertools.pairwise(times)] == [30.0, 30.0]
+
+
+def test_an_add_during_a_requeue_delay_runs_at_once_and_only_once() -> None:
+    times: list[float] = []
+
+    async def process(key: str) -> float | None:
+        times.append(asyncio.get_running_loop().time())
+        return 30.0 if len(times) == 1 else None
+
+    async def main() -> None:
+        queue: WorkQueue[str] = WorkQueue(process, workers=1, name="test")
+        queue.start()
+        queue.add("a")
+        await asyncio.sleep(10)
+        queue.add("a")  # an event: sooner than the requested 30 s, and the timer is dropped
+        await asyncio.sleep(3600)
+        await queue.stop()
+
+    virtualtime.run(main())
+    assert times == [0.0, 10.0]
+
+
+def test_failures_back_off_exponentially_from_half_a_second_and_reset_on_success() -> None:
+    times: list[float] = []
+
+    async def process(key: str) -> float | None:
+        times.append(asyncio.get_running_loop().time())
+        if len(times) in (1, 2, 3, 4, 6):
+            raise ApiException(status=503, reason="Service Unavailable")
+        return 1000.0 if len(times) == 5 else None
+
+    queue = _run(process, seconds=3600)
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert len(times) == 5
-    # 0.01, 0.02, 0.04, 0.08 seconds, each within its ±20 % jitter
-    for gap, expected in zip(gaps, (0.01, 0.02, 0.04, 0.08), strict=True):
-        assert expected * 0.8 <= gap < expected * 1.2 + 0.02
+    assert len(times) == 7
+    # 0.5, 1, 2, 4 s, each within its ±20 % jitter; then the success's own 1000 s; then a failure
+    # starts again from the first step, since the success reset the count.
+    for gap, expected in zip(gaps, (0.5, 1.0, 2.0, 4.0, 1000.0, 0.5), strict=True):
+        assert expected * 0.8 <= gap <= expected * 1.2, (gap, expected)
     assert "a" not in queue._failures
 
 
-async def test_a_429_waits_at_least_its_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workqueue, "FIRST_RETRY", 0.01)
+def test_the_backoff_stops_growing_at_a_minute() -> None:
+    times: list[float] = []
+
+    async def process(key: str) -> float | None:
+        times.append(asyncio.get_running_loop().time())
+        raise ApiException(status=500, reason="Internal Server Error")
+
+    _run(process, seconds=3600)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) <= workqueue.LAST_RETRY * 1.2
+    assert all(gap >= workqueue.LAST_RETRY * 0.8 for gap in gaps[8:])  # 0.5 * 2**7 = 64 > 60
+
+
+def test_a_429_waits_at_least_its_retry_after() -> None:
     error = ApiException(status=429, reason="Too Many Requests")
-    error.headers = {"Retry-After": "0.3"}
+    error.headers = {"Retry-After": "7"}
     times: list[float] = []
 
     async def process(key: str) -> float | None:
@@ -89,30 +144,19 @@ async def test_a_429_waits_at_least_its_retry_after(monkeypatch: pytest.MonkeyPa
             raise error
         return None
 
-    queue: WorkQueue[str] = WorkQueue(process, workers=1, name="test")
-    queue.start()
-    queue.add("a")
-    await asyncio.sleep(0.5)
-    await queue.stop()
-    assert len(times) == 2
-    assert times[1] - times[0] >= 0.3
+    _run(process, seconds=60)
+    assert times == [0.0, 7.0]  # not the 0.5 s first step of the backoff
 
 
-async def test_an_unavailable_apiserver_is_one_line_and_a_bug_has_its_traceback(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_an_unavailable_apiserver_is_one_line_and_a_bug_has_its_traceback(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(workqueue, "FIRST_RETRY", 10)
     errors = {"busy": ApiException(status=503, reason="Service Unavailable"), "bug": KeyError("spec")}
 
     async def process(key: str) -> float | None:
         raise errors[key]
 
-    queue: WorkQueue[str] = WorkQueue(process, workers=2, name="test")
-    queue.start()
-    queue.add("busy")
-    queue.add("bug")
-    await asyncio.sleep(0.05)
-    await queue.stop()
+    _run(process, seconds=0.1, keys=["busy", "bug"], workers=2)  # before the first retry
     records = {r.getMessage().split(":")[1].strip(): r for r in caplog.records}
     assert records["busy"].levelname == "WARNING" and records["busy"].exc_info is None
     assert "the apiserver answered 503 Service Unavailable; retrying in" in records["busy"].getMessage()

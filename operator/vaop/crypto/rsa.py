@@ -33,6 +33,8 @@ class KeyFacts:
 
     key_type: str  # "RSA", "RSA-HSM", "EC", "oct", ...
     size: int  # bits (curve size for EC)
+    # Operations wrapping needs that the holder does not permit this key (Azure's key_ops), by its names.
+    forbidden_operations: tuple[str, ...] = ()
 
 
 def _oaep(algorithm: str) -> padding.OAEP:
@@ -82,6 +84,11 @@ def unsupported_reason(key: KeyFacts) -> str | None:
         )
     if key.size not in ALLOWED_RSA_SIZES:
         return f"it is an RSA key of {key.size} bits; use {', '.join(map(str, ALLOWED_RSA_SIZES))} bits"
+    if key.forbidden_operations:
+        return (
+            f"its permitted operations leave out {' and '.join(key.forbidden_operations)}; permit them on "
+            "the version (Azure: az keyvault key set-attributes --ops wrapKey unwrapKey)"
+        )
     return None
 
 

@@ -38,15 +38,19 @@ def _split(selector: str) -> list[str]:
     return parts
 
 
-_SET = re.compile(r"^([A-Za-z0-9./_-]+)\s+(in|notin)\s*\(([^)]*)\)$")
-_EQUALITY = re.compile(r"^([A-Za-z0-9./_-]+)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)$")
-_EXISTS = re.compile(r"^(!?)([A-Za-z0-9./_-]+)$")
+_SET = re.compile(r"^(\S+)\s+(in|notin)\s*\((.*)\)$")
+_BINARY = re.compile(r"^([^=!<>\s]+)\s*(==|=|!=|>|<)\s*(\S*)$")
+_EXISTS = re.compile(r"^(!?)\s*([^=!<>\s]+)$")
+# As the apiserver validates them (k8s.io/apimachinery validation): a qualified name with an
+# optional DNS-subdomain prefix, and values of at most 63 characters.
+_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
 class _Requirement:
     key: str
-    operator: str  # in, notin, exists, !exists
+    operator: str  # in, notin, exists, !exists, gt, lt
     values: frozenset[str] = frozenset()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -55,19 +59,50 @@ class _Requirement:
             return present and labels[self.key] in self.values
         if self.operator == "notin":
             return not present or labels[self.key] not in self.values
+        if self.operator in ("gt", "lt"):
+            # As the apiserver: both sides integers, or no match.
+            (bound,) = self.values
+            try:
+                value = int(labels[self.key]) if present else None
+            except ValueError:
+                return False
+            return value is not None and (value > int(bound) if self.operator == "gt" else value < int(bound))
         return present == (self.operator == "exists")
+
+
+def _key(text: str) -> str:
+    prefix, _, name = text.rpartition("/")
+    bad_prefix = bool(prefix) and (len(prefix) > 253 or not _PREFIX.match(prefix))
+    if len(name) > 63 or not _NAME.match(name) or bad_prefix:
+        raise SelectorError(
+            f"invalid label key {text!r}: a name of at most 63 letters, digits, '-', '_' or '.' (starting "
+            "and ending with a letter or digit), optionally after a DNS subdomain prefix and '/'"
+        )
+    return text
+
+
+def _value(text: str) -> str:
+    if len(text) > 63 or (text and not _NAME.match(text)):
+        raise SelectorError(
+            f"invalid label value {text!r}: at most 63 letters, digits, '-', '_' or '.', starting and "
+            "ending with a letter or digit (or empty)"
+        )
+    return text
 
 
 def _requirement(text: str) -> _Requirement:
     if match := _SET.match(text):
-        return _Requirement(
-            match.group(1), match.group(2), frozenset(v.strip() for v in match.group(3).split(","))
-        )
-    if match := _EQUALITY.match(text):
+        values = [v.strip() for v in match.group(3).split(",")]  # "()": the empty value, as the apiserver
+        return _Requirement(_key(match.group(1)), match.group(2), frozenset(_value(v) for v in values))
+    if match := _BINARY.match(text):
         key, operator, value = match.groups()
-        return _Requirement(key, "notin" if operator == "!=" else "in", frozenset({value}))
+        if operator in (">", "<"):
+            if not re.fullmatch(r"-?[0-9]+", value):
+                raise SelectorError(f"{text!r}: for '>' and '<', the value must be an integer")
+            return _Requirement(_key(key), "gt" if operator == ">" else "lt", frozenset({value}))
+        return _Requirement(_key(key), "notin" if operator == "!=" else "in", frozenset({_value(value)}))
     if match := _EXISTS.match(text):
-        return _Requirement(match.group(2), "!exists" if match.group(1) else "exists")
+        return _Requirement(_key(match.group(2)), "!exists" if match.group(1) else "exists")
     raise SelectorError(f"unable to parse requirement: {text!r}")
 
 

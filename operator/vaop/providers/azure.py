@@ -85,7 +85,7 @@ _listings: base.RecentReads[list[KeyProperties]] = base.RecentReads()
 # changes, so a check of many accounts reads one listing per key, not one key per version. Public keys
 # only, so sharing them across identities grants nothing: each identity still lists the key and
 # unwraps with its own token.
-_facts: dict[str, tuple[rsa.KeyFacts, KeyVaultKey]] = {}
+_facts: base.Bounded[str, tuple[rsa.KeyFacts, KeyVaultKey]] = base.Bounded("azure_key_facts", limit=16384)
 
 
 class _CountRequests(SansIOHTTPPolicy):  # type: ignore[type-arg]
@@ -205,7 +205,7 @@ class AzureKeyVaultProvider(base.KeyProvider):
             if properties.enabled:
                 facts, _ = await self._version(key_name, version, properties.updated_on)
             else:  # Key Vault refuses to read a disabled version; what it was does not matter now
-                facts = _facts.get(self._kid(key_name, version), (_UNKNOWN, None))[0]
+                facts = (_facts.get(self._kid(key_name, version)) or (_UNKNOWN, None))[0]
             why = ""
             if properties.not_before is not None and now < properties.not_before:
                 why = (
@@ -281,8 +281,9 @@ class AzureKeyVaultProvider(base.KeyProvider):
         if cached is None or (updated is not None and cached[1].properties.updated_on != updated):
             async with self._guard(key_name, version, "read"):
                 vault_key = await self._connection.keys.get_key(key_name, version)
-            _facts[kid] = (_key_facts(vault_key), vault_key)
-        return _facts[kid]
+            cached = (_key_facts(vault_key), vault_key)
+            _facts.put(kid, cached)
+        return cached
 
     def _kid(self, key_name: str, version: str) -> str:
         return f"{self.vault_url}/keys/{key_name}/{version}"
@@ -348,6 +349,9 @@ def _first_line(text: str | None) -> str:
     return base.foreign((text or "").strip().splitlines()[0] if (text or "").strip() else "")
 
 
+_WRAPPING = ("wrapKey", "unwrapKey")  # the key_ops this provider uses
+
+
 def _text(value: object) -> str:
     """The SDK's enums are str subclasses whose str() is the member name: take their value."""
     return str(getattr(value, "value", value) or "")
@@ -357,7 +361,10 @@ def _key_facts(vault_key: KeyVaultKey) -> rsa.KeyFacts:
     key_type = _text(vault_key.key_type) or "unknown"
     modulus: bytes | None = getattr(vault_key.key, "n", None)
     if key_type.startswith("RSA") and modulus:
-        return rsa.KeyFacts(key_type, len(modulus.lstrip(b"\0")) * 8)
+        # key_ops absent: every operation of the key type is permitted.
+        permitted = {_text(op) for op in vault_key.key_operations or _WRAPPING}
+        forbidden = tuple(op for op in _WRAPPING if op not in permitted)
+        return rsa.KeyFacts(key_type, len(modulus.lstrip(b"\0")) * 8, forbidden)
     if key_type.startswith("EC"):
         return rsa.KeyFacts("EC", _EC_SIZES.get(_text(getattr(vault_key.key, "crv", None)), 0))
     return rsa.KeyFacts(key_type, 0)

@@ -13,11 +13,12 @@ import asyncio
 import copy
 import datetime
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .. import conditions
+from .. import conditions, metrics
 from ..crypto import rsa
 
 
@@ -256,3 +257,32 @@ class _Read(Generic[T]):
 
     def stale(self, now: float, seconds: float) -> bool:
         return self.done_at is not None and now - self.done_at >= seconds
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Bounded(Generic[K, T]):
+    """A cache that holds at most ``limit`` entries, dropping the least recently used: a process that
+    runs for months keeps meeting new identities, tokens and key versions, and must not keep them all.
+    Its size is the metric ``vaop_cache_entries{cache=<name>}``."""
+
+    def __init__(self, name: str, *, limit: int) -> None:
+        self._limit = limit
+        self._entries: OrderedDict[K, T] = OrderedDict()
+        metrics.CACHE_ENTRIES.labels(name).set_function(lambda: len(self._entries))
+
+    def get(self, key: K) -> T | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: K, value: T) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._limit:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -44,8 +44,12 @@ _BATCH_WINDOW = 0.02  # seconds a rewrap waits for others of the same key versio
 _BATCH_MAX = 128
 # Rewraps waiting to be sent, per (address, transit mount, key, version, vault token).
 _rewraps: dict[tuple[str, str, str, int, str], list[tuple[str, asyncio.Future[str]]]] = {}
-# Vault tokens per (address, auth mount, role, ServiceAccount token): one login per identity and lease.
-_tokens: dict[tuple[str, str, str, str], tuple[str, float]] = {}
+# Vault tokens per (address, auth mount, role, identity): one login per identity and lease. Keyed by
+# the identity, not its ServiceAccount token, which kubelet and the operator renew every few minutes:
+# a renewed token finds the vault token its predecessor got, and nothing piles up.
+_tokens: base.Bounded[tuple[str, str, str, str], tuple[str, float]] = base.Bounded(
+    "openbao_tokens", limit=16384
+)
 # Key metadata by (address, transit mount, key, vault token): a token's reads serve only that token.
 _key_reads: base.RecentReads[dict[str, Any]] = base.RecentReads()
 # Logins under way, and refused ones, by the same key as _tokens: a role deleted under 10,000
@@ -176,7 +180,7 @@ class OpenBaoKeyProvider(base.KeyProvider):
     async def _login(self) -> str:
         if self._vault_token is not None:
             return self._vault_token
-        cache_key = (self._address, self._auth, self._role, self._jwt)
+        cache_key = (self._address, self._auth, self._role, self._identity)
         cached = _tokens.get(cache_key)
         if cached and time.monotonic() < cached[1]:
             return cached[0]
@@ -189,7 +193,7 @@ class OpenBaoKeyProvider(base.KeyProvider):
         auth = data.get("auth") or {}
         token = str(auth["client_token"])
         lease = float(auth.get("lease_duration") or 300)
-        _tokens[cache_key] = (token, time.monotonic() + lease * 0.8)
+        _tokens.put(cache_key, (token, time.monotonic() + lease * 0.8))
         return token
 
     async def _call(

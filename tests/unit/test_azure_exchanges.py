@@ -1,8 +1,10 @@
-"""The azureKeyVault provider against recorded Key Vault and Entra ID exchanges (tests/fixtures/azure).
+"""The azureKeyVault provider against Key Vault and Entra ID exchanges written down from the Azure REST
+reference (tests/fixtures/azure/exchanges.json). They were authored from the documentation, not
+recorded from the real service, which cannot be reached from here.
 
-A small TLS server on loopback replays the recordings, so the provider runs through the real
-azure-keyvault-keys and azure-identity packages (challenge, token exchange, paging, error parsing)
-and these tests check what it sends and what it makes of each answer.
+A small TLS server on loopback serves them, so the provider runs through the real azure-keyvault-keys
+and azure-identity packages (challenge, token exchange, paging by nextLink, error parsing) and these
+tests check what it sends and what it makes of each answer.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ from vaop.providers import azure, base
 from vaop.providers.addresses import AddressPolicy
 from vaopdev import cluster
 
-RECORDED = json.loads((Path(__file__).parents[1] / "fixtures" / "azure" / "recorded.json").read_text())
-V1, V2 = RECORDED["versions"]
+EXCHANGES = json.loads((Path(__file__).parents[1] / "fixtures" / "azure" / "exchanges.json").read_text())
+V1, V2 = EXCHANGES["versions"]
 SERVICE_ACCOUNT_TOKEN = "eyJhbGciOiJSUzI1NiJ9.service-account-token.signature"
 
 
 @dataclass
 class Replay:
-    """Serves the named recorded exchange for each kind of request; keeps what was asked."""
+    """Serves the named exchange for each kind of request; keeps what was asked."""
 
     port: int
     ca_pem: str
@@ -51,20 +53,22 @@ class Replay:
         )
         if kind != "token" and not request.headers.get("Authorization", "").startswith("Bearer "):
             name = "challenge"
+        elif "$skiptoken" in request.query:  # a nextLink: its token names the next page's exchange
+            name = request.query["$skiptoken"]
         else:
             name = self.answers.get(kind, kind)
-        recorded = RECORDED["exchanges"][name]
-        text = json.dumps(recorded["body"])
-        headers = {k: self._fill(v) for k, v in recorded.get("headers", {}).items()}
+        written = EXCHANGES["exchanges"][name]
+        text = json.dumps(written["body"])
+        headers = {k: self._fill(v) for k, v in written.get("headers", {}).items()}
         return web.Response(
-            status=recorded["status"], text=self._fill(text), headers=headers, content_type="application/json"
+            status=written["status"], text=self._fill(text), headers=headers, content_type="application/json"
         )
 
     def _fill(self, text: str) -> str:
         return (
             text.replace("{vault}", self.url)
             .replace("{authority}", self.url)
-            .replace("{tenant}", RECORDED["tenant"])
+            .replace("{tenant}", EXCHANGES["tenant"])
             .replace("{resource}", self.resource or f"https://0.0.1:{self.port}")
         )
 
@@ -110,7 +114,7 @@ async def _provider(replay: Replay) -> azure.AzureKeyVaultProvider:
     identity = f"ServiceAccount tenant-a/studio-identity-{uuid.uuid4().hex[:6]}"
     connection = await azure.connection(
         vault_url=replay.url,
-        tenant_id=RECORDED["tenant"],
+        tenant_id=EXCHANGES["tenant"],
         client_id="1b2c3d4e-0000-0000-0000-000000000000",
         authority=replay.url,
         ca_bundle=replay.ca_pem,
@@ -136,7 +140,7 @@ async def test_signs_in_with_the_federated_token_and_reads_versions(replay: Repl
     assert (await provider.resolve("account-kek", None)).version == V2  # versionless: the newest
 
     token = next(a for a in replay.asked if a["kind"] == "token")
-    assert token["path"] == f"/{RECORDED['tenant']}/oauth2/v2.0/token"
+    assert token["path"] == f"/{EXCHANGES['tenant']}/oauth2/v2.0/token"
     assert token["form"]["client_assertion"] == SERVICE_ACCOUNT_TOKEN
     assert token["form"]["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
     assert token["form"]["grant_type"] == "client_credentials"
@@ -144,12 +148,12 @@ async def test_signs_in_with_the_federated_token_and_reads_versions(replay: Repl
     assert all("api-version" in a["query"] for a in replay.asked if a["kind"] != "token")
 
 
-async def test_unwrap_sends_the_recorded_algorithm_to_the_exact_version(replay: Replay) -> None:
+async def test_unwrap_sends_the_envelopes_algorithm_to_the_exact_version(replay: Replay) -> None:
     provider = await _provider(replay)
     ciphertext = b"\x01" * 384
     plain = await provider.unwrap("account-kek", V2, ciphertext, algorithm=rsa.RSA_OAEP_256)
-    recorded = RECORDED["exchanges"]["unwrap"]["body"]["value"]
-    assert plain == base64.urlsafe_b64decode(recorded + "=" * (-len(recorded) % 4))
+    answered = EXCHANGES["exchanges"]["unwrap"]["body"]["value"]
+    assert plain == base64.urlsafe_b64decode(answered + "=" * (-len(answered) % 4))
     sent = [a for a in replay.asked if a["kind"] == "unwrap" and a["body"]][-1]
     assert sent["path"] == f"/keys/account-kek/{V2}/unwrapkey"
     body = json.loads(sent["body"])
@@ -164,14 +168,34 @@ async def test_wrap_uses_the_versions_public_key_with_oaep_sha256(replay: Replay
     assert (wrapped.algorithm, wrapped.version, len(wrapped.ciphertext)) == (rsa.RSA_OAEP_256, V2, 384)
 
 
+async def test_versions_listed_over_several_pages_are_all_read(replay: Replay) -> None:
+    """Key Vault pages a key's versions (at most 25 a page) and links the next page: the newest
+    version, on the last page, is the one a versionless key follows."""
+    replay.answers["versions"] = "versions_page_1"
+    provider = await _provider(replay)
+    assert [v.version for v in await provider.versions("account-kek")] == [V1, V2]
+    assert (await provider.resolve("account-kek", None)).version == V2
+    pages = [a["query"].get("$skiptoken") for a in replay.asked if a["kind"] == "versions" and a["query"]]
+    assert pages[-2:] == [None, "versions_page_2"]
+
+
+async def test_a_key_whose_key_ops_leave_out_wrapping_is_unsupported_with_what_to_do(replay: Replay) -> None:
+    replay.answers["key"] = "key_sign_only"
+    provider = await _provider(replay)
+    with pytest.raises(base.KeyUnsupported) as refused:
+        await provider.resolve("account-kek", None)
+    assert "leave out wrapKey and unwrapKey" in str(refused.value)
+    assert "az keyvault key set-attributes --ops wrapKey unwrapKey" in str(refused.value)
+
+
 @pytest.mark.parametrize(
-    ("recording", "protection"),
+    ("exchange", "protection"),
     [("versions", (True, True)), ("versions_purgeable", (True, False))],
 )
 async def test_recovery_level_gives_soft_delete_and_purge_protection(
-    replay: Replay, recording: str, protection: tuple[bool, bool]
+    replay: Replay, exchange: str, protection: tuple[bool, bool]
 ) -> None:
-    replay.answers["versions"] = recording
+    replay.answers["versions"] = exchange
     properties = await (await _provider(replay)).protection("account-kek")
     assert (properties.soft_delete, properties.purge_protection) == protection
 
@@ -186,7 +210,7 @@ async def test_an_expired_version_still_opens_and_says_its_date(replay: Replay) 
 
 
 @pytest.mark.parametrize(
-    ("kind", "recording", "error", "says"),
+    ("kind", "exchange", "error", "says"),
     [
         ("versions", "versions_forbidden", base.AccessDenied, "Key Vault Crypto Service Encryption User"),
         ("versions", "versions_not_found", base.KeyNotFound, "does not exist"),
@@ -196,9 +220,9 @@ async def test_an_expired_version_still_opens_and_says_its_date(replay: Replay) 
     ],
 )
 async def test_vault_answers_become_reasons(
-    replay: Replay, kind: str, recording: str, error: type[base.ProviderError], says: str
+    replay: Replay, kind: str, exchange: str, error: type[base.ProviderError], says: str
 ) -> None:
-    replay.answers[kind] = recording
+    replay.answers[kind] = exchange
     provider = await _provider(replay)
     with pytest.raises(error, match=says) as raised:
         if kind == "unwrap":
@@ -221,7 +245,7 @@ async def test_unreachable_vault_is_transient(replay: Replay) -> None:
     closed = f"https://127.0.0.1:{cluster.free_port()}"
     connection = await azure.connection(
         vault_url=closed,
-        tenant_id=RECORDED["tenant"],
+        tenant_id=EXCHANGES["tenant"],
         client_id="1b2c3d4e-0000-0000-0000-000000000000",
         authority=closed,
         ca_bundle=replay.ca_pem,
