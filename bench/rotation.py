@@ -46,7 +46,7 @@ def main() -> None:
             operator,
         ),
     ):
-        api_floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count) / 2
+        api_floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count).updates
         ns = harness.namespace(api, "rot")
         harness.kubernetes_key_tenant(api, ns, identity="tenant")
         harness.put_key_version(api, ns, 1, bits=args.bits)

@@ -1,8 +1,10 @@
 """The operator at N accounts, beside baselines run in the same session on the same apiserver.
 
 Baselines: (a) a no-op Kopf operator (bench/noop_kopf_operator.py) and (b) a no-op controller-runtime
-controller (tools/noop-controller), each only setting status.state to Active; (c) the bare floor of
-N Secret creates and N updates (8 writers). The operator runs with the chart's RBAC.
+controller (tools/noop-controller), each only setting status.state to Active; (c) a Kopf operator
+making the writes any implementation must make per account (bench/writes_kopf_operator.py: a
+Secret, a status patch, an Event); (d) the bare floor of N Secret creates and N updates (8 writers).
+The operator runs with the chart's RBAC.
 
 Measured, in this order:
 1. provisioning N SystemKey accounts, then N CustomerKey accounts (one identity and key), to Active,
@@ -47,6 +49,7 @@ from bench import harness, rotation, soak
 from vaopdev import binaries, cluster
 
 NOOP_KOPF = Path(__file__).with_name("noop_kopf_operator.py")
+WRITES_KOPF = Path(__file__).with_name("writes_kopf_operator.py")
 WRITES = ("create", "update", "patch", "delete", "deletecollection")
 CHECK_INTERVAL = 30.0  # the chart's default
 WEBHOOK = "video-analyzer-operator"  # the chart's ValidatingWebhookConfiguration
@@ -165,6 +168,7 @@ def writes(counts: dict[str, int]) -> dict[str, int]:
 @dataclass
 class Figures:
     floor: float = 0.0
+    secret_floor: harness.SecretFloor = field(default_factory=lambda: harness.SecretFloor(0.0, 0.0))
     system_seconds: float = 0.0
     byok_seconds: float = 0.0
     system_cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds until Active, by process
@@ -188,6 +192,7 @@ class Figures:
     restart_seconds: float = 0.0
     restart: collections.Counter[str] = field(default_factory=collections.Counter)
     kopf: Baseline = field(default_factory=Baseline)
+    writes_kopf: Baseline = field(default_factory=Baseline)
     go: Baseline = field(default_factory=Baseline)
 
     def progress(self) -> str:
@@ -207,7 +212,7 @@ def rotate_and_revoke(
         harness.watch_until(api, byok_ns, count, harness.wrapped_by("2"))
     found.rotation_seconds = time.time() - started
     found.rss_rotation_peak = max(peak)
-    found.rotation_floor = rotation.rsa_floor(count, 2048) + found.floor / 2
+    found.rotation_floor = rotation.rsa_floor(count, 2048) + found.secret_floor.updates
     found.rewrapped_after = since(started, harness.accounts(api, byok_ns), _wrapped_at)
 
     started = time.time()
@@ -270,7 +275,8 @@ def measure(count: int, quiet_minutes: float, workdir: Path, *, profile: bool) -
     found = Figures()
     with harness.environment_running(workdir, settings=settings) as (plane, api, operator):
         assert operator.popen is not None and plane.admin_kubeconfig is not None
-        found.floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count)
+        found.secret_floor = harness.raw_secret_writes(api, harness.namespace(api, "floor"), count)
+        found.floor = found.secret_floor.total
 
         byok_ns = provision(plane, api, count, pid=operator.popen.pid, found=found, profile=profile)
 
@@ -301,6 +307,9 @@ def measure(count: int, quiet_minutes: float, workdir: Path, *, profile: bool) -
         kopf_ns = harness.namespace(api, "noop-kopf")
         kopf = [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", kopf_ns, str(NOOP_KOPF)]
         found.kopf = baseline(api, kopf, plane, kopf_ns, count)
+        writes_ns = harness.namespace(api, "writes-kopf")
+        writes_kopf = [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", writes_ns]
+        found.writes_kopf = baseline(api, [*writes_kopf, str(WRITES_KOPF)], plane, writes_ns, count)
         go_ns = harness.namespace(api, "noop-go")
         go = [str(noop_go), "--namespace", go_ns]
         found.go = baseline(api, go, plane, go_ns, count)
@@ -312,11 +321,13 @@ def report(count: int, quiet_minutes: float, f: Figures) -> None:
     print("provisioning to Active:")
     print(f"  floor, {count} bare Secret creates + {count} updates: {f.floor:7.1f} s")
     print(f"  no-op Kopf operator:                 {f.kopf.seconds:7.1f} s")
+    print(f"  Kopf making the same writes:         {f.writes_kopf.seconds:7.1f} s  (Secret, status, Event)")
     print(f"  no-op controller-runtime controller: {f.go.seconds:7.1f} s")
     for label, seconds in (("SystemKey", f.system_seconds), ("CustomerKey", f.byok_seconds)):
         print(
             f"  operator, {label:11s}: {seconds:7.1f} s ({count / seconds:5.1f}/s)  "
             f"{seconds / f.kopf.seconds:4.2f}x no-op Kopf, "
+            f"{seconds / f.writes_kopf.seconds:4.2f}x same-writes Kopf, "
             f"{seconds / f.go.seconds:4.2f}x controller-runtime, "
             f"{seconds / f.floor:4.2f}x floor"
         )
@@ -324,6 +335,7 @@ def report(count: int, quiet_minutes: float, f: Figures) -> None:
     for label, cpu in (
         ("operator", f.system_cpu),
         ("no-op Kopf", f.kopf.cpu),
+        ("same-writes Kopf", f.writes_kopf.cpu),
         ("controller-runtime", f.go.cpu),
     ):
         print(f"    {label:18s} " + ", ".join(f"{name} {seconds:5.1f}" for name, seconds in cpu.items()))

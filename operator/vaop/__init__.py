@@ -5,7 +5,8 @@ Layers, with dependencies pointing one way only:
 - ``handlers``: Kopf decorators, thin; they read events and call the domain.
 - ``domain``: pure decisions (account state, conditions, what to re-wrap) on plain data.
 - ``providers`` and ``crypto``: side effects behind small interfaces (key vaults, the envelope).
-- ``leadership``, ``health``, ``permissions``: one replica among several (Lease, probes, RBAC check).
+- ``runtime``: the plumbing Kopf does not give (watch caches, work queue, Leases, retries).
+- ``health``, ``permissions``, ``sharding``: one replica among several (probes, RBAC check, claims).
 
 The local environments (control plane, kind cluster, images) are the separate package ``vaopdev``,
 which is not part of the operator's image.

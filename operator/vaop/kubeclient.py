@@ -12,16 +12,12 @@ import asyncio
 import base64
 import logging
 import os
-import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
-from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from . import __version__
@@ -32,16 +28,6 @@ MERGE_PATCH = "application/merge-patch+json"
 TOKEN_SECONDS = 600  # the shortest lifetime the TokenRequest API grants
 FRESH_TOKEN_SECONDS = 60.0  # a token refused within this long of being issued is not asked anew
 _RENEW_AFTER = 0.8
-
-
-def unavailable(error: Exception) -> str | None:
-    """What went wrong, in a line, when the apiserver is busy, failing or away (429, 5xx, 409 on a
-    write that raced, a broken connection): worth a retry. None for anything else."""
-    if isinstance(error, ApiException) and (error.status in (0, 409, 429) or error.status >= 500):
-        return f"the apiserver answered {error.status} {error.reason}"
-    if isinstance(error, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError):
-        return f"the apiserver could not be reached ({error.__class__.__name__})"
-    return None
 
 
 async def read_secret_or_none(core: client.CoreV1Api, name: str, namespace: str) -> client.V1Secret | None:
@@ -222,187 +208,6 @@ class Identities:
 def _close_later(api: client.ApiClient) -> None:
     """In-flight calls may still use a replaced client: close it a little later, not now."""
     asyncio.get_running_loop().call_later(60, lambda: asyncio.ensure_future(api.close()))
-
-
-PAGE_SIZE = 500  # objects per page of a listing: one page at a time in memory, each well within a timeout
-
-
-async def pages(list_function: Callable[..., Awaitable[Any]], **params: Any) -> AsyncIterator[Any]:
-    """Every page of a list call, ``PAGE_SIZE`` objects at a time: models, or dicts for custom objects."""
-    token: str | None = None
-    while True:
-        page = await list_function(**params, limit=PAGE_SIZE, _continue=token)
-        yield page
-        token = page["metadata"].get("continue") if isinstance(page, dict) else page.metadata._continue
-        if not token:
-            return
-
-
-class WatchCache:
-    """Informer-style list then watch with a server-side label selector, forever, keeping what its
-    readers use of each object (``Cached``).
-
-    Reads come from here instead of GETs. After every (re)list, objects that vanished or changed
-    while no watch was open are reported (DELETED, MODIFIED), so nothing in the gap between two
-    watches is missed. ``on_event`` gets the event type (ADDED, MODIFIED, DELETED) and the object;
-    the first listing reports nothing, and neither does the echo of a write this process made and
-    ``put`` here (its own write is no news to it).
-    """
-
-    def __init__(
-        self,
-        list_function: Callable[..., Awaitable[Any]],
-        *,
-        label_selector: str,
-        on_event: Callable[[str, Cached], None] = lambda kind, obj: None,
-        restart_delay: float = 5.0,
-    ) -> None:
-        self._list = list_function
-        self._selector = label_selector
-        self._on_event = on_event
-        self._restart_delay = restart_delay
-        self._objects: dict[tuple[str, str], Cached] = {}
-        self.synced = asyncio.Event()
-
-    def get(self, namespace: str, name: str) -> Cached | None:
-        return self._objects.get((namespace, name))
-
-    def held(self) -> list[tuple[str, str]]:
-        """(namespace, name) of every object held; namespace is None for cluster-scoped kinds."""
-        return list(self._objects)
-
-    def put(self, obj: Any) -> None:
-        """What a write of this process returned: newer than what the watch delivered so far."""
-        key = (obj.metadata.namespace, obj.metadata.name)
-        if _newer(obj, self._objects.get(key)):
-            self._objects[key] = cached(obj)
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await self._list_then_watch()
-            except asyncio.CancelledError:
-                raise
-            except ApiException as error:
-                # 410 Gone: the version watched from was compacted away; only a fresh list catches up.
-                log = logger.info if error.status == 410 else logger.warning
-                log("Watch of %s ended (%s); relisting", self._selector, error.status)
-                await asyncio.sleep(self._restart_delay if error.status != 410 else 0)
-            except Exception as error:
-                logger.warning("Watch of %s ended (%s); relisting", self._selector, error.__class__.__name__)
-                await asyncio.sleep(self._restart_delay)
-
-    async def _list_then_watch(self) -> None:
-        listed, version = await self._list_all()
-        if self.synced.is_set():
-            for key in self._objects.keys() - listed.keys():
-                self._on_event("DELETED", self._objects[key])
-            for key, obj in listed.items():
-                known = self._objects.get(key)
-                if known is None:
-                    self._on_event("ADDED", obj)
-                elif _newer(obj, known):
-                    self._on_event("MODIFIED", obj)
-        self._objects = listed
-        self.synced.set()
-        # Each watch request ends after its timeout; the next one goes on from the last version seen
-        # (bookmarks keep it fresh while nothing changes), as client-go's reflector does: a relist
-        # of every object each time would be the largest request and allocation the operator makes.
-        while True:
-            stream = watch.Watch()
-            async with stream:
-                async for event in stream.stream(
-                    self._list,
-                    label_selector=self._selector,
-                    resource_version=version,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=300,
-                ):
-                    self._apply(event["type"], event["object"])
-                version = stream.resource_version
-
-    async def _list_all(self) -> tuple[dict[tuple[str, str], Cached], str]:
-        """Every object, listed in pages (a page at a time in memory), and the list's version."""
-        listed: dict[tuple[str, str], Cached] = {}
-        version = ""
-        async for page in pages(self._list, label_selector=self._selector):
-            listed.update(((o.metadata.namespace, o.metadata.name), cached(o)) for o in page.items)
-            version = page.metadata.resource_version
-        return listed, version
-
-    def _apply(self, kind: str, obj: Any) -> None:
-        if kind not in ("ADDED", "MODIFIED", "DELETED"):
-            return  # BOOKMARK: only a newer version to go on from
-        key = (obj.metadata.namespace, obj.metadata.name)
-        known = self._objects.get(key)
-        if kind != "DELETED" and known is not None and not _newer(obj, known):
-            return  # the echo of this process's own write, or older than it
-        kept = cached(obj)
-        if kind == "DELETED":
-            self._objects.pop(key, None)
-        else:
-            self._objects[key] = kept
-        self._on_event(kind, kept)
-
-
-@dataclass(frozen=True, slots=True)
-class CachedMetadata:
-    name: str
-    namespace: str | None
-    uid: str | None
-    resource_version: str | None
-    labels: dict[str, str] | None
-    annotations: dict[str, str] | None
-    owner_uids: tuple[str, ...] = ()  # the uids its ownerReferences name
-
-
-@dataclass(frozen=True, slots=True)
-class Cached:
-    """What a watch cache keeps of an object: the fields its readers use, under the names the
-    client's models give them (``obj.metadata.labels``, ``obj.type``, ``obj.data``). A model keeps
-    every field of its kind in a dict of its own, managedFields included: 20,000 account-key Secrets
-    took 80 MiB as models and take 46 so."""
-
-    metadata: CachedMetadata
-    type: str | None = None
-    data: dict[str, str] | None = None
-
-
-def cached(obj: Any) -> Cached:
-    """The part of a client model (a Secret, a Namespace) that a watch cache keeps."""
-    meta = obj.metadata
-    return Cached(
-        CachedMetadata(
-            name=meta.name,
-            namespace=meta.namespace,
-            uid=getattr(meta, "uid", None),
-            resource_version=meta.resource_version,
-            labels=_shared_keys(getattr(meta, "labels", None)),
-            annotations=_shared_keys(getattr(meta, "annotations", None)),
-            owner_uids=tuple(o.uid for o in getattr(meta, "owner_references", None) or ()),
-        ),
-        type=getattr(obj, "type", None),
-        data=_shared_keys(getattr(obj, "data", None)),
-    )
-
-
-def _shared_keys(mapping: dict[str, str] | None) -> dict[str, str] | None:
-    """The same label, annotation and data keys on every object, held once (interned)."""
-    return None if mapping is None else {sys.intern(key): value for key, value in mapping.items()}
-
-
-def _newer(obj: Any, known: Any | None) -> bool:
-    """Is ``obj`` a later state than ``known``?"""
-    return known is None or later_version(obj.metadata.resource_version, known.metadata.resource_version)
-
-
-def later_version(version: str | None, than: str | None) -> bool:
-    """Is resourceVersion ``version`` later than ``than``? They are etcd revisions here; where one is
-    not a number (another storage), ``version``, the one just received, is taken as the later."""
-    try:
-        return int(version) > int(than)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return True
 
 
 async def whoami(api: client.ApiClient) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import time
 from collections import Counter
@@ -32,7 +31,8 @@ from typing import Any, Protocol, TypeVar
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from . import kubeclient, labels
+from . import labels
+from .runtime import leases, retry, watchcache
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class NamespaceClaims:
         self._on_gained = on_gained
         self._on_lost = on_lost
         self._retry_period = retry_period
-        self._matching = kubeclient.WatchCache(
+        self._matching = watchcache.WatchCache(
             client.CoreV1Api(api).list_namespace, label_selector=selector, on_event=self._namespace_changed
         )
         self._owned: set[str] = set()
@@ -179,7 +179,7 @@ class NamespaceClaims:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                logger.warning("Namespace claims: %s; retrying", kubeclient.unavailable(error) or error)
+                logger.warning("Namespace claims: %s; retrying", retry.describe(error))
 
     def _namespace_changed(self, kind: str, namespace: Any) -> None:
         self._wake.set()
@@ -245,25 +245,18 @@ class NamespaceClaims:
         return await self._write_claim(namespace, lease.metadata.resource_version)
 
     async def _write_claim(self, namespace: str, resource_version: str | None) -> bool:
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        metadata: dict[str, Any] = {"name": claim_name(namespace), "labels": CLAIM_LABEL}
-        if resource_version:
-            metadata["resourceVersion"] = resource_version
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": metadata,
-            "spec": {"holderIdentity": self.release, "acquireTime": now, "renewTime": now},
-        }
-        try:
-            if resource_version:
-                await self._leases.replace_namespaced_lease(claim_name(namespace), self._namespace, body)
-            else:
-                await self._leases.create_namespaced_lease(self._namespace, body)
-        except ApiException as error:
-            if error.status == 409:
-                return False  # another release was quicker; read again next round
-            raise
+        now = leases.micro_time()
+        claim = leases.body(
+            self._namespace,
+            claim_name(namespace),
+            resource_version=resource_version,
+            holder=self.release,
+            acquired=now,
+            renewed=now,
+            labels=CLAIM_LABEL,
+        )
+        if not await leases.write(self._leases, claim):
+            return False  # another release was quicker; read again next round
         self._waiting_on.pop(namespace, None)
         return True
 

@@ -9,7 +9,7 @@ import time
 from kubernetes_asyncio import client as aclient
 
 from tests import helpers
-from vaop import leadership
+from vaop.runtime import leadership
 
 DURATION, DEADLINE, RETRY = 2.0, 1.5, 0.2
 

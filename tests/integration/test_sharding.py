@@ -13,7 +13,8 @@ from kubernetes import client
 from kubernetes_asyncio import client as aclient
 
 from tests import helpers
-from vaop import leadership, sharding
+from vaop import sharding
+from vaop.runtime import leadership
 
 DURATION, DEADLINE, RETRY = 2.0, 1.5, 0.2
 SHARD = "videoanalyzer.io/shard"

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from vaop import events, kubeclient, metrics, wrapping
 from vaop.providers import base, openbao
 from vaop.reconcilers import monitor, records
+from vaop.runtime import watchcache
 
 
 def _secret(name: str, version: str) -> Any:
@@ -22,7 +23,7 @@ def _secret(name: str, version: str) -> Any:
 
 
 def test_the_watch_cache_keeps_the_newest_of_the_watch_and_the_operators_own_writes() -> None:
-    cache = kubeclient.WatchCache(lambda **_: None, label_selector="x")  # type: ignore[arg-type]
+    cache = watchcache.WatchCache(lambda **_: None, label_selector="x")  # type: ignore[arg-type]
     cache.put(_secret("a", "10"))
     cache.put(_secret("a", "9"))  # an older state, delivered late by the watch
     assert _version(cache, "a") == "10"
@@ -45,7 +46,7 @@ def test_the_watch_cache_keeps_what_its_readers_use_of_a_secret_and_drops_the_re
         type="videoanalyzer.io/account-key",
         data={"envelope": "ZW52ZWxvcGU="},
     )
-    cache = kubeclient.WatchCache(lambda **_: None, label_selector="x")  # type: ignore[arg-type]
+    cache = watchcache.WatchCache(lambda **_: None, label_selector="x")  # type: ignore[arg-type]
     cache.put(secret)
 
     kept = cache.get("t", "studio-account-key")
@@ -61,7 +62,7 @@ def test_the_watch_cache_keeps_what_its_readers_use_of_a_secret_and_drops_the_re
     assert not hasattr(kept.metadata, "managed_fields")
 
 
-def _version(cache: kubeclient.WatchCache, name: str) -> str:
+def _version(cache: watchcache.WatchCache, name: str) -> str:
     found = cache.get("t", name)
     assert found is not None
     return str(found.metadata.resource_version)
@@ -123,7 +124,7 @@ async def test_the_watch_cache_lists_in_pages_once_and_each_new_watch_goes_on_fr
         ]
     )
     seen: list[tuple[str, str]] = []
-    cache = kubeclient.WatchCache(
+    cache = watchcache.WatchCache(
         api.list_secrets,
         label_selector="x",
         on_event=lambda kind, obj: seen.append((kind, obj.metadata.name)),

@@ -11,8 +11,8 @@ import pytest
 from kubernetes_asyncio.client import ApiException
 
 from tests import virtualtime
-from vaop.reconcilers import workqueue
-from vaop.reconcilers.workqueue import WorkQueue
+from vaop.runtime import workqueue
+from vaop.runtime.workqueue import WorkQueue
 
 
 def _run(

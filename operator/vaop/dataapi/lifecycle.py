@@ -18,6 +18,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import config, kubeclient, models, pki, platformroot, wrapping
 from ..admission import tls
+from ..runtime import retry
 from . import auth, kinds, server, storage, verbs
 from . import keys as account_keys
 
@@ -78,15 +79,9 @@ class DataApi:
             await self._server.stop()
 
     async def _run(self) -> None:
-        while self._server is None:
-            try:
-                await self._start()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self._problem = f"starting the data API failed: {error.__class__.__name__}: {error}"
-                logger.warning("Data API: %s; retrying", self._problem)
-                await asyncio.sleep(RETRY_SECONDS)
+        await retry.until_done(
+            self._start, doing="Starting the data API", first=RETRY_SECONDS, problem=self._told
+        )
         while True:
             try:
                 await self._refresh()
@@ -101,6 +96,9 @@ class DataApi:
                 continue
             self._problem = None
             await asyncio.sleep(REFRESH_SECONDS)
+
+    def _told(self, problem: str | None) -> None:
+        self._problem = problem
 
     async def _start(self) -> None:
         ca, serving = await self._certificates()

@@ -22,7 +22,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from .. import kubeclient, metrics
+from .. import metrics
+from ..runtime import retry
 from . import auth, documents, kinds, patches, verbs
 from .documents import ApiError
 
@@ -131,7 +132,7 @@ class DataServer:
         except web.HTTPException:
             raise
         except Exception as error:
-            why = kubeclient.unavailable(error)  # asked on the request's behalf (a review, a read)
+            why = retry.unavailable(error)  # asked on the request's behalf (a review, a read)
             if why is not None:
                 logger.warning("Data API: %s %s: %s", request.method, request.path, why)
                 code = 429 if getattr(error, "status", None) == 429 else 503

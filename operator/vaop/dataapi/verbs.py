@@ -1,4 +1,5 @@
-"""The verbs of the data API, as the apiserver does them for its own kinds.
+"""The verbs of the data API (its registry), as the apiserver does them for its own kinds: request
+handling is ``server.py``, what a write may ask for is ``strategy.py``, storage is ``storage.py``.
 
 Reads open each SealedObject with its account's key; when the account cannot be used
 (KeyInaccessible, or not Active) the object still comes back, without its protected content and
@@ -10,30 +11,23 @@ saying what to fix). DELETE needs no key and always works.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
-import re
-import secrets
-import string
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydantic
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import models
 from ..crypto import objects
-from . import codec, fields, kinds, patches, selectors, storage
+from . import codec, fields, kinds, patches, selectors, storage, strategy
 from . import keys as account_keys
 from .documents import ApiError
 
-NAME_MAX = 253
 NEW_ACCOUNT_WAIT = 10.0
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 
 @dataclass
@@ -135,15 +129,8 @@ class DataService:
     # ---- writes -----------------------------------------------------------------------------------
 
     async def create(self, kind: kinds.Kind, namespace: str, body: Any, options: WriteOptions) -> Written:
-        obj, warnings = self._validated(kind, namespace, body, options)
-        name = obj["metadata"].get("name")
-        if not name:
-            prefix = obj["metadata"].get("generateName")
-            if not prefix:
-                raise ApiError(422, "metadata.name or metadata.generateName is required", kind=kind)
-            name = prefix + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
-            obj["metadata"]["name"] = name
-        _check_name(kind, name)
+        obj, warnings = strategy.validated(kind, namespace, body, options.field_validation)
+        name = strategy.named(kind, obj)
         stamped = fields.record_update(None, obj, options.manager)
         record = await self._seal(
             kind, namespace, stamped, object_id=str(uuid.uuid4()), generation=1, resource_version=None
@@ -157,7 +144,7 @@ class DataService:
     async def update(
         self, kind: kinds.Kind, namespace: str, name: str, *, body: Any, options: WriteOptions
     ) -> Written:
-        obj, warnings = self._validated(kind, namespace, body, options, name=name)
+        obj, warnings = strategy.validated(kind, namespace, body, options.field_validation, name=name)
         live, record = await self._writable(kind, namespace, name)
         return await self._write_over(
             kind, namespace, live=live, record=record, obj=obj, options=options, warnings=warnings
@@ -180,7 +167,7 @@ class DataService:
         except ValueError as error:
             raise ApiError(400, f"the patch is not JSON: {error}", kind=kind, name=name) from None
         live, record = await self._writable(kind, namespace, name)
-        base = _writable_part(live)
+        base = strategy.writable_part(live)
         try:
             if content_type == patches.JSON_PATCH:
                 patched = patches.json_patch(base, document)
@@ -189,8 +176,8 @@ class DataService:
             else:
                 raise ApiError(415, f"the patch type {content_type!r} is not supported", kind=kind, name=name)
         except patches.PatchError as error:
-            raise _field_error(kind, name, "patch", str(error)) from None
-        obj, warnings = self._validated(kind, namespace, patched, options, name=name)
+            raise strategy.field_error(kind, name, "patch", str(error)) from None
+        obj, warnings = strategy.validated(kind, namespace, patched, options.field_validation, name=name)
         return await self._write_over(
             kind, namespace, live=live, record=record, obj=obj, options=options, warnings=warnings
         )
@@ -239,14 +226,14 @@ class DataService:
             raise ApiError(
                 400, f"the apply configuration is not YAML or JSON: {error}", kind=kind, name=name
             ) from None
-        config, warnings = self._validated(kind, namespace, config, options, name=name)
+        config, warnings = strategy.validated(kind, namespace, config, options.field_validation, name=name)
         record = await self._store.get(kind, namespace, name)
         if record is None:
             try:
                 created = fields.apply(None, config, options.manager, force=options.force)
             except fields.ApplyConflict as conflict:  # pragma: no cover (nothing owns a new object)
                 raise ApiError(409, str(conflict), kind=kind, name=name) from None
-            self._validated(kind, namespace, created, options, name=name)
+            strategy.validated(kind, namespace, created, options.field_validation, name=name)
             sealed = await self._seal(
                 kind, namespace, created, object_id=str(uuid.uuid4()), generation=1, resource_version=None
             )
@@ -257,10 +244,10 @@ class DataService:
             return Written(self._stored(stored, created), created=True, warnings=warnings)
         live = await self._open_for_write(record)
         try:
-            applied = fields.apply(_writable_part(live), config, options.manager, force=options.force)
+            applied = fields.apply(strategy.writable_part(live), config, options.manager, force=options.force)
         except fields.ApplyConflict as conflict:
             raise ApiError(409, str(conflict), kind=kind, name=name) from None
-        self._validated(kind, namespace, applied, options, name=name)
+        strategy.validated(kind, namespace, applied, options.field_validation, name=name)
         return Written(
             await self._replace(
                 kind, namespace, live=live, record=record, obj=applied, options=options, stamped=True
@@ -297,18 +284,10 @@ class DataService:
         options: WriteOptions,
         stamped: bool = False,
     ) -> dict[str, Any]:
-        old_account, new_account = live["spec"].get("accountName"), obj["spec"].get("accountName")
-        if old_account != new_account:
-            raise _field_error(
-                kind,
-                live["metadata"]["name"],
-                "spec.accountName",
-                f"Invalid value: {new_account!r}: field is immutable "
-                f"(the object belongs to account {old_account})",
-            )
+        strategy.check_update(kind, live, obj)
         if not stamped:
-            obj = fields.record_update(_writable_part(live), obj, options.manager)
-        if _content(obj) == _content(live):
+            obj = fields.record_update(strategy.writable_part(live), obj, options.manager)
+        if strategy.content(obj) == strategy.content(live):
             return live  # a no-op (a GitOps re-apply): like the apiserver, write nothing, bump nothing
         generation = int(record["spec"]["generation"]) + (obj["spec"] != live["spec"])
         sealed = await self._seal(
@@ -367,7 +346,7 @@ class DataService:
         except account_keys.Unavailable as unavailable:
             record = self._keys.account(namespace, account)
             if record is None:
-                raise _field_error(
+                raise strategy.field_error(
                     kind,
                     name,
                     "spec.accountName",
@@ -473,68 +452,6 @@ class DataService:
         """The object as written: its content, and the metadata the SealedObject got (version, time)."""
         return codec.assemble(stored, obj)
 
-    def _validated(
-        self, kind: kinds.Kind, namespace: str, body: Any, options: WriteOptions, *, name: str | None = None
-    ) -> tuple[dict[str, Any], list[str]]:
-        if not isinstance(body, dict):
-            raise ApiError(400, "the body must be a JSON or YAML object", kind=kind, name=name)
-        obj = copy.deepcopy(body)
-        if (
-            obj.get("apiVersion", kinds.API_VERSION) != kinds.API_VERSION
-            or obj.get("kind", kind.kind) != kind.kind
-        ):
-            raise ApiError(
-                400,
-                f"the object is {obj.get('apiVersion')}/{obj.get('kind')}, "
-                f"expected {kinds.API_VERSION}/{kind.kind}",
-                kind=kind,
-                name=name,
-            )
-        meta = obj.setdefault("metadata", {}) or {}
-        obj["metadata"] = meta
-        if meta.get("namespace", namespace) != namespace:
-            raise ApiError(
-                400,
-                f"the namespace of the object ({meta['namespace']}) does not match the namespace of the "
-                f"request ({namespace})",
-                kind=kind,
-                name=name,
-            )
-        if name is not None and meta.get("name", name) != name:
-            raise ApiError(
-                400,
-                f"the name of the object ({meta['name']}) does not match the name in the URL ({name})",
-                kind=kind,
-                name=name,
-            )
-        if name is not None:
-            meta["name"] = name
-        if meta.get("finalizers"):
-            raise ApiError(422, "metadata.finalizers are not supported on data objects", kind=kind, name=name)
-        obj.pop("status", None)  # computed on every read
-        warnings: list[str] = []
-        spec = obj.get("spec")
-        if not isinstance(spec, dict):
-            raise ApiError(
-                422,
-                f'{kind.kind}.{kinds.GROUP} "{meta.get("name", "")}" is invalid: spec: Required value',
-                kind=kind,
-                name=name,
-                causes=[{"reason": "FieldValueRequired", "message": "Required value", "field": "spec"}],
-            )
-        try:
-            kind.spec.model_validate(spec)
-        except pydantic.ValidationError as error:
-            unknown = [e for e in error.errors() if e["type"] == "extra_forbidden"]
-            others = [e for e in error.errors() if e["type"] != "extra_forbidden"]
-            if others or (unknown and options.field_validation == "Strict"):
-                raise _invalid(kind, meta.get("name", ""), others or unknown) from None
-            for problem in unknown:
-                _drop(spec, problem["loc"])
-                if options.field_validation == "Warn":
-                    warnings.append(f'unknown field "spec.{".".join(str(p) for p in problem["loc"])}"')
-        return {"apiVersion": kinds.API_VERSION, "kind": kind.kind, "metadata": meta, "spec": spec}, warnings
-
 
 # ---- helpers ---------------------------------------------------------------------------------------
 
@@ -558,75 +475,6 @@ def _labels(obj: dict[str, Any]) -> dict[str, str] | None:
     if "spec" not in obj:  # withheld: its labels are sealed
         return None
     return dict(obj["metadata"].get("labels") or {})
-
-
-def _writable_part(obj: dict[str, Any]) -> dict[str, Any]:
-    """What a write may change: apiVersion, kind, metadata (name, labels, annotations, managed fields,
-    resourceVersion) and spec."""
-    meta = obj["metadata"]
-    kept = {
-        k: copy.deepcopy(meta[k])
-        for k in ("name", "namespace", "resourceVersion", *codec.SEALED_METADATA)
-        if k in meta
-    }
-    return {
-        "apiVersion": obj["apiVersion"],
-        "kind": obj["kind"],
-        "metadata": kept,
-        "spec": copy.deepcopy(obj.get("spec", {})),
-    }
-
-
-def _content(obj: dict[str, Any]) -> Any:
-    """What a write could change, managed fields' timestamps aside."""
-    meta = obj["metadata"]
-    managed = [{k: v for k, v in entry.items() if k != "time"} for entry in meta.get("managedFields") or []]
-    return obj["spec"], meta.get("labels") or {}, meta.get("annotations") or {}, managed
-
-
-def _check_name(kind: kinds.Kind, name: str) -> None:
-    if len(name) > NAME_MAX or not _NAME.fullmatch(name):
-        raise _field_error(
-            kind,
-            name,
-            "metadata.name",
-            f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-            "alphanumeric "
-            "characters, '-' or '.', and must start and end with an alphanumeric character",
-        )
-
-
-def _field_error(
-    kind: kinds.Kind, name: str, field: str, message: str, *, reason: str = "FieldValueInvalid"
-) -> ApiError:
-    """A 422 as the apiserver makes it: kubectl prints the cause, so it carries the whole message."""
-    return ApiError(
-        422,
-        f'{kind.kind}.{kinds.GROUP} "{name}" is invalid: {field}: {message}',
-        kind=kind,
-        name=name,
-        causes=[{"reason": reason, "message": message, "field": field}],
-    )
-
-
-def _drop(spec: dict[str, Any], location: tuple[Any, ...]) -> None:
-    node: Any = spec
-    for part in location[:-1]:
-        node = node[part]
-    if isinstance(node, dict):
-        node.pop(location[-1], None)
-
-
-def _invalid(kind: kinds.Kind, name: str, errors: list[Any]) -> ApiError:
-    causes = []
-    for problem in errors:
-        field = "spec." + ".".join(str(p) for p in problem["loc"])
-        message = "unknown field" if problem["type"] == "extra_forbidden" else problem["msg"]
-        causes.append({"reason": "FieldValueInvalid", "message": message, "field": field})
-    summary = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
-    return ApiError(
-        422, f'{kind.kind}.{kinds.GROUP} "{name}" is invalid: {summary}', kind=kind, name=name, causes=causes
-    )
 
 
 def _conflict(kind: kinds.Kind, name: str) -> ApiError:

@@ -17,7 +17,8 @@ from typing import Any
 import kopf
 from kubernetes_asyncio import client
 
-from .. import kubeclient, models
+from .. import models
+from ..runtime import watchcache
 
 
 @kopf.index(models.GROUP, models.VERSION, "customerkeys")
@@ -109,6 +110,6 @@ class InitialSync:
         listing = functools.partial(
             self._custom.list_cluster_custom_object, models.GROUP, models.VERSION, plural
         )
-        async for page in kubeclient.pages(listing):
+        async for page in watchcache.pages(listing):
             keys.update((item["metadata"]["namespace"], item["metadata"]["name"]) for item in page["items"])
         return keys

@@ -22,7 +22,6 @@ from .. import (
     config,
     health,
     kubeclient,
-    leadership,
     metrics,
     models,
     permissions,
@@ -34,6 +33,7 @@ from ..admission import lifecycle
 from ..dataapi import lifecycle as data_api
 from ..providers import base as providers_base
 from ..reconcilers import leading
+from ..runtime import leadership, retry
 from . import indexes
 
 logger = logging.getLogger(__name__)
@@ -191,18 +191,7 @@ async def start(
 
 async def _lead_alone(leader: leading.LeaderWork) -> None:
     """Without leader election: start leading, and try again while the apiserver fails a read."""
-    delay = 1.0
-    while True:
-        try:
-            await leader.start()
-            return
-        except Exception as error:
-            logger.warning(
-                "Starting to lead failed (%s: %s); retrying in %.0fs", type(error).__name__, error, delay
-            )
-            await leader.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    await retry.until_done(leader.start, doing="Starting to lead", after_failure=leader.stop)
 
 
 async def _once_synced(sync: indexes.InitialSync, lead: Callable[[], Awaitable[None]]) -> None:
@@ -219,15 +208,11 @@ async def _start_webhook(
     key_vaults: kopf.Index[Any, Any],
 ) -> None:
     """Start the webhook, retrying while the apiserver cannot be reached (no crash loop)."""
-    while True:
-        try:
-            await webhook.start(accounts=accounts, customer_keys=customer_keys, key_vaults=key_vaults)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            logger.warning("Starting the webhook failed (%s: %s); retrying", error.__class__.__name__, error)
-            await asyncio.sleep(WEBHOOK_RETRY_SECONDS)
+    await retry.until_done(
+        lambda: webhook.start(accounts=accounts, customer_keys=customer_keys, key_vaults=key_vaults),
+        doing="Starting the webhook",
+        first=WEBHOOK_RETRY_SECONDS,
+    )
 
 
 @kopf.on.cleanup()

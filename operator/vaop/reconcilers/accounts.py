@@ -29,7 +29,7 @@ from ..crypto import envelope
 from ..domain import accounts as domain
 from ..domain import keys as keys_domain
 from ..providers import base
-from . import workqueue
+from ..runtime import retry, watchcache
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def owner_reference(name: str, uid: str) -> client.V1OwnerReference:
     )
 
 
-class Retry(workqueue.Transient):
+class Retry(retry.Transient):
     """Something changed underneath (a write conflict, a transient API error): reconcile again soon."""
 
 
@@ -62,7 +62,7 @@ class TargetProblem(wrapping.KeyProblem):
 
 
 def _held_envelope(
-    account: Account, secret: kubeclient.Cached
+    account: Account, secret: watchcache.Cached
 ) -> tuple[domain.Outcome | None, envelope.Envelope | None]:
     """The envelope in the account's Secret, or why the account cannot go on with that Secret. Either
     way no new key is made: a Secret the operator did not make is never overwritten (its type is
@@ -167,7 +167,7 @@ class Result:
 class _Held:
     """The account's Secret and its envelope, as this reconciliation left them."""
 
-    secret: kubeclient.Cached
+    secret: watchcache.Cached
     envelope: envelope.Envelope
     told: list[Tell] = field(default_factory=list)
     annotated: str | None = None
@@ -191,7 +191,7 @@ class AccountReconciler:
         api: client.ApiClient,
         platform: platformkeys.PlatformKeys,
         identities: Any,
-        secrets: kubeclient.WatchCache,
+        secrets: watchcache.WatchCache,
         pool: wrapping.ProviderPool,
         *,
         expiry_warning: float = 30
@@ -308,7 +308,7 @@ class AccountReconciler:
 
     # ---- adopting what a restore brought back, and format moves ------------------------------------
 
-    async def _adopt(self, account: Account, secret: kubeclient.Cached, current: envelope.Envelope) -> _Held:
+    async def _adopt(self, account: Account, secret: watchcache.Cached, current: envelope.Envelope) -> _Held:
         """Make the held Secret wholly this account's: format 2, owned by this account object, naming
         its account ID; and the account annotated with that ID. Only the outer layer is resealed (the
         infrastructure key alone, no vault call), so a restored account whose customer key is revoked
@@ -573,7 +573,7 @@ class AccountReconciler:
 
     # ---- the Secret ---------------------------------------------------------------------------
 
-    async def _read_secret(self, account: Account, *, confirm_absence: bool) -> kubeclient.Cached | None:
+    async def _read_secret(self, account: Account, *, confirm_absence: bool) -> watchcache.Cached | None:
         """From the watch cache; a Secret missing there is asked for when its absence would mean a
         lost key (the watch may not have seen a Secret just made, or just restored). A stale copy is
         harmless: writes are conditional on its resourceVersion, and a create never overwrites."""
@@ -582,14 +582,14 @@ class AccountReconciler:
             return cached
         return await self._read_live(account)
 
-    async def _read_live(self, account: Account) -> kubeclient.Cached | None:
+    async def _read_live(self, account: Account) -> watchcache.Cached | None:
         try:
             secret = await self._core.read_namespaced_secret(account.secret_name, account.context.namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise _retry_or_refused(error, f"reading Secret {account.secret_name}") from None
-        return kubeclient.cached(secret)
+        return watchcache.cached(secret)
 
     def _secret_body(
         self,
@@ -642,13 +642,13 @@ class AccountReconciler:
     async def _replace_secret(
         self,
         account: Account,
-        secret: kubeclient.Cached,
+        secret: watchcache.Cached,
         sealed: envelope.Envelope,
         *,
         kcv: str,
         wrapped_at: str,
         account_id: str,
-    ) -> kubeclient.Cached:
+    ) -> watchcache.Cached:
         assert sealed.account.id == account_id
         body = self._secret_body(account, sealed, kcv, wrapped_at, secret.metadata.resource_version)
         try:
@@ -659,7 +659,7 @@ class AccountReconciler:
             # 409: changed since read; the old envelope is still there and still opens. Try again.
             raise _retry_or_refused(error, f"replacing Secret {account.secret_name}") from None
         self._secrets.put(replaced)
-        return kubeclient.cached(replaced)
+        return watchcache.cached(replaced)
 
 
 def _wrapping_identity(account: Account, inner: envelope.InnerKeyRef) -> str:

@@ -38,8 +38,9 @@ from ..domain import accounts as domain
 from ..domain import keys as keys_domain
 from ..models import AccountKey
 from ..providers import kubernetes as kubernetes_provider
+from ..runtime import retry, watchcache, workqueue
 from . import accounts as reconciler
-from . import keyvaults, monitor, records, workqueue
+from . import keyvaults, monitor, records
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class AccountController:
         self._platform = platform
         self._platform_error = platform_error
         self._accounts = accounts
-        self.secrets = kubeclient.WatchCache(
+        self.secrets = watchcache.WatchCache(
             self._core.list_secret_for_all_namespaces,
             label_selector=labels.ACCOUNT_KEY_SELECTOR,
             on_event=self._account_key_secret_changed,
@@ -364,7 +365,7 @@ class AccountController:
     async def find_identities(self) -> None:
         """Note the default identities that exist already, so a new leader does not try to make them
         again (one paged listing instead of a refused create per account)."""
-        listing = kubeclient.pages(
+        listing = watchcache.pages(
             self._core.list_service_account_for_all_namespaces, label_selector=labels.ACCOUNT
         )
         async for page in listing:
@@ -492,7 +493,7 @@ class AccountController:
                 self.shard, namespace, lambda: self._check_unused_key(namespace, name), None
             )
         except Exception as error:
-            problem = kubeclient.unavailable(error)
+            problem = retry.unavailable(error)
             if problem is None:
                 raise
             # report_periodically goes over every key again within a check interval.
@@ -504,7 +505,7 @@ class AccountController:
         try:
             await sharding.within(self.shard, namespace, lambda: keyvaults.refresh(self._api, body), None)
         except Exception as error:
-            problem = kubeclient.unavailable(error)
+            problem = retry.unavailable(error)
             if problem is None:
                 raise
             name = body["metadata"]["name"]
@@ -529,7 +530,7 @@ class AccountController:
         try:
             await self.refresh_key_vaults()
         except Exception as error:
-            problem = kubeclient.unavailable(error)
+            problem = retry.unavailable(error)
             if problem is None and not isinstance(error, ApiException):
                 raise
             # Not worth more than a warning: the next interval lists them again.
@@ -584,7 +585,7 @@ class AccountController:
             location = (secret.metadata.namespace, key_name)
             self.monitor.check_soon(p for p in self.monitor.pairs() if self.key_location(p) == location)
 
-        await kubeclient.WatchCache(
+        await watchcache.WatchCache(
             self._core.list_secret_for_all_namespaces,
             label_selector=kubernetes_provider.LABEL_KEY_NAME,
             on_event=on_event,

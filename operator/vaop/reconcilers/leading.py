@@ -21,6 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from .. import config, events, kubeclient, models, platformkeys, platformroot, sharding
 from ..dataapi import keys as account_keys
 from ..models import AccountKey
+from ..runtime import retry
 from . import controller, sealedobjects
 
 logger = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ class LeaderWork:
                 if not (_worth_retrying(error) or isinstance(error, platformkeys.PlatformKeyMissing)):
                     raise
                 logger.warning(
-                    "Platform keys not read (trying again soon): %s", kubeclient.unavailable(error) or error
+                    "Platform keys not read (trying again soon): %s", retry.unavailable(error) or error
                 )
                 continue
             self.platform_problem = None
@@ -258,7 +259,7 @@ class LeaderWork:
 
 def _worth_retrying(error: Exception) -> bool:
     """The apiserver was away, busy or refused this once: the loop goes on and asks again."""
-    return kubeclient.unavailable(error) is not None or isinstance(error, ApiException)
+    return retry.unavailable(error) is not None or isinstance(error, ApiException)
 
 
 def _current(keys: platformkeys.PlatformKeys) -> str:

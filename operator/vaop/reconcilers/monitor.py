@@ -23,8 +23,9 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from .. import kubeclient, models, wrapping
+from .. import models, wrapping
 from ..models import AccountKey
+from ..runtime import retry
 from . import records as records_
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ class KeyMonitor:
             try:
                 result = await self._check(pair)
             except Exception as error:
-                why = kubeclient.unavailable(error)  # checked again at the next sweep
+                why = retry.unavailable(error)  # checked again at the next sweep
                 if why is None:
                     logger.exception("Checking %s failed", pair)
                 else:

@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..kubeclient import later_version
 from ..models import AccountKey
+from ..runtime.watchcache import later_version
 
 if TYPE_CHECKING:
     from .monitor import AccountView

@@ -23,12 +23,12 @@ from typing import Any
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import kubeclient, labels, metrics, models
+from .. import labels, metrics, models
 from ..crypto import objects
 from ..dataapi import codec, storage
 from ..dataapi import keys as account_keys
 from ..models import AccountKey
-from . import workqueue
+from ..runtime import retry, watchcache, workqueue
 
 logger = logging.getLogger(__name__)
 RESTART_DELAY = 5.0
@@ -86,7 +86,7 @@ class SealedObjectUpkeep:
     async def _list_all(self) -> str:
         version = ""
         listing = self._custom.list_cluster_custom_object
-        async for page in kubeclient.pages(
+        async for page in watchcache.pages(
             listing, group=storage.GROUP, version=storage.VERSION, plural=storage.PLURAL
         ):
             for record in page["items"]:
@@ -198,7 +198,7 @@ class SealedObjectUpkeep:
         except account_keys.Unavailable as unavailable:
             # Its key does not open now (locked meanwhile, a flaky vault): once Active, it is tried again.
             self._pending.setdefault((namespace, name), {})[""] = None
-            raise workqueue.Transient(f"account key unavailable: {unavailable}") from None
+            raise retry.Transient(f"account key unavailable: {unavailable}") from None
 
 
 class _Changed(Exception):

@@ -25,6 +25,8 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from . import leases, retry
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,11 +45,6 @@ class _Record:
     holder: str
     renewed: str
     transitions: int
-
-
-def _micro_time(moment: datetime.datetime) -> str:
-    """MicroTime as the apiserver parses it: always six fractional digits."""
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -87,7 +84,7 @@ class LeaderElector:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the apiserver is away or refuses: counted against the deadline
-                logger.warning("Lease %s: %s", self.settings.name, _describe(error))
+                logger.warning("Lease %s: %s", self.settings.name, retry.describe(error))
                 won = False
             if won and not self.leading:
                 self.leading = True
@@ -96,7 +93,7 @@ class LeaderElector:
                     await self._on_started()
                 except Exception as error:  # e.g. the apiserver failed a read: step back, try next round
                     logger.warning(
-                        "Lease %s: starting to lead failed: %s", self.settings.name, _describe(error)
+                        "Lease %s: starting to lead failed: %s", self.settings.name, retry.describe(error)
                     )
                     self.leading = False
                     await self._on_stopped()
@@ -129,7 +126,7 @@ class LeaderElector:
             lease = await self._leases.read_namespaced_lease(self.settings.name, self.settings.namespace)
             if lease.spec.holder_identity != self.settings.identity:
                 return
-            now = _micro_time(datetime.datetime.now(datetime.UTC))
+            now = leases.micro_time(datetime.datetime.now(datetime.UTC))
             body = self._body(
                 lease.metadata.resource_version,
                 holder=None,
@@ -141,7 +138,7 @@ class LeaderElector:
             await self._leases.replace_namespaced_lease(self.settings.name, self.settings.namespace, body)
             logger.info("Lease %s released", self.settings.name)
         except ApiException as error:
-            logger.warning("Releasing lease %s failed: %s", self.settings.name, _describe(error))
+            logger.warning("Releasing lease %s failed: %s", self.settings.name, retry.describe(error))
 
     async def _try_acquire_or_renew(self) -> bool:
         settings = self.settings
@@ -154,16 +151,12 @@ class LeaderElector:
             body = self._body(
                 None,
                 holder=settings.identity,
-                acquired=_micro_time(now),
-                renewed=_micro_time(now),
+                acquired=leases.micro_time(now),
+                renewed=leases.micro_time(now),
                 transitions=0,
             )
-            try:
-                await self._leases.create_namespaced_lease(settings.namespace, body)
-            except ApiException as conflict:
-                if conflict.status == 409:
-                    return False  # another replica created it first
-                raise
+            if not await leases.write(self._leases, body):
+                return False  # another replica created it first
             self._contact(settings.identity)
             return True
         self.last_contact = time.monotonic()
@@ -176,20 +169,18 @@ class LeaderElector:
         duration = spec.lease_duration_seconds or settings.lease_duration
         if record.holder and not mine and time.monotonic() - self._observed_at < duration:
             return False
-        acquired = _micro_time(spec.acquire_time) if mine and spec.acquire_time else _micro_time(now)
+        acquired = (
+            leases.micro_time(spec.acquire_time) if mine and spec.acquire_time else leases.micro_time(now)
+        )
         body = self._body(
             lease.metadata.resource_version,
             holder=settings.identity,
             acquired=acquired,
-            renewed=_micro_time(now),
+            renewed=leases.micro_time(now),
             transitions=record.transitions if mine else record.transitions + 1,
         )
-        try:
-            await self._leases.replace_namespaced_lease(settings.name, settings.namespace, body)
-        except ApiException as error:
-            if error.status == 409:
-                return False  # changed under us: someone else renewed or took it
-            raise
+        if not await leases.write(self._leases, body):
+            return False  # changed under us: someone else renewed or took it
         self._contact(settings.identity)
         return True
 
@@ -197,34 +188,11 @@ class LeaderElector:
         self.last_contact = self._renewed_at = time.monotonic()
         self.holder = holder
 
-    def _body(
-        self,
-        resource_version: str | None,
-        *,
-        holder: str | None,
-        acquired: str,
-        renewed: str,
-        transitions: int,
-        duration: float | None = None,
-    ) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"name": self.settings.name, "namespace": self.settings.namespace}
-        if resource_version:
-            metadata["resourceVersion"] = resource_version
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": metadata,
-            "spec": {
-                "holderIdentity": holder,
-                "leaseDurationSeconds": int(duration or self.settings.lease_duration),
-                "acquireTime": acquired,
-                "renewTime": renewed,
-                "leaseTransitions": transitions,
-            },
-        }
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, ApiException):
-        return f"{error.status} {error.reason}"
-    return f"{error.__class__.__name__}: {error}"
+    def _body(self, resource_version: str | None, **spec: Any) -> dict[str, Any]:
+        return leases.body(
+            self.settings.namespace,
+            self.settings.name,
+            resource_version=resource_version,
+            duration=spec.pop("duration", None) or self.settings.lease_duration,
+            **spec,
+        )

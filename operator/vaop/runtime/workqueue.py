@@ -19,23 +19,12 @@ import random
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-from .. import kubeclient
+from .retry import transient
 
 logger = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 FIRST_RETRY, LAST_RETRY = 0.5, 60.0
-
-
-class Transient(Exception):
-    """Something changed underneath or is briefly unavailable: process the key again soon."""
-
-
-def transient(error: Exception) -> str | None:
-    """What went wrong, in a line, if it is worth just retrying; None for an unexpected error."""
-    if isinstance(error, Transient):
-        return str(error)
-    return kubeclient.unavailable(error)
 
 
 def _retry_after(error: Exception) -> float:
