@@ -35,9 +35,9 @@ async def connect(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) ->
 
 @kopf.on.event("videoanalyzer.io", "v1alpha1", "videoanalyzeraccounts")
 async def provision(
-    namespace: str, name: str, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any
+    namespace: str | None, name: str, uid: str, status: kopf.Status, memo: kopf.Memo, **_: Any
 ) -> None:
-    if status.get("state") == "Active":
+    if status.get("state") == "Active" or namespace is None:
         return
     owner = client.V1OwnerReference(
         api_version="videoanalyzer.io/v1alpha1", kind="VideoAnalyzerAccount", name=name, uid=uid

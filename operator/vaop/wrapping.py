@@ -16,10 +16,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from . import conditions, kubeclient, models, platformkeys, providers
 from .crypto import envelope
+from .listers import Listers
 from .providers import base
 
 
@@ -92,20 +93,15 @@ class AccountContext:
 class Contexts:
     """Account contexts from the replica's indices of CustomerKeys and KeyVaults (no API calls)."""
 
-    def __init__(
-        self,
-        customer_keys: Callable[[str, str], Mapping[str, Any] | None],  # -> {"spec": ...} or None
-        key_vaults: Callable[[str], Mapping[str, Mapping[str, Any]]],  # namespace -> name -> spec
-    ) -> None:
-        self._customer_keys = customer_keys
-        self._key_vaults = key_vaults
+    def __init__(self, listers: Listers) -> None:
+        self._listers = listers
 
     def vaults(self, namespace: str) -> dict[str, models.KeyVaultSpec]:
-        return {n: models.KeyVaultSpec.parse(v) for n, v in self._key_vaults(namespace).items()}
+        return {n: models.KeyVaultSpec.parse(v) for n, v in self._listers.key_vaults(namespace).items()}
 
     def context(self, namespace: str, name: str, spec: models.AccountSpec) -> AccountContext:
         key_ref = spec.encryption.key_ref
-        raw_key = self._customer_keys(namespace, key_ref.name) if key_ref else None
+        raw_key = self._listers.customer_key(namespace, key_ref.name) if key_ref else None
         return AccountContext(
             namespace=namespace,
             name=name,

@@ -41,11 +41,6 @@ async def key_vaults(
     return {namespace: (name, dict(spec))}
 
 
-def first(index: kopf.Index[Any, Any], key: Any) -> Any | None:
-    store = index.get(key)
-    return next(iter(store), None) if store is not None else None
-
-
 def spec_changed(body: kopf.Body) -> bool:
     """The spec changed since the operator last reported on it (status-only updates are its own)."""
     status = body.get("status") or {}

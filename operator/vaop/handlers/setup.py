@@ -31,6 +31,7 @@ from .. import (
 )
 from ..admission import lifecycle
 from ..dataapi import lifecycle as data_api
+from ..listers import Listers
 from ..providers import base as providers_base
 from ..reconcilers import leading
 from ..runtime import leadership, retry
@@ -101,19 +102,14 @@ async def start(
     root = platformroot.from_config(options, api)
     logger.info("Platform keys' root: %s", root.where)
 
-    def vaults_of(namespace: str) -> dict[str, dict[str, Any]]:
-        return dict(key_vaults.get(namespace, ()))
-
+    listers = Listers(accounts, customer_keys, key_vaults)
     if options.data_api_port:
-        contexts = wrapping.Contexts(
-            lambda namespace, name: indexes.first(customer_keys, (namespace, name)), vaults_of
-        )
         memo.data_api = data_api.DataApi(
             options,
             api,
             memo.identities,
-            accounts=lambda namespace, name: accounts.get((namespace, name)),
-            context=contexts.context,
+            accounts=listers.account,
+            context=wrapping.Contexts(listers).context,
             root=root,
         )
 
@@ -121,11 +117,7 @@ async def start(
         api,
         memo.identities,
         options,
-        customer_keys=lambda namespace, name: indexes.first(customer_keys, (namespace, name)),
-        all_customer_keys=lambda: list(customer_keys),
-        key_vaults=vaults_of,
-        accounts=lambda: list(accounts),
-        account=lambda namespace, name: accounts.get((namespace, name)),
+        listers=listers,
         account_key=memo.data_api.keys.key if memo.data_api is not None else None,
         root=root,
     )

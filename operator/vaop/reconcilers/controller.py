@@ -14,7 +14,7 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -36,6 +36,7 @@ from .. import (
 from ..crypto import envelope
 from ..domain import accounts as domain
 from ..domain import keys as keys_domain
+from ..listers import Listers
 from ..models import AccountKey
 from ..providers import kubernetes as kubernetes_provider
 from ..runtime import retry, watchcache, workqueue
@@ -58,10 +59,7 @@ class AccountController:
         platform: platformkeys.PlatformKeys | None,
         platform_error: str | None,
         identities: kubeclient.Identities,
-        accounts: Callable[[str, str], models.AccountRecord | None],
-        customer_keys: Callable[[str, str], dict[str, Any] | None],  # -> {"spec", "status", "generation"}
-        all_customer_keys: Callable[[], Iterable[tuple[str, str]]],
-        key_vaults: Callable[[str], dict[str, dict[str, Any]]],
+        listers: Listers,
         workers: int = 8,
         check_interval: float = 30.0,
         grace_period: float = 300.0,
@@ -75,7 +73,7 @@ class AccountController:
         self._core = client.CoreV1Api(api)
         self._platform = platform
         self._platform_error = platform_error
-        self._accounts = accounts
+        self._listers = listers
         self.secrets = watchcache.WatchCache(
             self._core.list_secret_for_all_namespaces,
             label_selector=labels.ACCOUNT_KEY_SELECTOR,
@@ -89,10 +87,7 @@ class AccountController:
             if platform
             else None
         )
-        self._customer_keys = customer_keys
-        self._all_customer_keys = all_customer_keys
-        self._key_vaults = key_vaults
-        self._contexts = wrapping.Contexts(customer_keys, key_vaults)
+        self._contexts = wrapping.Contexts(listers)
         self._identities = identities
         self.records = records.Records()
         metrics.count_states(self.records.states)
@@ -115,7 +110,7 @@ class AccountController:
 
     async def _reconcile(self, key: AccountKey) -> float | None:
         namespace, name = key
-        seen = self._accounts(namespace, name)  # the watch's copy: no GET
+        seen = self._listers.account(namespace, name)  # the watch's copy: no GET
         if seen is None or seen.deleting:
             self._forget(key)
             return None
@@ -285,7 +280,7 @@ class AccountController:
     async def _check_pair(self, pair: monitor.Pair) -> monitor.CheckResult:
         assert self._platform is not None
         context = pair.context()
-        raw_key = self._customer_keys(pair.namespace, pair.key)
+        raw_key = self._listers.customer_key(pair.namespace, pair.key)
         context = wrapping.AccountContext(
             namespace=context.namespace,
             name=context.name,
@@ -309,7 +304,7 @@ class AccountController:
 
     def key_location(self, pair: monitor.Pair) -> tuple[str, str] | None:
         """(namespace of the key Secrets, key name) for pairs on kubernetes-provider keys."""
-        raw_key = self._customer_keys(pair.namespace, pair.key)
+        raw_key = self._listers.customer_key(pair.namespace, pair.key)
         if raw_key is None:
             return None
         key = models.CustomerKeySpec.parse(raw_key["spec"])
@@ -433,7 +428,7 @@ class AccountController:
     async def _write_key_status(
         self, namespace: str, name: str, ready: conditions.Condition, fields: dict[str, Any]
     ) -> None:
-        known = self._customer_keys(namespace, name)
+        known = self._listers.customer_key(namespace, name)
         if known is None:
             return
         previous = known.get("status") or {}
@@ -477,7 +472,7 @@ class AccountController:
     def unused_key(self, namespace: str, name: str) -> monitor.Pair | models.CustomerKeySpec | None:
         """For a CustomerKey no account uses: the pair to check it as its own identity, or its spec
         when it names none; None when an account uses it (or it is gone)."""
-        raw = self._customer_keys(namespace, name)
+        raw = self._listers.customer_key(namespace, name)
         if raw is None or any(p.namespace == namespace and p.key == name for p in self.monitor.pairs()):
             return None
         spec = models.CustomerKeySpec.parse(raw["spec"])
@@ -546,7 +541,7 @@ class AccountController:
                 found, vault=vault, refusal=providers.refusal(vault) if vault is not None else None
             )
             previous = conditions.find(
-                ((self._customer_keys(namespace, name) or {}).get("status") or {}).get("conditions"),
+                ((self._listers.customer_key(namespace, name) or {}).get("status") or {}).get("conditions"),
                 conditions.READY,
             )
             if (
@@ -562,7 +557,7 @@ class AccountController:
         and every KeyVault's status."""
         while True:
             await self._refresh_all_vaults()
-            for namespace, name in list(self._all_customer_keys()):
+            for namespace, name in self._listers.customer_keys():
                 try:
                     await self.check_unused_key(namespace, name)
                 except ApiException as error:

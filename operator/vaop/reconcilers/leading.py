@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import config, events, kubeclient, models, platformkeys, platformroot, sharding
+from .. import config, events, kubeclient, platformkeys, platformroot, sharding
 from ..dataapi import keys as account_keys
-from ..models import AccountKey
+from ..listers import Listers
 from ..runtime import retry
 from . import controller, sealedobjects
 
@@ -34,11 +34,7 @@ class LeaderWork:
         identities: kubeclient.Identities,
         options: config.OperatorConfig,
         *,
-        customer_keys: Callable[[str, str], dict[str, Any] | None],
-        all_customer_keys: Callable[[], Iterable[tuple[str, str]]],
-        key_vaults: Callable[[str], dict[str, dict[str, Any]]],
-        accounts: Callable[[], Iterable[AccountKey]],
-        account: Callable[[str, str], models.AccountRecord | None],
+        listers: Listers,
         account_key: Callable[[str, str], Awaitable[account_keys.Opened]] | None = None,
         root: platformroot.Root | None = None,
     ) -> None:
@@ -47,11 +43,7 @@ class LeaderWork:
         self._api = api
         self._identities = identities
         self._options = options
-        self._customer_keys = customer_keys
-        self._all_customer_keys = all_customer_keys
-        self._key_vaults = key_vaults
-        self._accounts = accounts
-        self._account = account
+        self._listers = listers
         self._account_key = account_key  # None: no data API here, so no SealedObjects to keep
         self.controller: controller.AccountController | None = None
         self.sealed_objects: sealedobjects.SealedObjectUpkeep | None = None
@@ -109,10 +101,7 @@ class LeaderWork:
             platform=platform,
             platform_error=platform_error,
             identities=self._identities,
-            accounts=self._account,
-            customer_keys=self._customer_keys,
-            all_customer_keys=self._all_customer_keys,
-            key_vaults=self._key_vaults,
+            listers=self._listers,
             workers=self._options.workers,
             check_interval=self._options.check_interval,
             grace_period=self._options.grace_period,
@@ -133,7 +122,7 @@ class LeaderWork:
             self._tasks.append(asyncio.create_task(self._claims.run(), name="namespace-claims"))
         if self._account_key is not None:
             upkeep = sealedobjects.SealedObjectUpkeep(
-                self._api, account=self._account, account_key=self._account_key
+                self._api, account=self._listers.account, account_key=self._account_key
             )
             upkeep.queue.start()
             self._tasks.append(asyncio.create_task(upkeep.run(), name="sealed-objects"))
@@ -143,7 +132,7 @@ class LeaderWork:
                 asyncio.create_task(self._keep_platform_keys(work, platform), name="platform-keys")
             )
         self.controller = work
-        for account in self._accounts():
+        for account in self._listers.accounts():
             work.queue.add(account)
         await work.refresh_key_vaults()
 
@@ -182,7 +171,7 @@ class LeaderWork:
             self.platform_problem = None
             if fresh.versions() != platform.versions():
                 logger.info("Platform keys rotated (%s): moving every account onto them", fresh.versions())
-                work.use_platform(fresh, self._accounts())
+                work.use_platform(fresh, self._listers.accounts())
                 moving = True
                 await self._tell(
                     "PlatformKeyRotated",
@@ -222,7 +211,7 @@ class LeaderWork:
         async def gained(namespace: str) -> None:
             if self.controller is None:
                 return  # claimed while starting: start() goes on to enqueue and refresh everything
-            for account in self._accounts():
+            for account in self._listers.accounts():
                 if account[0] == namespace:
                     work.queue.add(account)
             await work.refresh_key_vaults(namespace)
