@@ -12,8 +12,8 @@ from typing import Any
 
 import kopf
 
-from .. import accountstore, models
-from . import indexes
+from .. import models
+from . import indexes, replica
 
 
 @kopf.on.event(models.GROUP, models.VERSION, "videoanalyzeraccounts")
@@ -26,19 +26,20 @@ async def account_event(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    accounts: accountstore.AccountStore = memo.accounts
+    this = replica.of(memo)
+    accounts = this.accounts
     before = accounts.get((namespace, name))
     accounts.seen(type, namespace, name, body)  # first: the reconciliation reads the account from here
-    if memo.data_api is not None:  # every replica: a locked or deleted account's key is dropped now
-        memo.data_api.keys.account_changed(namespace, name, accounts.get((namespace, name)))
-    controller = memo.leader.controller
+    if this.data_api is not None:  # every replica: a locked or deleted account's key is dropped now
+        this.data_api.keys.account_changed(namespace, name, accounts.get((namespace, name)))
+    controller = this.leader.controller
     if controller is None:
         return  # a follower: the leader reconciles
     own_annotation = controller.watched((namespace, name), str(body.metadata.get("resourceVersion", "")))
     if own_annotation:
         return  # the reconciliation that wrote it writes the status next
     after = accounts.get((namespace, name))
-    upkeep = memo.leader.sealed_objects
+    upkeep = this.leader.sealed_objects
     if upkeep is not None and _became_active(before, after):
         upkeep.account_active((namespace, name))  # its restored (or format 1) data can be made right
     if (

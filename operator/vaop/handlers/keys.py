@@ -8,14 +8,15 @@ from typing import Any
 import kopf
 
 from .. import models
-from . import indexes
+from . import indexes, replica
 
 
 def _recheck_namespace(namespace: str, memo: kopf.Memo) -> None:
-    controller = memo.leader.controller
+    this = replica.of(memo)
+    controller = this.leader.controller
     if controller is None:
         return
-    for account in memo.accounts.on_customer_keys(namespace):
+    for account in this.accounts.on_customer_keys(namespace):
         controller.queue.add((namespace, account))
 
 
@@ -32,8 +33,9 @@ async def customer_key_event(
     # Status-only updates are the operator's own writes: nothing to re-check.
     if type in ("ADDED", "DELETED") or type is None or indexes.spec_changed(body):
         _recheck_namespace(namespace, memo)
-        if memo.leader.controller is not None and type != "DELETED":
-            await memo.leader.controller.check_unused_key(namespace, name)
+        controller = replica.of(memo).leader.controller
+        if controller is not None and type != "DELETED":
+            await controller.check_unused_key(namespace, name)
 
 
 @kopf.on.event(models.GROUP, models.VERSION, "keyvaults")
@@ -46,12 +48,13 @@ async def key_vault_event(
     customer_keys: kopf.Index[Any, Any],
     **_: Any,
 ) -> None:
-    if memo.leader.controller is None:
+    controller = replica.of(memo).leader.controller
+    if controller is None:
         return
     if type in ("ADDED", "DELETED") or type is None or indexes.spec_changed(body):
         _recheck_namespace(namespace, memo)
         for key_namespace, key in list(customer_keys):  # keys no account uses name vaults too
             if key_namespace == namespace:
-                await memo.leader.controller.check_unused_key(namespace, key)
+                await controller.check_unused_key(namespace, key)
     if type != "DELETED":
-        await memo.leader.controller.refresh_key_vault(body)
+        await controller.refresh_key_vault(body)

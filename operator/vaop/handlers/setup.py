@@ -35,7 +35,7 @@ from ..listers import Listers
 from ..providers import base as providers_base
 from ..reconcilers import leading
 from ..runtime import leadership, retry
-from . import indexes
+from . import indexes, replica
 
 logger = logging.getLogger(__name__)
 _ANNOTATION_PREFIX = f"kopf.{models.GROUP}"
@@ -91,43 +91,39 @@ async def start(
     )
     providers.set_policy(policy)
     logger.info("Tenants' vaults may be at %s", policy.addresses.describe())
-    memo.api = api
-    memo.identities = kubeclient.Identities(api, base)
-    memo.readiness = readiness = health.Readiness()
-    memo.tasks = []
-    memo.webhook = None
-    memo.elector = None
-    memo.data_api = None
-    memo.accounts = accounts = accountstore.AccountStore()
+    identities = kubeclient.Identities(api, base)
+    readiness = health.Readiness()
+    accounts = accountstore.AccountStore()
     root = platformroot.from_config(options, api)
     logger.info("Platform keys' root: %s", root.where)
 
     listers = Listers(accounts, customer_keys, key_vaults)
+    served_data = None
     if options.data_api_port:
-        memo.data_api = data_api.DataApi(
+        served_data = data_api.DataApi(
             options,
             api,
-            memo.identities,
+            identities,
             accounts=listers.account,
             context=wrapping.Contexts(listers).context,
             root=root,
         )
-
-    memo.leader = leading.LeaderWork(
+    leader = leading.LeaderWork(
         api,
-        memo.identities,
+        identities,
         options,
         listers=listers,
-        account_key=memo.data_api.keys.key if memo.data_api is not None else None,
+        account_key=served_data.keys.key if served_data is not None else None,
         root=root,
     )
+    memo.replica = this = replica.Replica(api, identities, readiness, accounts, leader, data_api=served_data)
+    background = this.background
     metrics.serve(options.metrics_port, asyncio.get_running_loop())
     if options.health_port:
-        memo.health = health.HealthServer(readiness, host=options.health_host, port=options.health_port)
-        await memo.health.start()
-
-    def background(coroutine: Any, name: str) -> None:
-        memo.tasks.append(asyncio.create_task(coroutine, name=name))
+        this.health_server = health.HealthServer(
+            readiness, host=options.health_host, port=options.health_port
+        )
+        await this.health_server.start()
 
     rules = permissions.required(
         webhook_configuration=options.webhook_configuration if options.webhook_port else None,
@@ -148,20 +144,20 @@ async def start(
         },
     )
     readiness.add("watches", sync.problem)
-    readiness.add("platform-keys", lambda: memo.leader.platform_problem)
+    readiness.add("platform-keys", lambda: leader.platform_problem)
     background(sync.run(), "initial-sync")
 
     if options.webhook_port:
-        memo.webhook = lifecycle.Webhook(options, api, root)
-        readiness.add("webhook", memo.webhook.problem)
-        background(_start_webhook(memo.webhook, accounts, customer_keys, key_vaults), "webhook-start")
+        this.webhook = webhook = lifecycle.Webhook(options, api, root)
+        readiness.add("webhook", webhook.problem)
+        background(_start_webhook(webhook, accounts, customer_keys, key_vaults), "webhook-start")
 
-    if memo.data_api is not None:
-        readiness.add("data-api", memo.data_api.problem)
-        memo.data_api.start()
+    if served_data is not None:
+        readiness.add("data-api", served_data.problem)
+        served_data.start()
 
     if options.leader_election:
-        memo.elector = elector = leadership.LeaderElector(
+        this.elector = elector = leadership.LeaderElector(
             api,
             leadership.LeaseSettings(
                 namespace=options.namespace,
@@ -171,13 +167,13 @@ async def start(
                 renew_deadline=options.renew_deadline,
                 retry_period=options.retry_period,
             ),
-            on_started=memo.leader.start,
-            on_stopped=memo.leader.stop,
+            on_started=leader.start,
+            on_stopped=leader.stop,
         )
         readiness.add("apiserver", elector.problem)
         background(_once_synced(sync, elector.run), "leader-election")
     else:
-        background(_once_synced(sync, lambda: _lead_alone(memo.leader)), "leader-start")
+        background(_once_synced(sync, lambda: _lead_alone(leader)), "leader-start")
     background(readiness.watch(), "readiness-log")
 
 
@@ -209,20 +205,21 @@ async def _start_webhook(
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    if memo.elector is not None:
-        await memo.elector.release()  # stops the leader's work first
+    this = replica.of(memo)
+    if this.elector is not None:
+        await this.elector.release()  # stops the leader's work first
     else:
-        await memo.leader.stop()
-    for task in memo.tasks:
+        await this.leader.stop()
+    for task in this.tasks:
         task.cancel()
     with contextlib.suppress(Exception):
-        await asyncio.gather(*memo.tasks, return_exceptions=True)
-    if memo.webhook is not None:
-        await memo.webhook.stop()
-    if memo.data_api is not None:
-        await memo.data_api.stop()
-    if getattr(memo, "health", None) is not None:
-        await memo.health.stop()
+        await asyncio.gather(*this.tasks, return_exceptions=True)
+    if this.webhook is not None:
+        await this.webhook.stop()
+    if this.data_api is not None:
+        await this.data_api.stop()
+    if this.health_server is not None:
+        await this.health_server.stop()
     await providers_base.shutdown()
-    await memo.identities.close()
-    await memo.api.close()
+    await this.identities.close()
+    await this.api.close()
