@@ -228,6 +228,16 @@ VERSITYGW = GoTool(
 )
 BACKUP_TOOLS = (VELERO, VELERO_PLUGIN_AWS, VERSITYGW)
 
+# ---- Prometheus: promtool tests the chart's alert rules -----------------------------------------
+
+PROMETHEUS = GoTool(
+    "prometheus",
+    "prometheus",
+    "github.com/prometheus/prometheus",
+    ("github.com/prometheus/prometheus/cmd/promtool",),
+    ("promtool",),
+)
+
 # ---- what GitOps tools make of live objects (the GitOps tests) ----------------------------------
 
 GITOPS = GoTool("gitops-check", "gitops", "sigs.k8s.io/cli-utils", (".",), ("gitops",))

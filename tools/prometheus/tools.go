@@ -1,0 +1,9 @@
+//go:build tools
+
+// Package tools pins the Prometheus commands this module builds: promtool, which tests the chart's
+// alert rules (tests/unit/test_alert_rules.py).
+package tools
+
+import (
+	_ "github.com/prometheus/prometheus/cmd/promtool"
+)
