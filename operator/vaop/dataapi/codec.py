@@ -22,7 +22,7 @@ def binding(kind: kinds.Kind, namespace: str, name: str, object_id: str, account
     return objects.Binding(kinds.GROUP, kind.kind, namespace, name, object_id, account_id)
 
 
-def bound_account_id(record: storage.Record) -> str:
+def bound_account_id(record: storage.SealedObject) -> str:
     """The account ID a SealedObject is bound to (format 1 named it accountUID: the account's uid)."""
     spec = record["spec"]
     return str(spec.get("accountID") or spec.get("accountUID") or "")
@@ -46,7 +46,7 @@ def seal(
     return _sealed_part(document, binding(kind, namespace, meta["name"], object_id, account_id), account_key)
 
 
-def resealed(record: storage.Record, *, account_key: bytes) -> storage.Record:
+def resealed(record: storage.SealedObject, *, account_key: bytes) -> storage.SealedObject:
     """The same SealedObject in the current format: its content opened and sealed again, bound to
     the same object and account IDs (raises objects.SealError when it does not open)."""
     spec = record["spec"]
@@ -69,12 +69,12 @@ def _sealed_part(document: dict[str, Any], bound: objects.Binding, account_key: 
     }
 
 
-def open_record(record: storage.Record, *, account_key: bytes) -> dict[str, Any]:
+def open_record(record: storage.SealedObject, *, account_key: bytes) -> dict[str, Any]:
     """The API object a SealedObject holds (raises objects.SealError when it does not open)."""
     return assemble(record, open_content(record, account_key=account_key))
 
 
-def open_content(record: storage.Record, *, account_key: bytes) -> dict[str, Any]:
+def open_content(record: storage.SealedObject, *, account_key: bytes) -> dict[str, Any]:
     """What a SealedObject seals: {"metadata": {labels, annotations, managedFields}, "spec": ...}."""
     spec = record["spec"]
     kind = kinds.BY_KIND[spec["kind"]]
@@ -92,7 +92,7 @@ def open_content(record: storage.Record, *, account_key: bytes) -> dict[str, Any
     return content
 
 
-def assemble(record: storage.Record, document: dict[str, Any]) -> dict[str, Any]:
+def assemble(record: storage.SealedObject, document: dict[str, Any]) -> dict[str, Any]:
     """The API object from its SealedObject's routing fields and its opened content."""
     obj = _shell(record, kinds.BY_KIND[record["spec"]["kind"]])
     obj["metadata"].update(
@@ -104,7 +104,7 @@ def assemble(record: storage.Record, document: dict[str, Any]) -> dict[str, Any]
     return obj
 
 
-def withheld(record: storage.Record, *, reason: str, message: str) -> dict[str, Any]:
+def withheld(record: storage.SealedObject, *, reason: str, message: str) -> dict[str, Any]:
     """The object without its protected content (no spec, labels or annotations), saying why."""
     kind = kinds.BY_KIND[record["spec"]["kind"]]
     obj = _shell(record, kind)
@@ -112,7 +112,7 @@ def withheld(record: storage.Record, *, reason: str, message: str) -> dict[str, 
     return obj
 
 
-def _shell(record: storage.Record, kind: kinds.Kind) -> dict[str, Any]:
+def _shell(record: storage.SealedObject, kind: kinds.Kind) -> dict[str, Any]:
     spec, meta = record["spec"], record["metadata"]
     return {
         "apiVersion": kinds.API_VERSION,
@@ -128,7 +128,7 @@ def _shell(record: storage.Record, kind: kinds.Kind) -> dict[str, Any]:
     }
 
 
-def _status(record: storage.Record, status: str, reason: str, message: str) -> dict[str, Any]:
+def _status(record: storage.SealedObject, status: str, reason: str, message: str) -> dict[str, Any]:
     generation = record["spec"]["generation"]
     return {
         "observedGeneration": generation,

@@ -24,7 +24,7 @@ PLURAL = "sealedobjects"
 LABEL_KIND = labels.SEALED_OBJECT_KIND
 LABEL_ACCOUNT = labels.SEALED_OBJECT_ACCOUNT
 
-Record = dict[str, Any]  # a SealedObject as the apiserver returns it
+SealedObject = dict[str, Any]  # as the apiserver returns it
 T = TypeVar("T")
 
 
@@ -45,9 +45,9 @@ class Storage:
     def __init__(self, api: client.ApiClient) -> None:
         self._custom = client.CustomObjectsApi(api)
 
-    async def get(self, kind: kinds.Kind, namespace: str, name: str) -> Record | None:
+    async def get(self, kind: kinds.Kind, namespace: str, name: str) -> SealedObject | None:
         try:
-            record: Record = await _patiently(
+            record: SealedObject = await _patiently(
                 lambda: self._custom.get_namespaced_custom_object(
                     GROUP, VERSION, namespace, PLURAL, kind.storage_name(name)
                 )
@@ -60,7 +60,7 @@ class Storage:
 
     async def list(
         self, kind: kinds.Kind, namespace: str | None, *, limit: int | None, token: str | None
-    ) -> tuple[list[Record], str, str | None]:
+    ) -> tuple[list[SealedObject], str, str | None]:
         """(records, resourceVersion of the list, continue token)."""
         options: dict[str, Any] = {"label_selector": f"{LABEL_KIND}={kind.kind}"}
         if limit:
@@ -78,7 +78,7 @@ class Storage:
 
     async def watch(
         self, kind: kinds.Kind, namespace: str | None, *, resource_version: str | None, seconds: int
-    ) -> AsyncIterator[tuple[str, Record]]:
+    ) -> AsyncIterator[tuple[str, SealedObject]]:
         """(type, object) events: ADDED, MODIFIED, DELETED, BOOKMARK; an ERROR event (410 Gone for a
         too old resourceVersion) is passed on as it is."""
         options: dict[str, Any] = {
@@ -98,15 +98,15 @@ class Storage:
             async for event in stream.stream(function, *args, **options):
                 yield str(event["type"]), event["raw_object"]
 
-    async def create(self, namespace: str, record: Record, *, dry_run: bool) -> Record:
-        created: Record = await self._custom.create_namespaced_custom_object(
+    async def create(self, namespace: str, record: SealedObject, *, dry_run: bool) -> SealedObject:
+        created: SealedObject = await self._custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, record, **_dry(dry_run)
         )
         return created
 
-    async def replace(self, namespace: str, record: Record, *, dry_run: bool) -> Record:
+    async def replace(self, namespace: str, record: SealedObject, *, dry_run: bool) -> SealedObject:
         """Replace, conditional on ``record``'s resourceVersion (409 Conflict when it is stale)."""
-        replaced: Record = await self._custom.replace_namespaced_custom_object(
+        replaced: SealedObject = await self._custom.replace_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, record["metadata"]["name"], record, **_dry(dry_run)
         )
         return replaced
@@ -144,7 +144,7 @@ def record_for(
     generation: int,
     sealed: dict[str, Any],
     resource_version: str | None,
-) -> Record:
+) -> SealedObject:
     """A SealedObject body: routing fields in plaintext, everything else in ``sealed``. It is owned by
     the account object (``account_uid``, for garbage collection) and sealed for the account ID."""
     metadata: dict[str, Any] = {

@@ -261,7 +261,7 @@ class DataService:
         namespace: str,
         *,
         live: dict[str, Any],
-        record: storage.Record,
+        record: storage.SealedObject,
         obj: dict[str, Any],
         options: WriteOptions,
         warnings: list[str],
@@ -279,7 +279,7 @@ class DataService:
         namespace: str,
         *,
         live: dict[str, Any],
-        record: storage.Record,
+        record: storage.SealedObject,
         obj: dict[str, Any],
         options: WriteOptions,
         stamped: bool = False,
@@ -314,7 +314,7 @@ class DataService:
         object_id: str,
         generation: int,
         resource_version: str | None,
-    ) -> storage.Record:
+    ) -> storage.SealedObject:
         account_name = obj["spec"]["accountName"]
         account = await self._account_for_write(kind, namespace, obj["metadata"]["name"], account_name)
         sealed = codec.seal(
@@ -393,7 +393,7 @@ class DataService:
                     raise
                 await asyncio.sleep(0.25)
 
-    async def _record(self, kind: kinds.Kind, namespace: str, name: str) -> storage.Record:
+    async def _record(self, kind: kinds.Kind, namespace: str, name: str) -> storage.SealedObject:
         try:
             record = await self._store.get(kind, namespace, name)
         except ApiException as error:
@@ -404,11 +404,11 @@ class DataService:
 
     async def _writable(
         self, kind: kinds.Kind, namespace: str, name: str
-    ) -> tuple[dict[str, Any], storage.Record]:
+    ) -> tuple[dict[str, Any], storage.SealedObject]:
         record = await self._record(kind, namespace, name)
         return await self._open_for_write(record), record
 
-    async def _open_for_write(self, record: storage.Record) -> dict[str, Any]:
+    async def _open_for_write(self, record: storage.SealedObject) -> dict[str, Any]:
         spec = record["spec"]
         kind = kinds.BY_KIND[spec["kind"]]
         account = await self._account_for_write(
@@ -427,7 +427,7 @@ class DataService:
         except objects.SealError as error:
             raise ApiError(500, str(error), kind=kind, name=spec["name"]) from None
 
-    async def _open(self, record: storage.Record) -> dict[str, Any]:
+    async def _open(self, record: storage.SealedObject) -> dict[str, Any]:
         spec = record["spec"]
         namespace = record["metadata"]["namespace"]
         try:
@@ -448,7 +448,7 @@ class DataService:
             return codec.withheld(record, reason="UnsealFailed", message=str(error))
 
     @staticmethod
-    def _stored(stored: storage.Record, obj: dict[str, Any]) -> dict[str, Any]:
+    def _stored(stored: storage.SealedObject, obj: dict[str, Any]) -> dict[str, Any]:
         """The object as written: its content, and the metadata the SealedObject got (version, time)."""
         return codec.assemble(stored, obj)
 
@@ -463,7 +463,7 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> tuple[
         raise ApiError(400, str(error)) from None
 
 
-def _routing(record: storage.Record) -> dict[str, Any]:
+def _routing(record: storage.SealedObject) -> dict[str, Any]:
     return {
         "metadata.name": record["spec"]["name"],
         "metadata.namespace": record["metadata"]["namespace"],

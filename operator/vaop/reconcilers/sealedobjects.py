@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 RESTART_DELAY = 5.0
 
 
-def needs_upkeep(record: storage.Record, account: models.AccountRecord) -> bool:
+def needs_upkeep(record: storage.SealedObject, account: models.AccountRecord) -> bool:
     """Is this SealedObject the account's, and not yet as the data API writes it?"""
     spec, meta = record["spec"], record["metadata"]
     sealed_for = codec.bound_account_id(record)
@@ -57,7 +57,7 @@ class SealedObjectUpkeep:
         self._account_key = account_key
         # Accounts with objects to make right: the objects by name, as last seen (None: seen before
         # their account existed, so not judged yet; read again when it is Active).
-        self._pending: dict[AccountKey, dict[str, storage.Record | None]] = {}
+        self._pending: dict[AccountKey, dict[str, storage.SealedObject | None]] = {}
         self.queue: workqueue.WorkQueue[AccountKey] = workqueue.WorkQueue(
             self.process, workers=2, name="sealed-objects"
         )
@@ -113,7 +113,7 @@ class SealedObjectUpkeep:
                         self._seen(event["raw_object"], deleted=event["type"] == "DELETED")
                 version = stream.resource_version
 
-    def _seen(self, record: storage.Record, *, deleted: bool = False) -> None:
+    def _seen(self, record: storage.SealedObject, *, deleted: bool = False) -> None:
         key = (record["metadata"]["namespace"], str(record["spec"].get("accountName", "")))
         name = record["metadata"]["name"]
         account = self._account(*key)
@@ -168,7 +168,7 @@ class SealedObjectUpkeep:
             )
         return None
 
-    async def _make_right(self, record: storage.Record, account: models.AccountRecord) -> None:
+    async def _make_right(self, record: storage.SealedObject, account: models.AccountRecord) -> None:
         namespace, name = record["metadata"]["namespace"], record["metadata"]["name"]
         updated: dict[str, Any] = record
         if record["spec"].get("format") != objects.FORMAT_VERSION:
