@@ -1,9 +1,12 @@
-"""The alert rules the chart ships (files/alerts.yaml): valid for Prometheus, each rule tested with
-`promtool test rules` (tests/fixtures/alerts-test.yaml), and the PrometheusRule the chart renders
-holding exactly them. promtool is built from Prometheus' Go module (tools/prometheus)."""
+"""What the chart ships for Prometheus and Grafana: the alert rules (files/alerts.yaml), valid for
+Prometheus, each rule tested with `promtool test rules` (tests/fixtures/alerts-test.yaml), and the
+PrometheusRule the chart renders holding exactly them; the dashboard (files/dashboard.json), every
+query evaluated by Prometheus' own engine (tests/fixtures/dashboard-test.yaml). promtool is built
+from Prometheus' Go module (tools/prometheus)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -18,6 +21,8 @@ from vaopdev import binaries
 
 RULES = CHART / "files" / "alerts.yaml"
 RULE_TESTS = binaries.REPO_ROOT / "tests" / "fixtures" / "alerts-test.yaml"
+DASHBOARD = CHART / "files" / "dashboard.json"
+DASHBOARD_TESTS = binaries.REPO_ROOT / "tests" / "fixtures" / "dashboard-test.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +78,40 @@ def test_the_chart_renders_the_same_rules_as_a_prometheus_rule_when_asked() -> N
     )
     assert rule["spec"] == yaml.safe_load(RULES.read_text())
     assert rule["metadata"]["labels"]["release"] == "kps"
+
+
+def _dashboard_queries() -> list[str]:
+    """Every query of the dashboard as Grafana sends it with every namespace selected."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [target["expr"].replace("$namespace", ".*") for panel in panels for target in panel["targets"]]
+
+
+def test_every_dashboard_query_gives_what_it_should_in_prometheus(promtool: Path) -> None:
+    tested = [
+        t["expr"]
+        for test in yaml.safe_load(DASHBOARD_TESTS.read_text())["tests"]
+        for t in test["promql_expr_test"]
+    ]
+    assert sorted(tested) == sorted(_dashboard_queries()), "each query of the dashboard is tested"
+    result = _run(promtool, "test", "rules", str(DASHBOARD_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dashboard_reads_only_series_the_operator_exports() -> None:
+    families = list(REGISTRY.collect())
+    exported = {family.name for family in families}
+    exported |= {
+        f"{f.name}_{part}" for f in families if f.type == "histogram" for part in ("count", "bucket")
+    }
+    exported |= {f"{f.name}_total" for f in families if f.type == "counter"}
+    named = {name for query in _dashboard_queries() for name in re.findall(r"vaop_[a-z_]+", query)}
+    assert named and named <= exported, named - exported
+
+
+def test_the_chart_ships_the_dashboard_for_grafanas_sidecar_when_asked() -> None:
+    assert not [
+        d for d in render() if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")
+    ]
+    config_map = only(render("metrics.grafanaDashboard.enabled=true"), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config_map["data"]["video-analyzer-operator.json"]) == json.loads(DASHBOARD.read_text())
