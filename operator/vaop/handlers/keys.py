@@ -35,7 +35,7 @@ async def customer_key_event(
         _recheck_namespace(namespace, memo)
         controller = replica.of(memo).leader.controller
         if controller is not None and type != "DELETED":
-            await controller.check_unused_key(namespace, name)
+            await controller.key_status.check_unused_key(namespace, name)
 
 
 @kopf.on.event(models.GROUP, models.VERSION, "keyvaults")
@@ -55,6 +55,6 @@ async def key_vault_event(
         _recheck_namespace(namespace, memo)
         for key_namespace, key in list(customer_keys):  # keys no account uses name vaults too
             if key_namespace == namespace:
-                await controller.check_unused_key(namespace, key)
+                await controller.key_status.check_unused_key(namespace, key)
     if type != "DELETED":
-        await controller.refresh_key_vault(body)
+        await controller.key_status.refresh_key_vault(body)

@@ -8,13 +8,11 @@ in memory), so a run reads nothing from the API.
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import datetime
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -29,7 +27,6 @@ from .. import (
     models,
     platformkeys,
     platformroot,
-    providers,
     sharding,
     wrapping,
 )
@@ -39,16 +36,16 @@ from ..domain import keys as keys_domain
 from ..listers import Listers
 from ..models import AccountKey
 from ..providers import kubernetes as kubernetes_provider
-from ..runtime import retry, watchcache, workqueue
+from ..runtime import watchcache, workqueue
 from . import accounts as reconciler
-from . import keyvaults, monitor, records
+from . import identities as identities_reconciler
+from . import keystatus, monitor, records
 
 logger = logging.getLogger(__name__)
 
 REFUSED_RETRY = 15.0
 REFUSALS = (400, 403, 422)
 BACKOFF = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-_VAULTS_AT_ONCE = 16  # KeyVault probes in flight at once
 
 
 class AccountController:
@@ -68,7 +65,6 @@ class AccountController:
     ) -> None:
         self._api = api
         self._expiry_warning = expiry_warning
-        self.shard: sharding.Shard = shard or sharding.AllNamespaces()
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
         self._platform = platform
@@ -90,6 +86,7 @@ class AccountController:
         self._contexts = wrapping.Contexts(listers)
         self._identities = identities
         self.records = records.Records()
+        self.default_identities = identities_reconciler.DefaultIdentities(api, self.records)
         metrics.count_states(self.records.states)
         self.rotations = events.RotationSummary(api)
         self.queue: workqueue.WorkQueue[AccountKey] = workqueue.WorkQueue(
@@ -102,6 +99,24 @@ class AccountController:
             grace=grace_period,
             records=self.records,
         )
+        self.key_status = keystatus.KeyStatus(
+            api,
+            listers=listers,
+            contexts=self._contexts,
+            monitor=self.monitor,
+            expiry_warning=expiry_warning,
+        )
+        self._shard: sharding.Shard = shard or sharding.AllNamespaces()
+        self.key_status.shard = self._shard
+
+    @property
+    def shard(self) -> sharding.Shard:
+        """The namespaces this release writes; the key status reports keep to them too."""
+        return self._shard
+
+    @shard.setter
+    def shard(self, shard: sharding.Shard) -> None:
+        self._shard = self.key_status.shard = shard
 
     async def process(self, key: AccountKey) -> float | None:
         await self.secrets.synced.wait()  # a Secret not yet listed must not look missing
@@ -138,7 +153,7 @@ class AccountController:
                 replace_key=seen.replace_key,
             )
             try:
-                await self._ensure_identity(key, seen.uid, spec, record)
+                await self.default_identities.ensure(key, seen.uid, spec, record)
                 result = await self._reconciler.reconcile(account)
             except ApiException as error:
                 if error.status not in REFUSALS:
@@ -169,7 +184,7 @@ class AccountController:
             self._forget(key)  # deleted while it was being reconciled: nothing left to report on
             return None
         if result.key_report is not None:
-            await self._report_key(namespace, result.key_report)
+            await self.key_status.report(namespace, result.key_report)
         for told in result.events:
             await events.post(
                 self._api,
@@ -295,10 +310,10 @@ class AccountController:
                 target = await session.target(context)
             except wrapping.KeyProblem as problem:
                 report = reconciler.KeyReport(pair.key, None, problem)
-                await self._report_key(pair.namespace, report, own_identity=own_identity)
+                await self.key_status.report(pair.namespace, report, own_identity=own_identity)
                 return monitor.CheckResult(None, problem)
         report = reconciler.KeyReport(pair.key, target.version, None)
-        await self._report_key(pair.namespace, report, own_identity=own_identity)
+        await self.key_status.report(pair.namespace, report, own_identity=own_identity)
         expiring = keys_domain.expiry_note(target.version, warning=self._expiry_warning)
         return monitor.CheckResult(target.version.version, None, expiring)
 
@@ -329,46 +344,6 @@ class AccountController:
 
     def _context(self, namespace: str, name: str, spec: models.AccountSpec) -> wrapping.AccountContext:
         return self._contexts.context(namespace, name, spec)
-
-    async def _ensure_identity(
-        self, key: AccountKey, uid: str, spec: models.AccountSpec, record: records.Record
-    ) -> None:
-        """Make the default identity ``<account>-identity`` once the account uses a customer key (a
-        system key is used as the operator, so a SystemKey account needs none); a named one is the
-        tenant's to make."""
-        if (
-            spec.encryption.type is not models.EncryptionType.CUSTOMER_KEY
-            or spec.encryption.identity.service_account_name
-            or record.identity_made
-        ):
-            return
-        namespace, name = key
-        account = client.V1ServiceAccount(
-            metadata=client.V1ObjectMeta(
-                name=models.identity_name(name, spec),
-                labels={**labels.MANAGED, labels.ACCOUNT: name},
-                owner_references=[reconciler.owner_reference(name, uid)],
-            )
-        )
-        try:
-            await self._core.create_namespaced_service_account(namespace, account)
-        except ApiException as error:
-            if error.status != 409:
-                raise
-        record.identity_made = True
-
-    async def find_identities(self) -> None:
-        """Note the default identities that exist already, so a new leader does not try to make them
-        again (one paged listing instead of a refused create per account)."""
-        listing = watchcache.pages(
-            self._core.list_service_account_for_all_namespaces, label_selector=labels.ACCOUNT
-        )
-        async for page in listing:
-            for found in page.items:
-                account = (found.metadata.labels or {}).get(labels.ACCOUNT)
-                spec_name = f"{account}-identity"
-                if account and found.metadata.name == spec_name:
-                    self.records[(found.metadata.namespace, account)].identity_made = True
 
     async def _write_status(
         self, key: AccountKey, seen: models.AccountRecord, before: dict[str, Any], outcome: domain.Outcome
@@ -411,159 +386,6 @@ class AccountController:
                 warning=warning,
             )
 
-    async def _report_key(
-        self, namespace: str, report: reconciler.KeyReport, *, own_identity: bool = False
-    ) -> None:
-        """Show on the CustomerKey what checking it found (when that changed)."""
-        problem = report.problem
-        status = keys_domain.customer_key_status(
-            report.version,
-            (problem.reason, problem.message, problem.definitive) if problem else None,
-            own_identity=own_identity,
-            expiry_warning=self._expiry_warning,
-        )
-        if status is not None:
-            await self._write_key_status(namespace, report.name, status.pop("ready"), status)
-
-    async def _write_key_status(
-        self, namespace: str, name: str, ready: conditions.Condition, fields: dict[str, Any]
-    ) -> None:
-        known = self._listers.customer_key(namespace, name)
-        if known is None:
-            return
-        previous = known.get("status") or {}
-        current = conditions.find(previous.get("conditions"), conditions.READY)
-        unchanged = (
-            all(previous.get(k) == v for k, v in fields.items())
-            and current is not None
-            and (current.get("status"), current.get("reason"), current.get("message"))
-            == (ready.status, ready.reason, ready.message)
-            and previous.get("observedGeneration") == known.get("generation")
-        )
-        checked = ready.reason != conditions.Reason.NOT_CHECKED  # a check ran, rather than nobody could
-        if unchanged and not (checked and _stale(previous.get("lastChecked"))):
-            return
-        status = dict(fields)
-        if checked:
-            status["lastChecked"] = conditions.now_rfc3339()
-        status["observedGeneration"] = known.get("generation")
-        status["conditions"] = conditions.merge_with_progress(
-            previous.get("conditions"),
-            [ready],
-            in_progress=ready.status == "Unknown",
-            generation=known.get("generation"),
-        )
-        try:
-            await self._custom.patch_namespaced_custom_object_status(
-                models.GROUP,
-                models.VERSION,
-                namespace,
-                "customerkeys",
-                name,
-                {"status": status},
-                _content_type=kubeclient.MERGE_PATCH,
-            )
-        except ApiException as error:
-            if error.status != 404:
-                raise
-
-    # ---- CustomerKeys no account uses: checked as their own spec.identity, or said to be unchecked --
-
-    def unused_key(self, namespace: str, name: str) -> monitor.Pair | models.CustomerKeySpec | None:
-        """For a CustomerKey no account uses: the pair to check it as its own identity, or its spec
-        when it names none; None when an account uses it (or it is gone)."""
-        raw = self._listers.customer_key(namespace, name)
-        if raw is None or any(p.namespace == namespace and p.key == name for p in self.monitor.pairs()):
-            return None
-        spec = models.CustomerKeySpec.parse(raw["spec"])
-        identity = spec.identity.service_account_name
-        if not identity:
-            return spec
-        vault = self._vaults(namespace).get(spec.vault_ref.name)
-        return monitor.Pair(namespace, identity, name, vault.region if vault is not None else "")
-
-    async def check_unused_key(self, namespace: str, name: str) -> None:
-        try:
-            await sharding.within(
-                self.shard, namespace, lambda: self._check_unused_key(namespace, name), None
-            )
-        except Exception as error:
-            problem = retry.unavailable(error)
-            if problem is None:
-                raise
-            # report_periodically goes over every key again within a check interval.
-            logger.warning("Reporting on CustomerKey %s/%s deferred: %s", namespace, name, problem)
-
-    async def refresh_key_vault(self, body: Mapping[str, Any]) -> None:
-        """A KeyVault's status, in a namespace this release owns."""
-        namespace = body["metadata"]["namespace"]
-        try:
-            await sharding.within(self.shard, namespace, lambda: keyvaults.refresh(self._api, body), None)
-        except Exception as error:
-            problem = retry.unavailable(error)
-            if problem is None:
-                raise
-            name = body["metadata"]["name"]
-            # report_periodically goes over every KeyVault again within a check interval.
-            logger.warning(
-                "KeyVault %s/%s status not written (trying again soon): %s", namespace, name, problem
-            )
-
-    async def refresh_key_vaults(self, namespace: str | None = None) -> None:
-        """Every KeyVault's status (or one namespace's), each vault reached again without credentials:
-        a new leader, a namespace this release gained, and every check interval, so a vault that
-        stopped (or started) answering shows it before an account meets it."""
-        limit = asyncio.Semaphore(_VAULTS_AT_ONCE)  # probes wait on vaults that may not answer
-
-        async def refresh(body: Mapping[str, Any]) -> None:
-            async with limit:
-                await self.refresh_key_vault(body)
-
-        await asyncio.gather(*(refresh(body) for body in await keyvaults.listing(self._api, namespace)))
-
-    async def _refresh_all_vaults(self) -> None:
-        try:
-            await self.refresh_key_vaults()
-        except Exception as error:
-            problem = retry.unavailable(error)
-            if problem is None and not isinstance(error, ApiException):
-                raise
-            # Not worth more than a warning: the next interval lists them again.
-            logger.warning("KeyVaults not listed (trying again soon): %s", problem or error)
-
-    async def _check_unused_key(self, namespace: str, name: str) -> None:
-        found = self.unused_key(namespace, name)
-        if isinstance(found, monitor.Pair):
-            self.monitor.check_soon([found])
-        elif found is not None:
-            vault = self._vaults(namespace).get(found.vault_ref.name)
-            ready = keys_domain.unchecked_key_ready(
-                found, vault=vault, refusal=providers.refusal(vault) if vault is not None else None
-            )
-            previous = conditions.find(
-                ((self._listers.customer_key(namespace, name) or {}).get("status") or {}).get("conditions"),
-                conditions.READY,
-            )
-            if (
-                ready.status == "True"
-                and previous is not None
-                and previous.get("reason") in keys_domain.CHECKED
-            ):
-                return  # what an account's check found, while one used the key, says more
-            await self._write_key_status(namespace, name, ready, {})
-
-    async def report_periodically(self) -> None:
-        """Every check interval: the keys no account uses (a change of one is handled at once too),
-        and every KeyVault's status."""
-        while True:
-            await self._refresh_all_vaults()
-            for namespace, name in self._listers.customer_keys():
-                try:
-                    await self.check_unused_key(namespace, name)
-                except ApiException as error:
-                    logger.warning("Reporting on CustomerKey %s/%s failed: %s", namespace, name, error.status)
-            await asyncio.sleep(self.monitor.interval)
-
     def _account_key_secret_changed(self, kind: str, secret: Any) -> None:
         """A deleted or edited account-key Secret re-checks its account at once (AccountKeyLost), and
         so does one that appears without an owner: restored, for an account that may be waiting."""
@@ -585,19 +407,6 @@ class AccountController:
             label_selector=kubernetes_provider.LABEL_KEY_NAME,
             on_event=on_event,
         ).run()
-
-
-LAST_CHECKED_REFRESH = datetime.timedelta(minutes=5)
-
-
-def _stale(last_checked: str | None) -> bool:
-    """lastChecked is refreshed when a check finds something new, and otherwise every few minutes:
-    often enough to show the checks run, rarely enough that a quiet key costs no writes. A time
-    that far in the future (the clock was stepped back, or another replica's runs ahead) is stale too."""
-    if not last_checked:
-        return True
-    then = datetime.datetime.fromisoformat(last_checked)
-    return abs(datetime.datetime.now(datetime.UTC) - then) > LAST_CHECKED_REFRESH
 
 
 def _refusal(error: ApiException) -> str:

@@ -107,7 +107,7 @@ class LeaderWork:
             grace_period=self._options.grace_period,
             expiry_warning=self._options.key_expiry_warning_days * 86400,
         )
-        await work.find_identities()
+        await work.default_identities.find()
         if self._options.namespace_selector:
             self._claims = work.shard = self._claims_for(work, self._options.namespace_selector)
             await self._claims.start()
@@ -116,7 +116,7 @@ class LeaderWork:
             asyncio.create_task(work.secrets.run(), name="account-key-secrets"),
             asyncio.create_task(work.watch_key_versions(), name="key-version-secrets"),
             asyncio.create_task(work.monitor.run(), name="key-monitor"),
-            asyncio.create_task(work.report_periodically(), name="periodic-reports"),
+            asyncio.create_task(work.key_status.report_periodically(), name="periodic-reports"),
         ]
         if self._claims is not None:
             self._tasks.append(asyncio.create_task(self._claims.run(), name="namespace-claims"))
@@ -134,7 +134,7 @@ class LeaderWork:
         self.controller = work
         for account in self._listers.accounts():
             work.queue.add(account)
-        await work.refresh_key_vaults()
+        await work.key_status.refresh_key_vaults()
 
     async def _keep_platform_keys(
         self, work: controller.AccountController, platform: platformkeys.PlatformKeys
@@ -214,7 +214,7 @@ class LeaderWork:
             for account in self._listers.accounts():
                 if account[0] == namespace:
                     work.queue.add(account)
-            await work.refresh_key_vaults(namespace)
+            await work.key_status.refresh_key_vaults(namespace)
 
         return sharding.NamespaceClaims(
             self._api,
