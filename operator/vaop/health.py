@@ -9,11 +9,12 @@ that stays unready says why in its log as well as in its probe's answer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 from aiohttp import web
+
+from .runtime import retry
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +50,10 @@ class Readiness:
         self._last = problems
 
     async def watch(self, period: float = 2.0) -> None:
-        while True:
+        async def log_changes() -> None:
             self.log_changes()
-            await asyncio.sleep(period)
+
+        await retry.every(period, log_changes, doing="Logging readiness")
 
 
 class HealthServer:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from kubernetes_asyncio import client
 
 from . import models
+from .runtime import retry
 
 logger = logging.getLogger(__name__)
 
@@ -185,21 +186,21 @@ class PermissionCheck:
         return self._problem
 
     async def run(self, period: float = 15.0) -> None:
-        while True:
-            try:
-                lacking = await missing(self._api, self._rules, namespace=self._namespace)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self._problem = f"cannot check permissions: {error.__class__.__name__}: {error}"
-            else:
-                if not lacking:
-                    self._problem = None
-                    return
-                for rule in lacking:
-                    logger.error("Missing RBAC permission: %s", rule)
-                self._problem = (
-                    "missing RBAC permissions (the chart's ClusterRole and Role grant them): "
-                    + "; ".join(str(rule) for rule in lacking)
-                )
-            await asyncio.sleep(period if self._problem and "missing" in self._problem else 5.0)
+        await retry.every(period, self._check, doing="Checking RBAC permissions", retry_after=5.0)
+
+    async def _check(self) -> bool:
+        """True once nothing is missing; what is missing is the readiness problem meanwhile."""
+        try:
+            lacking = await missing(self._api, self._rules, namespace=self._namespace)
+        except Exception as error:
+            self._problem = f"cannot check permissions: {retry.describe(error)}"
+            raise
+        for rule in lacking:
+            logger.error("Missing RBAC permission: %s", rule)
+        self._problem = (
+            "missing RBAC permissions (the chart's ClusterRole and Role grant them): "
+            + "; ".join(str(rule) for rule in lacking)
+            if lacking
+            else None
+        )
+        return not lacking

@@ -21,7 +21,6 @@ A new leader of the same release resumes its claims as they are (a failover move
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -170,16 +169,10 @@ class NamespaceClaims:
         self._owned.clear()
 
     async def run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._retry_period)
-            self._wake.clear()
-            try:
-                await self._round()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                logger.warning("Namespace claims: %s; retrying", retry.describe(error))
+        """Claim and hand over every retry period, and at once when a namespace changes."""
+        await retry.every(
+            self._retry_period, self._round, doing="Namespace claims", wake=self._wake, at_once=False
+        )
 
     def _namespace_changed(self, kind: str, namespace: Any) -> None:
         self._wake.set()

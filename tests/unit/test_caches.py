@@ -130,7 +130,7 @@ async def test_the_watch_cache_lists_in_pages_once_and_each_new_watch_goes_on_fr
         on_event=lambda kind, obj: seen.append((kind, obj.metadata.name)),
     )
     with contextlib.suppress(_Stop):
-        await cache._list_then_watch()
+        await watchcache.list_then_watch(api.list_secrets, cache, label_selector="x")
 
     lists = [r for r in api.requests if not r.get("watch")]
     watches = [r for r in api.requests if r.get("watch")]

@@ -17,6 +17,7 @@ from kubernetes_asyncio import client
 
 from .. import accountstore, config, kubeclient, pki, platformkeys, platformroot
 from ..domain import admission as domain_admission
+from ..runtime import retry
 from . import registration, server, tls
 from . import view as admission_view
 
@@ -81,19 +82,19 @@ class Webhook:
         """The infrastructure key versions, which restored envelopes are checked against; read again
         every half minute, so platform keys restored (or rotated) meanwhile are known soon, and every
         two seconds while there are none (the leader makes them when it first starts)."""
-        while True:
-            try:
-                found: Mapping[str, bytes] | None = await platformkeys.infrastructure_versions(
-                    self._api, self._options.namespace, self._root
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                logger.warning("Reading the infrastructure key for admission failed (%s); retrying", error)
-                found = self._view.infrastructure_keys if self._view is not None else None
+
+        async def read() -> None:
+            found: Mapping[str, bytes] | None = await platformkeys.infrastructure_versions(
+                self._api, self._options.namespace, self._root
+            )
             if self._view is not None and found != self._view.infrastructure_keys:
                 self._view = dataclasses.replace(self._view, infrastructure_keys=found)
-            await asyncio.sleep(PLATFORM_KEYS_SECONDS if found else RETRY_PLATFORM_KEYS_SECONDS)
+
+        def period() -> float:
+            known = self._view is not None and self._view.infrastructure_keys
+            return PLATFORM_KEYS_SECONDS if known else RETRY_PLATFORM_KEYS_SECONDS
+
+        await retry.every(period, read, doing="Reading the infrastructure key for admission")
 
     async def stop(self) -> None:
         for task in (self._refresher, self._platform_reader):
@@ -119,23 +120,23 @@ class Webhook:
     async def _keep_current(self, ca: pki.KeyPair) -> None:
         """Register now (retrying until it works), then pick up renewals (ours 30 days ahead, or
         cert-manager's) and keep the caBundle in step."""
-        delay = 0.0
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                if self._ca_pem:
-                    ca, serving = await self._certificates()
-                    assert self._server is not None
-                    self._server.reload(serving)
-                if ca.cert_pem != self._ca_pem or self._problem is not None:
-                    await self._register(ca)
-                delay = REFRESH_SECONDS
-            except asyncio.CancelledError:
-                raise
-            except registration.ConfigurationMissing as missing:
-                self._problem = str(missing)
-                delay = RETRY_SECONDS
-            except Exception as error:
-                self._problem = f"registering the webhook failed: {error.__class__.__name__}: {error}"
-                logger.exception("Registering or refreshing the webhook failed; retrying")
-                delay = RETRY_SECONDS if not self._ca_pem else REFRESH_SECONDS
+
+        async def refresh() -> None:
+            nonlocal ca
+            if self._ca_pem:
+                ca, serving = await self._certificates()
+                assert self._server is not None
+                self._server.reload(serving)
+            if ca.cert_pem != self._ca_pem or self._problem is not None:
+                await self._register(ca)
+
+        await retry.every(
+            REFRESH_SECONDS,
+            refresh,
+            doing="Registering the webhook",
+            retry_after=lambda: REFRESH_SECONDS if self._ca_pem else RETRY_SECONDS,
+            problem=self._told,
+        )
+
+    def _told(self, problem: str | None) -> None:
+        self._problem = problem

@@ -20,12 +20,14 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from ..runtime import retry
+
 PATH = "/validate"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
-class ConfigurationMissing(Exception):
-    """The chart's ValidatingWebhookConfiguration does not exist."""
+class ConfigurationMissing(retry.Transient):
+    """The chart's ValidatingWebhookConfiguration does not exist (yet: the chart makes it)."""
 
 
 def client_config_patch(

@@ -82,20 +82,14 @@ class DataApi:
         await retry.until_done(
             self._start, doing="Starting the data API", first=RETRY_SECONDS, problem=self._told
         )
-        while True:
-            try:
-                await self._refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self._problem = (
-                    f"refreshing the data API's certificates failed: {error.__class__.__name__}: {error}"
-                )
-                logger.warning("Data API: %s; retrying", self._problem)
-                await asyncio.sleep(RETRY_SECONDS)
-                continue
-            self._problem = None
-            await asyncio.sleep(REFRESH_SECONDS)
+        await retry.every(
+            REFRESH_SECONDS,
+            self._refresh,
+            doing="Refreshing the data API's certificates",
+            retry_after=RETRY_SECONDS,
+            problem=self._told,
+            at_once=False,  # the start has just done what a refresh does
+        )
 
     def _told(self, problem: str | None) -> None:
         self._problem = problem
@@ -121,7 +115,7 @@ class DataApi:
         self._announcing = asyncio.create_task(self._announce(), name="data-api-announce")
 
     async def _refresh(self) -> None:
-        self.keys.purge()
+        self.keys.purge()  # held keys past their time are forgotten
         ca, serving = await self._certificates()
         assert self._context is not None
         tls.load_serving(self._context, serving)

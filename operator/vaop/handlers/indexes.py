@@ -18,7 +18,7 @@ import kopf
 from kubernetes_asyncio import client
 
 from .. import models
-from ..runtime import watchcache
+from ..runtime import retry, watchcache
 
 
 @kopf.index(models.GROUP, models.VERSION, "customerkeys")
@@ -65,40 +65,41 @@ class InitialSync:
         self._relist_after = relist_after
         self._problem: str | None = "the first listing has not completed"
         self.synced = asyncio.Event()
+        self._pending: dict[str, set[tuple[str, str]]] | None = None  # plural -> listed, not indexed
+        self._progress = (0, time.monotonic())  # (objects left, since when)
 
     def problem(self) -> str | None:
         return self._problem
 
     async def run(self) -> None:
-        pending: dict[str, set[tuple[str, str]]] | None = None
-        progress = (0, time.monotonic())  # (objects left, since when)
-        while True:
+        await retry.every(0.2, self._check, doing="The initial listing", retry_after=1.0)
+
+    async def _check(self) -> bool:
+        """True once every object listed is indexed; what is not yet is the readiness problem."""
+        if self._pending is None:
             try:
-                if pending is None:
-                    pending = {plural: await self._listed(plural) for plural in self._membership}
-            except asyncio.CancelledError:
-                raise
+                self._pending = {plural: await self._listed(plural) for plural in self._membership}
             except Exception as error:
-                self._problem = f"cannot list the custom resources: {error.__class__.__name__}: {error}"
-                await asyncio.sleep(1.0)
-                continue
-            pending = {
-                plural: {key for key in keys if not self._membership[plural](key)}
-                for plural, keys in pending.items()
-            }
-            left = sum(len(keys) for keys in pending.values())
-            if not left:
-                self._problem = None
-                self.synced.set()
-                return
-            self._problem = "watch caches still filling: " + ", ".join(
-                f"{len(keys)} {plural} not indexed yet" for plural, keys in pending.items() if keys
-            )
-            if left != progress[0]:
-                progress = (left, time.monotonic())
-            elif time.monotonic() - progress[1] > self._relist_after:
-                pending, progress = None, (0, time.monotonic())  # gone meanwhile? list again
-            await asyncio.sleep(0.2)
+                self._problem = f"cannot list the custom resources: {retry.describe(error)}"
+                raise
+        pending = {
+            plural: {key for key in keys if not self._membership[plural](key)}
+            for plural, keys in self._pending.items()
+        }
+        left = sum(len(keys) for keys in pending.values())
+        if not left:
+            self._problem = None
+            self.synced.set()
+            return True
+        self._problem = "watch caches still filling: " + ", ".join(
+            f"{len(keys)} {plural} not indexed yet" for plural, keys in pending.items() if keys
+        )
+        self._pending = pending
+        if left != self._progress[0]:
+            self._progress = (left, time.monotonic())
+        elif time.monotonic() - self._progress[1] > self._relist_after:
+            self._pending, self._progress = None, (0, time.monotonic())  # gone meanwhile? list again
+        return False
 
     async def _listed(self, plural: str) -> set[tuple[str, str]]:
         keys: set[tuple[str, str]] = set()

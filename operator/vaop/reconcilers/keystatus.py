@@ -192,14 +192,15 @@ class KeyStatus:
     async def report_periodically(self) -> None:
         """Every check interval: the keys no account uses (a change of one is handled at once too),
         and every KeyVault's status."""
-        while True:
-            await self._refresh_all_vaults()
-            for namespace, name in self._listers.customer_keys():
-                try:
-                    await self.check_unused_key(namespace, name)
-                except ApiException as error:
-                    logger.warning("Reporting on CustomerKey %s/%s failed: %s", namespace, name, error.status)
-            await asyncio.sleep(self.monitor.interval)
+        await retry.every(lambda: self.monitor.interval, self._report_all, doing="Key status reports")
+
+    async def _report_all(self) -> None:
+        await self._refresh_all_vaults()
+        for namespace, name in self._listers.customer_keys():
+            try:
+                await self.check_unused_key(namespace, name)
+            except ApiException as error:
+                logger.warning("Reporting on CustomerKey %s/%s failed: %s", namespace, name, error.status)
 
 
 LAST_CHECKED_REFRESH = datetime.timedelta(minutes=5)

@@ -80,18 +80,14 @@ class LeaderWork:
 
     async def _start_when_root_answers(self) -> None:
         """Ask the root again, backing off to every 30 s, and lead once it answers: no restart."""
-        delay = 2.0
-        while True:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-            try:
-                if await self._try_to_lead():
-                    logger.info("The platform keys' root answers: leading")
-                    return
-            except Exception as error:
-                if not _worth_retrying(error):
-                    raise
-                logger.warning("Platform keys not read (trying again soon): %s", error)
+
+        async def lead() -> None:
+            if not await self._try_to_lead():
+                raise retry.Transient(f"the platform keys' root does not answer: {self.platform_problem}")
+
+        await asyncio.sleep(2.0)  # start() has just asked
+        await retry.until_done(lead, doing="Leading", first=2.0, most=30.0)
+        logger.info("The platform keys' root answers: leading")
 
     async def _start_with(
         self, platform: platformkeys.PlatformKeys | None, platform_error: str | None
@@ -142,32 +138,15 @@ class LeaderWork:
         """Every check interval: rotate a platform key whose cryptoperiod has passed, move every
         account onto new versions (made here or by `vaop platform rotate`), and count what each
         version still holds (vaop_platform_key_envelopes)."""
-        namespace = self._options.namespace
         moving = False  # a rotation's envelopes are still moving: tell when they all have
-        while True:
-            await asyncio.sleep(self._options.check_interval)
+
+        async def upkeep() -> None:
+            nonlocal platform, moving
             try:
-                await platformkeys.seal(self._api, namespace, self._root)
-                for key in platformkeys.due(
-                    platform,
-                    infrastructure_days=self._options.infrastructure_key_days,
-                    system_days=self._options.system_key_days,
-                ):
-                    if key == platformkeys.INFRASTRUCTURE:
-                        await platformkeys.rotate_infrastructure(self._api, namespace, self._root)
-                    else:
-                        await platformkeys.rotate_system(self._api, namespace)
-                fresh = await platformkeys.load(self._api, namespace, self._root)
+                fresh = await self._rotate_due(platform)
             except platformkeys.RootUnavailable as error:
                 self._root_unusable(error)
-                continue
-            except Exception as error:
-                if not (_worth_retrying(error) or isinstance(error, platformkeys.PlatformKeyMissing)):
-                    raise
-                logger.warning(
-                    "Platform keys not read (trying again soon): %s", retry.unavailable(error) or error
-                )
-                continue
+                return
             self.platform_problem = None
             if fresh.versions() != platform.versions():
                 logger.info("Platform keys rotated (%s): moving every account onto them", fresh.versions())
@@ -188,6 +167,26 @@ class LeaderWork:
                     f"every envelope is on {_current(platform)}; versions that hold none may be "
                     "retired (vaop platform status lists them, vaop platform retire removes one)",
                 )
+
+        await retry.every(self._options.check_interval, upkeep, doing="Platform key upkeep", at_once=False)
+
+    async def _rotate_due(self, platform: platformkeys.PlatformKeys) -> platformkeys.PlatformKeys:
+        """Seal the keys under the root, rotate those past their cryptoperiod, and read them again."""
+        namespace = self._options.namespace
+        try:
+            await platformkeys.seal(self._api, namespace, self._root)
+            for key in platformkeys.due(
+                platform,
+                infrastructure_days=self._options.infrastructure_key_days,
+                system_days=self._options.system_key_days,
+            ):
+                if key == platformkeys.INFRASTRUCTURE:
+                    await platformkeys.rotate_infrastructure(self._api, namespace, self._root)
+                else:
+                    await platformkeys.rotate_system(self._api, namespace)
+            return await platformkeys.load(self._api, namespace, self._root)
+        except platformkeys.PlatformKeyMissing as error:
+            raise retry.Transient(str(error)) from None
 
     async def _tell(self, reason: str, message: str) -> None:
         """An Event on the infrastructure key's Secret: platform key rotations are the platform

@@ -15,12 +15,12 @@ withholds, and which only that account's key could open.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import labels, metrics, models
@@ -70,48 +70,17 @@ class SealedObjectUpkeep:
     # ---- finding work: a paged listing, then a watch; nothing kept but the accounts to visit ----
 
     async def run(self) -> None:
-        while True:
-            try:
-                version = await self._list_all()
-                await self._watch_from(version)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                status = getattr(error, "status", None)
-                logger.info(
-                    "SealedObject watch ended (%s); listing again", status or error.__class__.__name__
-                )
-                await asyncio.sleep(0 if status == 410 else RESTART_DELAY)
+        listing = functools.partial(
+            self._custom.list_cluster_custom_object, storage.GROUP, storage.VERSION, storage.PLURAL
+        )
+        await watchcache.reflect(listing, self, what="SealedObjects", restart_delay=RESTART_DELAY)
 
-    async def _list_all(self) -> str:
-        version = ""
-        listing = self._custom.list_cluster_custom_object
-        async for page in watchcache.pages(
-            listing, group=storage.GROUP, version=storage.VERSION, plural=storage.PLURAL
-        ):
-            for record in page["items"]:
-                self._seen(record)
-            version = str(page["metadata"].get("resourceVersion", ""))
-        return version
+    async def replace(self, listed: AsyncIterator[storage.SealedObject]) -> None:
+        async for record in listed:
+            self._seen(record)
 
-    async def _watch_from(self, version: str) -> None:
-        while True:
-            stream = watch.Watch()
-            async with stream:
-                async for event in stream.stream(
-                    self._custom.list_cluster_custom_object,
-                    storage.GROUP,
-                    storage.VERSION,
-                    storage.PLURAL,
-                    resource_version=version,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=300,
-                ):
-                    if event["type"] == "ERROR":
-                        raise ApiException(status=int(event["raw_object"].get("code", 500)))
-                    if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                        self._seen(event["raw_object"], deleted=event["type"] == "DELETED")
-                version = stream.resource_version
+    def changed(self, kind: str, obj: storage.SealedObject) -> None:
+        self._seen(obj, deleted=kind == "DELETED")
 
     def _seen(self, record: storage.SealedObject, *, deleted: bool = False) -> None:
         key = (record["metadata"]["namespace"], str(record["spec"].get("accountName", "")))

@@ -1,4 +1,5 @@
-"""What is worth retrying, said in one line, and the one retry loop for "do this until it works".
+"""What is worth retrying, said in one line, and the two loops every retry and periodic task runs on:
+``until_done`` (do this until it works) and ``every`` (do this every so often, for as long as it lives).
 
 A busy, failing or absent apiserver (429, 5xx, 409 on a write that raced, a broken connection) or
 a ``Transient`` is one log line and a retry; anything else is a bug, logged with its traceback.
@@ -7,6 +8,7 @@ a ``Transient`` is one log line and a retry; anything else is a bug, logged with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -76,3 +78,48 @@ async def until_done(
         else:
             problem(None)
             return result
+
+
+async def every(
+    period: float | Callable[[], float],
+    action: Callable[[], Awaitable[bool | None]],
+    *,
+    doing: str,
+    retry_after: float | Callable[[], float] | None = None,
+    problem: Callable[[str | None], None] = lambda _: None,
+    wake: asyncio.Event | None = None,
+    at_once: bool = True,
+) -> None:
+    """The one periodic loop: ``action`` (now, or after a first period when not ``at_once``) and
+    again every ``period`` seconds (a callable: read again each round, for jitter or a period that
+    depends on what was found), or as soon as ``wake`` is set. A failure is logged and told to
+    ``problem`` as in ``until_done``, and the next round comes after ``retry_after`` (default: the
+    period). The loop ends when ``action`` returns True: nothing left to do."""
+    delay = 0.0 if at_once else _seconds(period)
+    while True:
+        if wake is None:
+            await asyncio.sleep(delay)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+            wake.clear()
+        try:
+            done = await action()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            problem(f"{doing} failed: {describe(error)}")
+            delay = _seconds(period if retry_after is None else retry_after)
+            if transient(error) is None:
+                logger.exception("%s failed; trying again in %.0fs", doing, delay)
+            else:
+                logger.warning("%s failed (%s); trying again in %.0fs", doing, describe(error), delay)
+            continue
+        problem(None)
+        if done:
+            return
+        delay = _seconds(period)
+
+
+def _seconds(period: float | Callable[[], float]) -> float:
+    return period() if callable(period) else period

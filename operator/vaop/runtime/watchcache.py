@@ -1,4 +1,5 @@
-"""Informer-style caches: a paged list, then a watch that goes on from the last version seen, forever.
+"""Informer-style caches: a paged list, then a watch that goes on from the last version seen, forever
+(``reflect``), and the cache most of them fill (``WatchCache``).
 
 Each keeps only what its readers use of an object (``Cached``), so 20,000 account-key Secrets fit
 in tens of MiB.
@@ -11,7 +12,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes_asyncio import watch
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -30,6 +31,77 @@ async def pages(list_function: Callable[..., Awaitable[Any]], **params: Any) -> 
         token = page["metadata"].get("continue") if isinstance(page, dict) else page.metadata._continue
         if not token:
             return
+
+
+class Reflected(Protocol):
+    """What a reflector fills: the whole listing (streamed, a page at a time), then each change."""
+
+    async def replace(self, listed: AsyncIterator[Any]) -> None: ...
+
+    def changed(self, kind: str, obj: Any) -> None: ...
+
+
+async def reflect(
+    list_function: Callable[..., Awaitable[Any]],
+    into: Reflected,
+    *,
+    what: str,
+    restart_delay: float = 5.0,
+    **params: Any,
+) -> None:
+    """client-go's reflector, forever: ``list_then_watch``, and after any failure list again (at
+    once after 410 Gone: the version watched from was compacted away, only a fresh list catches up)."""
+    while True:
+        try:
+            await list_then_watch(list_function, into, **params)
+        except asyncio.CancelledError:
+            raise
+        except ApiException as error:
+            log = logger.info if error.status == 410 else logger.warning
+            log("Watch of %s ended (%s); relisting", what, error.status)
+            await asyncio.sleep(restart_delay if error.status != 410 else 0)
+        except Exception as error:
+            logger.warning("Watch of %s ended (%s); relisting", what, error.__class__.__name__)
+            await asyncio.sleep(restart_delay)
+
+
+async def list_then_watch(
+    list_function: Callable[..., Awaitable[Any]], into: Reflected, **params: Any
+) -> None:
+    """Every object, listed in pages (a page at a time in memory), then watch from the listing's
+    version. Each watch request ends after its timeout; the next one goes on from the last version
+    seen (bookmarks keep it fresh while nothing changes), as client-go's reflector does: a relist of
+    every object each time would be the largest request and allocation the operator makes."""
+    version = ""
+
+    async def listed() -> AsyncIterator[Any]:
+        nonlocal version
+        async for page in pages(list_function, **params):
+            items, version = _items_and_version(page)
+            for obj in items:
+                yield obj
+
+    await into.replace(listed())
+    while True:
+        stream = watch.Watch()
+        async with stream:
+            async for event in stream.stream(
+                list_function,
+                **params,
+                resource_version=version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=300,
+            ):
+                if event["type"] in ("ADDED", "MODIFIED", "DELETED"):  # not BOOKMARK: a version only
+                    into.changed(event["type"], event["object"])
+            version = stream.resource_version
+
+
+def _items_and_version(page: Any) -> tuple[list[Any], str]:
+    """A page's objects and the list's resourceVersion: a client model, or a dict for custom objects."""
+    if isinstance(page, dict):
+        return page["items"], str(page["metadata"].get("resourceVersion", ""))
+    return page.items, page.metadata.resource_version
 
 
 class WatchCache:
@@ -72,61 +144,29 @@ class WatchCache:
             self._objects[key] = cached(obj)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self._list_then_watch()
-            except asyncio.CancelledError:
-                raise
-            except ApiException as error:
-                # 410 Gone: the version watched from was compacted away; only a fresh list catches up.
-                log = logger.info if error.status == 410 else logger.warning
-                log("Watch of %s ended (%s); relisting", self._selector, error.status)
-                await asyncio.sleep(self._restart_delay if error.status != 410 else 0)
-            except Exception as error:
-                logger.warning("Watch of %s ended (%s); relisting", self._selector, error.__class__.__name__)
-                await asyncio.sleep(self._restart_delay)
+        await reflect(
+            self._list,
+            self,
+            what=self._selector,
+            restart_delay=self._restart_delay,
+            label_selector=self._selector,
+        )
 
-    async def _list_then_watch(self) -> None:
-        listed, version = await self._list_all()
+    async def replace(self, listed: AsyncIterator[Any]) -> None:
+        objects = {(o.metadata.namespace, o.metadata.name): cached(o) async for o in listed}
         if self.synced.is_set():
-            for key in self._objects.keys() - listed.keys():
+            for key in self._objects.keys() - objects.keys():
                 self._on_event("DELETED", self._objects[key])
-            for key, obj in listed.items():
+            for key, obj in objects.items():
                 known = self._objects.get(key)
                 if known is None:
                     self._on_event("ADDED", obj)
                 elif _newer(obj, known):
                     self._on_event("MODIFIED", obj)
-        self._objects = listed
+        self._objects = objects
         self.synced.set()
-        # Each watch request ends after its timeout; the next one goes on from the last version seen
-        # (bookmarks keep it fresh while nothing changes), as client-go's reflector does: a relist
-        # of every object each time would be the largest request and allocation the operator makes.
-        while True:
-            stream = watch.Watch()
-            async with stream:
-                async for event in stream.stream(
-                    self._list,
-                    label_selector=self._selector,
-                    resource_version=version,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=300,
-                ):
-                    self._apply(event["type"], event["object"])
-                version = stream.resource_version
 
-    async def _list_all(self) -> tuple[dict[tuple[str, str], Cached], str]:
-        """Every object, listed in pages (a page at a time in memory), and the list's version."""
-        listed: dict[tuple[str, str], Cached] = {}
-        version = ""
-        async for page in pages(self._list, label_selector=self._selector):
-            listed.update(((o.metadata.namespace, o.metadata.name), cached(o)) for o in page.items)
-            version = page.metadata.resource_version
-        return listed, version
-
-    def _apply(self, kind: str, obj: Any) -> None:
-        if kind not in ("ADDED", "MODIFIED", "DELETED"):
-            return  # BOOKMARK: only a newer version to go on from
+    def changed(self, kind: str, obj: Any) -> None:
         key = (obj.metadata.namespace, obj.metadata.name)
         known = self._objects.get(key)
         if kind != "DELETED" and known is not None and not _newer(obj, known):
