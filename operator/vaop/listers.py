@@ -1,8 +1,9 @@
 """What every replica has watched, read without asking the API: one lister per kind.
 
 Accounts come from the account store (``accountstore.py``), CustomerKeys and KeyVaults from Kopf's
-indices (``handlers/indexes.py``). The leader's work, the controllers and the key resolution take
-one ``Listers`` instead of a closure per lookup, so what they read is typed in one place.
+indices (``handlers/indexes.py``); each is read as its model. The leader's work, the controllers and
+the key resolution take one ``Listers`` instead of a closure per lookup, so what they read is typed
+in one place.
 """
 
 from __future__ import annotations
@@ -30,14 +31,20 @@ class Listers:
     def accounts(self) -> list[AccountKey]:
         return list(self.account_store)
 
-    def customer_key(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The CustomerKey's spec, status and generation, as its index keeps them."""
+    def customer_key(self, namespace: str, name: str) -> models.CustomerKeyRecord | None:
+        """The CustomerKey's spec, status and generation."""
         store = self.customer_key_index.get((namespace, name))
-        return next(iter(store), None) if store is not None else None
+        indexed = next(iter(store), None) if store is not None else None
+        if indexed is None:
+            return None
+        spec = models.CustomerKeySpec.parse(indexed["spec"])
+        return models.CustomerKeyRecord(spec, indexed["status"], indexed["generation"])
 
     def customer_keys(self) -> list[tuple[str, str]]:
         return list(self.customer_key_index)
 
-    def key_vaults(self, namespace: str) -> dict[str, dict[str, Any]]:
+    def key_vaults(self, namespace: str) -> dict[str, models.KeyVaultSpec]:
         """Every KeyVault of the namespace: name -> spec."""
-        return dict(self.key_vault_index.get(namespace, ()))
+        return {
+            name: models.KeyVaultSpec.parse(spec) for name, spec in self.key_vault_index.get(namespace, ())
+        }

@@ -159,6 +159,15 @@ class AccountRecord:
     replace_key: str = ""  # its videoanalyzer.io/replace-account-key annotation: a person's request
 
 
+@dataclass(frozen=True)
+class CustomerKeyRecord:
+    """What every replica keeps of a CustomerKey from its watch (``handlers/indexes``)."""
+
+    spec: CustomerKeySpec
+    status: Mapping[str, Any]
+    generation: int | None
+
+
 def identity_name(account_name: str, spec: AccountSpec) -> str:
     """The account's ServiceAccount: the one named in the spec, else ``<account>-identity``."""
     return spec.encryption.identity.service_account_name or f"{account_name}-identity"

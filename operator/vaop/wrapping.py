@@ -96,18 +96,15 @@ class Contexts:
     def __init__(self, listers: Listers) -> None:
         self._listers = listers
 
-    def vaults(self, namespace: str) -> dict[str, models.KeyVaultSpec]:
-        return {n: models.KeyVaultSpec.parse(v) for n, v in self._listers.key_vaults(namespace).items()}
-
     def context(self, namespace: str, name: str, spec: models.AccountSpec) -> AccountContext:
         key_ref = spec.encryption.key_ref
-        raw_key = self._listers.customer_key(namespace, key_ref.name) if key_ref else None
+        customer_key = self._listers.customer_key(namespace, key_ref.name) if key_ref else None
         return AccountContext(
             namespace=namespace,
             name=name,
             spec=spec,
-            customer_key=models.CustomerKeySpec.parse(raw_key["spec"]) if raw_key is not None else None,
-            vaults=self.vaults(namespace),
+            customer_key=customer_key.spec if customer_key is not None else None,
+            vaults=self._listers.key_vaults(namespace),
         )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubernetes_asyncio import client
@@ -20,6 +19,7 @@ from kubernetes_asyncio import client
 from .. import kubeclient, models, platformkeys, platformroot, wrapping
 from ..crypto import envelope
 from ..domain import accounts as domain
+from ..listers import Listers
 from ..models import AccountKey
 
 
@@ -53,8 +53,7 @@ class AccountKeys:
         identities: kubeclient.Identities,
         *,
         namespace: str,
-        accounts: Callable[[str, str], models.AccountRecord | None],
-        context: Callable[[str, str, models.AccountSpec], wrapping.AccountContext],
+        listers: Listers,
         hold_seconds: float,
         root: platformroot.Root | None = None,
     ) -> None:
@@ -63,19 +62,19 @@ class AccountKeys:
         self._core = client.CoreV1Api(api)
         self._identities = identities
         self._operator_namespace = namespace
-        self._accounts = accounts
-        self._context = context
+        self._listers = listers
+        self._contexts = wrapping.Contexts(listers)
         self._hold = hold_seconds
         self._held: dict[AccountKey, _Held] = {}
         self._locks: dict[AccountKey, asyncio.Lock] = {}
         self._platform: platformkeys.PlatformKeys | None = None
 
     def account(self, namespace: str, name: str) -> models.AccountRecord | None:
-        return self._accounts(namespace, name)
+        return self._listers.account(namespace, name)
 
     async def key(self, namespace: str, name: str) -> Opened:
         """The account key of an Active account; Unavailable otherwise."""
-        record = self._accounts(namespace, name)
+        record = self._listers.account(namespace, name)
         if record is None:
             self.drop(namespace, name)
             raise Unavailable("AccountNotFound", f"VideoAnalyzerAccount {namespace}/{name} does not exist")
@@ -124,7 +123,7 @@ class AccountKeys:
         secret = await kubeclient.read_secret_or_none(self._core, secret_name, namespace)
         if secret is None:
             raise Unavailable("AccountKeyLost", f"the account key Secret of {namespace}/{name} is missing")
-        context = self._context(namespace, name, models.AccountSpec.parse(record.spec))
+        context = self._contexts.context(namespace, name, models.AccountSpec.parse(record.spec))
         try:
             sealed = domain.envelope_in(secret.data)
             # The leader's rule for whose key this is: the annotation's ID, or this very account

@@ -10,14 +10,14 @@ import base64
 import datetime
 import logging
 import ssl
-from collections.abc import Callable
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import config, kubeclient, models, pki, platformroot, wrapping
+from .. import config, kubeclient, pki, platformroot
 from ..admission import tls
+from ..listers import Listers
 from ..runtime import retry
 from . import auth, kinds, server, storage, verbs
 from . import keys as account_keys
@@ -41,8 +41,7 @@ class DataApi:
         api: client.ApiClient,
         identities: kubeclient.Identities,
         *,
-        accounts: Callable[[str, str], models.AccountRecord | None],
-        context: Callable[[str, str, models.AccountSpec], wrapping.AccountContext],
+        listers: Listers,
         root: platformroot.Root | None = None,
     ) -> None:
         self._options = options
@@ -51,8 +50,7 @@ class DataApi:
             api,
             identities,
             namespace=options.namespace,
-            accounts=accounts,
-            context=context,
+            listers=listers,
             hold_seconds=options.check_interval,
             root=root,
         )

@@ -27,7 +27,6 @@ from .. import (
     permissions,
     platformroot,
     providers,
-    wrapping,
 )
 from ..admission import lifecycle
 from ..dataapi import lifecycle as data_api
@@ -104,8 +103,7 @@ async def start(
             options,
             api,
             identities,
-            accounts=listers.account,
-            context=wrapping.Contexts(listers).context,
+            listers=listers,
             root=root,
         )
     leader = leading.LeaderWork(

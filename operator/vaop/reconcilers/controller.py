@@ -102,7 +102,6 @@ class AccountController:
         self.key_status = keystatus.KeyStatus(
             api,
             listers=listers,
-            contexts=self._contexts,
             monitor=self.monitor,
             expiry_warning=expiry_warning,
         )
@@ -295,13 +294,13 @@ class AccountController:
     async def _check_pair(self, pair: monitor.Pair) -> monitor.CheckResult:
         assert self._platform is not None
         context = pair.context()
-        raw_key = self._listers.customer_key(pair.namespace, pair.key)
+        customer_key = self._listers.customer_key(pair.namespace, pair.key)
         context = wrapping.AccountContext(
             namespace=context.namespace,
             name=context.name,
             spec=context.spec,
-            customer_key=models.CustomerKeySpec.parse(raw_key["spec"]) if raw_key is not None else None,
-            vaults=self._vaults(pair.namespace),
+            customer_key=customer_key.spec if customer_key is not None else None,
+            vaults=self._listers.key_vaults(pair.namespace),
         )
         own_identity = pair not in self.monitor.pairs()  # no account uses it: checked as spec.identity
         # Always asks the vault (never a pooled answer), and leaves the answer for the reconciliations.
@@ -319,17 +318,14 @@ class AccountController:
 
     def key_location(self, pair: monitor.Pair) -> tuple[str, str] | None:
         """(namespace of the key Secrets, key name) for pairs on kubernetes-provider keys."""
-        raw_key = self._listers.customer_key(pair.namespace, pair.key)
-        if raw_key is None:
+        customer_key = self._listers.customer_key(pair.namespace, pair.key)
+        if customer_key is None:
             return None
-        key = models.CustomerKeySpec.parse(raw_key["spec"])
-        vault = self._vaults(pair.namespace).get(key.vault_ref.name)
+        key = customer_key.spec
+        vault = self._listers.key_vaults(pair.namespace).get(key.vault_ref.name)
         if vault is None or vault.provider.kubernetes is None:
             return None
         return (vault.provider.kubernetes.namespace or pair.namespace, key.key_name)
-
-    def _vaults(self, namespace: str) -> dict[str, models.KeyVaultSpec]:
-        return self._contexts.vaults(namespace)
 
     def _backoff(self, record: records.Record, outcome: domain.Outcome) -> float | None:
         """Transient vault failures retry with growing delays; everything else waits for a change."""

@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import conditions, kubeclient, models, providers, sharding, wrapping
+from .. import conditions, kubeclient, models, providers, sharding
 from ..domain import keys as keys_domain
 from ..listers import Listers
 from ..runtime import retry
@@ -33,20 +33,15 @@ class KeyStatus:
         api: client.ApiClient,
         *,
         listers: Listers,
-        contexts: wrapping.Contexts,
         monitor: monitor.KeyMonitor,
         expiry_warning: float,
     ) -> None:
         self._api = api
         self._custom = client.CustomObjectsApi(api)
         self._listers = listers
-        self._contexts = contexts
         self.monitor = monitor
         self._expiry_warning = expiry_warning
         self.shard: sharding.Shard = sharding.AllNamespaces()  # set with the controller's
-
-    def _vaults(self, namespace: str) -> dict[str, models.KeyVaultSpec]:
-        return self._contexts.vaults(namespace)
 
     async def report(
         self, namespace: str, report: reconciler.KeyReport, *, own_identity: bool = False
@@ -68,14 +63,14 @@ class KeyStatus:
         known = self._listers.customer_key(namespace, name)
         if known is None:
             return
-        previous = known.get("status") or {}
+        previous = known.status
         current = conditions.find(previous.get("conditions"), conditions.READY)
         unchanged = (
             all(previous.get(k) == v for k, v in fields.items())
             and current is not None
             and (current.get("status"), current.get("reason"), current.get("message"))
             == (ready.status, ready.reason, ready.message)
-            and previous.get("observedGeneration") == known.get("generation")
+            and previous.get("observedGeneration") == known.generation
         )
         checked = ready.reason != conditions.Reason.NOT_CHECKED  # a check ran, rather than nobody could
         if unchanged and not (checked and _stale(previous.get("lastChecked"))):
@@ -83,12 +78,12 @@ class KeyStatus:
         status = dict(fields)
         if checked:
             status["lastChecked"] = conditions.now_rfc3339()
-        status["observedGeneration"] = known.get("generation")
+        status["observedGeneration"] = known.generation
         status["conditions"] = conditions.merge_with_progress(
             previous.get("conditions"),
             [ready],
             in_progress=ready.status == "Unknown",
-            generation=known.get("generation"),
+            generation=known.generation,
         )
         try:
             await self._custom.patch_namespaced_custom_object_status(
@@ -109,14 +104,14 @@ class KeyStatus:
     def unused_key(self, namespace: str, name: str) -> monitor.Pair | models.CustomerKeySpec | None:
         """For a CustomerKey no account uses: the pair to check it as its own identity, or its spec
         when it names none; None when an account uses it (or it is gone)."""
-        raw = self._listers.customer_key(namespace, name)
-        if raw is None or any(p.namespace == namespace and p.key == name for p in self.monitor.pairs()):
+        known = self._listers.customer_key(namespace, name)
+        if known is None or any(p.namespace == namespace and p.key == name for p in self.monitor.pairs()):
             return None
-        spec = models.CustomerKeySpec.parse(raw["spec"])
+        spec = known.spec
         identity = spec.identity.service_account_name
         if not identity:
             return spec
-        vault = self._vaults(namespace).get(spec.vault_ref.name)
+        vault = self._listers.key_vaults(namespace).get(spec.vault_ref.name)
         return monitor.Pair(namespace, identity, name, vault.region if vault is not None else "")
 
     async def check_unused_key(self, namespace: str, name: str) -> None:
@@ -173,14 +168,12 @@ class KeyStatus:
         if isinstance(found, monitor.Pair):
             self.monitor.check_soon([found])
         elif found is not None:
-            vault = self._vaults(namespace).get(found.vault_ref.name)
+            vault = self._listers.key_vaults(namespace).get(found.vault_ref.name)
             ready = keys_domain.unchecked_key_ready(
                 found, vault=vault, refusal=providers.refusal(vault) if vault is not None else None
             )
-            previous = conditions.find(
-                ((self._listers.customer_key(namespace, name) or {}).get("status") or {}).get("conditions"),
-                conditions.READY,
-            )
+            known = self._listers.customer_key(namespace, name)
+            previous = conditions.find(known.status.get("conditions") if known else None, conditions.READY)
             if (
                 ready.status == "True"
                 and previous is not None

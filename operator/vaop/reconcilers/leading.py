@@ -118,7 +118,7 @@ class LeaderWork:
             self._tasks.append(asyncio.create_task(self._claims.run(), name="namespace-claims"))
         if self._account_key is not None:
             upkeep = sealedobjects.SealedObjectUpkeep(
-                self._api, account=self._listers.account, account_key=self._account_key
+                self._api, listers=self._listers, account_key=self._account_key
             )
             upkeep.queue.start()
             self._tasks.append(asyncio.create_task(upkeep.run(), name="sealed-objects"))

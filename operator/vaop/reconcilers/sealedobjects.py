@@ -27,6 +27,7 @@ from .. import labels, metrics, models
 from ..crypto import objects
 from ..dataapi import codec, storage
 from ..dataapi import keys as account_keys
+from ..listers import Listers
 from ..models import AccountKey
 from ..runtime import retry, watchcache, workqueue
 
@@ -49,11 +50,11 @@ class SealedObjectUpkeep:
         self,
         api: client.ApiClient,
         *,
-        account: Callable[[str, str], models.AccountRecord | None],
+        listers: Listers,
         account_key: Callable[[str, str], Awaitable[account_keys.Opened]],
     ) -> None:
         self._custom = client.CustomObjectsApi(api)
-        self._account = account
+        self._account = listers.account
         self._account_key = account_key
         # Accounts with objects to make right: the objects by name, as last seen (None: seen before
         # their account existed, so not judged yet; read again when it is Active).
