@@ -12,11 +12,13 @@ to tell (``handlers.indexes.InitialSync``).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from . import conditions, labels, models
 from .models import AccountKey
+
+Subscriber = Callable[[str, str, "models.AccountRecord | None"], None]
 
 
 def record_of(body: Mapping[str, Any]) -> models.AccountRecord:
@@ -59,19 +61,27 @@ class AccountStore(Mapping[AccountKey, models.AccountRecord]):
     def __init__(self) -> None:
         self._records: dict[AccountKey, models.AccountRecord] = {}
         self._on_customer_keys: dict[str, set[str]] = {}
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """``subscriber`` is told of every account event once the store holds it (None: deleted)."""
+        self._subscribers.append(subscriber)
 
     def seen(self, event_type: str | None, namespace: str, name: str, body: Mapping[str, Any]) -> None:
         """An event of the account watch (``None``: listed); DELETED removes the account."""
         key = (namespace, name)
+        record: models.AccountRecord | None = None
         if event_type == "DELETED":
             self._records.pop(key, None)
             self._forget_customer_key(namespace, name)
-            return
-        self._records[key] = record = record_of(body)
-        if (record.spec.get("encryption") or {}).get("keyRef"):
-            self._on_customer_keys.setdefault(namespace, set()).add(name)
         else:
-            self._forget_customer_key(namespace, name)
+            self._records[key] = record = record_of(body)
+            if (record.spec.get("encryption") or {}).get("keyRef"):
+                self._on_customer_keys.setdefault(namespace, set()).add(name)
+            else:
+                self._forget_customer_key(namespace, name)
+        for subscriber in self._subscribers:
+            subscriber(namespace, name, record)
 
     def on_customer_keys(self, namespace: str) -> list[str]:
         """The accounts of ``namespace`` on a customer key: a key or vault change re-checks them."""

@@ -191,3 +191,9 @@ def transitions_to_tell(
 
 def _news(condition: Mapping[str, Any]) -> tuple[Any, Any]:
     return condition.get("status"), condition.get("reason")
+
+
+def spec_changed(body: Mapping[str, Any]) -> bool:
+    """The spec changed since the operator last reported on it (status-only updates are its own)."""
+    status = body.get("status") or {}
+    return bool(status.get("observedGeneration") != (body.get("metadata") or {}).get("generation"))

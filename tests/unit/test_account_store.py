@@ -85,3 +85,22 @@ def test_records_of_many_accounts_share_the_strings_they_have_in_common() -> Non
     assert ready[0]["reason"] is ready[1]["reason"]
     assert all(a is b for a, b in zip(ready[0], ready[1], strict=True))  # the keys
     assert studio.spec["encryption"]["keyRef"]["name"] is archive.spec["encryption"]["keyRef"]["name"]
+
+
+def test_subscribers_are_told_each_event_after_the_store_holds_it() -> None:
+    store = accountstore.AccountStore()
+    told: list[tuple[str, str, str | None, bool]] = []
+
+    def subscriber(namespace: str, name: str, record: Any) -> None:
+        held = store.get((namespace, name))
+        told.append((namespace, name, record.state if record else None, held is record))
+
+    store.subscribe(subscriber)
+    store.seen(None, "tenant-a", "studio", _account("studio", state="Active"))
+    store.seen("MODIFIED", "tenant-a", "studio", _account("studio", state="KeyInaccessible", version="2"))
+    store.seen("DELETED", "tenant-a", "studio", _account("studio", version="3"))
+    assert told == [
+        ("tenant-a", "studio", "Active", True),
+        ("tenant-a", "studio", "KeyInaccessible", True),
+        ("tenant-a", "studio", None, True),  # deleted: gone from the store too
+    ]

@@ -12,8 +12,8 @@ from typing import Any
 
 import kopf
 
-from .. import models
-from . import indexes, replica
+from .. import conditions, models
+from . import replica
 
 
 @kopf.on.event(models.GROUP, models.VERSION, "videoanalyzeraccounts")
@@ -29,9 +29,9 @@ async def account_event(
     this = replica.of(memo)
     accounts = this.accounts
     before = accounts.get((namespace, name))
-    accounts.seen(type, namespace, name, body)  # first: the reconciliation reads the account from here
-    if this.data_api is not None:  # every replica: a locked or deleted account's key is dropped now
-        this.data_api.keys.account_changed(namespace, name, accounts.get((namespace, name)))
+    # First: the reconciliation reads the account from here (and the data API, subscribed to the
+    # store on every replica, drops a locked or deleted account's key now).
+    accounts.seen(type, namespace, name, body)
     controller = this.leader.controller
     if controller is None:
         return  # a follower: the leader reconciles
@@ -44,7 +44,7 @@ async def account_event(
         upkeep.account_active((namespace, name))  # its restored (or format 1) data can be made right
     if (
         type != "MODIFIED"
-        or indexes.spec_changed(body)
+        or conditions.spec_changed(body)
         or body.metadata.get("deletionTimestamp")
         or _claims(before) != _claims(after)  # a person set the account ID, or asked for a new key
     ):

@@ -41,12 +41,6 @@ async def key_vaults(
     return {namespace: (name, dict(spec))}
 
 
-def spec_changed(body: kopf.Body) -> bool:
-    """The spec changed since the operator last reported on it (status-only updates are its own)."""
-    status = body.get("status") or {}
-    return status.get("observedGeneration") != body.metadata.get("generation")
-
-
 class InitialSync:
     """Ready once the indices and the account store hold every object that existed when this
     replica started.

@@ -7,8 +7,8 @@ from typing import Any
 
 import kopf
 
-from .. import models
-from . import indexes, replica
+from .. import conditions, models
+from . import replica
 
 
 def _recheck_namespace(namespace: str, memo: kopf.Memo) -> None:
@@ -31,7 +31,7 @@ async def customer_key_event(
     **_: Any,
 ) -> None:
     # Status-only updates are the operator's own writes: nothing to re-check.
-    if type in ("ADDED", "DELETED") or type is None or indexes.spec_changed(body):
+    if type in ("ADDED", "DELETED") or type is None or conditions.spec_changed(body):
         _recheck_namespace(namespace, memo)
         controller = replica.of(memo).leader.controller
         if controller is not None and type != "DELETED":
@@ -51,7 +51,7 @@ async def key_vault_event(
     controller = replica.of(memo).leader.controller
     if controller is None:
         return
-    if type in ("ADDED", "DELETED") or type is None or indexes.spec_changed(body):
+    if type in ("ADDED", "DELETED") or type is None or conditions.spec_changed(body):
         _recheck_namespace(namespace, memo)
         for key_namespace, key in list(customer_keys):  # keys no account uses name vaults too
             if key_namespace == namespace:

@@ -151,6 +151,7 @@ async def start(
         background(_start_webhook(webhook, accounts, customer_keys, key_vaults), "webhook-start")
 
     if served_data is not None:
+        accounts.subscribe(served_data.keys.account_changed)
         readiness.add("data-api", served_data.problem)
         served_data.start()
 

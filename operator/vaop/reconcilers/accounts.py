@@ -15,34 +15,22 @@ restore, and a new key is made only for a new account or when a person asks for 
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import conditions, kubeclient, labels, metrics, models, platformkeys, wrapping
+from .. import conditions, labels, metrics, models, platformkeys, wrapping
 from ..crypto import envelope
 from ..domain import accounts as domain
 from ..domain import keys as keys_domain
 from ..providers import base
-from ..runtime import retry, watchcache
+from ..runtime import watchcache
+from . import accountwrites
 
 logger = logging.getLogger(__name__)
-
-
-def owner_reference(name: str, uid: str) -> client.V1OwnerReference:
-    """Owned by the account: garbage collection removes what the account owns when it is deleted."""
-    return client.V1OwnerReference(
-        api_version=models.API_VERSION, kind="VideoAnalyzerAccount", name=name, uid=uid, controller=True
-    )
-
-
-class Retry(retry.Transient):
-    """Something changed underneath (a write conflict, a transient API error): reconcile again soon."""
 
 
 class SecretInTheWay(Exception):
@@ -100,14 +88,6 @@ def _unopenable(error: Exception) -> domain.Outcome:
     return domain.outcome_error(conditions.Reason.UNWRAP_FAILED, str(error))
 
 
-def _retry_or_refused(error: ApiException, doing: str) -> Exception:
-    """A conflict or a transient failure is retried soon; a refusal (a policy, a quota, RBAC) is raised
-    as it is, for the controller to show on the account."""
-    if error.status in (0, 409, 429) or error.status >= 500:
-        return Retry(f"{doing}: {error.status} {error.reason}")
-    return error
-
-
 @dataclass(frozen=True)
 class Account:
     uid: str
@@ -120,6 +100,10 @@ class Account:
     @property
     def secret_name(self) -> str:
         return models.account_key_secret_name(self.context.name)
+
+    @property
+    def owner(self) -> accountwrites.Owner:
+        return accountwrites.Owner(self.context.namespace, self.context.name, self.uid)
 
     def identity(self, account_id: str) -> envelope.AccountIdentity:
         """What its envelope is bound to: namespace, name and account ID (never the uid)."""
@@ -197,12 +181,10 @@ class AccountReconciler:
         expiry_warning: float = 30
         * 86400,  # seconds before a wrapping version expires that KeyExpiring warns
     ) -> None:
-        self._core = client.CoreV1Api(api)
         self._expiry_warning = expiry_warning
-        self._custom = client.CustomObjectsApi(api)
         self._platform = platform
         self._identities = identities
-        self._secrets = secrets  # the account-key Secrets, as the watch (and this process's writes) left them
+        self._writes = accountwrites.AccountWrites(api, secrets)
         self._pool = pool
 
     def use_platform(self, platform: platformkeys.PlatformKeys) -> None:
@@ -211,7 +193,9 @@ class AccountReconciler:
 
     async def reconcile(self, account: Account) -> Result:
         key_existed = bool(account.status.get("accountKey"))
-        secret = await self._read_secret(account, confirm_absence=key_existed or bool(account.account_id))
+        secret = await self._writes.read_secret(
+            account.owner, confirm_absence=key_existed or bool(account.account_id)
+        )
         held: _Held | None = None
         if secret is None:
             waiting = self._without_secret(account, key_existed)
@@ -335,14 +319,14 @@ class AccountReconciler:
             )
             kcv = annotations.get(labels.ANNOTATION_KEY_CHECK_VALUE, "")
             wrapped_at = annotations.get(labels.ANNOTATION_WRAPPED_AT) or conditions.now_rfc3339()
-            held.secret = await self._replace_secret(
-                account, secret, moved, kcv=kcv, wrapped_at=wrapped_at, account_id=account_id
+            held.secret = await self._writes.replace_secret(
+                account.owner, secret, moved, kcv=kcv, wrapped_at=wrapped_at
             )
             held.envelope = moved
             if current.version != envelope.FORMAT_VERSION:
                 metrics.WRAPS.labels("format", moved.inner.type, "ok").inc()
         if account.account_id != account_id:
-            held.annotated = await self._annotate(account, account_id)
+            held.annotated = await self._writes.annotate(account.owner, account_id)
         if restored:
             kcv = annotations.get(labels.ANNOTATION_KEY_CHECK_VALUE, "")
             message = (
@@ -351,34 +335,6 @@ class AccountReconciler:
             )
             held.told.append(Tell("AccountKeyAdopted", message))
         return held
-
-    async def _annotate(self, account: Account, account_id: str) -> str:
-        """Put the account ID on the account (and drop a replace request it answers). Conditional on
-        the uid, so an account deleted and made anew meanwhile is never given this key's ID."""
-        patch = {
-            "metadata": {
-                "uid": account.uid,
-                "annotations": {
-                    labels.ANNOTATION_ACCOUNT_ID: account_id,
-                    labels.ANNOTATION_REPLACE_ACCOUNT_KEY: None,
-                },
-            }
-        }
-        try:
-            written = await self._custom.patch_namespaced_custom_object(
-                models.GROUP,
-                models.VERSION,
-                account.context.namespace,
-                "videoanalyzeraccounts",
-                account.context.name,
-                patch,
-                _content_type=kubeclient.MERGE_PATCH,
-            )
-        except ApiException as error:
-            if error.status in (404, 422):  # gone, or made anew (another uid): nothing to annotate
-                raise Retry(f"annotating {account.context.name}: {error.status} {error.reason}") from None
-            raise _retry_or_refused(error, f"annotating {account.context.name}") from None
-        return str(written["metadata"]["resourceVersion"])
 
     # ---- the three actions --------------------------------------------------------------------
 
@@ -426,9 +382,7 @@ class AccountReconciler:
                 raise
             raise SourceProblem(problem.reason, problem.message, definitive=problem.definitive) from None
         wrapped_at = conditions.now_rfc3339()
-        await self._replace_secret(
-            account, held.secret, sealed, kcv=kcv, wrapped_at=wrapped_at, account_id=current.account.id
-        )
+        await self._writes.replace_secret(account.owner, held.secret, sealed, kcv=kcv, wrapped_at=wrapped_at)
         metrics.WRAPS.labels("rewrap", sealed.inner.type, "ok").inc()
         metrics.REWRAP_SECONDS.observe(time.perf_counter() - started)
         if target.same_key_other_version(current.inner):
@@ -451,8 +405,16 @@ class AccountReconciler:
         sealed = await self._wrap(account.identity(account_id), target, account_key)
         kcv = envelope.key_check_value(account_key)
         wrapped_at = conditions.now_rfc3339()
-        await self._create_secret(account, sealed, kcv=kcv, wrapped_at=wrapped_at, account_id=account_id)
-        annotated = await self._annotate(account, account_id)
+        try:
+            await self._writes.create_secret(account.owner, sealed, kcv=kcv, wrapped_at=wrapped_at)
+        except accountwrites.SecretExists as exists:
+            # One the watch has not delivered yet, or one that is not the operator's (so not watched).
+            # Never overwrite it; say so if it is not ours, else read it on the next run.
+            unusable = _held_envelope(account, exists.secret)[0]
+            if unusable is not None:
+                raise SecretInTheWay(unusable) from None
+            raise accountwrites.Retry(f"creating Secret {account.secret_name}: it exists") from None
+        annotated = await self._writes.annotate(account.owner, account_id)
         metrics.WRAPS.labels("create", sealed.inner.type, "ok").inc()
         if account.replace_requested:
             message = (
@@ -570,96 +532,6 @@ class AccountReconciler:
         # The same key as another identity is a move too: the identity that failed is the new one.
         same_identity = current.inner.identity in ("", account.context.identity.name)
         return same_key and same_identity
-
-    # ---- the Secret ---------------------------------------------------------------------------
-
-    async def _read_secret(self, account: Account, *, confirm_absence: bool) -> watchcache.Cached | None:
-        """From the watch cache; a Secret missing there is asked for when its absence would mean a
-        lost key (the watch may not have seen a Secret just made, or just restored). A stale copy is
-        harmless: writes are conditional on its resourceVersion, and a create never overwrites."""
-        cached = self._secrets.get(account.context.namespace, account.secret_name)
-        if cached is not None or not confirm_absence:
-            return cached
-        return await self._read_live(account)
-
-    async def _read_live(self, account: Account) -> watchcache.Cached | None:
-        try:
-            secret = await self._core.read_namespaced_secret(account.secret_name, account.context.namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise _retry_or_refused(error, f"reading Secret {account.secret_name}") from None
-        return watchcache.cached(secret)
-
-    def _secret_body(
-        self,
-        account: Account,
-        sealed: envelope.Envelope,
-        kcv: str,
-        wrapped_at: str,
-        resource_version: str | None,
-    ) -> client.V1Secret:
-        return client.V1Secret(
-            metadata=client.V1ObjectMeta(
-                name=account.secret_name,
-                namespace=account.context.namespace,
-                resource_version=resource_version,
-                labels={
-                    **labels.MANAGED,
-                    labels.COMPONENT: labels.ACCOUNT_KEY_COMPONENT,
-                    labels.ACCOUNT: account.context.name,
-                },
-                annotations={
-                    labels.ANNOTATION_KEY_CHECK_VALUE: kcv,
-                    labels.ANNOTATION_WRAPPED_AT: wrapped_at,
-                    labels.ANNOTATION_ACCOUNT_ID: sealed.account.id,
-                },
-                owner_references=[owner_reference(account.context.name, account.uid)],
-            ),
-            type=labels.ACCOUNT_KEY_SECRET_TYPE,
-            data={labels.ENVELOPE_DATA_KEY: base64.b64encode(envelope.encode(sealed)).decode()},
-        )
-
-    async def _create_secret(
-        self, account: Account, sealed: envelope.Envelope, *, kcv: str, wrapped_at: str, account_id: str
-    ) -> None:
-        assert sealed.account.id == account_id
-        try:
-            made = await self._core.create_namespaced_secret(
-                account.context.namespace, self._secret_body(account, sealed, kcv, wrapped_at, None)
-            )
-        except ApiException as error:
-            # 409: a Secret of that name exists (one the watch has not delivered yet, or one that is not
-            # the operator's and so not watched). Never overwrite it; say so if it is not ours.
-            if error.status == 409:
-                existing = await self._read_live(account)
-                unusable = _held_envelope(account, existing)[0] if existing is not None else None
-                if unusable is not None:
-                    raise SecretInTheWay(unusable) from None
-            raise _retry_or_refused(error, f"creating Secret {account.secret_name}") from None
-        self._secrets.put(made)
-
-    async def _replace_secret(
-        self,
-        account: Account,
-        secret: watchcache.Cached,
-        sealed: envelope.Envelope,
-        *,
-        kcv: str,
-        wrapped_at: str,
-        account_id: str,
-    ) -> watchcache.Cached:
-        assert sealed.account.id == account_id
-        body = self._secret_body(account, sealed, kcv, wrapped_at, secret.metadata.resource_version)
-        try:
-            replaced = await self._core.replace_namespaced_secret(
-                account.secret_name, account.context.namespace, body
-            )
-        except ApiException as error:
-            # 409: changed since read; the old envelope is still there and still opens. Try again.
-            raise _retry_or_refused(error, f"replacing Secret {account.secret_name}") from None
-        self._secrets.put(replaced)
-        return watchcache.cached(replaced)
 
 
 def _wrapping_identity(account: Account, inner: envelope.InnerKeyRef) -> str:

@@ -9,8 +9,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from .. import labels, models
 from ..models import AccountKey
 from ..runtime import watchcache
-from . import accounts as reconciler
-from . import records
+from . import accountwrites, records
 
 
 class DefaultIdentities:
@@ -35,7 +34,7 @@ class DefaultIdentities:
             metadata=client.V1ObjectMeta(
                 name=models.identity_name(name, spec),
                 labels={**labels.MANAGED, labels.ACCOUNT: name},
-                owner_references=[reconciler.owner_reference(name, uid)],
+                owner_references=[accountwrites.owner_reference(name, uid)],
             )
         )
         try:
