@@ -1,5 +1,6 @@
 """The verbs of the data API (its registry), as the apiserver does them for its own kinds: request
-handling is ``server.py``, what a write may ask for is ``strategy.py``, storage is ``storage.py``.
+handling is ``server.py``, what a write may ask for is ``strategy.py``, sealing and opening with the
+account's key is ``sealing.py``, storage is ``storage.py``.
 
 Reads open each SealedObject with its account's key; when the account cannot be used
 (KeyInaccessible, or not Active) the object still comes back, without its protected content and
@@ -10,9 +11,7 @@ saying what to fix). DELETE needs no key and always works.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,13 +20,9 @@ from typing import Any
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import models
-from ..crypto import objects
-from . import codec, fields, kinds, patches, selectors, storage, strategy
+from . import codec, fields, kinds, patches, sealing, selectors, storage, strategy
 from . import keys as account_keys
 from .documents import ApiError
-
-NEW_ACCOUNT_WAIT = 10.0
 
 
 @dataclass
@@ -48,13 +43,13 @@ class WriteOptions:
 class DataService:
     def __init__(self, store: storage.Storage, keys: account_keys.AccountKeys) -> None:
         self._store = store
-        self._keys = keys
+        self._sealing = sealing.Sealing(keys)
 
     # ---- reads ------------------------------------------------------------------------------------
 
     async def get(self, kind: kinds.Kind, namespace: str, name: str) -> dict[str, Any]:
         record = await self._record(kind, namespace, name)
-        return await self._open(record)
+        return await self._sealing.open(record)
 
     async def list_objects(
         self,
@@ -75,7 +70,7 @@ class DataService:
         for record in records:
             if not match_fields(_routing(record)):
                 continue
-            obj = await self._open(record)
+            obj = await self._sealing.open(record)
             if match_labels(_labels(obj)):
                 found.append(obj)
         meta: dict[str, Any] = {"resourceVersion": version}
@@ -113,7 +108,7 @@ class DataService:
                             },
                         }
                     continue
-                obj = await self._open(record)
+                obj = await self._sealing.open(record)
                 key = obj["metadata"]["uid"]
                 matches = match_fields(_routing(record)) and match_labels(_labels(obj))
                 if event_type == "DELETED" or not matches:
@@ -132,7 +127,7 @@ class DataService:
         obj, warnings = strategy.validated(kind, namespace, body, options.field_validation)
         name = strategy.named(kind, obj)
         stamped = fields.record_update(None, obj, options.manager)
-        record = await self._seal(
+        record = await self._sealing.seal(
             kind, namespace, stamped, object_id=str(uuid.uuid4()), generation=1, resource_version=None
         )
         try:
@@ -193,7 +188,7 @@ class DataService:
         dry_run: bool,
     ) -> dict[str, Any]:
         record = await self._record(kind, namespace, name)
-        obj = await self._open(record)
+        obj = await self._sealing.open(record)
         if uid and uid != record["spec"]["uid"]:
             raise ApiError(
                 409,
@@ -234,7 +229,7 @@ class DataService:
             except fields.ApplyConflict as conflict:  # pragma: no cover (nothing owns a new object)
                 raise ApiError(409, str(conflict), kind=kind, name=name) from None
             strategy.validated(kind, namespace, created, options.field_validation, name=name)
-            sealed = await self._seal(
+            sealed = await self._sealing.seal(
                 kind, namespace, created, object_id=str(uuid.uuid4()), generation=1, resource_version=None
             )
             try:
@@ -242,7 +237,7 @@ class DataService:
             except ApiException as error:
                 raise _from_storage(error, kind, name) from None
             return Written(self._stored(stored, created), created=True, warnings=warnings)
-        live = await self._open_for_write(record)
+        live = await self._sealing.open_for_write(record)
         try:
             applied = fields.apply(strategy.writable_part(live), config, options.manager, force=options.force)
         except fields.ApplyConflict as conflict:
@@ -290,7 +285,7 @@ class DataService:
         if strategy.content(obj) == strategy.content(live):
             return live  # a no-op (a GitOps re-apply): like the apiserver, write nothing, bump nothing
         generation = int(record["spec"]["generation"]) + (obj["spec"] != live["spec"])
-        sealed = await self._seal(
+        sealed = await self._sealing.seal(
             kind,
             namespace,
             obj,
@@ -305,94 +300,6 @@ class DataService:
             raise _from_storage(error, kind, live["metadata"]["name"]) from None
         return self._stored(stored, obj)
 
-    async def _seal(
-        self,
-        kind: kinds.Kind,
-        namespace: str,
-        obj: dict[str, Any],
-        *,
-        object_id: str,
-        generation: int,
-        resource_version: str | None,
-    ) -> storage.SealedObject:
-        account_name = obj["spec"]["accountName"]
-        account = await self._account_for_write(kind, namespace, obj["metadata"]["name"], account_name)
-        sealed = codec.seal(
-            obj,
-            kind=kind,
-            namespace=namespace,
-            object_id=object_id,
-            account_id=account.account_id,
-            account_key=account.key,
-        )
-        return storage.record_for(
-            kind,
-            namespace=namespace,
-            name=obj["metadata"]["name"],
-            object_id=object_id,
-            account_name=account_name,
-            account_id=account.account_id,
-            account_uid=account.account_uid,
-            generation=generation,
-            sealed=sealed,
-            resource_version=resource_version,
-        )
-
-    async def _account_for_write(
-        self, kind: kinds.Kind, namespace: str, name: str, account: str
-    ) -> account_keys.Opened:
-        try:
-            return await self._keys_of_new_account(namespace, account)
-        except account_keys.Unavailable as unavailable:
-            record = self._keys.account(namespace, account)
-            if record is None:
-                raise strategy.field_error(
-                    kind,
-                    name,
-                    "spec.accountName",
-                    f"VideoAnalyzerAccount {account} does not exist in namespace {namespace}: "
-                    "create it first, "
-                    "or name an account of this namespace",
-                    reason="FieldValueNotFound",
-                ) from None
-            if record.state == models.AccountState.KEY_INACCESSIBLE.value:
-                raise ApiError(
-                    403,
-                    f"VideoAnalyzerAccount {namespace}/{account} is KeyInaccessible "
-                    f"(reason {record.reason}): "
-                    "its data can be read (without its content), listed and deleted, but not changed until "
-                    "access to "
-                    "its customer key returns; see the account's KeyInaccessible condition for what to fix",
-                    kind=kind,
-                    name=name,
-                ) from None
-            raise ApiError(
-                422 if record.state != models.AccountState.ACTIVE.value else 503,
-                f"VideoAnalyzerAccount {namespace}/{account} is {record.state or 'not reconciled yet'}"
-                f"{f' (reason {record.reason})' if record.reason else ''}: its data can be written once it "
-                "is Active "
-                f"({unavailable})",
-                kind=kind,
-                name=name,
-            ) from None
-
-    async def _keys_of_new_account(self, namespace: str, account: str) -> account_keys.Opened:
-        """The account's key; an account still being provisioned (applied together with its data, as
-        GitOps tools and `kubectl apply -f` of a folder do) is waited for, a few seconds at most."""
-        deadline = time.monotonic() + NEW_ACCOUNT_WAIT
-        while True:
-            try:
-                return await self._keys.key(namespace, account)
-            except account_keys.Unavailable:
-                record = self._keys.account(namespace, account)
-                provisioning = record is not None and record.state in (
-                    "",
-                    models.AccountState.PROVISIONING.value,
-                )
-                if not provisioning or time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.25)
-
     async def _record(self, kind: kinds.Kind, namespace: str, name: str) -> storage.SealedObject:
         try:
             record = await self._store.get(kind, namespace, name)
@@ -406,46 +313,7 @@ class DataService:
         self, kind: kinds.Kind, namespace: str, name: str
     ) -> tuple[dict[str, Any], storage.SealedObject]:
         record = await self._record(kind, namespace, name)
-        return await self._open_for_write(record), record
-
-    async def _open_for_write(self, record: storage.SealedObject) -> dict[str, Any]:
-        spec = record["spec"]
-        kind = kinds.BY_KIND[spec["kind"]]
-        account = await self._account_for_write(
-            kind, record["metadata"]["namespace"], spec["name"], spec["accountName"]
-        )
-        if account.account_id != codec.bound_account_id(record):
-            raise ApiError(
-                409,
-                f"{kind.kind} {spec['name']} is sealed for account ID {codec.bound_account_id(record)}, an "
-                f"earlier account {spec['accountName']}; this one is account ID {account.account_id}",
-                kind=kind,
-                name=spec["name"],
-            )
-        try:
-            return codec.open_record(record, account_key=account.key)
-        except objects.SealError as error:
-            raise ApiError(500, str(error), kind=kind, name=spec["name"]) from None
-
-    async def _open(self, record: storage.SealedObject) -> dict[str, Any]:
-        spec = record["spec"]
-        namespace = record["metadata"]["namespace"]
-        try:
-            account = await self._keys.key(namespace, spec["accountName"])
-        except account_keys.Unavailable as unavailable:
-            return codec.withheld(record, reason=unavailable.reason, message=str(unavailable))
-        sealed_for = codec.bound_account_id(record)
-        if account.account_id != sealed_for:
-            return codec.withheld(
-                record,
-                reason="AccountNotFound",
-                message=f"it is sealed for account ID {sealed_for}, and account {spec['accountName']} is now "
-                f"account ID {account.account_id} (made anew, or given a new account key)",
-            )
-        try:
-            return codec.open_record(record, account_key=account.key)
-        except objects.SealError as error:
-            return codec.withheld(record, reason="UnsealFailed", message=str(error))
+        return await self._sealing.open_for_write(record), record
 
     @staticmethod
     def _stored(stored: storage.SealedObject, obj: dict[str, Any]) -> dict[str, Any]:
