@@ -66,11 +66,7 @@ async def until_done(
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            problem(f"{doing} failed: {describe(error)}")
-            if transient(error) is None:
-                logger.exception("%s failed; retrying in %.0fs", doing, delay)
-            else:
-                logger.warning("%s failed (%s); retrying in %.0fs", doing, describe(error), delay)
+            _failed(doing, error, delay, problem)
             if after_failure is not None:
                 await after_failure()
             await asyncio.sleep(delay)
@@ -108,12 +104,8 @@ async def every(
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            problem(f"{doing} failed: {describe(error)}")
             delay = _seconds(period if retry_after is None else retry_after)
-            if transient(error) is None:
-                logger.exception("%s failed; trying again in %.0fs", doing, delay)
-            else:
-                logger.warning("%s failed (%s); trying again in %.0fs", doing, describe(error), delay)
+            _failed(doing, error, delay, problem)
             continue
         problem(None)
         if done:
@@ -123,3 +115,12 @@ async def every(
 
 def _seconds(period: float | Callable[[], float]) -> float:
     return period() if callable(period) else period
+
+
+def _failed(doing: str, error: Exception, delay: float, problem: Callable[[str | None], None]) -> None:
+    """One log line for a transient failure, a traceback for anything else; the problem told."""
+    problem(f"{doing} failed: {describe(error)}")
+    if transient(error) is None:
+        logger.exception("%s failed; trying again in %.0fs", doing, delay)
+    else:
+        logger.warning("%s failed (%s); trying again in %.0fs", doing, describe(error), delay)
