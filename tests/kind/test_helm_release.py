@@ -2,8 +2,9 @@
 with helm, two replicas behind the webhook's Service, one leading on a Lease.
 
 The tests run in file order, as one story: install, the README walk-through, the lock through the
-Service-backed webhook, a broken RBAC rule, an upgrade under admission load, losing the leader in
-the middle of a rotation, and uninstalling.
+Service-backed webhook, Prometheus firing the key alert (and the dashboard's queries), a broken RBAC
+rule, an upgrade under admission load, losing the leader in the middle of a rotation, and
+uninstalling.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests import helpers
 from tests.integration import tenant
 from vaop import models
 from vaop.crypto import envelope
-from vaopdev import binaries, kindcluster
+from vaopdev import binaries, kindcluster, prometheus
 
 CHECK_INTERVAL = 5
 LEASE_DURATION = 15
@@ -149,6 +150,74 @@ def test_locked_account_is_refused_through_the_service_webhook(
     release.kubectl("apply", "-f", str(EXAMPLES / "35-key-access.yaml"))
     helpers.eventually(lambda: _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready"), timeout=30)
     release.kubectl("-n", "tenant-a", "label", "vaa", "studio-byok", "team=blue")
+
+
+KEY_ALERT = "VideoAnalyzerAccountsKeyInaccessible"
+
+
+def _alert(monitoring: prometheus.Prometheus, state: str) -> dict[str, Any] | None:
+    return next((a for a in monitoring.alerts(KEY_ALERT) if a["state"] == state), None)
+
+
+def _dashboard_queries() -> list[str]:
+    dashboard = json.loads((kindcluster.CHART_DIR / "files" / "dashboard.json").read_text())
+    return [
+        target["expr"].replace("$namespace", kindcluster.NAMESPACE)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
+
+
+def test_prometheus_scrapes_every_replica_and_fires_the_key_alert(
+    release: kindcluster.Cluster, admin: client.ApiClient
+) -> None:
+    """Prometheus, built from its Go module, finds each replica and evaluates the chart's rules file:
+    a revoked key fires VideoAnalyzerAccountsKeyInaccessible once the rule's ``for`` has passed, on
+    the leader's series, and clears when access returns; the dashboard's queries read the same
+    Prometheus."""
+    monitoring = prometheus.install(release, kindcluster.NAMESPACE)
+    try:
+        pods = sorted(p["metadata"]["name"] for p in _pods(release))
+        helpers.eventually(
+            lambda: sorted(t["labels"]["pod"] for t in monitoring.targets() if t["health"] == "up") == pods,
+            timeout=60,
+        )
+        rules = [r for g in monitoring.api("rules")["groups"] for r in g["rules"]]
+        hold = next(r["duration"] for r in rules if r["name"] == KEY_ALERT)  # the rule's `for`, in seconds
+        assert hold == 300 and _alert(monitoring, "pending") is None
+
+        release.kubectl("-n", "tenant-a", "delete", "rolebinding", "studio-byok-reads-account-keks")
+        helpers.eventually(
+            lambda: _state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "AccessDenied"),
+            timeout=CHECK_INTERVAL + 10,
+        )
+        pending = helpers.eventually(lambda: _alert(monitoring, "pending"), timeout=30, interval=1)
+        locked_at = time.monotonic()
+        assert pending["labels"] == {
+            "alertname": KEY_ALERT,
+            "namespace": kindcluster.NAMESPACE,
+            "pod": _leader(admin),
+            "severity": "warning",
+        }
+        firing = helpers.eventually(lambda: _alert(monitoring, "firing"), timeout=hold + 60, interval=2)
+        fired_after = time.monotonic() - locked_at
+        print(f"\n{KEY_ALERT}: pending at once, firing after {fired_after:.0f}s (for: {hold:.0f}s)")
+        assert hold - 15 <= fired_after <= hold + 30  # not before its `for`, and within an evaluation of it
+        assert firing["annotations"]["summary"] == "1 accounts cannot use their customer key"
+
+        queries = _dashboard_queries()
+        by_state = {s["metric"]["state"]: float(s["value"][1]) for s in monitoring.query(queries[0])}
+        assert by_state["KeyInaccessible"] == 1 and by_state["Active"] == 1, by_state
+        for expr in queries:  # every panel's query is one this Prometheus evaluates
+            monitoring.query(expr)
+
+        release.kubectl("apply", "-f", str(EXAMPLES / "35-key-access.yaml"))
+        helpers.eventually(
+            lambda: _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready"), timeout=30
+        )
+        helpers.eventually(lambda: not monitoring.alerts(KEY_ALERT), timeout=30, interval=1)
+    finally:
+        monitoring.uninstall()
 
 
 def test_missing_rbac_rule_shows_in_log_and_readiness(

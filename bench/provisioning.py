@@ -1,0 +1,162 @@
+"""Provisioning N accounts, the operator against its baselines on an equal footing.
+
+Each contender provisions N SystemKey accounts to Active in a namespace of its own, on the same
+local control plane, in the order A-B-A: the operator, the three baselines, the operator again,
+then the bare Secret floor again. After each run its accounts, Secrets, ServiceAccounts and Events
+are deleted and gone before the next starts, so every contender meets a store holding the same
+live objects; the operator's two runs bracket the baselines, and their spread shows what the
+store's history (etcd revisions, compaction) changes on its own. Ratios are to the mean of the
+operator's two runs. (``bench/scale.py`` measures the rest: memory, rotation, detection.)
+
+Contenders: the operator (the chart's RBAC); a Kopf operator making the writes any implementation
+must make (``bench/writes_kopf_operator.py``: a Secret, a status patch, an Event per account); the
+no-op Kopf operator and the no-op controller-runtime controller (status.state only); the floor of N
+bare Secret creates and N updates (8 writers), first and last.
+
+    .venv/bin/python -m bench.provisioning --accounts 1000
+    .venv/bin/python -m bench.provisioning --accounts 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubernetes import client
+
+from bench import harness
+from bench.scale import NOOP_KOPF, WEBHOOK, WRITES_KOPF, _cpu_pids
+from vaopdev import binaries, cluster
+
+GONE_TIMEOUT = 600.0
+
+
+@dataclass
+class Run:
+    name: str
+    seconds: float
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+def provision(api: client.ApiClient, ns: str, count: int) -> float:
+    def run() -> None:
+        harness.create_system_key_accounts(api, ns, count)
+        harness.watch_until(api, ns, count, harness.active)
+
+    return harness.timed(run)
+
+
+def clear(api: client.ApiClient, ns: str) -> None:
+    """Everything a run left in ``ns``, deleted, and gone from the store before the next run.
+
+    Not the namespace: deleting one needs every aggregated API answering (the operator's data API
+    does not while it is stopped)."""
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    custom.delete_collection_namespaced_custom_object(
+        "videoanalyzer.io", "v1alpha1", ns, "videoanalyzeraccounts"
+    )
+    core.delete_collection_namespaced_secret(ns)
+    core.delete_collection_namespaced_event(ns)
+    core.delete_collection_namespaced_service_account(ns, field_selector="metadata.name!=default")
+
+    def gone() -> bool:
+        left = custom.list_namespaced_custom_object(
+            "videoanalyzer.io", "v1alpha1", ns, "videoanalyzeraccounts", limit=1
+        )["items"]
+        left += core.list_namespaced_secret(ns, limit=1).items
+        left += core.list_namespaced_event(ns, limit=1).items
+        return not left
+
+    harness.wait_until(gone, timeout=GONE_TIMEOUT, interval=1.0)
+
+
+Command = Callable[[str], list[str]]  # a baseline's command line, for its namespace
+
+
+def timed_baseline(
+    api: client.ApiClient, plane: cluster.ControlPlane, name: str, command: Command, count: int
+) -> Run:
+    ns = harness.namespace(api, name.split(maxsplit=1)[0].lower().replace("-", ""))
+    assert plane.admin_kubeconfig is not None
+    with harness.process_running(command(ns), plane.admin_kubeconfig) as process:
+        time.sleep(3)  # its watch is open
+        with harness.cpu_used(_cpu_pids(plane, process.pid)) as cpu:
+            seconds = provision(api, ns, count)
+    clear(api, ns)
+    return Run(name, seconds, cpu)
+
+
+def measure(count: int, workdir: Path) -> list[Run]:
+    noop_go = str(binaries.NOOP_CONTROLLER.ensure() / "noop-controller")
+    kopf = [sys.executable, "-m", "kopf", "run", "--standalone"]
+    baselines: list[tuple[str, Command]] = [
+        ("same-writes Kopf", lambda ns: [*kopf, "--namespace", ns, str(WRITES_KOPF)]),
+        ("no-op Kopf", lambda ns: [*kopf, "--namespace", ns, str(NOOP_KOPF)]),
+        ("no-op controller-runtime", lambda ns: [noop_go, "--namespace", ns]),
+    ]
+    runs: list[Run] = []
+    settings = {"VAOP_CHECK_INTERVAL": "30"}
+    with harness.environment_running(workdir, settings=settings) as (plane, api, operator):
+        assert operator.popen is not None
+
+        def floor(label: str) -> Run:
+            ns = harness.namespace(api, "floor")
+            run = Run(label, harness.raw_secret_writes(api, ns, count).total)
+            clear(api, ns)
+            return run
+
+        runs.append(floor("floor (first)"))
+
+        def operator_run(label: str) -> Run:
+            assert operator.popen is not None
+            ns = harness.namespace(api, "operator")
+            with harness.cpu_used(_cpu_pids(plane, operator.popen.pid)) as cpu:
+                seconds = provision(api, ns, count)
+            clear(api, ns)
+            return Run(label, seconds, cpu)
+
+        runs.append(operator_run("operator (A1)"))
+        print(f"so far: {runs}", flush=True)
+        # While it is stopped its webhook (failurePolicy Fail) would refuse every account: the
+        # baselines run without it, as a no-op controller would be deployed, and it comes back after.
+        admission = client.AdmissionregistrationV1Api(api)
+        webhook = admission.read_validating_webhook_configuration(WEBHOOK)
+        operator.stop()
+        admission.delete_validating_webhook_configuration(WEBHOOK)
+        for name, command in baselines:
+            runs.append(timed_baseline(api, plane, name, command, count))
+            print(f"so far: {runs}", flush=True)
+        webhook.metadata = client.V1ObjectMeta(name=WEBHOOK, labels=webhook.metadata.labels)
+        admission.create_validating_webhook_configuration(webhook)
+        operator.start(timeout=600)
+        runs.append(operator_run("operator (A2)"))
+        runs.append(floor("floor (last)"))
+    return runs
+
+
+def report(count: int, runs: list[Run]) -> None:
+    operator = statistics.mean(r.seconds for r in runs if r.name.startswith("operator"))
+    print(f"provisioning {count} SystemKey accounts to Active, in run order (A-B-A, an equal store each):")
+    for run in runs:
+        ratio = f"operator {operator / run.seconds:4.2f}x this" if not run.name.startswith("operator") else ""
+        cpu = ", ".join(f"{name} {seconds:5.1f}" for name, seconds in run.cpu.items())
+        print(f"  {run.name:26s} {run.seconds:7.1f} s  {ratio:24s} {f'CPU: {cpu}' if cpu else ''}")
+    print(f"  operator, mean of A1 and A2: {operator:.1f} s ({count / operator:.1f}/s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--accounts", type=int, default=1000)
+    args = parser.parse_args()
+    with harness.scratch() as workdir:
+        runs = measure(args.accounts, workdir)
+    report(args.accounts, runs)
+
+
+if __name__ == "__main__":
+    main()
