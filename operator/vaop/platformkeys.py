@@ -27,8 +27,6 @@ from __future__ import annotations
 import base64
 import collections
 import datetime
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Iterable
@@ -39,6 +37,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from . import conditions, kubeclient, labels, platformroot
 from .crypto import envelope, rsa
+from .platformroot import PlatformKeyMissing
 from .providers import base
 from .providers import kubernetes as kubernetes_provider
 
@@ -55,15 +54,6 @@ ANNOTATION_SYSTEM_VERSION = "videoanalyzer.io/system-key-version"  # the root's 
 ANNOTATION_ROTATION_REQUESTED = "videoanalyzer.io/rotation-requested"
 INFRASTRUCTURE = "infrastructure-key"
 SYSTEM = "system-key"
-_AES_KEY_BYTES = 32
-
-
-class PlatformKeyMissing(Exception):
-    """Platform keys are gone although account keys wrapped by them exist."""
-
-
-class RootUnavailable(PlatformKeyMissing):
-    """The root of trust (OpenBao, the HSM) cannot be used now: the operator waits, not ready."""
 
 
 @dataclass(frozen=True)
@@ -133,99 +123,14 @@ async def _infrastructure_secret(namespace: str, root: platformroot.Root) -> cli
     )
 
 
-# ---- infrastructure key versions as stored: the key itself, or wrapped by the root -------------
-
-
-@dataclass(frozen=True)
-class _Wrapped:
-    root: str
-    key: str
-    version: str
-    algorithm: str
-    ciphertext: bytes
-
-    def encode(self) -> bytes:
-        record = {
-            "root": self.root,
-            "key": self.key,
-            "version": self.version,
-            "algorithm": self.algorithm,
-            "ciphertext": base64.b64encode(self.ciphertext).decode(),
-        }
-        return json.dumps(record, separators=(",", ":")).encode()
-
-    @classmethod
-    def decode(cls, stored: bytes) -> _Wrapped | None:
-        """The record, or None for a version stored in the clear (a kubernetes root's)."""
-        if len(stored) == _AES_KEY_BYTES:
-            return None
-        try:
-            record = json.loads(stored)
-            return cls(
-                str(record["root"]),
-                str(record["key"]),
-                str(record["version"]),
-                str(record["algorithm"]),
-                base64.b64decode(record["ciphertext"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            raise PlatformKeyMissing(
-                f"Secret {INFRASTRUCTURE_SECRET} holds a version that is neither a key nor a wrapped key"
-            ) from None
-
-
-# Opened versions, by a digest of the stored record: a root is asked once per version and process.
-_opened: dict[bytes, bytes] = {}
-
-
-async def _open(stored: bytes, root: platformroot.Root) -> bytes:
-    wrapped = _Wrapped.decode(stored)
-    if wrapped is None:
-        return stored
-    digest = hashlib.sha256(stored).digest()
-    if digest not in _opened:
-        if wrapped.root != root.kind:
-            raise PlatformKeyMissing(
-                f"the infrastructure key is wrapped by a {wrapped.root} root, but the operator uses "
-                f"{root.where}; set platformKeys.provider back to {wrapped.root}"
-            )
-        try:
-            key = await root.provider.unwrap(
-                wrapped.key, wrapped.version, wrapped.ciphertext, algorithm=wrapped.algorithm
-            )
-        except base.ProviderError as error:
-            raise RootUnavailable(root.unusable(error)) from None
-        _opened[digest] = key
-    return _opened[digest]
-
-
-async def _current_system_version(root: platformroot.Root) -> base.KeyVersion:
-    try:
-        return await root.provider.resolve(root.key_name, None)
-    except base.ProviderError as error:
-        raise RootUnavailable(root.unusable(error)) from None
-
-
-async def _wrap(root: platformroot.Root, key: bytes) -> bytes:
-    """How ``key`` is stored under ``root``: itself (kubernetes), or wrapped by its current version."""
-    if not root.wraps_infrastructure:
-        return key
-    current = await _current_system_version(root)
-    try:
-        wrapped = await root.provider.wrap(current, key)
-    except base.ProviderError as error:
-        raise RootUnavailable(root.unusable(error)) from None
-    return _Wrapped(root.kind, root.key_name, current.version, wrapped.algorithm, wrapped.ciphertext).encode()
-
-
 async def _new_version(root: platformroot.Root) -> tuple[bytes, dict[str, str]]:
     """A new infrastructure key as stored, and the annotations that make it current."""
-    stored = await _wrap(root, os.urandom(_AES_KEY_BYTES))
+    stored = await root.store(os.urandom(platformroot.AES_KEY_BYTES))
     return stored, {ANNOTATION_CURRENT_SINCE: conditions.now_rfc3339(), **_root_annotations(root, stored)}
 
 
 def _root_annotations(root: platformroot.Root, stored: bytes) -> dict[str, str]:
-    wrapped = _Wrapped.decode(stored)
+    wrapped = platformroot.WrappedKey.decode(stored)
     if wrapped is None:
         return {}
     return {ANNOTATION_ROOT: root.kind, ANNOTATION_SYSTEM_VERSION: wrapped.version}
@@ -253,7 +158,7 @@ async def load_or_create(
     root = root or platformroot.kubernetes_root(api, namespace)
     core = client.CoreV1Api(api)
     if root.wraps_infrastructure:
-        await _current_system_version(root)  # the root answers, and holds the key, before anything
+        await root.current_version()  # the root answers, and holds the key, before anything
         system_missing = False
     else:
         system_missing = not await system_versions(core, namespace)
@@ -285,20 +190,20 @@ async def seal(api: client.ApiClient, namespace: str, root: platformroot.Root) -
         return
     core = client.CoreV1Api(api)
     secret = await core.read_namespaced_secret(INFRASTRUCTURE_SECRET, namespace)
-    current = await _current_system_version(root)
+    current = await root.current_version()
     stored = kubeclient.secret_data(secret)
     resealed: dict[str, bytes] = {}
     for version, value in stored.items():
-        wrapped = _Wrapped.decode(value)
+        wrapped = platformroot.WrappedKey.decode(value)
         if wrapped is not None and (wrapped.root, wrapped.key, wrapped.version) == (
             root.kind,
             root.key_name,
             current.version,
         ):
             continue
-        resealed[version] = await _wrap(root, await _open(value, root))
+        resealed[version] = await root.store(await root.open(value))
     annotations = dict(secret.metadata.annotations or {})
-    if any(_Wrapped.decode(value) is None for value in stored.values()):
+    if any(platformroot.WrappedKey.decode(value) is None for value in stored.values()):
         new = str(max((int(v) for v in stored if v.isdigit()), default=0) + 1)
         resealed[new], made_current = await _new_version(root)
         annotations.update({ANNOTATION_CURRENT: new, **made_current})
@@ -334,7 +239,7 @@ async def infrastructure_versions(
     if found is None:
         return None
     root = root or platformroot.kubernetes_root(api, namespace)
-    return {v: await _open(stored, root) for v, stored in kubeclient.secret_data(found).items()}
+    return {v: await root.open(stored) for v, stored in kubeclient.secret_data(found).items()}
 
 
 @dataclass(frozen=True)
@@ -376,9 +281,9 @@ async def _keys(
         # A provider of its own for each load: a kept one lists versions once per 5 s, and the
         # accounts must see the new version as soon as the leader moves them onto it.
         root = platformroot.kubernetes_root(api, namespace)
-    versions = {v: await _open(data, root) for v, data in kubeclient.secret_data(infrastructure).items()}
+    versions = {v: await root.open(data) for v, data in kubeclient.secret_data(infrastructure).items()}
     if root.wraps_infrastructure:
-        system_version, system_since = (await _current_system_version(root)).version, None
+        system_version, system_since = (await root.current_version()).version, None
         former: platformroot.Root | None = platformroot.kubernetes_root(api, namespace)
     else:
         newest = (await system_versions(client.CoreV1Api(api), namespace))[-1:]

@@ -6,8 +6,8 @@
   Kubernetes auth method), never leaving the vault.
 - ``pkcs11``: an RSA key pair inside an HSM token, never leaving it.
 
-With the last two the infrastructure key is stored only wrapped by the system key, so an etcd dump
-holds no platform key material. The root's key is made by the platform team in its vault (the
+With the last two the infrastructure key is stored only wrapped by the system key (``WrappedKey``,
+``Root.store`` and ``Root.open``), so an etcd dump holds no platform key material. The root's key is made by the platform team in its vault (the
 operator is granted use of it, not its management), and rotated there: OpenBao's transit
 ``auto_rotate_period``, or a new key pair in the HSM; the operator sees each new version within a
 check interval and moves every envelope onto it.
@@ -15,6 +15,9 @@ check interval and moves every envelope onto it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,62 @@ KUBERNETES_KEY_NAME = "system-key"
 # The operator's own ServiceAccount token, as a Pod mounts it (kubelet renews the file).
 T = TypeVar("T")
 POD_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 (a path)
+
+
+class PlatformKeyMissing(Exception):
+    """Platform keys are gone although account keys wrapped by them exist."""
+
+
+class RootUnavailable(PlatformKeyMissing):
+    """The root of trust (OpenBao, the HSM) cannot be used now: the operator waits, not ready."""
+
+
+AES_KEY_BYTES = 32  # an infrastructure key
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    """An infrastructure key version as a root other than ``kubernetes`` stores it: wrapped by the
+    system key version named here, so etcd holds no platform key material."""
+
+    root: str
+    key: str
+    version: str
+    algorithm: str
+    ciphertext: bytes
+
+    def encode(self) -> bytes:
+        record = {
+            "root": self.root,
+            "key": self.key,
+            "version": self.version,
+            "algorithm": self.algorithm,
+            "ciphertext": base64.b64encode(self.ciphertext).decode(),
+        }
+        return json.dumps(record, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, stored: bytes) -> WrappedKey | None:
+        """The record, or None for a version stored in the clear (a kubernetes root's)."""
+        if len(stored) == AES_KEY_BYTES:
+            return None
+        try:
+            record = json.loads(stored)
+            return cls(
+                str(record["root"]),
+                str(record["key"]),
+                str(record["version"]),
+                str(record["algorithm"]),
+                base64.b64decode(record["ciphertext"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            raise PlatformKeyMissing(
+                "the infrastructure key's Secret holds a version that is neither a key nor a wrapped key"
+            ) from None
+
+
+# Opened versions, by a digest of the stored record: a root is asked once per version and process.
+_opened: dict[bytes, bytes] = {}
 
 
 @dataclass(frozen=True)
@@ -53,6 +112,48 @@ class Root:
         if isinstance(error, base.KeyNotFound | base.KeyVersionNotFound):
             return f"the system key {self.key_name!r} is not in {self.where}: {error}. {self.how_to_make}"
         return f"the platform keys' root ({self.where}) cannot be used: {error}"
+
+    async def current_version(self) -> base.KeyVersion:
+        """The system key's newest version; ``RootUnavailable`` when the root does not answer."""
+        try:
+            return await self.provider.resolve(self.key_name, None)
+        except base.ProviderError as error:
+            raise RootUnavailable(self.unusable(error)) from None
+
+    async def store(self, key: bytes) -> bytes:
+        """How an infrastructure key is stored under this root: itself (kubernetes), or wrapped by
+        the system key's current version."""
+        if not self.wraps_infrastructure:
+            return key
+        current = await self.current_version()
+        try:
+            wrapped = await self.provider.wrap(current, key)
+        except base.ProviderError as error:
+            raise RootUnavailable(self.unusable(error)) from None
+        return WrappedKey(
+            self.kind, self.key_name, current.version, wrapped.algorithm, wrapped.ciphertext
+        ).encode()
+
+    async def open(self, stored: bytes) -> bytes:
+        """The infrastructure key ``stored`` holds (unwrapped by this root once per process)."""
+        wrapped = WrappedKey.decode(stored)
+        if wrapped is None:
+            return stored
+        digest = hashlib.sha256(stored).digest()
+        if digest not in _opened:
+            if wrapped.root != self.kind:
+                raise PlatformKeyMissing(
+                    f"the infrastructure key is wrapped by a {wrapped.root} root, but the operator uses "
+                    f"{self.where}; set platformKeys.provider back to {wrapped.root}"
+                )
+            try:
+                key = await self.provider.unwrap(
+                    wrapped.key, wrapped.version, wrapped.ciphertext, algorithm=wrapped.algorithm
+                )
+            except base.ProviderError as error:
+                raise RootUnavailable(self.unusable(error)) from None
+            _opened[digest] = key
+        return _opened[digest]
 
 
 def kubernetes_root(api: client.ApiClient, namespace: str) -> Root:

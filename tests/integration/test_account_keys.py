@@ -17,7 +17,7 @@ from kubernetes_asyncio import client as aclient
 from tests import helpers
 from tests.integration import tenant
 from tests.integration.conftest import CHECK_INTERVAL, Kubectl, OperatorProcess
-from vaop import kubeclient, labels, platformkeys
+from vaop import kubeclient, labels, platformkeys, platformroot
 from vaop.crypto import envelope
 from vaopdev import cluster, environment
 
@@ -323,7 +323,7 @@ def test_platform_keys_are_made_once_and_never_reminted(
         async with aclient.ApiClient(configuration) as api:
             await platformkeys.load_or_create(api, namespace)
 
-    with pytest.raises(platformkeys.PlatformKeyMissing, match="Restore the Secrets"):
+    with pytest.raises(platformroot.PlatformKeyMissing, match="Restore the Secrets"):
         asyncio.run(load_where_there_are_none())
     assert not core.list_namespaced_secret(namespace, label_selector=f"{labels.COMPONENT}=platform-key").items
 

@@ -105,12 +105,12 @@ async def test_an_openbao_root_wraps_the_infrastructure_key_and_follows_the_tran
         "PUT", f"sys/policies/acl/{key}", {"policy": 'path "sys/nothing" { capabilities = ["deny"] }'}
     )
     await asyncio.sleep(2.5)  # reads are shared for 2 s
-    with pytest.raises(platformkeys.RootUnavailable, match=re.escape(f"OpenBao {bao_server.address}")):
+    with pytest.raises(platformroot.RootUnavailable, match=re.escape(f"OpenBao {bao_server.address}")):
         await platformkeys.load_or_create(api, namespace, root)
 
     # OpenBao away: the same.
     away = _root(bao_server, key, tmp_path / "token", address=f"http://127.0.0.1:{cluster.free_port()}")
-    with pytest.raises(platformkeys.RootUnavailable, match="cannot be used"):
+    with pytest.raises(platformroot.RootUnavailable, match="cannot be used"):
         await platformkeys.load(api, namespace, away)
     await root.provider.close()
     await away.provider.close()

@@ -89,8 +89,8 @@ def test_a_rotation_is_due_on_the_cryptoperiod_or_when_asked_and_a_vaults_key_ro
 
 
 def test_a_wrapped_infrastructure_key_is_told_from_a_key_in_the_clear() -> None:
-    record = platformkeys._Wrapped("pkcs11", "k", "2", "RSA-OAEP", b"\x01" * 384)
-    assert platformkeys._Wrapped.decode(record.encode()) == record
-    assert platformkeys._Wrapped.decode(b"\x00" * 32) is None
-    with pytest.raises(platformkeys.PlatformKeyMissing, match="neither a key nor a wrapped key"):
-        platformkeys._Wrapped.decode(b"not a record")
+    record = platformroot.WrappedKey("pkcs11", "k", "2", "RSA-OAEP", b"\x01" * 384)
+    assert platformroot.WrappedKey.decode(record.encode()) == record
+    assert platformroot.WrappedKey.decode(b"\x00" * 32) is None
+    with pytest.raises(platformroot.PlatformKeyMissing, match="neither a key nor a wrapped key"):
+        platformroot.WrappedKey.decode(b"not a record")

@@ -154,7 +154,7 @@ class AccountKeys:
             raise Unavailable(
                 "PlatformKeyMissing", f"the account key of {namespace}/{name} does not open: {error}"
             ) from None
-        except (envelope.EnvelopeError, platformkeys.PlatformKeyMissing) as error:
+        except (envelope.EnvelopeError, platformroot.PlatformKeyMissing) as error:
             raise Unavailable(
                 "UnwrapFailed", f"the account key of {namespace}/{name} does not open: {error}"
             ) from None
@@ -163,7 +163,7 @@ class AccountKeys:
         if self._platform is None:
             try:
                 self._platform = await platformkeys.load(self._api, self._operator_namespace, self._root)
-            except platformkeys.PlatformKeyMissing as error:
+            except platformroot.PlatformKeyMissing as error:
                 raise Unavailable("PlatformKeyMissing", str(error)) from None
         return self._platform
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from kubernetes_asyncio import client
 
-from .. import conditions, labels, metrics, models, platformkeys, wrapping
+from .. import conditions, labels, metrics, models, platformkeys, platformroot, wrapping
 from ..crypto import envelope
 from ..domain import accounts as domain
 from ..domain import keys as keys_domain
@@ -78,7 +78,7 @@ def _held_envelope(
 
 def _unopenable(error: Exception) -> domain.Outcome:
     """An envelope whose outer layer does not open: another cluster's platform keys, or tampering."""
-    if isinstance(error, envelope.OuterKeyMismatch | platformkeys.PlatformKeyMissing):
+    if isinstance(error, envelope.OuterKeyMismatch | platformroot.PlatformKeyMissing):
         message = (
             f"{error}. Restore the platform keys of the cluster this account comes from into the operator's "
             "namespace (the Secrets labelled videoanalyzer.io/component=platform-key) and restart the "
@@ -218,7 +218,7 @@ class AccountReconciler:
                 return Result(refused, None, [])
             try:
                 held = await self._adopt(account, secret, current)
-            except (envelope.EnvelopeError, platformkeys.PlatformKeyMissing) as error:
+            except (envelope.EnvelopeError, platformroot.PlatformKeyMissing) as error:
                 return Result(_unopenable(error), None, [])
         return await self._wrap_as_specified(account, held, key_existed)
 
@@ -269,7 +269,7 @@ class AccountReconciler:
                 outcome = self._on_problem(account, problem, current, target=target)
                 retry = isinstance(problem, SourceProblem)
                 return Result(outcome, report, told, annotated=annotated, retry=retry)
-            except (envelope.EnvelopeError, platformkeys.PlatformKeyMissing, SecretInTheWay) as error:
+            except (envelope.EnvelopeError, platformroot.PlatformKeyMissing, SecretInTheWay) as error:
                 unusable = error.outcome if isinstance(error, SecretInTheWay) else _unopenable(error)
                 return Result(unusable, report, told, annotated=annotated)
 

@@ -60,10 +60,10 @@ class LeaderWork:
         answer (other errors are raised: the caller steps back and tries again)."""
         try:
             platform = await platformkeys.load_or_create(self._api, self._options.namespace, self._root)
-        except platformkeys.RootUnavailable as error:
+        except platformroot.RootUnavailable as error:
             self._root_unusable(error)
             return False
-        except platformkeys.PlatformKeyMissing as error:
+        except platformroot.PlatformKeyMissing as error:
             # Stay up (no crash loop) and say it on every account instead.
             logger.error("Platform keys unavailable: %s", error)
             self.platform_problem = None
@@ -73,7 +73,7 @@ class LeaderWork:
         await self._start_with(platform, None)
         return True
 
-    def _root_unusable(self, error: platformkeys.RootUnavailable) -> None:
+    def _root_unusable(self, error: platformroot.RootUnavailable) -> None:
         if self.platform_problem != str(error):
             logger.error("Platform keys unavailable, waiting for the root: %s", error)
         self.platform_problem = str(error)
@@ -144,7 +144,7 @@ class LeaderWork:
             nonlocal platform, moving
             try:
                 fresh = await self._rotate_due(platform)
-            except platformkeys.RootUnavailable as error:
+            except platformroot.RootUnavailable as error:
                 self._root_unusable(error)
                 return
             self.platform_problem = None
@@ -185,7 +185,7 @@ class LeaderWork:
                 else:
                     await platformkeys.rotate_system(self._api, namespace)
             return await platformkeys.load(self._api, namespace, self._root)
-        except platformkeys.PlatformKeyMissing as error:
+        except platformroot.PlatformKeyMissing as error:
             raise retry.Transient(str(error)) from None
 
     async def _tell(self, reason: str, message: str) -> None:
