@@ -7,10 +7,10 @@
 - ``pkcs11``: an RSA key pair inside an HSM token, never leaving it.
 
 With the last two the infrastructure key is stored only wrapped by the system key (``WrappedKey``,
-``Root.store`` and ``Root.open``), so an etcd dump holds no platform key material. The root's key is made by the platform team in its vault (the
-operator is granted use of it, not its management), and rotated there: OpenBao's transit
-``auto_rotate_period``, or a new key pair in the HSM; the operator sees each new version within a
-check interval and moves every envelope onto it.
+``Root.store`` and ``Root.open``), so an etcd dump holds no platform key material. The root's key
+is made by the platform team in its vault (the operator is granted use of it, not its management),
+and rotated there: OpenBao's transit ``auto_rotate_period``, or a new key pair in the HSM; the
+operator sees each new version within a check interval and moves every envelope onto it.
 """
 
 from __future__ import annotations
