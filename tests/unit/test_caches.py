@@ -1,5 +1,5 @@
 """What reconciliations read instead of the API: the watch cache, the provider pool, and the one
-record per account; and a rotation told once per key."""
+entry per account; and a rotation told once per key."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from vaop import events, kubeclient, metrics, wrapping
 from vaop.providers import base, openbao
-from vaop.reconcilers import monitor, records
+from vaop.reconcilers import ledger, monitor
 from vaop.runtime import watchcache
 
 
@@ -179,13 +179,13 @@ async def test_a_problem_or_a_fresh_answer_replaces_what_the_pool_holds() -> Non
 
 
 def test_one_record_per_account_feeds_the_monitor_and_the_state_gauge() -> None:
-    book = records.Records()
+    book = ledger.Ledger()
     watcher = monitor.KeyMonitor(
         check=lambda _: None,  # type: ignore[arg-type,return-value]
         enqueue=lambda _: None,
         interval=1,
         grace=10,
-        records=book,
+        ledger=book,
     )
     pair = monitor.Pair("t", "id", "key", "westeurope")
     view = monitor.AccountView(pair, False, "1", "Active", "Ready", False)
@@ -203,22 +203,22 @@ def test_one_record_per_account_feeds_the_monitor_and_the_state_gauge() -> None:
 
 
 def test_a_written_status_is_read_until_the_watch_delivers_it_then_dropped() -> None:
-    record = records.Record()
-    assert record.latest_status({"state": "Provisioning"}, "5") == {"state": "Provisioning"}
-    record.wrote({"state": "Active"}, "7")
+    entry = ledger.Entry()
+    assert entry.latest_status({"state": "Provisioning"}, "5") == {"state": "Provisioning"}
+    entry.wrote({"state": "Active"}, "7")
     # The watch still has version 5: a run now must see what the operator wrote, not redo it.
-    assert record.latest_status({"state": "Provisioning"}, "5") == {"state": "Active"}
-    assert record.written_status is not None
-    record.watched("7")  # the watch caught up: its copy is the status, the record holds none
-    assert record.written_status is None
-    assert record.latest_status({"state": "Active", "x": 1}, "7") == {"state": "Active", "x": 1}
-    record.wrote({"state": "KeyInaccessible"}, "9")
-    assert record.latest_status({"state": "Active"}, "10") == {"state": "Active"}  # someone wrote after
-    assert record.written_status is None
-    record.watched("12")  # the watch delivered a write before the write's response was handled
-    record.wrote({"state": "Active", "y": 2}, "12")
-    assert record.written_status is None
-    assert record.latest_status({"state": "Active", "y": 2}, "12") == {"state": "Active", "y": 2}
+    assert entry.latest_status({"state": "Provisioning"}, "5") == {"state": "Active"}
+    assert entry.written_status is not None
+    entry.watched("7")  # the watch caught up: its copy is the status, the entry holds none
+    assert entry.written_status is None
+    assert entry.latest_status({"state": "Active", "x": 1}, "7") == {"state": "Active", "x": 1}
+    entry.wrote({"state": "KeyInaccessible"}, "9")
+    assert entry.latest_status({"state": "Active"}, "10") == {"state": "Active"}  # someone wrote after
+    assert entry.written_status is None
+    entry.watched("12")  # the watch delivered a write before the write's response was handled
+    entry.wrote({"state": "Active", "y": 2}, "12")
+    assert entry.written_status is None
+    assert entry.latest_status({"state": "Active", "y": 2}, "12") == {"state": "Active", "y": 2}
 
 
 async def test_a_rotation_is_one_event_per_key_naming_the_accounts(monkeypatch: Any) -> None:

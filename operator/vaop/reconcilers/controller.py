@@ -39,7 +39,7 @@ from ..providers import kubernetes as kubernetes_provider
 from ..runtime import watchcache, workqueue
 from . import accounts as reconciler
 from . import identities as identities_reconciler
-from . import keystatus, monitor, records
+from . import keystatus, ledger, monitor
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +85,9 @@ class AccountController:
         )
         self._contexts = wrapping.Contexts(listers)
         self._identities = identities
-        self.records = records.Records()
-        self.default_identities = identities_reconciler.DefaultIdentities(api, self.records)
-        metrics.count_states(self.records.states)
+        self.ledger = ledger.Ledger()
+        self.default_identities = identities_reconciler.DefaultIdentities(api, self.ledger)
+        metrics.count_states(self.ledger.states)
         self.rotations = events.RotationSummary(api)
         self.queue: workqueue.WorkQueue[AccountKey] = workqueue.WorkQueue(
             self.process, workers=workers, name="accounts"
@@ -97,7 +97,7 @@ class AccountController:
             enqueue=self.queue.add,
             interval=check_interval,
             grace=grace_period,
-            records=self.records,
+            ledger=self.ledger,
         )
         self.key_status = keystatus.KeyStatus(
             api,
@@ -128,8 +128,8 @@ class AccountController:
         if seen is None or seen.deleting:
             self._forget(key)
             return None
-        record = self.records[key]
-        status = record.latest_status(seen.status, seen.resource_version)
+        entry = self.ledger[key]
+        status = entry.latest_status(seen.status, seen.resource_version)
         spec = models.AccountSpec.parse(seen.spec)
 
         delay: float | None = None
@@ -152,7 +152,7 @@ class AccountController:
                 replace_key=seen.replace_key,
             )
             try:
-                await self.default_identities.ensure(key, seen.uid, spec, record)
+                await self.default_identities.ensure(key, seen.uid, spec, entry)
                 result = await self._reconciler.reconcile(account)
             except ApiException as error:
                 if error.status not in REFUSALS:
@@ -164,8 +164,8 @@ class AccountController:
                 )
                 return REFUSED_RETRY
             if result.annotated is not None:
-                record.annotated_version = result.annotated
-            delay = self.monitor.interval if result.retry else self._backoff(record, result.outcome)
+                entry.annotated_version = result.annotated
+            delay = self.monitor.interval if result.retry else self._backoff(entry, result.outcome)
             self._observe(key, context, status, result)
             logger.debug(
                 "Account %s/%s reconciled: %s, %s (grace expired: %s)",
@@ -204,7 +204,7 @@ class AccountController:
         status: dict[str, Any],
         result: reconciler.Result,
     ) -> None:
-        """Tell the monitor where this account now stands; record rotations and detection latency."""
+        """Tell the monitor where this account now stands; count rotations and detection latency."""
         outcome = result.outcome
         pair = _pair(context)
         ready = outcome.conditions[0]
@@ -269,20 +269,20 @@ class AccountController:
 
     def _forget(self, key: AccountKey) -> None:
         self.monitor.observed(key, None)
-        self.records.forget(key)
+        self.ledger.forget(key)
 
     def watched(self, key: AccountKey, resource_version: str) -> bool:
         """The account's watch delivered ``resource_version`` (see ``Record.watched``); True when that
         is the echo of the operator's own annotation of the account (nothing new to reconcile)."""
-        record = self.records.get(key)
-        if record is None:
+        entry = self.ledger.get(key)
+        if entry is None:
             return False
-        record.watched(resource_version)
-        return bool(record.annotated_version) and record.annotated_version == resource_version
+        entry.watched(resource_version)
+        return bool(entry.annotated_version) and entry.annotated_version == resource_version
 
     def forget_namespace(self, namespace: str) -> None:
         """Handed over to another release: its accounts leave the monitor and the gauge."""
-        for key in self.records.in_namespace(namespace):
+        for key in self.ledger.in_namespace(namespace):
             self._forget(key)
 
     async def check_pair(self, pair: monitor.Pair) -> monitor.CheckResult:
@@ -327,16 +327,16 @@ class AccountController:
             return None
         return (vault.provider.kubernetes.namespace or pair.namespace, key.key_name)
 
-    def _backoff(self, record: records.Record, outcome: domain.Outcome) -> float | None:
+    def _backoff(self, entry: ledger.Entry, outcome: domain.Outcome) -> float | None:
         """Transient vault failures retry with growing delays; everything else waits for a change."""
         if outcome.conditions[0].reason == conditions.Reason.ACCOUNT_KEY_NAME_TAKEN:
             return REFUSED_RETRY  # the Secret in the way is not the operator's, so not watched: look again
         degraded = any(c.type == conditions.VAULT_DEGRADED and c.status == "True" for c in outcome.conditions)
         if not degraded:
-            record.failures = 0
+            entry.failures = 0
             return None
-        record.failures += 1
-        return BACKOFF[min(record.failures, len(BACKOFF)) - 1]
+        entry.failures += 1
+        return BACKOFF[min(entry.failures, len(BACKOFF)) - 1]
 
     def _context(self, namespace: str, name: str, spec: models.AccountSpec) -> wrapping.AccountContext:
         return self._contexts.context(namespace, name, spec)
@@ -359,8 +359,8 @@ class AccountController:
         }
         if outcome.account_key is not None:
             status["accountKey"] = outcome.account_key
-        record = self.records[key]
-        record.state = outcome.state.value
+        entry = self.ledger[key]
+        entry.state = outcome.state.value
         if all(before.get(field) == value for field, value in status.items()):
             return
         written = await self._custom.patch_namespaced_custom_object_status(
@@ -372,7 +372,7 @@ class AccountController:
             {"status": status},
             _content_type=kubeclient.MERGE_PATCH,
         )
-        record.wrote(written.get("status") or {}, str(written["metadata"]["resourceVersion"]))
+        entry.wrote(written.get("status") or {}, str(written["metadata"]["resourceVersion"]))
         for changed, warning in conditions.transitions_to_tell(before.get("conditions"), merged):
             await events.post(
                 self._api,

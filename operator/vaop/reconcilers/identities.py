@@ -9,24 +9,22 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from .. import labels, models
 from ..models import AccountKey
 from ..runtime import watchcache
-from . import accountwrites, records
+from . import accountwrites, ledger
 
 
 class DefaultIdentities:
-    def __init__(self, api: client.ApiClient, records: records.Records) -> None:
+    def __init__(self, api: client.ApiClient, ledger: ledger.Ledger) -> None:
         self._core = client.CoreV1Api(api)
-        self.records = records
+        self.ledger = ledger
 
-    async def ensure(
-        self, key: AccountKey, uid: str, spec: models.AccountSpec, record: records.Record
-    ) -> None:
+    async def ensure(self, key: AccountKey, uid: str, spec: models.AccountSpec, entry: ledger.Entry) -> None:
         """Make the default identity ``<account>-identity`` once the account uses a customer key (a
         system key is used as the operator, so a SystemKey account needs none); a named one is the
         tenant's to make."""
         if (
             spec.encryption.type is not models.EncryptionType.CUSTOMER_KEY
             or spec.encryption.identity.service_account_name
-            or record.identity_made
+            or entry.identity_made
         ):
             return
         namespace, name = key
@@ -42,7 +40,7 @@ class DefaultIdentities:
         except ApiException as error:
             if error.status != 409:
                 raise
-        record.identity_made = True
+        entry.identity_made = True
 
     async def find(self) -> None:
         """Note the default identities that exist already, so a new leader does not try to make them
@@ -55,4 +53,4 @@ class DefaultIdentities:
                 account = (found.metadata.labels or {}).get(labels.ACCOUNT)
                 spec_name = f"{account}-identity"
                 if account and found.metadata.name == spec_name:
-                    self.records[(found.metadata.namespace, account)].identity_made = True
+                    self.ledger[(found.metadata.namespace, account)].identity_made = True

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .. import models, wrapping
 from ..models import AccountKey
 from ..runtime import retry
-from . import records as records_
+from . import ledger as ledger_
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class KeyMonitor:
         enqueue: Callable[[AccountKey], None],
         interval: float,
         grace: float,
-        records: records_.Records | None = None,
+        ledger: ledger_.Ledger | None = None,
         concurrency: int = 8,
     ) -> None:
         self._check = check
@@ -91,7 +91,7 @@ class KeyMonitor:
         self.interval = interval
         self.grace = grace
         self._concurrency = asyncio.Semaphore(concurrency)
-        self.records = records if records is not None else records_.Records()
+        self.ledger = ledger if ledger is not None else ledger_.Ledger()
         self._members: dict[Pair, set[AccountKey]] = defaultdict(set)
         self._failing_since: dict[Pair, float] = {}
         self._due: set[Pair] = set()
@@ -100,9 +100,9 @@ class KeyMonitor:
     # ---- what the controller tells the monitor ----------------------------------------------
 
     def observed(self, account: AccountKey, view: AccountView | None) -> None:
-        """Where the account now stands (None: gone), in its record."""
-        record = self.records.get(account)
-        previous = record.view if record is not None else None
+        """Where the account now stands (None: gone), in its entry."""
+        entry = self.ledger.get(account)
+        previous = entry.view if entry is not None else None
         moved = (
             previous is not None
             and previous.pair is not None
@@ -115,8 +115,8 @@ class KeyMonitor:
                 # The last account left the pair: nothing checks it any more.
                 del self._members[previous.pair]
                 self._failing_since.pop(previous.pair, None)
-        if record is not None or view is not None:
-            self.records[account].view = view
+        if entry is not None or view is not None:
+            self.ledger[account].view = view
         if view is not None and view.pair is not None:
             self._members[view.pair].add(account)
 
@@ -190,7 +190,7 @@ class KeyMonitor:
         """The accounts of ``pair`` whose status or wrap must change after ``result`` (pure)."""
         wanted: list[AccountKey] = []
         for account in self._members.get(pair, ()):
-            view = self.records[account].view
+            view = self.ledger[account].view
             assert view is not None  # a member has been observed
             if result.problem is None:
                 stale = not view.pinned and view.wrapped_version != result.version

@@ -1,7 +1,8 @@
-"""What the leader knows of each account beyond its watch: one record per account.
+"""The leader's ledger: what it knows of each account beyond its watch, one entry per account.
 
 The account controller writes it, the key monitor reads where each account stands from it, and the
-``vaop_accounts{state}`` gauge counts it; to follow an account, follow its record.
+``vaop_accounts{state}`` gauge counts it; to follow an account, follow its entry. (What every
+replica keeps from the watch is the account store's ``models.AccountRecord``.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Record:
+class Entry:
     # The status this operator last wrote, and the resourceVersion the write returned: newer than
     # the watch's copy until the watch catches up, so a run right after a write sees what it wrote.
     # Dropped once the watch has delivered it (a copy of every status would be about 4 KiB an
@@ -57,25 +58,25 @@ class Record:
             self.written_status = None  # the watch's copy has it
 
 
-class Records:
+class Ledger:
     def __init__(self) -> None:
-        self._records: dict[AccountKey, Record] = {}
+        self._entries: dict[AccountKey, Entry] = {}
 
-    def __getitem__(self, key: AccountKey) -> Record:
-        """The account's record, made empty on first use."""
-        record = self._records.get(key)
-        if record is None:
-            record = self._records[key] = Record()
-        return record
+    def __getitem__(self, key: AccountKey) -> Entry:
+        """The account's entry, made empty on first use."""
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = Entry()
+        return entry
 
-    def get(self, key: AccountKey) -> Record | None:
-        return self._records.get(key)
+    def get(self, key: AccountKey) -> Entry | None:
+        return self._entries.get(key)
 
     def in_namespace(self, namespace: str) -> list[AccountKey]:
-        return [key for key in self._records if key[0] == namespace]
+        return [key for key in self._entries if key[0] == namespace]
 
     def forget(self, key: AccountKey) -> None:
-        self._records.pop(key, None)
+        self._entries.pop(key, None)
 
     def states(self) -> Counter[str]:
-        return Counter(state for r in self._records.values() if (state := r.state) is not None)
+        return Counter(state for r in self._entries.values() if (state := r.state) is not None)
