@@ -115,3 +115,28 @@ def test_the_chart_ships_the_dashboard_for_grafanas_sidecar_when_asked() -> None
     config_map = only(render("metrics.grafanaDashboard.enabled=true"), "ConfigMap")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(config_map["data"]["video-analyzer-operator.json"]) == json.loads(DASHBOARD.read_text())
+
+
+def _documented_scrape_config() -> dict[str, object]:
+    """The prometheus.yml excerpt docs/operations.md gives for a plain Prometheus."""
+    text = (binaries.REPO_ROOT / "docs" / "operations.md").read_text()
+    section = text.split("### With a plain Prometheus", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    return dict(yaml.safe_load(block))
+
+
+def test_the_documented_scrape_configuration_is_the_one_the_kind_tier_runs(
+    promtool: Path, tmp_path: Path
+) -> None:
+    from vaopdev import prometheus  # the kind tier's Prometheus (tests/kind/test_helm_release.py)
+
+    tested = prometheus.configuration("vaop-system", interval="5s")
+    documented = _documented_scrape_config()
+    assert documented["scrape_configs"] == tested["scrape_configs"]
+    assert [Path(str(f)).name for f in documented["rule_files"]] == [RULES.name]  # type: ignore[attr-defined]
+    (tmp_path / "alerts.yaml").write_text(RULES.read_text())
+    tested["rule_files"] = [str(tmp_path / "alerts.yaml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(tested))
+    checked = _run(promtool, "check", "config", str(tmp_path / "prometheus.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 4 rules found" in checked.stdout
