@@ -78,7 +78,11 @@ class DataApi:
 
     async def _run(self) -> None:
         await retry.until_done(
-            self._start, doing="Starting the data API", first=RETRY_SECONDS, problem=self._told
+            self._start,
+            doing="Starting the data API",
+            first=RETRY_SECONDS,
+            most=RETRY_SECONDS,  # served within seconds of the apiserver answering again
+            problem=self._told,
         )
         await retry.every(
             REFRESH_SECONDS,

@@ -199,6 +199,7 @@ async def _start_webhook(
         lambda: webhook.start(accounts=accounts, customer_keys=customer_keys, key_vaults=key_vaults),
         doing="Starting the webhook",
         first=WEBHOOK_RETRY_SECONDS,
+        most=WEBHOOK_RETRY_SECONDS,  # the apiserver answering again is noticed within seconds
     )
 
 
