@@ -86,7 +86,7 @@ class LeaderWork:
                 raise retry.Transient(f"the platform keys' root does not answer: {self.platform_problem}")
 
         await asyncio.sleep(2.0)  # start() has just asked
-        await retry.until_done(lead, doing="Leading", first=2.0, most=30.0)
+        await retry.until_done(lead, doing="Leading", first=4.0, most=30.0)  # asks at 2, 6, 14, 30 s...
         logger.info("The platform keys' root answers: leading")
 
     async def _start_with(
