@@ -207,7 +207,7 @@ def test_prometheus_scrapes_every_replica_and_fires_the_key_alert(
 
         queries = _dashboard_queries()
         by_state = {s["metric"]["state"]: float(s["value"][1]) for s in monitoring.query(queries[0])}
-        assert by_state["KeyInaccessible"] == 1 and by_state["Active"] == 1, by_state
+        assert by_state["KeyInaccessible"] == 1 and by_state["Active"] >= 1, by_state  # studio, and any left
         for expr in queries:  # every panel's query is one this Prometheus evaluates
             monitoring.query(expr)
 
