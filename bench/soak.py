@@ -2,9 +2,9 @@
 
 Key "kek" gets a new version every --rotate-every seconds; the accounts' access to it is taken away
 every --flap-every seconds for --flap-for seconds (they lock, then recover). Every minute the
-operator's resident memory, open file descriptors, sockets, threads and event-loop tasks are sampled,
-and beside them those of a Kopf operator that only watches the same objects
-(bench/watch_only_operator.py). At the end every account must be Active on the last version with the
+operator's resident memory, open file descriptors, sockets, threads, event-loop tasks and the sizes
+of its bounded caches (``vaop_cache_entries``) are sampled, and beside them those of a Kopf
+operator that only watches the same objects (bench/watch_only_operator.py). At the end every account must be Active on the last version with the
 key-check value it started with. Growth is the last sample minus the first one after the first
 minute (the first full sweep).
 
@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client
@@ -44,12 +44,14 @@ class Sample:
     sockets: int
     threads: int
     tasks: int | None
+    caches: dict[str, int] = field(default_factory=dict)  # vaop_cache_entries, by cache
 
     def row(self) -> str:
         tasks = f" tasks {self.tasks:3d}" if self.tasks is not None else ""
+        caches = "".join(f" {name} {size}" for name, size in sorted(self.caches.items()))
         return (
             f"RSS {self.rss_mib:6.1f} MiB fds {self.fds:3d} sockets {self.sockets:3d} "
-            f"threads {self.threads:2d}{tasks}"
+            f"threads {self.threads:2d}{tasks}{caches}"
         )
 
 
@@ -72,11 +74,14 @@ def sample(pid: int, minute: float, metrics_url: str | None) -> Sample:
     for fd in fds:
         with contextlib.suppress(FileNotFoundError):  # closed while we looked
             sockets += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
-    tasks = None
+    tasks, caches = None, {}
     if metrics_url:
-        found = re.search(r"^vaop_event_loop_tasks (\S+)$", harness.metrics_text(metrics_url), re.MULTILINE)
+        text = harness.metrics_text(metrics_url)
+        found = re.search(r"^vaop_event_loop_tasks (\S+)$", text, re.MULTILINE)
         tasks = int(float(found[1])) if found else None
-    return Sample(minute, rss, len(fds), sockets, threads, tasks)
+        entries = re.finditer(r'^vaop_cache_entries\{cache="([^"]+)"\} (\S+)$', text, re.MULTILINE)
+        caches = {match[1]: int(float(match[2])) for match in entries}
+    return Sample(minute, rss, len(fds), sockets, threads, tasks, caches)
 
 
 def watch_only_operator(kubeconfig: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
