@@ -3,10 +3,10 @@
 Key "kek" gets a new version every --rotate-every seconds; the accounts' access to it is taken away
 every --flap-every seconds for --flap-for seconds (they lock, then recover). Every minute the
 operator's resident memory, open file descriptors, sockets, threads, event-loop tasks and the sizes
-of its bounded caches (``vaop_cache_entries``) are sampled, and beside them those of a Kopf
-operator that only watches the same objects (bench/watch_only_operator.py). At the end every account must be Active on the last version with the
-key-check value it started with. Growth is the last sample minus the first one after the first
-minute (the first full sweep).
+of its bounded caches (``vaop_cache_entries``) are sampled, and beside them those of a Kopf operator
+that only watches the same objects (bench/watch_only_operator.py). At the end every account must be
+Active on the last version with the key-check value it started with. Growth is the last sample minus
+the first one after the first minute (the first full sweep).
 
     .venv/bin/python -m bench.soak --minutes 30
     .venv/bin/python -m bench.soak --minutes 30 --trace-memory   # and where the growth is held
