@@ -31,6 +31,7 @@ from kubernetes import client
 
 from bench import harness
 from bench.scale import NOOP_KOPF, WEBHOOK, WRITES_KOPF, _cpu_pids
+from vaop import labels
 from vaopdev import binaries, cluster
 
 GONE_TIMEOUT = 600.0
@@ -60,7 +61,11 @@ def clear(api: client.ApiClient, ns: str) -> None:
     custom.delete_collection_namespaced_custom_object(
         "videoanalyzer.io", "v1alpha1", ns, "videoanalyzeraccounts"
     )
-    core.delete_collection_namespaced_secret(ns)
+    # The account-key Secrets go with their accounts (garbage collection); the webhook refuses to
+    # delete one directly, as it would lose the key.
+    core.delete_collection_namespaced_secret(
+        ns, label_selector=f"{labels.COMPONENT}!={labels.ACCOUNT_KEY_COMPONENT}"
+    )
     core.delete_collection_namespaced_event(ns)
     core.delete_collection_namespaced_service_account(ns, field_selector="metadata.name!=default")
 
