@@ -34,7 +34,9 @@ from bench.scale import NOOP_KOPF, WEBHOOK, WRITES_KOPF, _cpu_pids
 from vaop import labels
 from vaopdev import binaries, cluster
 
-GONE_TIMEOUT = 600.0
+# The account-key Secrets go by garbage collection, at kube-controller-manager's client rate (20
+# requests/s by default): about 500 s for 10,000 of them, and their Events too.
+GONE_SECONDS_PER_OBJECT = 0.15
 
 
 @dataclass
@@ -52,7 +54,7 @@ def provision(api: client.ApiClient, ns: str, count: int) -> float:
     return harness.timed(run)
 
 
-def clear(api: client.ApiClient, ns: str) -> None:
+def clear(api: client.ApiClient, ns: str, count: int) -> None:
     """Everything a run left in ``ns``, deleted, and gone from the store before the next run.
 
     Not the namespace: deleting one needs every aggregated API answering (the operator's data API
@@ -77,7 +79,7 @@ def clear(api: client.ApiClient, ns: str) -> None:
         left += core.list_namespaced_event(ns, limit=1).items
         return not left
 
-    harness.wait_until(gone, timeout=GONE_TIMEOUT, interval=1.0)
+    harness.wait_until(gone, timeout=max(120.0, count * GONE_SECONDS_PER_OBJECT), interval=1.0)
 
 
 Command = Callable[[str], list[str]]  # a baseline's command line, for its namespace
@@ -92,7 +94,7 @@ def timed_baseline(
         time.sleep(3)  # its watch is open
         with harness.cpu_used(_cpu_pids(plane, process.pid)) as cpu:
             seconds = provision(api, ns, count)
-    clear(api, ns)
+    clear(api, ns, count)
     return Run(name, seconds, cpu)
 
 
@@ -112,7 +114,7 @@ def measure(count: int, workdir: Path) -> list[Run]:
         def floor(label: str) -> Run:
             ns = harness.namespace(api, "floor")
             run = Run(label, harness.raw_secret_writes(api, ns, count).total)
-            clear(api, ns)
+            clear(api, ns, count)
             return run
 
         runs.append(floor("floor (first)"))
@@ -122,7 +124,7 @@ def measure(count: int, workdir: Path) -> list[Run]:
             ns = harness.namespace(api, "operator")
             with harness.cpu_used(_cpu_pids(plane, operator.popen.pid)) as cpu:
                 seconds = provision(api, ns, count)
-            clear(api, ns)
+            clear(api, ns, count)
             return Run(label, seconds, cpu)
 
         runs.append(operator_run("operator (A1)"))
