@@ -391,6 +391,12 @@ def wrapped_by(version: str) -> Callable[[dict[str, Any]], bool]:
     return done
 
 
+def cpu_pids(plane: cluster.ControlPlane, controller: int) -> dict[str, int]:
+    """The processes whose CPU a baseline comparison counts: the controller, the apiserver, etcd."""
+    pids = plane.pids()
+    return {"controller": controller, "kube-apiserver": pids["kube-apiserver"], "etcd": pids["etcd"]}
+
+
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     """User plus system CPU seconds each process has used so far (from /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")

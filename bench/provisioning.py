@@ -30,7 +30,7 @@ from pathlib import Path
 from kubernetes import client
 
 from bench import harness
-from bench.scale import NOOP_KOPF, WEBHOOK, WRITES_KOPF, _cpu_pids
+from bench.scale import NOOP_KOPF, WEBHOOK, WRITES_KOPF
 from vaop import labels
 from vaopdev import binaries, cluster
 
@@ -92,7 +92,7 @@ def timed_baseline(
     assert plane.admin_kubeconfig is not None
     with harness.process_running(command(ns), plane.admin_kubeconfig) as process:
         time.sleep(3)  # its watch is open
-        with harness.cpu_used(_cpu_pids(plane, process.pid)) as cpu:
+        with harness.cpu_used(harness.cpu_pids(plane, process.pid)) as cpu:
             seconds = provision(api, ns, count)
     clear(api, ns, count)
     return Run(name, seconds, cpu)
@@ -122,7 +122,7 @@ def measure(count: int, workdir: Path) -> list[Run]:
         def operator_run(label: str) -> Run:
             assert operator.popen is not None
             ns = harness.namespace(api, "operator")
-            with harness.cpu_used(_cpu_pids(plane, operator.popen.pid)) as cpu:
+            with harness.cpu_used(harness.cpu_pids(plane, operator.popen.pid)) as cpu:
                 seconds = provision(api, ns, count)
             clear(api, ns, count)
             return Run(label, seconds, cpu)

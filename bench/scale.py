@@ -80,7 +80,7 @@ def baseline(
             harness.create_system_key_accounts(api, ns, count)
             harness.watch_until(api, ns, count, harness.active)
 
-        with harness.cpu_used(_cpu_pids(plane, process.pid)) as found.cpu:
+        with harness.cpu_used(harness.cpu_pids(plane, process.pid)) as found.cpu:
             found.seconds = harness.timed(provision)
         time.sleep(5)
         found.rss = soak.sample(process.pid, 0, None).rss_mib
@@ -93,11 +93,6 @@ def baseline(
             time.sleep(5)  # the last events are delivered
         found.rss_changes_peak = max(peak)
     return found
-
-
-def _cpu_pids(plane: cluster.ControlPlane, controller: int) -> dict[str, int]:
-    pids = plane.pids()
-    return {"controller": controller, "kube-apiserver": pids["kube-apiserver"], "etcd": pids["etcd"]}
 
 
 @contextlib.contextmanager
@@ -243,7 +238,7 @@ def provision(
     started = time.time()
     with (
         harness.profiled(pid, enabled=profile) as found.system_profile,
-        harness.cpu_used(_cpu_pids(plane, pid)) as found.system_cpu,
+        harness.cpu_used(harness.cpu_pids(plane, pid)) as found.system_cpu,
     ):
         found.system_seconds = harness.timed(provision_system)
     time.sleep(2)  # the last writes' audit entries
