@@ -131,3 +131,13 @@ def covers(cert_pem: bytes, dns_names: Sequence[str], ip_addresses: Sequence[str
     names = set(sans.get_values_for_type(x509.DNSName))
     addresses = {str(a) for a in sans.get_values_for_type(x509.IPAddress)}
     return set(dns_names) <= names and set(ip_addresses) <= addresses
+
+
+def bundle_holds(bundle_pem: bytes, cert_pem: bytes) -> bool:
+    """Is the certificate one of the bundle's (a caBundle may hold several CAs: cert-manager's
+    cainjector adds a new CA beside the ones there, so both are trusted while servers switch)?"""
+    try:
+        bundle = x509.load_pem_x509_certificates(bundle_pem)
+    except ValueError:  # empty, or not PEM
+        return False
+    return x509.load_pem_x509_certificate(cert_pem) in bundle

@@ -74,6 +74,17 @@ class GoTool:
     def path(self, output: str) -> Path:
         return self.directory() / output
 
+    def source(self) -> Path:
+        """The pinned module's source folder in Go's module cache (downloaded first if missing):
+        the files it ships beside its code, such as a Helm chart or a node image's files."""
+        assert self.pinned is not None, f"{self.name} is our own code, not a pinned module"
+        where = ["go", "list", "-m", "-f", "{{.Dir}}", self.pinned]
+        found = subprocess.run(where, cwd=self.module_dir, capture_output=True, text=True, check=False)
+        if found.returncode != 0 or not found.stdout.strip():
+            subprocess.run(["go", "mod", "download", self.pinned], cwd=self.module_dir, check=True)
+            found = subprocess.run(where, cwd=self.module_dir, capture_output=True, text=True, check=True)
+        return Path(found.stdout.strip())
+
     def ensure(self) -> Path:
         """The folder holding the outputs, built first if any is missing."""
         out_dir = self.directory()
@@ -240,6 +251,28 @@ PROMETHEUS = GoTool(
     # Azure, GCE, ...) the build is a fraction of the time and size.
     tags="remove_all_sd,enable_kubernetes_sd",
 )
+
+# ---- cert-manager: the chart's cert-manager mode on the kind tier ------------------------------------
+
+CERT_MANAGER = GoTool(
+    "cert-manager",
+    "cert-manager",
+    "github.com/cert-manager/cert-manager",
+    ("./controller", "./cainjector", "./webhook"),
+    ("controller", "cainjector", "webhook"),
+    ldflags=lambda version: f"-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion={version}",
+)
+
+# ---- NetworkPolicy enforced on the kind tier: kube-network-policies, and a probe to run in Pods ---
+
+KUBE_NETWORK_POLICIES = GoTool(
+    "kube-network-policies",
+    "kube-network-policies",
+    "sigs.k8s.io/kube-network-policies",
+    ("sigs.k8s.io/kube-network-policies/cmd",),
+    ("cmd",),  # the main package's folder names the binary; the image calls it /bin/netpol
+)
+NETPROBE = GoTool("netprobe", "netprobe", None, (".",), ("netprobe",))
 
 # ---- what GitOps tools make of live objects (the GitOps tests) ----------------------------------
 

@@ -121,19 +121,7 @@ def kube_version() -> str:
 
 def kind_files() -> Path:
     """kind's node files (images/base/files) from the kind Go module pinned in tools/kind."""
-    result = subprocess.run(
-        ["go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kind"],
-        cwd=binaries.KIND.module_dir,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0 or not result.stdout.strip():
-        subprocess.run(
-            ["go", "mod", "download", "sigs.k8s.io/kind"], cwd=binaries.KIND.module_dir, check=True
-        )
-        return kind_files()
-    return Path(result.stdout.strip()) / "images" / "base" / "files"
+    return binaries.KIND.source() / "images" / "base" / "files"
 
 
 def reference() -> str:

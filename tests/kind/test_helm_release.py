@@ -3,15 +3,19 @@ with helm, two replicas behind the webhook's Service, one leading on a Lease.
 
 The tests run in file order, as one story: install, the README walk-through, the lock through the
 Service-backed webhook, Prometheus firing the key alert (and the dashboard's queries), a broken RBAC
-rule, an upgrade under admission load, losing the leader in the middle of a rotation, and
-uninstalling.
+rule, an upgrade under admission load, the switch to cert-manager (and a renewal) under load,
+losing the leader in the middle of a rotation, a second release as a shard, and uninstalling.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import itertools
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -26,9 +30,9 @@ from kubernetes.client.exceptions import ApiException
 
 from tests import helpers
 from tests.integration import tenant
-from vaop import models
+from vaop import models, pki
 from vaop.crypto import envelope
-from vaopdev import binaries, kindcluster, prometheus
+from vaopdev import binaries, certmanager, kindcluster, prometheus
 
 CHECK_INTERVAL = 5
 LEASE_DURATION = 15
@@ -294,6 +298,141 @@ def test_helm_upgrade_keeps_admission_answering(
     for pod in after:
         env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
         assert env["VAOP_WORKERS"] == "4"
+
+
+class _Probe:
+    """Server dry-run PATCHes through the webhook and LISTs through the data API, every 0.1 s on a
+    thread, each outcome kept: what a cluster's users see while the servers change underneath."""
+
+    def __init__(self, admin: client.ApiClient) -> None:
+        self._custom = client.CustomObjectsApi(admin)
+        self.results: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Probe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def failures(self) -> list[str]:
+        return [r for r in self.results if r != "ok"]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._custom.patch_namespaced_custom_object(
+                    models.GROUP,
+                    models.VERSION,
+                    "tenant-a",
+                    "videoanalyzeraccounts",
+                    "studio",
+                    {"metadata": {"labels": {"probe": str(len(self.results))}}},
+                    dry_run="All",
+                )
+                self._custom.list_namespaced_custom_object(
+                    "data.videoanalyzer.io", "v1alpha1", "tenant-a", "accesspolicies"
+                )
+                self.results.append("ok")
+            except ApiException as error:
+                self.results.append(f"{error.status}: {error.body}")
+            time.sleep(0.1)
+
+
+def _served_certificate(cluster: kindcluster.Cluster, pod: str, port: int) -> bytes:
+    """The certificate a replica's server presents (DER), read over ``kubectl port-forward``."""
+    kubectl = str(binaries.KUBE.ensure() / "kubectl")
+    command = [kubectl, "--kubeconfig", str(cluster.kubeconfig), "-n", kindcluster.NAMESPACE]
+    forward = subprocess.Popen(
+        [*command, "port-forward", f"pod/{pod}", f":{port}"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert forward.stdout is not None
+        line = forward.stdout.readline()  # "Forwarding from 127.0.0.1:<local> -> <port>"
+        local = int(line.split("->")[0].rsplit(":", 1)[1])
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with (
+            socket.create_connection(("127.0.0.1", local), timeout=10) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            served = tls.getpeercert(binary_form=True)
+        assert served is not None
+        return served
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+def _secret_certificate(admin: client.ApiClient, name: str) -> tuple[bytes, bytes]:
+    """(serving certificate as DER, CA as PEM) of a kubernetes.io/tls Secret in the release namespace."""
+    data = client.CoreV1Api(admin).read_namespaced_secret(name, kindcluster.NAMESPACE).data
+    serving_pem = base64.b64decode(data["tls.crt"]).decode()
+    return ssl.PEM_cert_to_DER_cert(serving_pem), base64.b64decode(data["ca.crt"])
+
+
+def test_cert_manager_issues_and_renews_the_serving_certificate(
+    release: kindcluster.Cluster, admin: client.ApiClient
+) -> None:
+    """The chart's cert-manager mode with the real cert-manager, switched to under load: every
+    replica's webhook and data API serve cert-manager's certificate, its CA injected into both
+    registrations by cainjector; a renewal is served by both, without a restart. Not one call fails
+    in either change."""
+    issuer = certmanager.install(release)
+    with _Probe(admin) as switching:
+        release.install(upgrade=True, values={"webhook.certManager.enabled": "true"})
+        time.sleep(15)  # the old replicas finish terminating while calls keep coming
+    secret = "video-analyzer-operator-webhook-tls"
+    serving, ca_pem = _secret_certificate(admin, secret)
+
+    def injected() -> bool:
+        hook = client.AdmissionregistrationV1Api(admin).read_validating_webhook_configuration(
+            "video-analyzer-operator"
+        )
+        service = client.ApiregistrationV1Api(admin).read_api_service("v1alpha1.data.videoanalyzer.io")
+        bundles = [w.client_config.ca_bundle for w in hook.webhooks] + [service.spec.ca_bundle]
+        return all(pki.bundle_holds(base64.b64decode(b), ca_pem) for b in bundles)
+
+    print(f"\nswitch to cert-manager: {len(switching.results)} calls, {len(switching.failures())} failed")
+    assert len(switching.results) > 30
+    assert switching.failures() == []
+    assert injected()  # by cainjector (the operator only waits for it before it is ready)
+    release.wait_for_data_api()
+    pods = {p["metadata"]["name"]: p for p in _pods(release)}
+    ports = (9443, 8443)  # the webhook's and the data API's
+    for pod in pods:
+        assert [_served_certificate(release, pod, port) for port in ports] == [serving, serving]
+
+    with _Probe(admin) as probe:
+        time.sleep(3)
+        issuer.renew(kindcluster.NAMESPACE, "video-analyzer-operator-webhook")
+        renewed, same_ca = helpers.eventually(
+            lambda: found if (found := _secret_certificate(admin, secret))[0] != serving else None,
+            timeout=60,
+        )
+        started = time.monotonic()
+        for pod, port in itertools.product(pods, ports):
+            serves = functools.partial(_served_certificate, release, pod, port)
+            helpers.eventually(lambda: serves() == renewed or None, timeout=30)  # noqa: B023
+        picked_up = time.monotonic() - started
+        time.sleep(3)
+    print(
+        f"\nrenewal served by every replica {picked_up:.1f}s after the Secret changed;"
+        f" {len(probe.results)} calls"
+    )
+    assert same_ca == ca_pem  # the CA issuer signs again: the injected bundles stay valid
+    assert len(probe.results) > 30
+    assert probe.failures() == []
+    after = {p["metadata"]["name"]: p for p in _pods(release)}
+    assert after.keys() == pods.keys()  # no restart, no new Pod
+    assert [_restarts(p) for p in after.values()] == [_restarts(p) for p in pods.values()]
+
+
+def _restarts(pod: dict[str, Any]) -> int:
+    return sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses", []))
 
 
 def test_losing_the_leader_mid_rotation(release: kindcluster.Cluster, admin: client.ApiClient) -> None:

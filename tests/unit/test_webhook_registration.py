@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from kubernetes_asyncio import client
 
+from vaop import pki
 from vaop.admission import registration
 
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -57,3 +59,16 @@ def test_local_mode_replaces_the_service_with_the_loopback_url() -> None:
             "url": "https://127.0.0.1:1/validate",
             "service": None,  # strategic merge: removes the Service reference
         }
+
+
+def test_with_cert_manager_the_ca_must_be_in_every_bundle_before_the_replica_is_ready() -> None:
+    """cainjector adds a new CA beside the old one: a bundle holding both counts; one without it,
+    an empty one or one that is not PEM keeps the replica unready, saying what to check."""
+    old, new = (pki.make_ca(name).cert_pem for name in ("old-ca", "new-ca"))
+    merged = base64.b64encode(old + new).decode()
+    registration.check_injected("APIService x", [merged, base64.b64encode(new).decode()], new)
+    for bundles in ([merged, base64.b64encode(old).decode()], [None], [base64.b64encode(b"junk").decode()]):
+        with pytest.raises(
+            registration.CaNotInjected, match=r"APIService x's caBundle lacks the CA.*cainjector"
+        ):
+            registration.check_injected("APIService x", bundles, new)

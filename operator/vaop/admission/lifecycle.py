@@ -30,9 +30,15 @@ RETRY_SECONDS = 10.0
 
 class Webhook:
     def __init__(
-        self, options: config.OperatorConfig, api: client.ApiClient, root: platformroot.Root | None = None
+        self,
+        options: config.OperatorConfig,
+        api: client.ApiClient,
+        root: platformroot.Root | None = None,
+        *,
+        renewed: asyncio.Event | None = None,
     ) -> None:
         self._options = options
+        self._renewed = renewed  # set when cert-manager renews the certificate
         self._root = root
         self._api = api
         self._server: server.WebhookServer | None = None
@@ -107,7 +113,11 @@ class Webhook:
         return await tls.serving_pair(self._api, self._options)
 
     async def _register(self, ca: pki.KeyPair) -> None:
-        if not self._options.webhook_cert_secret:  # with cert-manager, its cainjector writes the caBundle
+        if self._options.webhook_cert_secret:  # with cert-manager, its cainjector writes the caBundle
+            await registration.wait_for_injection(
+                self._api, name=self._options.webhook_configuration, ca_pem=ca.cert_pem
+            )
+        else:
             await registration.point_at_operator(
                 self._api,
                 name=self._options.webhook_configuration,
@@ -123,19 +133,22 @@ class Webhook:
 
         async def refresh() -> None:
             nonlocal ca
+            serving = None
             if self._ca_pem:
                 ca, serving = await self._certificates()
+            if ca.cert_pem != self._ca_pem or self._problem is not None:
+                await self._register(ca)  # a new CA is trusted before it is served
+            if serving is not None:
                 assert self._server is not None
                 self._server.reload(serving)
-            if ca.cert_pem != self._ca_pem or self._problem is not None:
-                await self._register(ca)
 
         await retry.every(
             REFRESH_SECONDS,
             refresh,
             doing="Registering the webhook",
-            retry_after=lambda: REFRESH_SECONDS if self._ca_pem else RETRY_SECONDS,
+            retry_after=RETRY_SECONDS,  # not ready until it works again
             problem=self._told,
+            wake=self._renewed,
         )
 
     def _told(self, problem: str | None) -> None:

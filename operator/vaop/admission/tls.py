@@ -1,21 +1,26 @@
 """The webhook's CA and serving certificate, kept in a Secret so every replica and restart agrees.
 
 Made on first start; the serving certificate is reissued (same CA, so the caBundle stays valid)
-when less than 30 days remain.
+when less than 30 days remain. With cert-manager, its Secret is read instead, and watched so that a
+renewal is served within a second of being written (``RenewalWatch``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import ssl
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import config, kubeclient, labels, pki
+from ..runtime import watchcache
 
 _RENEW_BEFORE = datetime.timedelta(days=30)
 
@@ -115,3 +120,41 @@ async def serving_pair(
         ip_addresses=["127.0.0.1"],
         name=options.own_tls_secret,
     )
+
+
+class RenewalWatch:
+    """Watches the Secret someone else keeps (cert-manager's) and wakes each subscriber's refresh
+    when it changes: the webhook and the data API serve a renewed certificate at once, rather than
+    at their next periodic refresh (minutes), long before the old one expires."""
+
+    def __init__(self, api: client.ApiClient, *, namespace: str, name: str) -> None:
+        self._api = api
+        self._namespace = namespace
+        self._name = name
+        self._subscribers: list[asyncio.Event] = []
+
+    def subscribe(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._subscribers.append(event)
+        return event
+
+    async def run(self) -> None:
+        await watchcache.reflect(
+            client.CoreV1Api(self._api).list_namespaced_secret,
+            self,
+            what=f"Secret {self._namespace}/{self._name}",
+            namespace=self._namespace,
+            field_selector=f"metadata.name={self._name}",
+        )
+
+    async def replace(self, listed: AsyncIterator[Any]) -> None:
+        async for _ in listed:  # a relist may follow a change the watch missed
+            pass
+        self._wake()
+
+    def changed(self, kind: str, obj: Any) -> None:
+        self._wake()
+
+    def _wake(self) -> None:
+        for event in self._subscribers:
+            event.set()

@@ -16,7 +16,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import config, kubeclient, pki, platformroot
-from ..admission import tls
+from ..admission import registration, tls
 from ..listers import Listers
 from ..runtime import retry
 from . import auth, kinds, server, storage, verbs
@@ -43,8 +43,10 @@ class DataApi:
         *,
         listers: Listers,
         root: platformroot.Root | None = None,
+        renewed: asyncio.Event | None = None,
     ) -> None:
         self._options = options
+        self._renewed = renewed  # set when cert-manager renews the certificate
         self._api = api
         self.keys = account_keys.AccountKeys(
             api,
@@ -90,6 +92,7 @@ class DataApi:
             doing="Refreshing the data API's certificates",
             retry_after=RETRY_SECONDS,
             problem=self._told,
+            wake=self._renewed,
             at_once=False,  # the start has just done what a refresh does
         )
 
@@ -99,6 +102,7 @@ class DataApi:
     async def _start(self) -> None:
         ca, serving = await self._certificates()
         self._request_header = await auth.request_header_config(self._api)
+        await self._register(ca)  # trusted before it is served
         self._context = tls.server_context(serving)
         auth.trust_front_proxy(self._context, self._request_header)
         service = verbs.DataService(storage.Storage(self._api), self.keys)
@@ -112,13 +116,14 @@ class DataApi:
             backup_identities=frozenset(self._options.backup_identities),
         )
         await self._server.start()
-        await self._register(ca)
         self._problem = None
         self._announcing = asyncio.create_task(self._announce(), name="data-api-announce")
 
     async def _refresh(self) -> None:
         self.keys.purge()  # held keys past their time are forgotten
         ca, serving = await self._certificates()
+        if ca.cert_pem != self._ca_pem:
+            await self._register(ca)  # a new CA is trusted before it is served
         assert self._context is not None
         tls.load_serving(self._context, serving)
         config = await auth.request_header_config(self._api)
@@ -127,8 +132,6 @@ class DataApi:
                 self._context, config
             )  # adds the new CA; the old one ages out with a restart
             self._request_header = config
-        if ca.cert_pem != self._ca_pem:
-            await self._register(ca)
 
     async def _announce(self) -> None:
         """Touch the APIService so that the apiserver acts at once on this server being up:
@@ -163,8 +166,14 @@ class DataApi:
         return await tls.serving_pair(self._api, self._options)
 
     async def _register(self, ca: pki.KeyPair) -> None:
-        """Write the CA into the chart's APIService, so the aggregator trusts this server."""
-        if not self._options.webhook_cert_secret:  # with cert-manager, its cainjector writes it
+        """Write the CA into the chart's APIService, so the aggregator trusts this server (with
+        cert-manager, its cainjector writes it: wait for it to be there)."""
+        if self._options.webhook_cert_secret:
+            found = await client.ApiregistrationV1Api(self._api).read_api_service(self._options.api_service)
+            registration.check_injected(
+                f"APIService {self._options.api_service}", [found.spec.ca_bundle], ca.cert_pem
+            )
+        else:
             patch: dict[str, Any] = {"spec": {"caBundle": base64.b64encode(ca.cert_pem).decode()}}
             try:
                 await client.ApiregistrationV1Api(self._api).patch_api_service(

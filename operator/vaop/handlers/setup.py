@@ -28,7 +28,7 @@ from .. import (
     platformroot,
     providers,
 )
-from ..admission import lifecycle
+from ..admission import lifecycle, tls
 from ..dataapi import lifecycle as data_api
 from ..listers import Listers
 from ..providers import base as providers_base
@@ -97,6 +97,7 @@ async def start(
     logger.info("Platform keys' root: %s", root.where)
 
     listers = Listers(accounts, customer_keys, key_vaults)
+    renewals = _renewal_watch(options, api)
     served_data = None
     if options.data_api_port:
         served_data = data_api.DataApi(
@@ -105,6 +106,7 @@ async def start(
             identities,
             listers=listers,
             root=root,
+            renewed=renewals.subscribe() if renewals else None,
         )
     leader = leading.LeaderWork(
         api,
@@ -146,7 +148,9 @@ async def start(
     background(sync.run(), "initial-sync")
 
     if options.webhook_port:
-        this.webhook = webhook = lifecycle.Webhook(options, api, root)
+        this.webhook = webhook = lifecycle.Webhook(
+            options, api, root, renewed=renewals.subscribe() if renewals else None
+        )
         readiness.add("webhook", webhook.problem)
         background(_start_webhook(webhook, accounts, customer_keys, key_vaults), "webhook-start")
 
@@ -173,7 +177,16 @@ async def start(
         background(_once_synced(sync, elector.run), "leader-election")
     else:
         background(_once_synced(sync, lambda: _lead_alone(leader)), "leader-start")
+    if renewals is not None:
+        background(renewals.run(), "certificate-renewals")
     background(readiness.watch(), "readiness-log")
+
+
+def _renewal_watch(options: config.OperatorConfig, api: client.ApiClient) -> tls.RenewalWatch | None:
+    """With cert-manager, its Secret is watched so that a renewal is served at once."""
+    if not options.webhook_cert_secret:
+        return None
+    return tls.RenewalWatch(api, namespace=options.namespace, name=options.webhook_cert_secret)
 
 
 async def _lead_alone(leader: leading.LeaderWork) -> None:
