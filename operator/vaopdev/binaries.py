@@ -58,6 +58,11 @@ class GoTool:
     ldflags: Callable[[str], str] = _strip
     tags: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    patch: str | None = None  # a diff under the module folder, applied to the pinned module's files
+
+    @property
+    def patch_file(self) -> Path | None:
+        return self.module_dir / self.patch if self.patch else None
 
     @property
     def module_dir(self) -> Path:
@@ -66,7 +71,10 @@ class GoTool:
     def version(self) -> str:
         if self.pinned is None:
             return "src-" + _source_hash(self.module_dir)
-        return required_version(self.module_dir / "go.mod", self.pinned)
+        version = required_version(self.module_dir / "go.mod", self.pinned)
+        if self.patch_file is not None:  # patched: a build of its own
+            version += "-patched-" + hashlib.sha256(self.patch_file.read_bytes()).hexdigest()[:8]
+        return version
 
     def directory(self) -> Path:
         return cache_dir() / f"{self.name}-{self.version()}"
@@ -124,11 +132,31 @@ def _go_build(tool: GoTool, out_dir: Path) -> None:
     command = [go, "build", "-trimpath", "-ldflags", tool.ldflags(tool.version())]
     if tool.tags:
         command += ["-tags", tool.tags]
+    if tool.patch_file is not None:
+        command += ["-modfile", str(_patched_modfile(tool, tmp_dir / "patched"))]
     command += ["-o", str(tmp_dir) + "/", *tool.packages]
     subprocess.run(command, cwd=tool.module_dir, env=env, check=True)
+    shutil.rmtree(tmp_dir / "patched", ignore_errors=True)
     # Rename at the end so an interrupted build never leaves a half-filled cache folder behind.
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp_dir.rename(out_dir)
+
+
+def _patched_modfile(tool: GoTool, folder: Path) -> Path:
+    """A copy of the pinned module with ``tool.patch`` applied, in ``folder``, and a go.mod (for
+    ``go build -modfile``) that replaces the module with it. (``-overlay`` cannot: Go refuses to
+    overlay files in the module cache.)"""
+    assert tool.patch_file is not None and tool.pinned is not None
+    copy = folder / "module"
+    shutil.copytree(tool.source(), copy)
+    for path in [copy, *copy.rglob("*")]:  # the module cache's files are read-only
+        path.chmod(path.stat().st_mode | 0o200)
+    subprocess.run(["git", "apply", "--unsafe-paths", str(tool.patch_file)], cwd=copy, check=True)
+    modfile = folder / "go.mod"
+    original = (tool.module_dir / "go.mod").read_text()
+    modfile.write_text(f"{original}\nreplace {tool.pinned} => {copy}\n")
+    shutil.copyfile(tool.module_dir / "go.sum", folder / "go.sum")
+    return modfile
 
 
 # ---- the local control plane (fast tier and `make up`) ------------------------------------------
@@ -271,6 +299,9 @@ KUBE_NETWORK_POLICIES = GoTool(
     "sigs.k8s.io/kube-network-policies",
     ("sigs.k8s.io/kube-network-policies/cmd",),
     ("cmd",),  # the main package's folder names the binary; the image calls it /bin/netpol
+    # Its nftables queue statement sent through the xtables NFQUEUE target: this project's VMs run
+    # a kernel built without CONFIG_NFT_QUEUE, which refuses the statement (netlink: ENOENT).
+    patch="xt-nfqueue.patch",
 )
 NETPROBE = GoTool("netprobe", "netprobe", None, (".",), ("netprobe",))
 

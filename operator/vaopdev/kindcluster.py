@@ -9,6 +9,7 @@ configuration, its webhook behind the chart's Service. ``make kind-down`` = :fun
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import binaries, image, nodeimage, podman
 
@@ -92,7 +94,7 @@ class Cluster:
     def install(
         self,
         *,
-        values: dict[str, str] | None = None,
+        values: dict[str, Any] | None = None,
         upgrade: bool = False,
         wait: str = "5m",
         release: str = RELEASE,
@@ -116,8 +118,12 @@ class Cluster:
         ]
         if upgrade:
             command.append("--reuse-values")
-        for key, value in (values or {}).items():
-            command += ["--set", f"{key}={value}"]
+        for key, value in (values or {}).items():  # lists and objects (a policy's peers) as JSON
+            command += (
+                ["--set", f"{key}={value}"]
+                if isinstance(value, str)
+                else ["--set-json", f"{key}={json.dumps(value)}"]
+            )
         self.helm(*command)
 
     def wait_for_data_api(self, *, timeout: float = 90) -> None:

@@ -4,13 +4,14 @@ with helm, two replicas behind the webhook's Service, one leading on a Lease.
 The tests run in file order, as one story: install, the README walk-through, the lock through the
 Service-backed webhook, Prometheus firing the key alert (and the dashboard's queries), a broken RBAC
 rule, an upgrade under admission load, the switch to cert-manager (and a renewal) under load,
-losing the leader in the middle of a rotation, a second release as a shard, and uninstalling.
+the chart's NetworkPolicy enforced, losing the leader in the middle of a rotation, a second release as a shard, and uninstalling.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import ipaddress
 import itertools
 import json
 import os
@@ -32,7 +33,7 @@ from tests import helpers
 from tests.integration import tenant
 from vaop import models, pki
 from vaop.crypto import envelope
-from vaopdev import binaries, certmanager, kindcluster, prometheus
+from vaopdev import binaries, certmanager, kindcluster, netpolicy, prometheus
 
 CHECK_INTERVAL = 5
 LEASE_DURATION = 15
@@ -433,6 +434,94 @@ def test_cert_manager_issues_and_renews_the_serving_certificate(
 
 def _restarts(pod: dict[str, Any]) -> int:
     return sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses", []))
+
+
+def _operator_dials(cluster: kindcluster.Cluster, pod: str, address: str) -> str:
+    """``open`` or ``timeout``: a connection from the operator's container (its own Python)."""
+    host, port = address.rsplit(":", 1)
+    script = (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(({host!r}, {port}), timeout=3).close(); print('open')\n"
+        "except TimeoutError:\n"
+        "    print('timeout')\n"
+    )
+    found = cluster.kubectl(
+        "-n", kindcluster.NAMESPACE, "exec", pod, "--", "python", "-c", script, timeout=30
+    )
+    return found.stdout.strip()
+
+
+def test_network_policy_is_enforced(release: kindcluster.Cluster, admin: client.ApiClient) -> None:
+    """The chart's NetworkPolicy, enforced by kube-network-policies (built from its Go module) on the
+    node: the webhook and data API answer the apiserver but not a tenant's pod, metrics answer the
+    namespace the values name and no other, and the operator reaches only what its egress rules
+    allow, while admission, the data API and new accounts keep working."""
+    network = netpolicy.install(release)
+    release.kubectl("create", "namespace", "monitoring", check=False)
+    tenant_probe = network.start_probe("tenant-a", "netprobe")
+    network.start_probe("monitoring", "netprobe")
+    pod = _pods(release)[0]
+    operator_ip, name = pod["status"]["podIP"], pod["metadata"]["name"]
+    ports = {"webhook": 9443, "data API": 8443, "metrics": 8080}
+    node = client.CoreV1Api(admin).list_node().items[0]
+    node_ip = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+    pod_gateway = str(ipaddress.ip_network(node.spec.pod_cidr)[1])  # the ptp CNI's host side
+    policy = {
+        "networkPolicy.enabled": "true",
+        "networkPolicy.apiserverFrom": [{"ipBlock": {"cidr": f"{a}/32"}} for a in (node_ip, pod_gateway)],
+        "networkPolicy.metricsFrom": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ],
+        "networkPolicy.egress": [
+            {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+            {"to": [{"ipBlock": {"cidr": f"{node_ip}/32"}}], "ports": [{"port": 6443, "protocol": "TCP"}]},
+        ],
+    }
+
+    def reachable() -> dict[str, str]:
+        found = {
+            what: network.dial("tenant-a", "netprobe", f"{operator_ip}:{port}")
+            for what, port in ports.items()
+        }
+        found["metrics from monitoring"] = network.dial("monitoring", "netprobe", f"{operator_ip}:8080")
+        found["webhook from monitoring"] = network.dial("monitoring", "netprobe", f"{operator_ip}:9443")
+        found["operator to a tenant's pod"] = _operator_dials(
+            release, name, f"{tenant_probe}:{netpolicy.PROBE_PORT}"
+        )
+        return found
+
+    try:
+        assert set(reachable().values()) == {"open"}  # nothing enforced yet
+        release.install(upgrade=True, values=policy)
+        assert [p["metadata"]["name"] for p in _pods(release)].count(name) == 1  # the same Pod
+        enforced = {
+            "webhook": "timeout",
+            "data API": "timeout",
+            "metrics": "timeout",
+            "metrics from monitoring": "open",
+            "webhook from monitoring": "timeout",
+            "operator to a tenant's pod": "timeout",
+        }
+        helpers.eventually(lambda: reachable() == enforced or None, timeout=30)
+        # The apiserver still reaches both servers, and the operator the apiserver.
+        custom = client.CustomObjectsApi(admin)
+        patch = {"metadata": {"labels": {"policy": "on"}}}
+        custom.patch_namespaced_custom_object(
+            models.GROUP, models.VERSION, "tenant-a", "videoanalyzeraccounts", "studio", patch, dry_run="All"
+        )
+        custom.list_namespaced_custom_object(
+            "data.videoanalyzer.io", "v1alpha1", "tenant-a", "accesspolicies"
+        )
+        helpers.create(admin, "tenant-a", "VideoAnalyzerAccount", "behind-policy", {"region": "westeurope"})
+        helpers.eventually(
+            lambda: _state(admin, "tenant-a", "behind-policy")[0] == "Active" or None, timeout=60
+        )
+    finally:
+        release.install(upgrade=True, values={"networkPolicy.enabled": "false"})
+        for namespace in ("tenant-a", "monitoring"):
+            release.kubectl("-n", namespace, "delete", "pod", "netprobe", "--wait=false", check=False)
+        network.uninstall()
 
 
 def test_losing_the_leader_mid_rotation(release: kindcluster.Cluster, admin: client.ApiClient) -> None:

@@ -254,6 +254,21 @@ def test_optional_service_monitor_and_network_policy() -> None:
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     ports = [rule["ports"][0]["port"] for rule in policy["spec"]["ingress"]]
     assert ports == ["webhook", "data-api", "health", "metrics"]
+    assert all("from" not in rule for rule in policy["spec"]["ingress"])  # nothing named: any source
+
+
+def test_network_policy_lets_only_the_named_apiserver_reach_the_servers() -> None:
+    peers = [{"ipBlock": {"cidr": "10.0.0.10/32"}}]
+    scraper = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    documents = render(
+        "networkPolicy.enabled=true",
+        "networkPolicy.apiserverFrom[0].ipBlock.cidr=10.0.0.10/32",
+        r"networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\.io/metadata\.name=monitoring",
+    )
+    rules = {
+        r["ports"][0]["port"]: r.get("from") for r in only(documents, "NetworkPolicy")["spec"]["ingress"]
+    }
+    assert rules == {"webhook": peers, "data-api": peers, "health": None, "metrics": scraper}
 
 
 def _operator_roles(documents: list[dict[str, Any]]) -> set[str]:
