@@ -4,7 +4,8 @@ with helm, two replicas behind the webhook's Service, one leading on a Lease.
 The tests run in file order, as one story: install, the README walk-through, the lock through the
 Service-backed webhook, Prometheus firing the key alert (and the dashboard's queries), a broken RBAC
 rule, an upgrade under admission load, the switch to cert-manager (and a renewal) under load,
-the chart's NetworkPolicy enforced, losing the leader in the middle of a rotation, a second release as a shard, and uninstalling.
+the chart's NetworkPolicy enforced, losing the leader in the middle of a rotation, a second release
+as a shard, and uninstalling.
 """
 
 from __future__ import annotations
