@@ -117,7 +117,7 @@ def _image(args: argparse.Namespace) -> int:
 
 def _binaries(args: argparse.Namespace) -> int:
     for tool in binaries.CONTROL_PLANE_TOOLS + (
-        binaries.KIND_TOOLS + binaries.BACKUP_TOOLS if args.kind else ()
+        binaries.KIND_TOOLS + binaries.BESIDE_TOOLS if args.kind else ()
     ):
         print(f"{tool.name}: {tool.ensure()}")
     return 0
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument(
         "--kind",
         action="store_true",
-        help="also the kind tier's (node image inputs, Velero and its object store)",
+        help="also the kind tier's (node image inputs, and the tools run beside the operator)",
     )
     build.set_defaults(func=_binaries)
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ run built.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -94,9 +95,16 @@ class GoTool:
         return Path(found.stdout.strip())
 
     def ensure(self) -> Path:
-        """The folder holding the outputs, built first if any is missing."""
+        """The folder holding the outputs, built first if any is missing. A build holds a lock, so
+        a second process asking meanwhile (a test beside the background prebuild) waits for it."""
         out_dir = self.directory()
-        if not all((out_dir / binary).is_file() for binary in self.outputs):
+        if self._built(out_dir):
+            return out_dir
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        with (out_dir.parent / f".{out_dir.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self._built(out_dir):  # the other process built it meanwhile
+                return out_dir
             print(
                 f"vaop: building {self.name} {self.version()} into {out_dir} (first run only)...",
                 file=sys.stderr,
@@ -104,6 +112,9 @@ class GoTool:
             )
             _go_build(self, out_dir)
         return out_dir
+
+    def _built(self, out_dir: Path) -> bool:
+        return all((out_dir / binary).is_file() for binary in self.outputs)
 
 
 def required_version(go_mod: Path, module: str) -> str:
@@ -313,6 +324,8 @@ NOOP_CONTROLLER = GoTool("noop-controller", "noop-controller", None, (".",), ("n
 
 CONTROL_PLANE_TOOLS = (KUBE, ETCD, HELM)
 KIND_TOOLS = (KUBE_NODE, KIND, CONTAINERD, CRICTL, CNI_PLUGINS, COREDNS, ETCD_NODE, NODEUTIL)
+# What the kind tier's tests build besides the node: the tools users run beside the operator.
+BESIDE_TOOLS = (*BACKUP_TOOLS, PROMETHEUS, CERT_MANAGER, KUBE_NETWORK_POLICIES, NETPROBE)
 
 
 @dataclass(frozen=True)
