@@ -9,7 +9,6 @@ it (CRDs included, the start-up API check left out: it is a Job that only waits 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,24 +28,17 @@ def image_archives() -> list[Path]:
     """A docker-archive tarball per component, made once per version."""
     built = binaries.CERT_MANAGER.ensure()
     folder = binaries.cache_dir() / f"cert-manager-images-{binaries.CERT_MANAGER.version()}"
-    archives = [folder / f"{component}.tar" for component in COMPONENTS]
-    if all(archive.is_file() for archive in archives):
-        return archives
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for component in COMPONENTS:
-        entrypoint = f"/app/cmd/{component}/{component}"
-        layer = ociarchive.files_layer(partial / "layer.tar", {entrypoint: built / component})
-        # The upstream images run as an unprivileged numeric user, which runAsNonRoot checks.
-        ociarchive.write(
-            ociarchive.Image(tag=image(component), layers=[layer], entrypoint=[entrypoint], user="1000:1000"),
-            partial / f"{component}.tar",
+    # The upstream images run as an unprivileged numeric user, which runAsNonRoot checks.
+    images = {
+        f"{component}.tar": ociarchive.FilesImage(
+            image(component),
+            {f"/app/cmd/{component}/{component}": built / component},
+            entrypoint=[f"/app/cmd/{component}/{component}"],
+            user="1000:1000",
         )
-        layer.unlink()
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
-    return archives
+        for component in COMPONENTS
+    }
+    return ociarchive.archives(folder, images)
 
 
 def chart_dir() -> Path:

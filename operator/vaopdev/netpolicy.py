@@ -10,7 +10,6 @@ whether it was open, refused or dropped (a timeout), and serves a port to be dia
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,21 +40,12 @@ def _archive(tool: binaries.GoTool, reference: str, binary: str, target: str, *,
     """A one-binary image of ``tool``, written once per version; with ``entrypoint``, the binary is
     the image's entrypoint, else the Pod names it (as the enforcer's manifest does)."""
     built = tool.ensure()
-    archive = binaries.cache_dir() / f"{tool.name}-image-{tool.version()}" / "image.tar"
-    if archive.is_file():
-        return archive
-    partial = archive.parent.with_name(archive.parent.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    layer = ociarchive.files_layer(partial / "layer.tar", {target: built / binary})
-    ociarchive.write(
-        ociarchive.Image(tag=reference, layers=[layer], entrypoint=[target] if entrypoint else []),
-        partial / "image.tar",
+    image = ociarchive.FilesImage(
+        reference, {target: built / binary}, entrypoint=[target] if entrypoint else []
     )
-    layer.unlink()
-    shutil.rmtree(archive.parent, ignore_errors=True)
-    partial.rename(archive.parent)
-    return archive
+    return ociarchive.archives(
+        binaries.cache_dir() / f"{tool.name}-image-{tool.version()}", {"image.tar": image}
+    )[0]
 
 
 def enforcer_manifests() -> list[dict[str, Any]]:

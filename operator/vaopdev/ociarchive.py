@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,38 @@ def files_layer(
             with source.open("rb") as data:
                 layer.addfile(info, data)
     return path
+
+
+@dataclass(frozen=True)
+class FilesImage:
+    """An image of a few files (Go binaries, mostly) in one layer."""
+
+    tag: str
+    files: dict[str, Path]  # image path -> host file
+    entrypoint: list[str] = field(default_factory=list)
+    user: str = ""
+    empty: dict[str, int] | None = None  # folders to make (image path -> mode), such as a /tmp
+
+
+def archives(folder: Path, images: dict[str, FilesImage]) -> list[Path]:
+    """A docker-archive tarball per image (file name in ``folder`` -> image), made once: written
+    into a fresh folder that is renamed into place at the end, so an interrupted run leaves no
+    half-made archive behind."""
+    made = [folder / name for name in images]
+    if all(archive.is_file() for archive in made):
+        return made
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name, image in images.items():
+        layer = files_layer(partial / "layer.tar", image.files, empty=image.empty)
+        write(
+            Image(tag=image.tag, layers=[layer], entrypoint=image.entrypoint, user=image.user), partial / name
+        )
+        layer.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return made
 
 
 def _sha256(path: Path) -> str:

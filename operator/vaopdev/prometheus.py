@@ -11,7 +11,6 @@ service proxy: nothing is exposed outside the cluster.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -35,25 +34,15 @@ def image() -> str:
 def image_archive() -> Path:
     """A docker-archive tarball of the server, made once per version."""
     built = binaries.PROMETHEUS.ensure()
-    archive = binaries.cache_dir() / f"prometheus-image-{binaries.PROMETHEUS.version()}" / "prometheus.tar"
-    if archive.is_file():
-        return archive
-    partial = archive.parent.with_name(archive.parent.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    layer = ociarchive.files_layer(
-        partial / "layer.tar",
+    folder = binaries.cache_dir() / f"prometheus-image-{binaries.PROMETHEUS.version()}"
+    server = ociarchive.FilesImage(
+        image(),
         {"/bin/prometheus": built / "prometheus"},
+        entrypoint=["/bin/prometheus"],
+        user="65534:65534",
         empty={"/prometheus": 0o1777},
     )
-    ociarchive.write(
-        ociarchive.Image(tag=image(), layers=[layer], entrypoint=["/bin/prometheus"], user="65534:65534"),
-        partial / "prometheus.tar",
-    )
-    layer.unlink()
-    shutil.rmtree(archive.parent, ignore_errors=True)
-    partial.rename(archive.parent)
-    return archive
+    return ociarchive.archives(folder, {"prometheus.tar": server})[0]
 
 
 def configuration(operator_namespace: str, *, interval: str) -> dict[str, Any]:

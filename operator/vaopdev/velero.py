@@ -43,40 +43,22 @@ def image_archives() -> list[Path]:
         binaries.cache_dir()
         / f"velero-images-{binaries.VELERO.version()}-{binaries.VELERO_PLUGIN_AWS.version()}"
     )
-    archives = [folder / "velero.tar", folder / "plugin.tar"]
-    if all(a.is_file() for a in archives):
-        return archives
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    server_layer = ociarchive.files_layer(
-        partial / "velero.layer.tar",
+    server = ociarchive.FilesImage(
+        server_image(),
         {"/velero": velero / "velero"},
+        entrypoint=["/velero"],
         empty={"/tmp": 0o1777, "/scratch": 0o1777},  # noqa: S108 (folders inside the image)
     )
-    ociarchive.write(
-        ociarchive.Image(tag=server_image(), layers=[server_layer], entrypoint=["/velero"]),
-        partial / "velero.tar",
-    )
-    plugin_layer = ociarchive.files_layer(
-        partial / "plugin.layer.tar",
+    copier = ociarchive.FilesImage(
+        plugin_image(),
         {
             "/plugins/velero-plugin-for-aws": plugin / "velero-plugin-for-aws",
             "/bin/cp-plugin": plugin / "cp-plugin",
         },
+        entrypoint=["/bin/cp-plugin", "/plugins/velero-plugin-for-aws", "/target/velero-plugin-for-aws"],
+        user="65532:65532",
     )
-    entrypoint = ["/bin/cp-plugin", "/plugins/velero-plugin-for-aws", "/target/velero-plugin-for-aws"]
-    ociarchive.write(
-        ociarchive.Image(
-            tag=plugin_image(), layers=[plugin_layer], entrypoint=entrypoint, user="65532:65532"
-        ),
-        partial / "plugin.tar",
-    )
-    for layer in partial.glob("*.layer.tar"):
-        layer.unlink()
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
-    return archives
+    return ociarchive.archives(folder, {"velero.tar": server, "plugin.tar": copier})
 
 
 def _free_port(host: str) -> int:
