@@ -345,23 +345,31 @@ class _Probe:
 
 
 def _served_certificate(cluster: kindcluster.Cluster, pod: str, port: int) -> bytes:
-    """The certificate a replica's server presents (DER), read over ``kubectl port-forward``."""
+    """The certificate a replica's server presents (DER), read over ``kubectl port-forward``. A
+    forward that fails raises AssertionError, so that ``helpers.eventually`` tries again."""
     kubectl = str(binaries.KUBE.ensure() / "kubectl")
     command = [kubectl, "--kubeconfig", str(cluster.kubeconfig), "-n", kindcluster.NAMESPACE]
     forward = subprocess.Popen(
-        [*command, "port-forward", f"pod/{pod}", f":{port}"], stdout=subprocess.PIPE, text=True
+        [*command, "port-forward", f"pod/{pod}", f":{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert forward.stdout is not None
         line = forward.stdout.readline()  # "Forwarding from 127.0.0.1:<local> -> <port>"
+        assert line.startswith("Forwarding from 127.0.0.1:"), f"kubectl port-forward: {line!r}"
         local = int(line.split("->")[0].rsplit(":", 1)[1])
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        with (
-            socket.create_connection(("127.0.0.1", local), timeout=10) as raw,
-            context.wrap_socket(raw) as tls,
-        ):
-            served = tls.getpeercert(binary_form=True)
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", local), timeout=10) as raw,
+                context.wrap_socket(raw) as tls,
+            ):
+                served = tls.getpeercert(binary_form=True)
+        except OSError as error:  # ssl.SSLError is one too
+            raise AssertionError(f"TLS through the port-forward to {pod}:{port}: {error}") from error
         assert served is not None
         return served
     finally:
@@ -405,8 +413,9 @@ def test_cert_manager_issues_and_renews_the_serving_certificate(
     release.wait_for_data_api()
     pods = {p["metadata"]["name"]: p for p in _pods(release)}
     ports = (9443, 8443)  # the webhook's and the data API's
-    for pod in pods:
-        assert [_served_certificate(release, pod, port) for port in ports] == [serving, serving]
+    for pod, port in itertools.product(pods, ports):
+        serves = functools.partial(_served_certificate, release, pod, port)
+        helpers.eventually(lambda: serves() == serving or None, timeout=30)  # noqa: B023
 
     with _Probe(admin) as probe:
         time.sleep(3)
@@ -504,7 +513,7 @@ def test_network_policy_is_enforced(release: kindcluster.Cluster, admin: client.
             "webhook from monitoring": "timeout",
             "operator to a tenant's pod": "timeout",
         }
-        helpers.eventually(lambda: reachable() == enforced or None, timeout=30)
+        helpers.eventually(lambda: reachable() == enforced or None, timeout=90)  # a round: up to 20 s
         # The apiserver still reaches both servers, and the operator the apiserver.
         custom = client.CustomObjectsApi(admin)
         patch = {"metadata": {"labels": {"policy": "on"}}}
