@@ -97,7 +97,7 @@ def required(
         rules += [
             *(
                 Permission(v, "internal.videoanalyzer.io", "sealedobjects", f"{data}: its sealed storage")
-                for v in ("get", "list", "watch", "create", "update", "delete")
+                for v in ("get", "list", "watch", "create", "update", "patch", "delete")
             ),
             Permission(
                 "create",

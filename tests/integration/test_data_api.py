@@ -21,6 +21,7 @@ from kubernetes import client, watch
 from tests import helpers
 from tests.integration import legacy, tenant
 from tests.integration.conftest import WITHIN_ONE_INTERVAL, Kubectl, OperatorProcess
+from vaop.dataapi import kinds
 from vaopdev import binaries, cluster
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -223,6 +224,68 @@ def test_selectors_pagination_and_dry_run(kubectl: Kubectl, admin: client.ApiCli
     assert unsupported.returncode != 0 and "field label not supported" in unsupported.stderr
     kubectl("create", "--dry-run=server", "-f", "-", stdin=video(namespace, "ghost"))
     assert kubectl("get", "video", "ghost", "-n", namespace, check=False).returncode != 0
+
+
+def test_lists_come_from_the_cache_and_show_every_finished_write(
+    admin: client.ApiClient, namespace: str
+) -> None:
+    """Lists are served from each replica's cache of SealedObjects, and a list without a
+    resourceVersion is still consistent: a write that finished before it shows, whichever way it
+    was made. Deleting the storage object directly reaches the cache only through its watch, so
+    only the consistent-read marker makes the list right at once."""
+    _active_account(admin, namespace)
+    data, storage = client.CustomObjectsApi(admin), client.CustomObjectsApi(admin)
+
+    def names(**options: Any) -> list[str]:
+        listed = data.list_namespaced_custom_object(GROUP, VERSION, namespace, "videos", **options)
+        return [item["metadata"]["name"] for item in listed["items"]]
+
+    for i in range(12):
+        data.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "videos", yaml.safe_load(video(namespace, f"v-{i:02d}"))
+        )
+        assert f"v-{i:02d}" in names(), "a create that finished is in the next list"
+    for i in range(0, 12, 2):
+        storage.delete_namespaced_custom_object(
+            "internal.videoanalyzer.io",
+            "v1alpha1",
+            namespace,
+            "sealedobjects",
+            kinds.KINDS["videos"].storage_name(f"v-{i:02d}"),
+        )
+        assert f"v-{i:02d}" not in names(), "a delete in storage that finished is not in the next list"
+    assert names(resource_version="0") == [f"v-{i:02d}" for i in range(1, 12, 2)]
+
+    # Pages come from one snapshot: an object made between them is not in the later page.
+    first = data.list_namespaced_custom_object(GROUP, VERSION, namespace, "videos", limit=4)
+    assert [o["metadata"]["name"] for o in first["items"]] == ["v-01", "v-03", "v-05", "v-07"]
+    assert first["metadata"]["remainingItemCount"] == 2
+    data.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "videos", yaml.safe_load(video(namespace, "v-99"))
+    )
+    rest = data.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "videos", limit=4, _continue=first["metadata"]["continue"]
+    )
+    assert [o["metadata"]["name"] for o in rest["items"]] == ["v-09", "v-11"]
+    assert rest["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert "v-99" in names()
+
+    # A version the cache has not reached is waited for, then refused as the apiserver refuses it.
+    ahead = str(int(first["metadata"]["resourceVersion"]) + 10**9)
+    with pytest.raises(client.ApiException) as refused:
+        names(resource_version=ahead)
+    assert refused.value.status == 504 and "Too large resource version" in str(refused.value.body)
+
+    # The marker the consistent reads write holds nothing and is never backed up.
+    markers = storage.list_cluster_custom_object(
+        "internal.videoanalyzer.io",
+        "v1alpha1",
+        "sealedobjects",
+        label_selector="internal.videoanalyzer.io/kind=Progress",
+    )["items"]
+    assert [m["metadata"]["name"] for m in markers] == ["vaop-progress"]
+    assert markers[0]["metadata"]["labels"]["velero.io/exclude-from-backup"] == "true"
+    assert markers[0]["spec"]["ciphertext"] == ""
 
 
 # Every operator the apiserver's label selectors accept, and some it refuses.

@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +29,29 @@ DOCUMENT = b'{"spec": {"title": "Lobby camera"}}'
 def test_round_trip_and_no_plaintext_in_the_ciphertext() -> None:
     sealed = objects.seal(DOCUMENT, account_key=KEY, binding=BINDING)
     assert b"Lobby" not in sealed.ciphertext
+    assert objects.unseal(sealed, account_key=KEY, binding=BINDING) == DOCUMENT
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    key=st.binary(min_size=32, max_size=32), object_id=st.text(max_size=80), version=st.sampled_from([1, 2])
+)
+def test_object_keys_are_rfc5869_hkdf_as_cryptography_derives_them(
+    key: bytes, object_id: str, version: int
+) -> None:
+    """The spelled-out HKDF gives the bytes cryptography's gives: objects sealed before it open."""
+    info = objects._INFO[version] + object_id.encode()
+    expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+    assert objects._object_key(key, version, object_id) == expected
+
+
+def test_an_object_sealed_with_cryptographys_hkdf_opens() -> None:
+    """An object sealed by the operator before the change (its key derived by cryptography) opens."""
+    info = objects._INFO[objects.FORMAT_VERSION] + BINDING.object_id.encode()
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(KEY)
+    nonce = os.urandom(12)
+    aad = objects._associated_data(objects.FORMAT_VERSION, BINDING)
+    sealed = objects.Sealed(objects.FORMAT_VERSION, nonce, AESGCM(key).encrypt(nonce, DOCUMENT, aad))
     assert objects.unseal(sealed, account_key=KEY, binding=BINDING) == DOCUMENT
 
 

@@ -12,6 +12,8 @@ import base64
 import json
 from typing import Any
 
+import orjson
+
 from ..crypto import objects
 from . import kinds, storage
 
@@ -88,7 +90,10 @@ def open_content(record: storage.SealedObject, *, account_key: bytes) -> dict[st
             kind, record["metadata"]["namespace"], spec["name"], spec["uid"], bound_account_id(record)
         ),
     )
-    content: dict[str, Any] = json.loads(plaintext)
+    try:
+        content: dict[str, Any] = orjson.loads(plaintext)
+    except orjson.JSONDecodeError:  # what orjson refuses and json reads (integers past 64 bits)
+        content = json.loads(plaintext)
     return content
 
 

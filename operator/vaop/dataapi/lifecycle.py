@@ -19,13 +19,14 @@ from .. import config, kubeclient, pki, platformroot
 from ..admission import registration, tls
 from ..listers import Listers
 from ..runtime import retry
-from . import auth, kinds, server, storage, verbs
+from . import auth, cache, kinds, server, storage, verbs
 from . import keys as account_keys
 
 logger = logging.getLogger(__name__)
 REFRESH_SECONDS = 300.0
 ANNOUNCED = f"{kinds.GROUP}/served-since"
 RETRY_SECONDS = 5.0
+SYNC_SECONDS = 60.0  # the first listing of every SealedObject: 10,000 take about a second
 
 
 def is_available(api_service: Any) -> bool:
@@ -56,6 +57,8 @@ class DataApi:
             hold_seconds=options.check_interval,
             root=root,
         )
+        self.sealed = cache.SealedCache(api, namespace=options.namespace)
+        self._reflecting: asyncio.Task[None] | None = None
         self._request_header: auth.RequestHeaderConfig | None = None
         self._server: server.DataServer | None = None
         self._context: ssl.SSLContext | None = None
@@ -71,7 +74,7 @@ class DataApi:
         self._task = asyncio.create_task(self._run(), name="data-api")
 
     async def stop(self) -> None:
-        for task in (self._task, self._announcing):
+        for task in (self._task, self._announcing, self._reflecting):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -103,9 +106,18 @@ class DataApi:
         ca, serving = await self._certificates()
         self._request_header = await auth.request_header_config(self._api)
         await self._register(ca)  # trusted before it is served
+        if self._reflecting is None:
+            self._reflecting = asyncio.create_task(self.sealed.run(), name="data-api-cache")
+        try:
+            await asyncio.wait_for(self.sealed.synced.wait(), SYNC_SECONDS)
+        except TimeoutError:
+            raise RuntimeError(
+                "the SealedObjects could not be listed yet (see the warnings above): "
+                "the data API serves once they are"
+            ) from None
         self._context = tls.server_context(serving)
         auth.trust_front_proxy(self._context, self._request_header)
-        service = verbs.DataService(storage.Storage(self._api), self.keys)
+        service = verbs.DataService(storage.Storage(self._api), self.keys, self.sealed)
         self._server = server.DataServer(
             service,
             auth.Authorizer(self._api, kinds.GROUP, kinds.VERSION),

@@ -1,18 +1,18 @@
 """SealedObjects in the main apiserver: where the data kinds live, sealed. No crypto here.
 
 One SealedObject per data object, in the object's namespace, named by ``Kind.storage_name``,
-labelled with its kind and account (so lists and watches select by kind on the server), owned by
-its account (garbage collection deletes an account's data with it). Its resourceVersion is the data
-object's: optimistic concurrency, watches and their resumption are the apiserver's own.
+labelled with its kind and account, owned by its account (garbage collection deletes an account's
+data with it). Its resourceVersion is the data object's: optimistic concurrency is the apiserver's
+own, and the versions of lists and watches (served from ``cache.py``) are etcd's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import labels, models
@@ -57,46 +57,6 @@ class Storage:
                 return None
             raise
         return record
-
-    async def list(
-        self, kind: kinds.Kind, namespace: str | None, *, limit: int | None, token: str | None
-    ) -> tuple[list[SealedObject], str, str | None]:
-        """(records, resourceVersion of the list, continue token)."""
-        options: dict[str, Any] = {"label_selector": f"{LABEL_KIND}={kind.kind}"}
-        if limit:
-            options["limit"] = limit
-        if token:
-            options["_continue"] = token
-        if namespace:
-            page = await self._custom.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, **options
-            )
-        else:
-            page = await self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
-        meta = page.get("metadata") or {}
-        return list(page.get("items", [])), str(meta.get("resourceVersion", "")), meta.get("continue") or None
-
-    async def watch(
-        self, kind: kinds.Kind, namespace: str | None, *, resource_version: str | None, seconds: int
-    ) -> AsyncIterator[tuple[str, SealedObject]]:
-        """(type, object) events: ADDED, MODIFIED, DELETED, BOOKMARK; an ERROR event (410 Gone for a
-        too old resourceVersion) is passed on as it is."""
-        options: dict[str, Any] = {
-            "label_selector": f"{LABEL_KIND}={kind.kind}",
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": seconds,
-        }
-        if resource_version:
-            options["resource_version"] = resource_version
-        if namespace:
-            function: Any = self._custom.list_namespaced_custom_object
-            args: tuple[str, ...] = (GROUP, VERSION, namespace, PLURAL)
-        else:
-            function, args = self._custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL)
-        stream = watch.Watch()
-        async with stream:
-            async for event in stream.stream(function, *args, **options):
-                yield str(event["type"]), event["raw_object"]
 
     async def create(self, namespace: str, record: SealedObject, *, dry_run: bool) -> SealedObject:
         created: SealedObject = await self._custom.create_namespaced_custom_object(

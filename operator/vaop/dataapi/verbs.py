@@ -11,6 +11,7 @@ saying what to fix). DELETE needs no key and always works.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from typing import Any
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from . import codec, fields, kinds, patches, sealing, selectors, storage, strategy
+from . import cache, codec, fields, kinds, patches, sealing, selectors, storage, strategy
 from . import keys as account_keys
 from .documents import ApiError
 
@@ -41,8 +42,11 @@ class WriteOptions:
 
 
 class DataService:
-    def __init__(self, store: storage.Storage, keys: account_keys.AccountKeys) -> None:
-        self._store = store
+    def __init__(
+        self, store: storage.Storage, keys: account_keys.AccountKeys, sealed: cache.SealedCache
+    ) -> None:
+        self._store = store  # GETs (consistent, as the apiserver's) and writes
+        self._cache = sealed  # lists and watches
         self._sealing = sealing.Sealing(keys)
 
     # ---- reads ------------------------------------------------------------------------------------
@@ -60,23 +64,37 @@ class DataService:
         field_selector: str | None,
         limit: int | None,
         token: str | None,
+        resource_version: str | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """From the cache, opening only the page returned. Without a resourceVersion the list is
+        consistent (every write finished before it shows); "0" is any recent state; a number is at
+        least that version. A continue token goes on with the first page's snapshot."""
         match_labels, match_fields = _selectors(label_selector, field_selector)
-        try:
-            records, version, next_token = await self._store.list(kind, namespace, limit=limit, token=token)
-        except ApiException as error:
-            raise _from_storage(error, kind, None) from None
-        found = []
-        for record in records:
-            if not match_fields(_routing(record)):
-                continue
-            obj = await self._sealing.open(record)
+        if token:
+            ident, records, version, position = self._cache.resumed(token)
+        else:
+            await self._fresh_enough(resource_version)
+            version, ident, position = self._cache.version, None, 0
+            records = [r for r in self._cache.listed(kind, namespace) if match_fields(_routing(r))]
+        found: list[dict[str, Any]] = []
+        while position < len(records) and not (limit and len(found) >= limit):
+            obj = await self._sealing.open(records[position])
+            position += 1
             if match_labels(_labels(obj)):
                 found.append(obj)
-        meta: dict[str, Any] = {"resourceVersion": version}
-        if next_token:
-            meta["continue"] = next_token
+        meta: dict[str, Any] = {"resourceVersion": str(version)}
+        if limit and position < len(records):
+            meta["continue"] = self._cache.token(ident or self._cache.snapshot(records, version), position)
+            meta["remainingItemCount"] = len(records) - position  # at most: labels select after opening
         return found, meta
+
+    async def _fresh_enough(self, resource_version: str | None) -> None:
+        if not resource_version:
+            await self._cache.consistent()
+        elif resource_version == "0":
+            await self._cache.synced.wait()
+        else:
+            await self._cache.reached(_version(resource_version))
 
     async def watch(
         self,
@@ -89,37 +107,43 @@ class DataService:
         seconds: int,
         bookmarks: bool,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Watch events ({type, object}); objects leaving the selection come as DELETED."""
+        """Watch events ({type, object}) from the cache, until ``seconds`` pass; objects leaving the
+        selection come as DELETED. Without a version (or "0") the current objects come first, as
+        ADDED; a version older than the cache's history gets 410 Gone (list again)."""
         match_labels, match_fields = _selectors(label_selector, field_selector)
+        since = None if resource_version in (None, "", "0") else _version(resource_version)
         selected: set[str] = set()
+        changes = self._cache.changes(kind, namespace, since=since)
         try:
-            async for event_type, record in self._store.watch(
-                kind, namespace, resource_version=resource_version or None, seconds=seconds
-            ):
-                if event_type == "BOOKMARK":
-                    if bookmarks:
-                        version = record["metadata"]["resourceVersion"]
-                        yield {
-                            "type": "BOOKMARK",
-                            "object": {
-                                "apiVersion": kinds.API_VERSION,
-                                "kind": kind.kind,
-                                "metadata": {"resourceVersion": version},
-                            },
-                        }
-                    continue
-                obj = await self._sealing.open(record)
-                key = obj["metadata"]["uid"]
-                matches = match_fields(_routing(record)) and match_labels(_labels(obj))
-                if event_type == "DELETED" or not matches:
-                    if key in selected or (event_type == "DELETED" and matches):
-                        selected.discard(key)
-                        yield {"type": "DELETED", "object": obj}
-                    continue
-                yield {"type": "ADDED" if key not in selected else event_type, "object": obj}
-                selected.add(key)
-        except ApiException as error:
-            yield {"type": "ERROR", "object": _from_storage(error, kind, None).status()}
+            async with asyncio.timeout(seconds):
+                async for _, event_type, record in changes:
+                    obj = await self._sealing.open(record)
+                    key = obj["metadata"]["uid"]
+                    matches = match_fields(_routing(record)) and match_labels(_labels(obj))
+                    if event_type == "DELETED" or not matches:
+                        if key in selected or (event_type == "DELETED" and matches):
+                            selected.discard(key)
+                            yield {"type": "DELETED", "object": obj}
+                        continue
+                    yield {"type": "ADDED" if key not in selected else event_type, "object": obj}
+                    selected.add(key)
+        except TimeoutError:
+            pass
+        except cache.Gone as gone:
+            yield {"type": "ERROR", "object": ApiError(410, str(gone), reason="Expired").status()}
+            return
+        except ApiError as error:  # a version the cache does not reach in time
+            yield {"type": "ERROR", "object": error.status()}
+            return
+        finally:
+            await changes.aclose()
+        if bookmarks:  # where to go on from, though nothing of this watch's changed
+            version = str(self._cache.version)
+            meta = {"resourceVersion": version}
+            yield {
+                "type": "BOOKMARK",
+                "object": {"apiVersion": kinds.API_VERSION, "kind": kind.kind, "metadata": meta},
+            }
 
     # ---- writes -----------------------------------------------------------------------------------
 
@@ -329,6 +353,13 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> tuple[
         return selectors.labels(label_selector), selectors.fields(field_selector)
     except selectors.SelectorError as error:
         raise ApiError(400, str(error)) from None
+
+
+def _version(resource_version: str) -> int:
+    try:
+        return int(resource_version)
+    except ValueError:
+        raise ApiError(400, f"resourceVersion {resource_version!r} is not one this server gave") from None
 
 
 def _routing(record: storage.SealedObject) -> dict[str, Any]:

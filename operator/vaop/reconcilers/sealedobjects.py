@@ -25,7 +25,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import labels, metrics, models
 from ..crypto import objects
-from ..dataapi import codec, storage
+from ..dataapi import codec, kinds, storage
 from ..dataapi import keys as account_keys
 from ..listers import Listers
 from ..models import AccountKey
@@ -74,7 +74,13 @@ class SealedObjectUpkeep:
         listing = functools.partial(
             self._custom.list_cluster_custom_object, storage.GROUP, storage.VERSION, storage.PLURAL
         )
-        await watchcache.reflect(listing, self, what="SealedObjects", restart_delay=RESTART_DELAY)
+        await watchcache.reflect(
+            listing,
+            self,
+            what="SealedObjects",
+            restart_delay=RESTART_DELAY,
+            label_selector=f"{storage.LABEL_KIND} in ({','.join(sorted(kinds.BY_KIND))})",  # data only
+        )
 
     async def replace(self, listed: AsyncIterator[storage.SealedObject]) -> None:
         async for record in listed:

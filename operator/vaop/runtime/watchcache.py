@@ -41,6 +41,13 @@ class Reflected(Protocol):
     def changed(self, kind: str, obj: Any) -> None: ...
 
 
+class Progressing(Reflected, Protocol):
+    """A reflected cache that also wants the versions watched past (bookmarks included): those say
+    it holds every change up to them, even when none was its."""
+
+    def progressed(self, version: str) -> None: ...
+
+
 async def reflect(
     list_function: Callable[..., Awaitable[Any]],
     into: Reflected,
@@ -82,6 +89,9 @@ async def list_then_watch(
                 yield obj
 
     await into.replace(listed())
+    progressed = getattr(into, "progressed", None)
+    if progressed is not None:
+        progressed(version)
     while True:
         stream = watch.Watch()
         async with stream:
@@ -94,6 +104,8 @@ async def list_then_watch(
             ):
                 if event["type"] in ("ADDED", "MODIFIED", "DELETED"):  # not BOOKMARK: a version only
                     into.changed(event["type"], event["object"])
+                if progressed is not None:
+                    progressed(stream.resource_version)
             version = stream.resource_version
 
 
