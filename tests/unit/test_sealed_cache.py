@@ -39,7 +39,7 @@ class Marks:
 
 
 async def filled(*records: dict[str, Any], version: int = 10) -> cache.SealedCache:
-    sealed = cache.SealedCache(object(), namespace="operator")  # type: ignore[arg-type]
+    sealed = cache.SealedCache(object(), namespace="operator")
 
     async def listed() -> AsyncIterator[storage.SealedObject]:
         for one in records:
@@ -131,7 +131,7 @@ async def test_pages_keep_their_snapshot_and_an_old_token_expires(monkeypatch: p
 async def test_a_consistent_read_waits_for_a_marker_written_after_it_came() -> None:
     sealed = await filled()
     marks = Marks()
-    sealed._custom = marks  # type: ignore[assignment]
+    sealed._custom = marks
     first = asyncio.ensure_future(sealed.consistent())
     await asyncio.sleep(0)
     second = asyncio.ensure_future(sealed.consistent())  # came while the first marker is being written
