@@ -1,21 +1,25 @@
 """The data API (sealed Videos through the aggregated API) beside a CRD of the same shape, same run.
 
 Baseline: a CustomResourceDefinition ``plainvideos.bench.videoanalyzer.io`` with the Video's schema,
-served by the same kube-apiserver straight from etcd (no aggregation, no sealing). Both get N
-creates, N single GETs and full LISTs through the kube-apiserver, from the same client; the
-operator's resident memory is read before and after.
+served by the same kube-apiserver (no aggregation, no sealing). Both get N creates, single GETs,
+full LISTs (consistent, and at resourceVersion 0), paged LISTs (500 a page) and a watch fanned out
+to W watchers, through the kube-apiserver, from the same client. The reads alternate between the
+two, A-B-A-B, so neither meets a warmer store. The operator's and the apiserver's resident memory
+are read before and after: the operator's growth is its cache of SealedObjects.
 
-    .venv/bin/python -m bench.data_api --objects 1000
+    .venv/bin/python -m bench.data_api --objects 1000 --watchers 100
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
+import threading
 import time
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 
 from bench import harness
 
@@ -55,7 +59,7 @@ def _plain_crd(api: client.ApiClient) -> None:
     time.sleep(3)  # the CRD's endpoint appears
 
 
-def _run(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], count: int) -> dict[str, float]:
+def _create_all(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], count: int) -> float:
     group, version, plural, name = kind
     custom = client.CustomObjectsApi(api)
 
@@ -73,26 +77,97 @@ def _run(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], count:
         }
         custom.create_namespaced_custom_object(group, version, ns, plural, body)
 
-    def get_each() -> list[float]:
-        latencies = []
-        for i in range(0, count, max(1, count // 200)):
-            started = time.perf_counter()
-            custom.get_namespaced_custom_object(group, version, ns, plural, f"v-{i:05d}")
-            latencies.append(time.perf_counter() - started)
-        return latencies
+    return harness.timed(lambda: harness.parallel(list(range(count)), create))
 
-    def list_all() -> None:
-        items = custom.list_namespaced_custom_object(group, version, ns, plural)["items"]
+
+def _reads(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], count: int) -> dict[str, float]:
+    """One round of reads: a GET median over 200 names, one LIST of each sort."""
+    group, version, plural, _ = kind
+    custom = client.CustomObjectsApi(api)
+    gets = []
+    for i in range(0, count, max(1, count // 200)):
+        started = time.perf_counter()
+        custom.get_namespaced_custom_object(group, version, ns, plural, f"v-{i:05d}")
+        gets.append(time.perf_counter() - started)
+
+    def list_all(**options: Any) -> None:
+        items = custom.list_namespaced_custom_object(group, version, ns, plural, **options)["items"]
         assert len(items) == count, len(items)
 
-    created = harness.timed(lambda: harness.parallel(list(range(count)), create))
-    gets = get_each()
-    lists = [harness.timed(list_all) for _ in range(5)]
+    def list_paged() -> None:
+        seen, token = 0, None
+        while True:
+            page = custom.list_namespaced_custom_object(
+                group, version, ns, plural, limit=500, _continue=token
+            )
+            seen += len(page["items"])
+            token = page["metadata"].get("continue")
+            if not token:
+                break
+        assert seen == count, seen
+
     return {
-        "create": created,
         "get_p50": statistics.median(gets),
-        "list": statistics.median(lists),
+        "list": harness.timed(list_all),
+        "list_rv0": harness.timed(lambda: list_all(resource_version="0")),
+        "list_paged": harness.timed(list_paged),
     }
+
+
+def _fan_out(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], watchers: int) -> list[float]:
+    """Seconds from each of 20 creates' answer to its ADDED event at every one of ``watchers``
+    watches (one list of all those delays)."""
+    group, version, plural, name = kind
+    settings = copy.copy(api.configuration)
+    settings.connection_pool_maxsize = watchers + 8  # a connection each, as separate clients have
+    custom = client.CustomObjectsApi(client.ApiClient(settings))
+    start = custom.list_namespaced_custom_object(group, version, ns, plural, limit=1)["metadata"][
+        "resourceVersion"
+    ]
+    arrived: dict[str, list[float]] = {}
+    lock = threading.Lock()
+    opened = threading.Barrier(watchers + 1)
+
+    def watch_one() -> None:
+        stream = watch.Watch()
+        opened.wait()
+        for event in stream.stream(
+            custom.list_namespaced_custom_object,
+            group,
+            version,
+            ns,
+            plural,
+            resource_version=start,
+            timeout_seconds=60,
+            label_selector="fan=out",
+        ):
+            now = time.perf_counter()
+            with lock:
+                arrived.setdefault(event["object"]["metadata"]["name"], []).append(now)
+            if event["object"]["metadata"]["name"] == "f-019":
+                break
+
+    threads = [threading.Thread(target=watch_one, daemon=True) for _ in range(watchers)]
+    for thread in threads:
+        thread.start()
+    opened.wait()
+    time.sleep(2.0)  # every watch open
+    answered: dict[str, float] = {}
+    for i in range(20):
+        body = {
+            "apiVersion": f"{group}/{version}",
+            "kind": name,
+            "metadata": {"name": f"f-{i:03d}", "labels": {"fan": "out"}},
+            "spec": {"accountName": "studio", "title": f"Fan {i}", "description": "out", "archival": {}},
+        }
+        custom.create_namespaced_custom_object(group, version, ns, plural, body)
+        answered[f"f-{i:03d}"] = time.perf_counter()
+        time.sleep(0.1)
+    for thread in threads:
+        thread.join(timeout=60)
+    delays = [t - answered[n] for n, times in arrived.items() if n in answered for t in times]
+    assert len(delays) == 20 * watchers, f"{len(delays)} of {20 * watchers} events arrived"
+    return delays
 
 
 def _rss_mib(pid: int) -> float:
@@ -107,9 +182,11 @@ def _rss_mib(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--objects", type=int, default=1000)
+    parser.add_argument("--watchers", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of reads, alternating A-B")
     args = parser.parse_args()
     count = args.objects
-    with harness.scratch() as workdir, harness.environment_running(workdir) as (_, api, operator):
+    with harness.scratch() as workdir, harness.environment_running(workdir) as (plane, api, operator):
         assert operator.popen is not None
         ns = harness.namespace(api, "data")
         body = {
@@ -125,9 +202,17 @@ def main() -> None:
             lambda: harness.accounts(api, ns)[0].get("status", {}).get("state") == "Active", timeout=60
         )
         _plain_crd(api)
-        rss_before = _rss_mib(operator.popen.pid)
-        plain = _run(api, harness.namespace(api, "plain"), PLAIN, count)
-        data = _run(api, ns, DATA, count)
+        plain_ns = harness.namespace(api, "plain")
+        pids = {"operator": operator.popen.pid, "kube-apiserver": plane.pids()["kube-apiserver"]}
+        rss_before = {name: _rss_mib(pid) for name, pid in pids.items()}
+        created = {
+            "plain": _create_all(api, plain_ns, PLAIN, count),
+            "data": _create_all(api, ns, DATA, count),
+        }
+        rounds: dict[str, list[dict[str, float]]] = {"plain": [], "data": []}
+        for _ in range(args.rounds):
+            rounds["data"].append(_reads(api, ns, DATA, count))
+            rounds["plain"].append(_reads(api, plain_ns, PLAIN, count))
         custom = client.CustomObjectsApi(api)
         storage_list = statistics.median(
             harness.timed(
@@ -135,9 +220,19 @@ def main() -> None:
                     "internal.videoanalyzer.io", "v1alpha1", ns, "sealedobjects"
                 )
             )
-            for _ in range(5)
+            for _ in range(3)
         )
-        rss_after = _rss_mib(operator.popen.pid)
+        rss_after = {name: _rss_mib(pid) for name, pid in pids.items()}
+        fan = {
+            "data": _fan_out(api, ns, DATA, args.watchers),
+            "plain": _fan_out(api, plain_ns, PLAIN, args.watchers),
+        }
+
+    def median_of(which: str, key: str) -> float:
+        return statistics.median(r[key] for r in rounds[which])
+
+    data = {key: median_of("data", key) for key in rounds["data"][0]} | {"create": created["data"]}
+    plain = {key: median_of("plain", key) for key in rounds["plain"][0]} | {"create": created["plain"]}
 
     def show(label: str, key: str) -> None:
         print(
@@ -145,12 +240,28 @@ def main() -> None:
             f"ratio {data[key] / plain[key]:.1f}x"
         )
 
-    print(f"objects: {count}")
+    print(f"objects: {count}, rounds of reads: {args.rounds} (medians)")
     show(f"create {count} (8 writers)", "create")
     show("GET, median", "get_p50")
-    show(f"LIST {count}, median", "list")
-    print(f"LIST {count} SealedObjects (what the data API reads to answer): {storage_list * 1000:.1f} ms")
-    print(f"operator RSS: {rss_before:.0f} MiB before, {rss_after:.0f} MiB after {count} objects")
+    show(f"LIST {count} (consistent)", "list")
+    show(f"LIST {count} (rv=0)", "list_rv0")
+    show(f"LIST {count} (pages of 500)", "list_paged")
+    print(
+        f"LIST {count} SealedObjects (what the data API read before its cache): {storage_list * 1000:.1f} ms"
+    )
+    for which in ("data", "plain"):
+        delays = sorted(fan[which])
+        p50, p99 = delays[len(delays) // 2], delays[int(len(delays) * 0.99)]
+        print(
+            f"watch fan-out, {args.watchers} watchers, {which:<5}: event after the create's answer "
+            f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
+        )
+    for name in pids:
+        grown = rss_after[name] - rss_before[name]
+        print(
+            f"{name} RSS: {rss_before[name]:.0f} MiB before, {rss_after[name]:.0f} MiB after "
+            f"{count} objects of each (+{grown:.0f} MiB)"
+        )
 
 
 if __name__ == "__main__":
