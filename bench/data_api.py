@@ -106,8 +106,14 @@ def _reads(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], coun
                 break
         assert seen == count, seen
 
+    hops = []
+    for _ in range(100):  # the group's discovery: the path to the server, without storage or objects
+        started = time.perf_counter()
+        custom.get_api_resources(group, version)
+        hops.append(time.perf_counter() - started)
     return {
         "get_p50": statistics.median(gets),
+        "hop_p50": statistics.median(hops),
         "list": harness.timed(list_all),
         "list_rv0": harness.timed(lambda: list_all(resource_version="0")),
         "list_paged": harness.timed(list_paged),
@@ -243,6 +249,7 @@ def main() -> None:
     print(f"objects: {count}, rounds of reads: {args.rounds} (medians)")
     show(f"create {count} (8 writers)", "create")
     show("GET, median", "get_p50")
+    show("GET discovery, median", "hop_p50")
     show(f"LIST {count} (consistent)", "list")
     show(f"LIST {count} (rv=0)", "list_rv0")
     show(f"LIST {count} (pages of 500)", "list_paged")
