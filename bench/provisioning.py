@@ -8,13 +8,17 @@ live objects; the operator's two runs bracket the baselines, and their spread sh
 store's history (etcd revisions, compaction) changes on its own. Ratios are to the mean of the
 operator's two runs. (``bench/scale.py`` measures the rest: memory, rotation, detection.)
 
+With ``--fresh``, each contender gets a control plane of its own instead, new and empty (it starts
+in seconds), in the same A-B-A order: nothing is cleared between runs, which at 10,000 accounts
+would take longer than the runs (garbage collection deletes the account-key Secrets at about 20/s).
+
 Contenders: the operator (the chart's RBAC); a Kopf operator making the writes any implementation
 must make (``bench/writes_kopf_operator.py``: a Secret, a status patch, an Event per account); the
 no-op Kopf operator and the no-op controller-runtime controller (status.state only); the floor of N
 bare Secret creates and N updates (8 writers), first and last.
 
     .venv/bin/python -m bench.provisioning --accounts 1000
-    .venv/bin/python -m bench.provisioning --accounts 10000
+    .venv/bin/python -m bench.provisioning --accounts 10000 --fresh
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from kubernetes import client
 from bench import harness
 from bench.scale import NOOP_KOPF, WEBHOOK, WRITES_KOPF
 from vaop import labels
-from vaopdev import binaries, cluster
+from vaopdev import binaries, cluster, environment
 
 # The account-key Secrets go by garbage collection, at kube-controller-manager's client rate (20
 # requests/s by default): about 500 s for 10,000 of them, and their Events too.
@@ -86,7 +90,13 @@ Command = Callable[[str], list[str]]  # a baseline's command line, for its names
 
 
 def timed_baseline(
-    api: client.ApiClient, plane: cluster.ControlPlane, name: str, command: Command, count: int
+    api: client.ApiClient,
+    plane: cluster.ControlPlane,
+    name: str,
+    command: Command,
+    count: int,
+    *,
+    clear_after: bool = True,
 ) -> Run:
     ns = harness.namespace(api, name.split(maxsplit=1)[0].lower().replace("-", ""))
     assert plane.admin_kubeconfig is not None
@@ -94,7 +104,8 @@ def timed_baseline(
         time.sleep(3)  # its watch is open
         with harness.cpu_used(harness.cpu_pids(plane, process.pid)) as cpu:
             seconds = provision(api, ns, count)
-    clear(api, ns, count)
+    if clear_after:
+        clear(api, ns, count)
     return Run(name, seconds, cpu)
 
 
@@ -146,9 +157,53 @@ def measure(count: int, workdir: Path) -> list[Run]:
     return runs
 
 
-def report(count: int, runs: list[Run]) -> None:
+def measure_fresh(count: int, workdir: Path) -> list[Run]:
+    """The same contenders and order, each on a new control plane of its own."""
+    noop_go = str(binaries.NOOP_CONTROLLER.ensure() / "noop-controller")
+    kopf = [sys.executable, "-m", "kopf", "run", "--standalone"]
+    baselines: list[tuple[str, Command]] = [
+        ("same-writes Kopf", lambda ns: [*kopf, "--namespace", ns, str(WRITES_KOPF)]),
+        ("no-op Kopf", lambda ns: [*kopf, "--namespace", ns, str(NOOP_KOPF)]),
+        ("no-op controller-runtime", lambda ns: [noop_go, "--namespace", ns]),
+    ]
+    runs: list[Run] = []
+
+    def floor(label: str) -> None:
+        with cluster.ControlPlane() as plane, environment.admin_api(plane) as api:
+            runs.append(
+                Run(label, harness.raw_secret_writes(api, harness.namespace(api, "floor"), count).total)
+            )
+
+    def operator_run(label: str) -> None:
+        settings = {"VAOP_CHECK_INTERVAL": "30"}
+        with harness.environment_running(workdir, settings=settings) as (plane, api, operator):
+            assert operator.popen is not None
+            ns = harness.namespace(api, "operator")
+            with harness.cpu_used(harness.cpu_pids(plane, operator.popen.pid)) as cpu:
+                seconds = provision(api, ns, count)
+            runs.append(Run(label, seconds, cpu))
+
+    def baseline(name: str, command: Command) -> None:
+        with cluster.ControlPlane() as plane:
+            environment.helm_install(plane)  # the CRDs, as the operator's runs have them
+            with environment.admin_api(plane) as api:
+                client.AdmissionregistrationV1Api(api).delete_validating_webhook_configuration(WEBHOOK)
+                runs.append(timed_baseline(api, plane, name, command, count, clear_after=False))
+
+    floor("floor (first)")
+    operator_run("operator (A1)")
+    for name, command in baselines:
+        baseline(name, command)
+        print(f"so far: {runs}", flush=True)
+    operator_run("operator (A2)")
+    floor("floor (last)")
+    return runs
+
+
+def report(count: int, runs: list[Run], *, fresh: bool) -> None:
     operator = statistics.mean(r.seconds for r in runs if r.name.startswith("operator"))
-    print(f"provisioning {count} SystemKey accounts to Active, in run order (A-B-A, an equal store each):")
+    store = "a new control plane each" if fresh else "an equal store each"
+    print(f"provisioning {count} SystemKey accounts to Active, in run order (A-B-A, {store}):")
     for run in runs:
         ratio = f"operator {operator / run.seconds:4.2f}x this" if not run.name.startswith("operator") else ""
         cpu = ", ".join(f"{name} {seconds:5.1f}" for name, seconds in run.cpu.items())
@@ -159,10 +214,11 @@ def report(count: int, runs: list[Run]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--fresh", action="store_true", help="a new control plane for each contender")
     args = parser.parse_args()
     with harness.scratch() as workdir:
-        runs = measure(args.accounts, workdir)
-    report(args.accounts, runs)
+        runs = (measure_fresh if args.fresh else measure)(args.accounts, workdir)
+    report(args.accounts, runs, fresh=args.fresh)
 
 
 if __name__ == "__main__":
