@@ -11,6 +11,7 @@ import collections
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,9 +43,11 @@ def scratch() -> Iterator[Path]:
 
 @contextlib.contextmanager
 def environment_running(
-    workdir: Path, *, settings: dict[str, str] | None = None
+    workdir: Path, *, settings: dict[str, str] | None = None, profiling: bool = False
 ) -> Iterator[tuple[cluster.ControlPlane, client.ApiClient, environment.OperatorProcess]]:
-    with cluster.ControlPlane() as plane:
+    """A local control plane (``profiling``: its apiserver serves /debug/pprof) with the chart
+    installed and the operator running."""
+    with cluster.ControlPlane(profiling=profiling) as plane:
         environment.helm_install(plane)
         operator = environment.OperatorProcess(
             environment.operator_identity(plane), workdir / "operator.log", settings=settings
@@ -482,6 +485,8 @@ def profiled(pid: int, *, enabled: bool = True, top: int = 25) -> Iterator[list[
         samples = 0
         for line in output.read_text().splitlines() if output.exists() else ():
             stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue  # not a stack (a blank line)
             frames = [_frame(frame) for frame in stack.split(";")]
             samples += int(count)
             own[frames[-1][0]] += int(count)
@@ -491,6 +496,45 @@ def profiled(pid: int, *, enabled: bool = True, top: int = 25) -> Iterator[list[
         found += [f"  {100 * n / samples:5.1f}%  {frame}" for frame, n in own.most_common(top)]
         found.append("total time of the operator's own functions (anywhere on the stack):")
         found += [f"  {100 * n / samples:5.1f}%  {frame}" for frame, n in total.most_common(top) if n]
+
+
+@contextlib.contextmanager
+def apiserver_profiled(
+    plane: cluster.ControlPlane, *, seconds: int = 10, enabled: bool = True, top: int = 30
+) -> Iterator[list[str]]:
+    """The kube-apiserver's CPU profile (its /debug/pprof; the plane made with profiling=True) over
+    the first ``seconds`` of the block; then the list holds ``go tool pprof -top -cum``'s lines."""
+    found: list[str] = []
+    if not enabled:
+        yield found
+        return
+    assert plane.bins is not None and plane.admin_kubeconfig is not None
+    with tempfile.TemporaryDirectory(prefix="vaop-pprof-") as folder:
+        output = Path(folder) / "cpu.pprof"
+        with output.open("wb") as sink:
+            fetch = subprocess.Popen(
+                [
+                    str(plane.bins.kubectl),
+                    "--kubeconfig",
+                    str(plane.admin_kubeconfig),
+                    "get",
+                    "--raw",
+                    f"/debug/pprof/profile?seconds={seconds}",
+                ],
+                stdout=sink,
+            )
+            try:
+                yield found
+            finally:
+                fetch.wait(timeout=seconds + 60)
+        go = shutil.which("go") or "go"  # Go builds the local control plane: it is here
+        shown = subprocess.run(
+            [go, "tool", "pprof", "-top", "-cum", f"-nodecount={top}", str(output)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        found += shown.stdout.splitlines() or [f"no profile: {shown.stderr.strip()}"]
 
 
 def _frame(raw: str) -> tuple[str, bool]:

@@ -24,6 +24,7 @@ bare Secret creates and N updates (8 writers), first and last.
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import sys
 import time
@@ -48,6 +49,9 @@ class Run:
     name: str
     seconds: float
     cpu: dict[str, float] = field(default_factory=dict)
+    requests: collections.Counter[str] = field(default_factory=collections.Counter)  # --fresh: all users'
+    profile: list[str] = field(default_factory=list)  # --profile: py-spy's top functions
+    apiserver_profile: list[str] = field(default_factory=list)  # --profile: pprof's, its first 10 s
 
 
 def provision(api: client.ApiClient, ns: str, count: int) -> float:
@@ -157,8 +161,9 @@ def measure(count: int, workdir: Path) -> list[Run]:
     return runs
 
 
-def measure_fresh(count: int, workdir: Path) -> list[Run]:
-    """The same contenders and order, each on a new control plane of its own."""
+def measure_fresh(count: int, workdir: Path, *, profile: bool = False) -> list[Run]:
+    """The same contenders and order, each on a new control plane of its own, with every request
+    the apiserver served during each run counted (the store is the run's alone)."""
     noop_go = str(binaries.NOOP_CONTROLLER.ensure() / "noop-controller")
     kopf = [sys.executable, "-m", "kopf", "run", "--standalone"]
     baselines: list[tuple[str, Command]] = [
@@ -170,32 +175,46 @@ def measure_fresh(count: int, workdir: Path) -> list[Run]:
 
     def floor(label: str) -> None:
         with cluster.ControlPlane() as plane, environment.admin_api(plane) as api:
-            runs.append(
-                Run(label, harness.raw_secret_writes(api, harness.namespace(api, "floor"), count).total)
-            )
+            since = time.time()
+            run = Run(label, harness.raw_secret_writes(api, harness.namespace(api, "floor"), count).total)
+            run.requests = harness.request_counts(plane, since=since)
+            runs.append(run)
 
-    def operator_run(label: str) -> None:
+    def operator_run(label: str, *, profiled: bool) -> None:
         settings = {"VAOP_CHECK_INTERVAL": "30"}
-        with harness.environment_running(workdir, settings=settings) as (plane, api, operator):
+        running = harness.environment_running(workdir, settings=settings, profiling=profiled)
+        with running as (plane, api, operator):
             assert operator.popen is not None
             ns = harness.namespace(api, "operator")
-            with harness.cpu_used(harness.cpu_pids(plane, operator.popen.pid)) as cpu:
+            since = time.time()
+            with (
+                harness.cpu_used(harness.cpu_pids(plane, operator.popen.pid)) as cpu,
+                harness.profiled(operator.popen.pid, enabled=profiled) as top,
+                harness.apiserver_profiled(plane, enabled=profiled) as apiserver_top,
+            ):
                 seconds = provision(api, ns, count)
-            runs.append(Run(label, seconds, cpu))
+            runs.append(
+                Run(label, seconds, cpu, harness.request_counts(plane, since=since), top, apiserver_top)
+            )
 
-    def baseline(name: str, command: Command) -> None:
-        with cluster.ControlPlane() as plane:
+    def baseline(name: str, command: Command, *, profiled: bool = False) -> None:
+        with cluster.ControlPlane(profiling=profiled) as plane:
             environment.helm_install(plane)  # the CRDs, as the operator's runs have them
             with environment.admin_api(plane) as api:
                 client.AdmissionregistrationV1Api(api).delete_validating_webhook_configuration(WEBHOOK)
-                runs.append(timed_baseline(api, plane, name, command, count, clear_after=False))
+                since = time.time()
+                with harness.apiserver_profiled(plane, enabled=profiled) as apiserver_top:
+                    run = timed_baseline(api, plane, name, command, count, clear_after=False)
+                run.requests = harness.request_counts(plane, since=since)
+                run.apiserver_profile = apiserver_top
+                runs.append(run)
 
     floor("floor (first)")
-    operator_run("operator (A1)")
+    operator_run("operator (A1)", profiled=profile)
     for name, command in baselines:
-        baseline(name, command)
-        print(f"so far: {runs}", flush=True)
-    operator_run("operator (A2)")
+        baseline(name, command, profiled=profile and name.startswith("same-writes"))
+        print(f"so far: {[(r.name, round(r.seconds, 1)) for r in runs]}", flush=True)
+    operator_run("operator (A2)", profiled=False)
     floor("floor (last)")
     return runs
 
@@ -209,15 +228,35 @@ def report(count: int, runs: list[Run], *, fresh: bool) -> None:
         cpu = ", ".join(f"{name} {seconds:5.1f}" for name, seconds in run.cpu.items())
         print(f"  {run.name:26s} {run.seconds:7.1f} s  {ratio:24s} {f'CPU: {cpu}' if cpu else ''}")
     print(f"  operator, mean of A1 and A2: {operator:.1f} s ({count / operator:.1f}/s)")
+    for run in runs:
+        if run.requests:
+            significant = collections.Counter({k: n for k, n in run.requests.items() if n >= count / 100})
+            harness.print_requests(
+                f"requests the apiserver served during {run.name} (every user)", significant, count
+            )
+        if run.profile:
+            print(f"where the operator spent its time during {run.name} (py-spy):")
+            print("\n".join(f"  {line}" for line in run.profile))
+        if run.apiserver_profile:
+            print(f"where the kube-apiserver spent its time in the first 10 s of {run.name} (pprof):")
+            print("\n".join(f"  {line}" for line in run.apiserver_profile))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--fresh", action="store_true", help="a new control plane for each contender")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="with --fresh: py-spy on the operator's A1 (which it slows), pprof on the apiserver",
+    )
     args = parser.parse_args()
     with harness.scratch() as workdir:
-        runs = (measure_fresh if args.fresh else measure)(args.accounts, workdir)
+        if args.fresh:
+            runs = measure_fresh(args.accounts, workdir, profile=args.profile)
+        else:
+            runs = measure(args.accounts, workdir)
     report(args.accounts, runs, fresh=args.fresh)
 
 

@@ -135,6 +135,7 @@ class ControlPlane:
 
     workdir: Path | None = None
     bins: binaries.Binaries | None = None
+    profiling: bool = False  # the apiserver's /debug/pprof, for benchmarks (bench.provisioning --profile)
     _processes: list[_Process] = field(default_factory=list)
     _owns_workdir: bool = False
 
@@ -353,7 +354,7 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
-                "--profiling=false",
+                f"--profiling={str(self.profiling).lower()}",
                 f"--audit-policy-file={policy}",
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-format=json",
