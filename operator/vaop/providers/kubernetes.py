@@ -78,7 +78,7 @@ class KubernetesKeyProvider(base.KeyProvider):
             expires_on, why = _expiry(annotations.get(ANNOTATION_EXPIRES_ON))
             enabled = enabled and not why
             try:
-                facts = rsa.facts(rsa.load_private_key(pem))
+                facts = rsa.facts(self._parse(pem))
             except rsa.KeyMaterialError:
                 facts = rsa.KeyFacts(rsa.UNREADABLE, 0)
             self._pems[(key_name, version)] = pem
@@ -115,13 +115,19 @@ class KubernetesKeyProvider(base.KeyProvider):
             raise base.KeyDisabled(
                 f"version {version} of key {key_name!r} is disabled; enable it to open what it wraps"
             )
+        key = self._parse(pem)
+        if not isinstance(key, rsa_keys.RSAPrivateKey):
+            raise base.KeyUnsupported(f"key {key_name!r} version {version} is not an RSA key")
+        return key
+
+    def _parse(self, pem: bytes) -> object:
+        """The key a PEM holds, parsed once while the PEM is one of the versions listed."""
         key = self._parsed.get(pem)
         if key is None:
             key = rsa.load_private_key(pem)
-            self._parsed = {p: k for p, k in self._parsed.items() if p in self._pems.values()}
+            live = set(self._pems.values()) | {pem}
+            self._parsed = {p: k for p, k in self._parsed.items() if p in live}
             self._parsed[pem] = key
-        if not isinstance(key, rsa_keys.RSAPrivateKey):
-            raise base.KeyUnsupported(f"key {key_name!r} version {version} is not an RSA key")
         return key
 
     async def _list(self, key_name: str) -> list[client.V1Secret]:
