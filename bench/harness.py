@@ -500,10 +500,16 @@ def profiled(pid: int, *, enabled: bool = True, top: int = 25) -> Iterator[list[
 
 @contextlib.contextmanager
 def apiserver_profiled(
-    plane: cluster.ControlPlane, *, seconds: int = 10, enabled: bool = True, top: int = 30
+    plane: cluster.ControlPlane,
+    *,
+    seconds: int = 10,
+    enabled: bool = True,
+    top: int = 30,
+    keep_as: Path | None = None,
 ) -> Iterator[list[str]]:
     """The kube-apiserver's CPU profile (its /debug/pprof; the plane made with profiling=True) over
-    the first ``seconds`` of the block; then the list holds ``go tool pprof -top -cum``'s lines."""
+    the first ``seconds`` of the block; then the list holds ``go tool pprof -top -cum``'s lines,
+    and the profile is copied to ``keep_as`` (to compare two: ``go tool pprof -diff_base``)."""
     found: list[str] = []
     if not enabled:
         yield found
@@ -535,6 +541,9 @@ def apiserver_profiled(
             check=False,
         )
         found += shown.stdout.splitlines() or [f"no profile: {shown.stderr.strip()}"]
+        if keep_as is not None:
+            shutil.copyfile(output, keep_as)
+            found.append(f"(the profile: {keep_as})")
 
 
 def _frame(raw: str) -> tuple[str, bool]:
