@@ -114,14 +114,19 @@ def timed_baseline(
     return Run(name, seconds, cpu)
 
 
-def measure(count: int, workdir: Path) -> list[Run]:
+def _baselines() -> list[tuple[str, Command]]:
+    """The baselines, in the order they run: each a name and its command line for a namespace."""
     noop_go = str(binaries.NOOP_CONTROLLER.ensure() / "noop-controller")
     kopf = [sys.executable, "-m", "kopf", "run", "--standalone"]
-    baselines: list[tuple[str, Command]] = [
+    return [
         ("same-writes Kopf", lambda ns: [*kopf, "--namespace", ns, str(WRITES_KOPF)]),
         ("no-op Kopf", lambda ns: [*kopf, "--namespace", ns, str(NOOP_KOPF)]),
         ("no-op controller-runtime", lambda ns: [noop_go, "--namespace", ns]),
     ]
+
+
+def measure(count: int, workdir: Path) -> list[Run]:
+    baselines = _baselines()
     runs: list[Run] = []
     settings = {"VAOP_CHECK_INTERVAL": "30"}
     with harness.environment_running(workdir, settings=settings) as (plane, api, operator):
@@ -165,13 +170,7 @@ def measure(count: int, workdir: Path) -> list[Run]:
 def measure_fresh(count: int, workdir: Path, *, profile: bool = False) -> list[Run]:
     """The same contenders and order, each on a new control plane of its own, with every request
     the apiserver served during each run counted (the store is the run's alone)."""
-    noop_go = str(binaries.NOOP_CONTROLLER.ensure() / "noop-controller")
-    kopf = [sys.executable, "-m", "kopf", "run", "--standalone"]
-    baselines: list[tuple[str, Command]] = [
-        ("same-writes Kopf", lambda ns: [*kopf, "--namespace", ns, str(WRITES_KOPF)]),
-        ("no-op Kopf", lambda ns: [*kopf, "--namespace", ns, str(NOOP_KOPF)]),
-        ("no-op controller-runtime", lambda ns: [noop_go, "--namespace", ns]),
-    ]
+    baselines = _baselines()
     runs: list[Run] = []
 
     def floor(label: str) -> None:
