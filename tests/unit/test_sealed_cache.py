@@ -113,18 +113,26 @@ async def test_a_slow_watcher_is_closed_rather_than_held_without_bound(
 
 async def test_pages_keep_their_snapshot_and_an_old_token_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     sealed = await filled(record("a", 5), record("b", 6))
-    ident = sealed.snapshot(sealed.listed(VIDEO, "tenant"), 10)
+    ident = sealed.snapshot(sealed.listed(VIDEO, "tenant"), 10, VIDEO, "tenant")
     token = sealed.token(ident, 1)
     sealed.changed("ADDED", record("c", 11))
-    _, records, version, offset = sealed.resumed(token)
+    _, records, version, offset = sealed.resumed(token, VIDEO, "tenant")
     assert [r["spec"]["name"] for r in records[offset:]] == ["b"] and version == 10
+    for other_kind, other_namespace in (
+        (kinds.BY_KIND["AccessPolicy"], "tenant"),
+        (VIDEO, "other"),
+        (VIDEO, None),
+    ):
+        with pytest.raises(ApiError) as elsewhere:
+            sealed.resumed(token, other_kind, other_namespace)
+        assert elsewhere.value.code == 400, "a token goes on with its own list only"
     monkeypatch.setattr(cache, "SNAPSHOTS", 1)
-    sealed.snapshot([], 11)
+    sealed.snapshot([], 11, VIDEO, "tenant")
     with pytest.raises(ApiError) as expired:
-        sealed.resumed(token)
+        sealed.resumed(token, VIDEO, "tenant")
     assert expired.value.code == 410
     with pytest.raises(ApiError) as foreign:
-        sealed.resumed("bm90IG91cnM=")
+        sealed.resumed("bm90IG91cnM=", VIDEO, "tenant")
     assert foreign.value.code == 400
 
 

@@ -65,6 +65,7 @@ class _Snapshot:
     records: list[storage.SealedObject]
     version: int
     made: float
+    listing: tuple[str, str | None]  # (kind, namespace): a token goes on with the same list only
 
 
 class SealedCache:
@@ -261,17 +262,22 @@ class SealedCache:
 
     # ---- pages -----------------------------------------------------------------------------------------
 
-    def snapshot(self, records: list[storage.SealedObject], version: int) -> str:
+    def snapshot(
+        self, records: list[storage.SealedObject], version: int, kind: kinds.Kind, namespace: str | None
+    ) -> str:
         """Keep a listing (at ``version``) for its later pages; returns its id for the continue token."""
         self._expire_snapshots()
         ident = str(next(self._snapshot_ids))
-        self._snapshots[ident] = _Snapshot(records, version, time.monotonic())
+        self._snapshots[ident] = _Snapshot(records, version, time.monotonic(), (kind.kind, namespace))
         while len(self._snapshots) > SNAPSHOTS:
             self._snapshots.popitem(last=False)
         return ident
 
-    def resumed(self, token: str) -> tuple[str, list[storage.SealedObject], int, int]:
-        """(snapshot id, its records, its version, the offset to go on from) for a continue token."""
+    def resumed(
+        self, token: str, kind: kinds.Kind, namespace: str | None
+    ) -> tuple[str, list[storage.SealedObject], int, int]:
+        """(snapshot id, its records, its version, the offset to go on from) for a continue token of
+        a list of ``kind`` in ``namespace``."""
         try:
             fields = json.loads(base64.urlsafe_b64decode(token.encode()))
             ident, offset = str(fields["s"]), int(fields["o"])
@@ -288,6 +294,8 @@ class SealedCache:
                 "You can start a new list without the continue parameter.",
                 reason="Expired",
             )
+        if snapshot.listing != (kind.kind, namespace):
+            raise ApiError(400, "the continue token belongs to another list: list again without it")
         return ident, snapshot.records, snapshot.version, offset
 
     @staticmethod

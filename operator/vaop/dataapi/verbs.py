@@ -71,7 +71,7 @@ class DataService:
         least that version. A continue token goes on with the first page's snapshot."""
         match_labels, match_fields = _selectors(label_selector, field_selector)
         if token:
-            ident, records, version, position = self._cache.resumed(token)
+            ident, records, version, position = self._cache.resumed(token, kind, namespace)
         else:
             await self._fresh_enough(resource_version)
             version, ident, position = self._cache.version, None, 0
@@ -84,7 +84,9 @@ class DataService:
                 found.append(obj)
         meta: dict[str, Any] = {"resourceVersion": str(version)}
         if limit and position < len(records):
-            meta["continue"] = self._cache.token(ident or self._cache.snapshot(records, version), position)
+            meta["continue"] = self._cache.token(
+                ident or self._cache.snapshot(records, version, kind, namespace), position
+            )
             meta["remainingItemCount"] = len(records) - position  # at most: labels select after opening
         return found, meta
 
@@ -114,21 +116,25 @@ class DataService:
         since = None if resource_version in (None, "", "0") else _version(resource_version)
         selected: set[str] = set()
         changes = self._cache.changes(kind, namespace, since=since)
+        deadline = asyncio.get_running_loop().time() + seconds
         try:
-            async with asyncio.timeout(seconds):
-                async for _, event_type, record in changes:
-                    obj = await self._sealing.open(record)
-                    key = obj["metadata"]["uid"]
-                    matches = match_fields(_routing(record)) and match_labels(_labels(obj))
-                    if event_type == "DELETED" or not matches:
-                        if key in selected or (event_type == "DELETED" and matches):
-                            selected.discard(key)
-                            yield {"type": "DELETED", "object": obj}
-                        continue
-                    yield {"type": "ADDED" if key not in selected else event_type, "object": obj}
-                    selected.add(key)
-        except TimeoutError:
-            pass
+            while True:
+                # The deadline bounds each wait here, not the client's reading of what is yielded.
+                left = deadline - asyncio.get_running_loop().time()
+                try:
+                    _, event_type, record = await asyncio.wait_for(anext(changes), max(left, 0))
+                except (TimeoutError, StopAsyncIteration):
+                    break
+                obj = await self._sealing.open(record)
+                key = obj["metadata"]["uid"]
+                matches = match_fields(_routing(record)) and match_labels(_labels(obj))
+                if event_type == "DELETED" or not matches:
+                    if key in selected or (event_type == "DELETED" and matches):
+                        selected.discard(key)
+                        yield {"type": "DELETED", "object": obj}
+                    continue
+                yield {"type": "ADDED" if key not in selected else event_type, "object": obj}
+                selected.add(key)
         except cache.Gone as gone:
             yield {"type": "ERROR", "object": ApiError(410, str(gone), reason="Expired").status()}
             return
