@@ -167,4 +167,5 @@ async def test_a_version_never_reached_is_refused_with_504(monkeypatch: pytest.M
     with pytest.raises(ApiError) as refused:
         await sealed.reached(50)
     assert refused.value.code == 504 and "Too large resource version: 50" in str(refused.value)
+    assert sealed._waiters == [], "a request that gave up leaves nothing behind"
     await sealed.reached(10)  # reached: at once

@@ -246,13 +246,17 @@ class SealedCache:
         if version <= self._version:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((version, waiter))
+        entry = (version, waiter)
+        self._waiters.append(entry)
         try:
             await asyncio.wait_for(waiter, VERSION_WAIT)
         except TimeoutError:
             raise ApiError(
                 504, f"Too large resource version: {version}, current resource version: {self._version}"
             ) from None
+        finally:
+            if entry in self._waiters:  # gave up (or was cancelled): a version never reached holds nothing
+                self._waiters.remove(entry)
 
     def listed(self, kind: kinds.Kind, namespace: str | None) -> list[storage.SealedObject]:
         """The kind's records in the namespace (all namespaces: None), in the apiserver's order."""
