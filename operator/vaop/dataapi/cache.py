@@ -236,9 +236,6 @@ class SealedCache:
 
     # ---- reading it ------------------------------------------------------------------------------------
 
-    def get(self, kind: kinds.Kind, namespace: str, name: str) -> storage.SealedObject | None:
-        return self._objects[kind.kind].get(namespace, {}).get(name)
-
     async def reached(self, version: int) -> None:
         """Wait until the cache holds every change up to ``version``; 504 after ``VERSION_WAIT``, as
         the apiserver answers a version its cache does not reach in time."""
