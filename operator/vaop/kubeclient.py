@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from . import __version__
+from . import __version__, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ MERGE_PATCH = "application/merge-patch+json"
 TOKEN_SECONDS = 600  # the shortest lifetime the TokenRequest API grants
 FRESH_TOKEN_SECONDS = 60.0  # a token refused within this long of being issued is not asked anew
 _RENEW_AFTER = 0.8
+_PRUNE_EVERY = 60.0  # seconds between sweeps for the tokens of identities no longer used
 
 
 async def read_secret_or_none(core: client.CoreV1Api, name: str, namespace: str) -> client.V1Secret | None:
@@ -117,7 +118,12 @@ class IdentityError(Exception):
 
 
 class Identities:
-    """Hands out API clients that act as a ServiceAccount, with cached short-lived tokens."""
+    """Hands out API clients that act as a ServiceAccount, with cached short-lived tokens.
+
+    Everything held for an identity goes once its token has expired unused: tenants come and go
+    over months, and a ServiceAccount deleted with its namespace must not stay here for good. So
+    what is held is bounded by the identities used within a token's lifetime (10 minutes); its
+    sizes are ``vaop_cache_entries{cache="identity-tokens"|"identity-clients"}``."""
 
     def __init__(self, api: client.ApiClient, base: client.Configuration) -> None:
         self._core = client.CoreV1Api(api)
@@ -127,10 +133,15 @@ class Identities:
         self._clients: dict[ServiceAccountRef, tuple[str, client.ApiClient]] = {}
         self._annotations: dict[ServiceAccountRef, tuple[dict[str, str], float]] = {}
         self._locks: dict[tuple[ServiceAccountRef, tuple[str, ...]], asyncio.Lock] = {}
+        self._pruned_at = time.monotonic()
+        metrics.CACHE_ENTRIES.labels("identity-tokens").set_function(lambda: len(self._tokens))
+        metrics.CACHE_ENTRIES.labels("identity-clients").set_function(lambda: len(self._clients))
 
     async def token(self, account: ServiceAccountRef, *, audiences: list[str] | None = None) -> str:
         """A token of ``account`` for ``audiences`` (default: the apiserver's), cached until renewal."""
         cache_key = (account, tuple(audiences or ()))
+        if time.monotonic() >= self._pruned_at + _PRUNE_EVERY:
+            self.prune()
         lock = self._locks.setdefault(cache_key, asyncio.Lock())
         async with lock:
             cached = self._tokens.get(cache_key)
@@ -150,6 +161,35 @@ class Identities:
             self._audiences.setdefault(account, set()).add(cache_key[1])
             return token
 
+    def prune(self) -> None:
+        """Forget the identities whose every token has expired, and annotations read long ago."""
+        now = self._pruned_at = time.monotonic()
+        expired_after = TOKEN_SECONDS * (1 - _RENEW_AFTER)  # a token is renewed that long before it expires
+        for cache_key, (_, renew_at) in list(self._tokens.items()):
+            lock = self._locks.get(cache_key)
+            if now >= renew_at + expired_after and not (lock and lock.locked()):
+                self._drop_token(cache_key)
+        for cache_key in [
+            k for k, lock in self._locks.items() if k not in self._tokens and not lock.locked()
+        ]:
+            del self._locks[cache_key]  # of identities refused a token
+        for account in [a for a, (_, until) in self._annotations.items() if now >= until]:
+            del self._annotations[account]
+
+    def _drop_token(self, cache_key: tuple[ServiceAccountRef, tuple[str, ...]]) -> None:
+        """Drop one token, its lock, and the client that authenticates with it."""
+        account, audiences = cache_key
+        token = self._tokens.pop(cache_key)[0]
+        self._locks.pop(cache_key, None)
+        held = self._audiences.get(account, set())
+        held.discard(audiences)
+        if not held:
+            self._audiences.pop(account, None)
+        cached = self._clients.get(account)
+        if cached is not None and cached[0] == token:
+            del self._clients[account]
+            _close_later(cached[1])
+
     def oldest_token(self, account: ServiceAccountRef) -> float | None:
         """When the oldest token held for ``account`` was issued (monotonic seconds), if any."""
         renewals = [
@@ -165,12 +205,7 @@ class Identities:
         for audiences in list(self._audiences.get(account, ())):
             token = self._tokens.get((account, audiences))
             if token is not None and token[1] - TOKEN_SECONDS * _RENEW_AFTER <= issued_up_to:
-                del self._tokens[(account, audiences)]
-                self._audiences[account].discard(audiences)
-                cached = self._clients.get(account)
-                if cached is not None and cached[0] == token[0]:
-                    del self._clients[account]
-                    _close_later(cached[1])
+                self._drop_token((account, audiences))
         self._annotations.pop(account, None)
 
     async def annotations(self, account: ServiceAccountRef) -> dict[str, str]:

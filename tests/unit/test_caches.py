@@ -279,3 +279,34 @@ async def test_openbao_logs_in_once_per_identity_however_often_its_token_is_rene
             assert await provider._login() in ("s.1", "s.2")
     assert len(logins) == 2
     assert len(openbao._tokens) == before + 2
+
+
+async def test_identities_forget_what_they_held_for_a_service_account_no_longer_used(
+    monkeypatch: Any,
+) -> None:
+    """Tenants come and go: a ServiceAccount's token, client and lock go once its token has expired
+    unused, so what is held follows the identities in use, not every one ever met."""
+    now = [1000.0]
+    monkeypatch.setattr("vaop.kubeclient.time.monotonic", lambda: now[0])
+    issued: list[str] = []
+
+    async def create_token(name: str, namespace: str, request: Any) -> Any:
+        issued.append(f"{namespace}/{name}")
+        return SimpleNamespace(status=SimpleNamespace(token=f"token-{len(issued)}"))
+
+    identities = kubeclient.Identities(client.ApiClient(), client.Configuration(host="https://k8s.test"))
+    monkeypatch.setattr(
+        identities, "_core", SimpleNamespace(create_namespaced_service_account_token=create_token)
+    )
+    gone, kept = kubeclient.ServiceAccountRef("old", "tenant"), kubeclient.ServiceAccountRef("t", "tenant")
+    await identities.client_for(gone)
+    assert REGISTRY.get_sample_value("vaop_cache_entries", {"cache": "identity-clients"}) == 1
+    for _ in range(12):  # a minute at a time: "kept" in use, "gone" deleted with its namespace
+        now[0] += 60
+        await identities.token(kept)
+    assert issued == ["old/tenant", "t/tenant", "t/tenant"]  # renewed once, after 8 minutes
+    assert REGISTRY.get_sample_value("vaop_cache_entries", {"cache": "identity-tokens"}) == 1
+    assert REGISTRY.get_sample_value("vaop_cache_entries", {"cache": "identity-clients"}) == 0
+    assert list(identities._locks) == [(kept, ())]
+    await identities.token(gone)  # met again: a new token, as for a new identity
+    assert issued[-1] == "old/tenant"

@@ -23,6 +23,8 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
+from .. import metrics
+
 CONFIGMAP = ("kube-system", "extension-apiserver-authentication")
 CACHE_SECONDS = 10.0
 AUTHENTICATED = "system:authenticated"
@@ -131,6 +133,7 @@ class Authorizer:
         self._group = group
         self._version = version
         self._cache: dict[tuple[User, Attributes], tuple[bool, str, float]] = {}
+        metrics.CACHE_ENTRIES.labels("data-api-authorizations").set_function(lambda: len(self._cache))
 
     async def allowed(self, user: User, attributes: Attributes) -> tuple[bool, str]:
         """Allowed for any name of the resource in the namespace (a rule without resourceNames) covers

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from kubernetes_asyncio import client
 
-from .. import kubeclient, models, platformkeys, platformroot, wrapping
+from .. import kubeclient, metrics, models, platformkeys, platformroot, wrapping
 from ..crypto import envelope
 from ..domain import accounts as domain
 from ..listers import Listers
@@ -67,6 +67,7 @@ class AccountKeys:
         self._hold = hold_seconds
         self._held: dict[AccountKey, _Held] = {}
         self._locks: dict[AccountKey, asyncio.Lock] = {}
+        metrics.CACHE_ENTRIES.labels("data-api-account-keys").set_function(lambda: len(self._held))
         self._platform: platformkeys.PlatformKeys | None = None
 
     def account(self, namespace: str, name: str) -> models.AccountRecord | None:
@@ -98,6 +99,9 @@ class AccountKeys:
 
     def drop(self, namespace: str, name: str) -> None:
         self._held.pop((namespace, name), None)
+        lock = self._locks.get((namespace, name))
+        if lock is not None and not lock.locked():
+            del self._locks[(namespace, name)]
 
     def account_changed(self, namespace: str, name: str, record: models.AccountRecord | None) -> None:
         """Called on every account event: a locked, deleted or recreated account's key goes at once."""
@@ -114,8 +118,8 @@ class AccountKeys:
     def purge(self) -> None:
         """Forget keys held past their time (called periodically, so none lingers unused)."""
         now = time.monotonic()
-        for key in [k for k, held in self._held.items() if now >= held.until]:
-            self._held.pop(key, None)
+        for namespace, name in [k for k, held in self._held.items() if now >= held.until]:
+            self.drop(namespace, name)
 
     async def _unwrap(self, namespace: str, name: str, record: models.AccountRecord) -> Opened:
         platform = await self._platform_keys()

@@ -48,7 +48,7 @@ _rewraps: dict[tuple[str, str, str, int, str], list[tuple[str, asyncio.Future[st
 # the identity, not its ServiceAccount token, which kubelet and the operator renew every few minutes:
 # a renewed token finds the vault token its predecessor got, and nothing piles up.
 _tokens: base.Bounded[tuple[str, str, str, str], tuple[str, float]] = base.Bounded(
-    "openbao_tokens", limit=16384
+    "openbao-tokens", limit=16384
 )
 # Key metadata by (address, transit mount, key, vault token): a token's reads serve only that token.
 _key_reads: base.RecentReads[dict[str, Any]] = base.RecentReads()
