@@ -11,14 +11,28 @@ the first one after the first minute (the first full sweep).
     .venv/bin/python -m bench.soak --minutes 30
     .venv/bin/python -m bench.soak --minutes 30 --trace-memory   # and where the growth is held
 
-With --trace-memory the operator runs under tracemalloc (bench/memtrace, slower) and the report
+With --trace-memory the operator runs under tracemalloc (bench/shim, slower) and the report
 adds the allocation sites that grew most between the first sample after the sweep and the last.
+
+    .venv/bin/python -m bench.soak --week       # a simulated week, every provider (about 21 min)
+
+--week runs a tenant of each provider (kubernetes, OpenBao, SoftHSM2 over PKCS#11, the Azure Key
+Vault stand-in) through a week of what happens to keys, --speedup times faster than real time
+(480: a simulated day in 3 minutes). ServiceAccount tokens are renewed every simulated 8 minutes
+(the operator's own cadence; bench/shim shortens it), OpenBao and Entra tokens live a simulated
+hour, each tenant's key gets a new version every 12 hours and loses access for a while once a
+day, and a new tenant (its own namespace, identity and key) arrives every 2 hours and leaves 6
+hours later. The check interval is 1 s, short enough for each check to use a renewed token, not scaled
+(30 s would be 0.06 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import heapq
+import itertools
 import os
 import re
 import subprocess
@@ -29,11 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client
+from tests.integration import azure_stand_in, softhsm
 
-from bench import harness
+from bench import harness, tenants
+from vaopdev import environment, openbao
 
 WATCH_ONLY = Path(__file__).with_name("watch_only_operator.py")
-MEMTRACE = Path(__file__).with_name("memtrace")
+SHIM = Path(__file__).with_name("shim")  # sitecustomize for the operator: memtrace, token renewals
 
 
 @dataclass
@@ -89,6 +105,28 @@ def watch_only_operator(kubeconfig: Path) -> contextlib.AbstractContextManager[s
     return harness.process_running(command, kubeconfig)
 
 
+@dataclass
+class Samples:
+    """The operator and the watch-only baseline, sampled every ``every`` seconds."""
+
+    operator: environment.OperatorProcess
+    baseline: subprocess.Popen[bytes]
+    every: float
+    ours: list[Sample] = field(default_factory=list)
+    theirs: list[Sample] = field(default_factory=list)
+    due_at: float = 0.0
+
+    def take(self, elapsed: float, *, due: bool = True) -> None:
+        """A sample of each if one is due (``due`` False: now)."""
+        if due and elapsed < self.due_at:
+            return
+        assert self.operator.popen is not None
+        self.ours.append(sample(self.operator.popen.pid, elapsed / 60, self.operator.metrics_url))
+        self.theirs.append(sample(self.baseline.pid, elapsed / 60, None))
+        print(f"{elapsed / 60:5.1f} min  operator {self.ours[-1].row()} | watch-only {self.theirs[-1].row()}")
+        self.due_at += self.every
+
+
 class Churn:
     """New key versions and access taken away and given back, on schedule."""
 
@@ -122,22 +160,37 @@ def main() -> None:
     )
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument(
-        "--accounts", type=int, default=100, help="customer-key accounts (and half as many SystemKey)"
+        "--accounts",
+        type=int,
+        help="customer-key accounts, per provider with --week (and half as many SystemKey); 100, --week 25",
     )
+    parser.add_argument("--week", action="store_true", help="a simulated week with every provider")
+    parser.add_argument("--speedup", type=float, default=480, help="--week: simulated seconds per second")
     parser.add_argument("--rotate-every", type=float, default=60)
     parser.add_argument("--flap-every", type=float, default=90)
     parser.add_argument("--flap-for", type=float, default=20)
-    parser.add_argument("--check-interval", type=float, default=10)
+    parser.add_argument("--check-interval", type=float, help="seconds; 10, --week 1")
     parser.add_argument("--trace-memory", action="store_true", help="tracemalloc the operator")
     args = parser.parse_args()
+    if args.accounts is None:
+        args.accounts = 25 if args.week else 100
+    if args.check_interval is None:
+        args.check_interval = 1 if args.week else 10
     settings = {"VAOP_CHECK_INTERVAL": str(args.check_interval), "VAOP_GRACE_PERIOD": "5"}
-    total = args.accounts + args.accounts // 2
+    path = os.pathsep.join(filter(None, [str(SHIM), os.environ.get("PYTHONPATH")]))
+    settings.update(PYTHONPATH=path)
     with harness.scratch() as workdir:
         if args.trace_memory:
             (workdir / "memtrace").mkdir()
-            path = os.pathsep.join(filter(None, [str(MEMTRACE), os.environ.get("PYTHONPATH")]))
-            settings.update(PYTHONPATH=path, VAOP_BENCH_MEMTRACE=str(workdir / "memtrace"))
-        run(args, workdir, settings, total)
+            settings.update(VAOP_BENCH_MEMTRACE=str(workdir / "memtrace"))
+        if args.week:
+            week = Week(args.speedup)
+            settings.update(VAOP_BENCH_TOKEN_RENEW_SECONDS=str(week.real(week.renew)))
+            run_week(args, workdir, settings, week)
+        else:
+            run(args, workdir, settings, args.accounts + args.accounts // 2)
+        if args.trace_memory:
+            growth(workdir / "memtrace")
 
 
 def run(args: argparse.Namespace, workdir: Path, settings: dict[str, str], total: int) -> None:
@@ -149,33 +202,224 @@ def run(args: argparse.Namespace, workdir: Path, settings: dict[str, str], total
         harness.create_system_key_accounts(api, ns, args.accounts // 2, first=args.accounts)
         harness.wait_until(lambda: harness.all_active(api, ns, total), timeout=600)
         kcvs = harness.key_check_values(api, ns)
-        assert operator.popen is not None and plane.admin_kubeconfig is not None
-        ours, theirs = [], []
+        assert plane.admin_kubeconfig is not None
         churn = Churn(api, ns, args)
         with watch_only_operator(plane.admin_kubeconfig) as baseline:
-            started, next_sample = time.monotonic(), 0.0
+            samples, started = Samples(operator, baseline, every=60), time.monotonic()
             while (elapsed := time.monotonic() - started) < args.minutes * 60:
                 churn.step(elapsed)
-                if elapsed >= next_sample:
-                    ours.append(sample(operator.popen.pid, elapsed / 60, operator.metrics_url))
-                    theirs.append(sample(baseline.pid, elapsed / 60, None))
-                    print(
-                        f"{elapsed / 60:5.1f} min  operator {ours[-1].row()} | watch-only {theirs[-1].row()}"
-                    )
-                    next_sample += 60
+                samples.take(elapsed)
                 time.sleep(0.5)
             churn.restore()
             last = str(churn.version)
             harness.wait_until(
                 lambda: harness.all_active(api, ns, total, customer_key_version=last), timeout=600
             )
-            elapsed = time.monotonic() - started
-            ours.append(sample(operator.popen.pid, elapsed / 60, operator.metrics_url))
-            theirs.append(sample(baseline.pid, elapsed / 60, None))
+            samples.take(time.monotonic() - started, due=False)
         assert harness.key_check_values(api, ns) == kcvs, "an account key changed"
-    report(args, total, churn.version - 1, ours, theirs)
-    if args.trace_memory:
-        growth(workdir / "memtrace")
+    report(args, total, churn.version - 1, samples.ours, samples.theirs)
+
+
+@dataclass(frozen=True)
+class Week:
+    """What a week holds for each tenant, in simulated seconds, passed ``speedup`` times faster."""
+
+    speedup: float
+    length: float = 7 * 86400
+    renew: float = 480  # the operator renews ServiceAccount tokens after 8 of their 10 minutes
+    login: float = 3600  # an OpenBao token's ttl, an Entra access token's lifetime
+    rotate: float = 12 * 3600  # each tenant's key gets a new version
+    revoke: float = 86400  # each tenant's access is taken away, for --flap-for real seconds
+    arrive: float = 2 * 3600  # a new tenant (namespace, identity, key, one account) arrives
+    stay: float = 6 * 3600  # and leaves (its namespace deleted) this long after
+
+    def real(self, simulated: float) -> float:
+        return simulated / self.speedup
+
+
+@dataclass
+class Tally:
+    rotations: collections.Counter[str] = field(default_factory=collections.Counter)
+    revocations: collections.Counter[str] = field(default_factory=collections.Counter)
+    locked: collections.Counter[str] = field(default_factory=collections.Counter)  # revocations seen to lock
+    arrived: int = 0
+    left: int = 0
+
+
+class Schedule:
+    """Each tenant's rotations and revocations, spread over the period so they do not coincide,
+    and tenants arriving and leaving; ``run_due`` carries out what is due."""
+
+    def __init__(
+        self, api: client.ApiClient, week: Week, flap_for: float, standing: list[tenants.Tenant]
+    ) -> None:
+        self.api, self.week, self.flap_for = api, week, flap_for
+        self.tally = Tally()
+        self.revoked: set[int] = set()
+        self._queue: list[tuple[float, int, str, int]] = []  # (when, order, action, tenant index)
+        self._order = itertools.count()
+        self.tenants = standing
+        self._leaving: collections.deque[str] = collections.deque()  # namespaces of the arrivals
+        for index in range(len(standing)):
+            spread = (index + 0.5) / len(standing)
+            self._at(week.real(week.rotate) * spread, "rotate", index)
+            self._at(week.real(week.revoke) * spread, "revoke", index)
+        self._at(week.real(week.arrive), "arrive", -1)
+
+    def _at(self, when: float, action: str, index: int) -> None:
+        heapq.heappush(self._queue, (when, next(self._order), action, index))
+
+    def run_due(self, elapsed: float) -> None:
+        while self._queue and self._queue[0][0] <= elapsed:
+            when, _, action, index = heapq.heappop(self._queue)
+            getattr(self, action)(when, index)
+
+    def rotate(self, when: float, index: int) -> None:
+        self.tenants[index].rotate()
+        self.tally.rotations[self.tenants[index].provider] += 1
+        self._at(when + self.week.real(self.week.rotate), "rotate", index)
+
+    def revoke(self, when: float, index: int) -> None:
+        self._at(when + self.week.real(self.week.revoke), "revoke", index)
+        if index in self.revoked:  # still taken away (a --speedup so high a day is shorter than that)
+            return
+        self.tenants[index].revoke()
+        self.revoked.add(index)
+        self.tally.revocations[self.tenants[index].provider] += 1
+        self._at(when + self.flap_for, "restore", index)
+
+    def restore(self, when: float, index: int) -> None:
+        tenant = self.tenants[index]
+        states = [(a.get("status") or {}).get("state") for a in harness.accounts(self.api, tenant.ns)]
+        if states and "KeyInaccessible" in states:
+            self.tally.locked[tenant.provider] += 1
+        tenant.restore()
+        self.revoked.discard(index)
+
+    def arrive(self, when: float, _: int) -> None:
+        ns = harness.namespace(self.api, "arrival")
+        tenants.KubernetesTenant(self.api, ns)
+        harness.create_customer_key_accounts(self.api, ns, 1, identity=tenants.IDENTITY)
+        self.tally.arrived += 1
+        self._leaving.append(ns)
+        self._at(when + self.week.real(self.week.arrive), "arrive", -1)
+        self._at(when + self.week.real(self.week.stay), "leave", -1)
+
+    def leave(self, when: float, _: int) -> None:
+        ns = self._leaving.popleft()  # tenants leave in the order they came
+        client.CoreV1Api(self.api).delete_namespace(ns)
+        self.tally.left += 1
+
+    def restore_all(self) -> None:
+        for index in sorted(self.revoked):
+            self.restore(0.0, index)
+
+
+def run_week(args: argparse.Namespace, workdir: Path, settings: dict[str, str], week: Week) -> None:
+    os.environ["SOFTHSM2_CONF"] = str(softhsm.configure(workdir / "softhsm"))  # for us and the operator
+    login = f"{max(1, round(week.real(week.login)))}s"
+    with harness.environment_running(workdir, settings=settings) as (plane, api, operator):
+        bao = openbao.start(plane, api, workdir / "openbao")
+        (workdir / "azure").mkdir()
+        azure = azure_stand_in.start(api, workdir / "azure")
+        azure.token_seconds = max(1, round(week.real(week.login)))
+        try:
+            standing: list[tenants.Tenant] = [
+                tenants.KubernetesTenant(api, harness.namespace(api, "kubernetes")),
+                tenants.OpenBaoTenant(api, harness.namespace(api, "openbao"), bao, ttl=login),
+                tenants.Pkcs11Tenant(api, harness.namespace(api, "pkcs11")),
+                tenants.AzureTenant(api, harness.namespace(api, "azure"), azure),
+            ]
+            sizes = {}
+            for tenant in standing:
+                harness.create_customer_key_accounts(api, tenant.ns, args.accounts, identity=tenants.IDENTITY)
+                sizes[tenant.ns] = args.accounts
+            system_ns = standing[0].ns
+            harness.create_system_key_accounts(api, system_ns, args.accounts // 2, first=args.accounts)
+            sizes[system_ns] += args.accounts // 2
+            harness.wait_until(
+                lambda: all(harness.all_active(api, ns, n) for ns, n in sizes.items()), timeout=900
+            )
+            kcvs = {ns: harness.key_check_values(api, ns) for ns in sizes}
+            schedule = Schedule(api, week, args.flap_for, standing)
+            assert plane.admin_kubeconfig is not None
+            since = time.time()
+            with watch_only_operator(plane.admin_kubeconfig) as baseline:
+                samples, started = Samples(operator, baseline, every=30), time.monotonic()
+                while (elapsed := time.monotonic() - started) < week.real(week.length):
+                    schedule.run_due(elapsed)
+                    samples.take(elapsed)
+                    time.sleep(0.2)
+                schedule.restore_all()
+
+                def settled() -> bool:
+                    return all(
+                        harness.all_active(api, t.ns, sizes[t.ns], customer_key_version=t.version)
+                        for t in standing
+                    )
+
+                harness.wait_until(settled, timeout=600)
+                samples.take(time.monotonic() - started, due=False)
+            for ns, values in kcvs.items():
+                assert harness.key_check_values(api, ns) == values, f"an account key changed in {ns}"
+            requests = harness.request_counts(plane, since=since, users={harness.operator_user()})
+            vault_calls = _vault_calls(harness.metrics_text(operator.metrics_url))
+        finally:
+            azure.stop()
+            bao.stop()
+    report_week(args, week, tally=schedule.tally, samples=samples, requests=requests, vault_calls=vault_calls)
+
+
+def _vault_calls(metrics: str) -> collections.Counter[str]:
+    """The operator's calls to vaults since it started (wrap, unwrap, rewrap, versions, properties), by
+    provider."""
+    counts: collections.Counter[str] = collections.Counter()
+    pattern = r'^vaop_provider_call_duration_seconds_count\{[^}]*provider="([^"]+)"[^}]*\} (\S+)$'
+    for match in re.finditer(pattern, metrics, re.MULTILINE):
+        counts[match[1]] += int(float(match[2]))
+    return counts
+
+
+def report_week(
+    args: argparse.Namespace,
+    week: Week,
+    *,
+    tally: Tally,
+    samples: Samples,
+    requests: collections.Counter[str],
+    vault_calls: collections.Counter[str],
+) -> None:
+    minutes = week.real(week.length) / 60
+    print(
+        f"\na simulated week in {minutes:.0f} min ({week.speedup:.0f}x), "
+        f"{args.accounts} accounts per provider"
+    )
+    print(
+        f"ServiceAccount token renewals per identity: {week.length / week.renew:.0f} "
+        f"(every {week.real(week.renew):.1f} s)"
+    )
+    print(f"TokenRequests the operator made: {requests['create serviceaccounts/token']}")
+    for provider in sorted(tally.rotations | tally.revocations):
+        print(
+            f"  {provider:10} rotations {tally.rotations[provider]:3d}, "
+            f"revocations {tally.revocations[provider]:2d} "
+            f"(locked when restored: {tally.locked[provider]}), vault calls {vault_calls[provider]}"
+        )
+    print(f"tenants arrived {tally.arrived}, left {tally.left}")
+    print("at the end: every account Active on its key's last version, every key-check value unchanged")
+    first = 1 if len(samples.ours) > 2 else 0
+    for name, taken in (("operator", samples.ours), ("watch-only kopf", samples.theirs)):
+        a, b = taken[first], taken[-1]
+        peak = max(s.rss_mib for s in taken[first:])
+        print(f"{name:16} minute {a.minute:4.1f}: {a.row()}")
+        print(
+            f"{'':16} minute {b.minute:4.1f}: {b.row()}  "
+            f"(RSS {b.rss_mib - a.rss_mib:+.1f} MiB, peak {peak:.1f})"
+        )
+    caches = sorted({name for s in samples.ours for name in s.caches})
+    print("caches, largest size seen after the first sample:")
+    for name in caches:
+        print(f"  {name:28} {max(s.caches.get(name, 0) for s in samples.ours[first:]):6d}")
 
 
 def growth(folder: Path, top: int = 15) -> None:

@@ -223,15 +223,17 @@ class Identities:
         return annotations
 
     async def client_for(self, account: ServiceAccountRef) -> client.ApiClient:
-        """An API client acting as ``account``, kept (with its connections) until its token is renewed."""
+        """An API client acting as ``account``, kept with its connections: a renewed token is put into
+        it (requests read it as they are sent), so a renewal opens no new connection."""
         token = await self.token(account)
         cached = self._clients.get(account)
-        if cached is not None and cached[0] == token:
+        if cached is not None:
+            if cached[0] != token:
+                cached[1].configuration.api_key = {"BearerToken": f"Bearer {token}"}
+                self._clients[account] = (token, cached[1])
             return cached[1]
         api = api_client(with_token(self._base, token))
         self._clients[account] = (token, api)
-        if cached is not None:
-            _close_later(cached[1])
         return api
 
     async def close(self) -> None:

@@ -123,7 +123,8 @@ class OpenBao:
         )
         self.api("PUT", f"sys/policies/acl/{policy}", {"policy": rules})
 
-    def role(self, *, name: str, namespace: str, service_account: str, policy: str) -> None:
+    def role(self, *, name: str, namespace: str, service_account: str, policy: str, ttl: str = "10m") -> None:
+        """A Kubernetes-auth role; its logins get tokens that live ``ttl``."""
         self.api(
             "POST",
             f"auth/kubernetes/role/{name}",
@@ -131,7 +132,7 @@ class OpenBao:
                 "bound_service_account_names": [service_account],
                 "bound_service_account_namespaces": [namespace],
                 "policies": [policy],
-                "ttl": "10m",
+                "ttl": ttl,
             },
         )
 

@@ -106,6 +106,7 @@ class AzureKeyVault:
         self._tokens: dict[str, tuple[str, float]] = {}  # access token -> (client id, expiry)
         self.requests: list[tuple[str, str]] = []  # (method, path and query) of every request, for counting
         self.page_size = 25  # Key Vault's largest page of key versions; a test may make it smaller
+        self.token_seconds = 3599  # an access token's lifetime, as Entra ID gives it; a soak shortens it
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -249,9 +250,15 @@ class AzureKeyVault:
             )
         token = secrets.token_urlsafe(32)
         with self._lock:
-            self._tokens[token] = (client_id, time.monotonic() + 3599)
+            self._tokens[token] = (client_id, time.monotonic() + self.token_seconds)
+        lifetime = self.token_seconds
         return web.json_response(
-            {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": token,
+            }
         )
 
     def _review(self, assertion: str) -> str | None:

@@ -13,6 +13,7 @@ from kubernetes_asyncio import client
 from prometheus_client import REGISTRY
 
 from vaop import events, kubeclient, metrics, wrapping
+from vaop.dataapi import auth
 from vaop.providers import base, openbao
 from vaop.reconcilers import ledger, monitor
 from vaop.runtime import watchcache
@@ -301,12 +302,38 @@ async def test_identities_forget_what_they_held_for_a_service_account_no_longer_
     gone, kept = kubeclient.ServiceAccountRef("old", "tenant"), kubeclient.ServiceAccountRef("t", "tenant")
     await identities.client_for(gone)
     assert REGISTRY.get_sample_value("vaop_cache_entries", {"cache": "identity-clients"}) == 1
+    first = await identities.client_for(kept)
     for _ in range(12):  # a minute at a time: "kept" in use, "gone" deleted with its namespace
         now[0] += 60
-        await identities.token(kept)
+        renewed = await identities.client_for(kept)
     assert issued == ["old/tenant", "t/tenant", "t/tenant"]  # renewed once, after 8 minutes
+    # The same client (and connections), sending the renewed token.
+    assert renewed is first and renewed.configuration.api_key == {"BearerToken": "Bearer token-3"}
     assert REGISTRY.get_sample_value("vaop_cache_entries", {"cache": "identity-tokens"}) == 1
-    assert REGISTRY.get_sample_value("vaop_cache_entries", {"cache": "identity-clients"}) == 0
+    assert REGISTRY.get_sample_value("vaop_cache_entries", {"cache": "identity-clients"}) == 1
     assert list(identities._locks) == [(kept, ())]
     await identities.token(gone)  # met again: a new token, as for a new identity
     assert issued[-1] == "old/tenant"
+
+
+async def test_the_data_apis_authorizations_are_kept_for_seconds_and_then_forgotten(monkeypatch: Any) -> None:
+    """One access review serves a user's reads for CACHE_SECONDS; decisions about namespaces that
+    came and went do not pile up (the namespace controller lists every deleted namespace's data)."""
+    now = [1000.0]
+    monkeypatch.setattr("vaop.dataapi.auth.time.monotonic", lambda: now[0])
+    reviews: list[str] = []
+
+    async def review(body: Any) -> Any:
+        reviews.append(body.spec.resource_attributes.namespace)
+        return SimpleNamespace(status=SimpleNamespace(allowed=True, reason=""))
+
+    authorizer = auth.Authorizer(client.ApiClient(), "data.videoanalyzer.io", "v1")
+    monkeypatch.setattr(authorizer, "_authorization", SimpleNamespace(create_subject_access_review=review))
+    user = auth.User("system:serviceaccount:kube-system:namespace-controller")
+    for tenant in range(100):
+        for _ in range(3):
+            await authorizer.allowed(user, auth.Attributes("list", "videos", namespace=f"tenant-{tenant}"))
+        now[0] += 1
+    assert len(reviews) == 100  # one each, shared by its three reads
+    size = REGISTRY.get_sample_value("vaop_cache_entries", {"cache": "data-api-authorizations"})
+    assert size is not None and size <= 2 * auth.CACHE_SECONDS  # those of the last sweep or two

@@ -133,6 +133,7 @@ class Authorizer:
         self._group = group
         self._version = version
         self._cache: dict[tuple[User, Attributes], tuple[bool, str, float]] = {}
+        self._pruned_at = time.monotonic()
         metrics.CACHE_ENTRIES.labels("data-api-authorizations").set_function(lambda: len(self._cache))
 
     async def allowed(self, user: User, attributes: Attributes) -> tuple[bool, str]:
@@ -170,7 +171,9 @@ class Authorizer:
             client.V1SubjectAccessReview(spec=spec)
         )
         allowed, reason = bool(review.status.allowed), str(review.status.reason or "")
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (allowed, reason, time.monotonic() + CACHE_SECONDS)
+        now = time.monotonic()
+        if now >= self._pruned_at + CACHE_SECONDS:  # decisions of users and namespaces met no more
+            self._pruned_at = now
+            self._cache = {k: decision for k, decision in self._cache.items() if now < decision[2]}
+        self._cache[key] = (allowed, reason, now + CACHE_SECONDS)
         return allowed, reason
