@@ -173,7 +173,7 @@ _PROBES: dict[str, Callable[[models.KeyVaultSpec], Awaitable[None]]] = {
     "azureKeyVault": _probe_azure_key_vault,
 }
 # Probes shared for a moment: KeyVaults that name one vault probe it once.
-_probes: base.RecentReads[None] = base.RecentReads(seconds=5.0)
+_probes: base.RecentReads[None] = base.RecentReads(seconds=5.0, name="vault-probes")
 
 
 def _addresses(spec: models.KeyVaultSpec) -> list[tuple[str, str]]:

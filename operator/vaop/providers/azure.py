@@ -81,7 +81,7 @@ _connections: dict[tuple[object, ...], _Connection] = {}  # oldest first
 _MAX_CONNECTIONS = 256
 metrics.CACHE_ENTRIES.labels("azure-connections").set_function(lambda: len(_connections))
 # Version listings by (vault, app, identity, key name), shared for a moment between reconciliations.
-_listings: base.RecentReads[list[KeyProperties]] = base.RecentReads()
+_listings: base.RecentReads[list[KeyProperties]] = base.RecentReads(name="azure-listings")
 # Each exact version's public key and its facts (type, size), by versioned key id: key material never
 # changes, so a check of many accounts reads one listing per key, not one key per version. Public keys
 # only, so sharing them across identities grants nothing: each identity still lists the key and

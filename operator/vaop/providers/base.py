@@ -219,18 +219,19 @@ class RecentReads(Generic[T]):
     once, not 10,000 times. A ``TransientError`` is not remembered: one flaky answer must not mark
     every account of the key as degraded; while the vault is slow, the reads in flight are joined."""
 
-    def __init__(self, *, seconds: float = 2.0, limit: int = 1024) -> None:
+    def __init__(self, *, seconds: float = 2.0, name: str | None = None) -> None:
         self._seconds = seconds  # how stale a shared read may be: far below the check interval
-        self._limit = limit
         self._reads: dict[Hashable, _Read[T]] = {}
+        self._swept_at = time.monotonic()
+        if name is not None:  # one that lives as long as the process: its size is a metric
+            metrics.CACHE_ENTRIES.labels(name).set_function(lambda: len(self._reads))
 
     async def get(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
         now = time.monotonic()
+        if now >= self._swept_at + self._seconds:
+            self._sweep(now)
         found = self._reads.get(key)
         if found is None or found.stale(now, self._seconds):
-            if len(self._reads) >= self._limit:  # forget stale reads (of identities or tokens now gone)
-                for stale in [k for k, r in self._reads.items() if r.stale(now, self._seconds)]:
-                    del self._reads[stale]
             found = _Read(asyncio.ensure_future(read()))
             self._reads[key] = found
             found.task.add_done_callback(lambda _: self._settled(key, found))
@@ -241,6 +242,16 @@ class RecentReads(Generic[T]):
             return await asyncio.shield(found.task)
         except DefinitiveError as error:
             raise copy.copy(error) from None  # each caller its own: a shared one would gather tracebacks
+
+    def _sweep(self, now: float) -> None:
+        """Forget the stale reads: their keys name vault tokens and identities that come and go (an
+        OpenBao token is new every lease), and a read holds what it read (every version's key)."""
+        self._swept_at = now
+        for stale in [k for k, r in self._reads.items() if r.stale(now, self._seconds)]:
+            del self._reads[stale]
+
+    def __len__(self) -> int:
+        return len(self._reads)
 
     def _settled(self, key: Hashable, read: _Read[T]) -> None:
         read.done_at = time.monotonic()

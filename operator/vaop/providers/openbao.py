@@ -51,10 +51,10 @@ _tokens: base.Bounded[tuple[str, str, str, str], tuple[str, float]] = base.Bound
     "openbao-tokens", limit=16384
 )
 # Key metadata by (address, transit mount, key, vault token): a token's reads serve only that token.
-_key_reads: base.RecentReads[dict[str, Any]] = base.RecentReads()
+_key_reads: base.RecentReads[dict[str, Any]] = base.RecentReads(name="openbao-key-reads")
 # Logins under way, and refused ones, by the same key as _tokens: a role deleted under 10,000
 # accounts is one refused login for a moment, not one per account.
-_logins: base.RecentReads[dict[str, Any]] = base.RecentReads()
+_logins: base.RecentReads[dict[str, Any]] = base.RecentReads(name="openbao-logins")
 
 
 class OpenBaoKeyProvider(base.KeyProvider):
