@@ -430,10 +430,15 @@ def growth(folder: Path, top: int = 15) -> None:
         return
     first, last = (tracemalloc.Snapshot.load(str(path)) for path in (snapshots[1], snapshots[-1]))
     size = sum(stat.size for stat in last.statistics("filename"))
-    print(f"\nPython allocations traced: {size / 2**20:.1f} MiB at {snapshots[-1].stem} min")
+    before = sum(stat.size for stat in first.statistics("filename"))
+    print(
+        f"\nPython allocations traced: {before / 2**20:.1f} MiB at minute {snapshots[1].stem}, "
+        f"{size / 2**20:.1f} MiB at minute {snapshots[-1].stem}"
+    )
     print(f"grown most between minute {snapshots[1].stem} and minute {snapshots[-1].stem} (tracemalloc):")
     for stat in last.compare_to(first, "traceback")[:top]:
-        frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback[:4])
+        # The allocating line first, then its callers (a traceback lists the oldest frame first).
+        frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(stat.traceback[-5:]))
         print(f"  {stat.size_diff / 1024:+8.1f} KiB {stat.count_diff:+6d} blocks  {frames}")
 
 
