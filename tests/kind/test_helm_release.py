@@ -377,18 +377,18 @@ def test_cert_manager_issues_and_renews_the_serving_certificate(
     secret = "video-analyzer-operator-webhook-tls"
     serving, ca_pem = _secret_certificate(admin, secret)
 
-    def injected() -> bool:
+    def injected(ca: bytes) -> bool:
         hook = client.AdmissionregistrationV1Api(admin).read_validating_webhook_configuration(
             "video-analyzer-operator"
         )
         service = client.ApiregistrationV1Api(admin).read_api_service("v1alpha1.data.videoanalyzer.io")
         bundles = [w.client_config.ca_bundle for w in hook.webhooks] + [service.spec.ca_bundle]
-        return all(pki.bundle_holds(base64.b64decode(b), ca_pem) for b in bundles)
+        return all(pki.bundle_holds(base64.b64decode(b), ca) for b in bundles)
 
     print(f"\nswitch to cert-manager: {len(switching.results)} calls, {len(switching.failures())} failed")
     assert len(switching.results) > 30
     assert switching.failures() == []
-    assert injected()  # by cainjector (the operator only waits for it before it is ready)
+    assert injected(ca_pem)  # by cainjector (the operator only waits for it before it is ready)
     release.wait_for_data_api()
     pods = {p["metadata"]["name"]: p for p in _pods(release)}
     ports = (9443, 8443)  # the webhook's and the data API's
@@ -413,7 +413,10 @@ def test_cert_manager_issues_and_renews_the_serving_certificate(
         f"\nrenewal served by every replica {picked_up:.1f}s after the Secret changed;"
         f" {len(probe.results)} calls"
     )
-    assert same_ca == ca_pem  # the CA issuer signs again: the injected bundles stay valid
+    # Both registrations trust what signs now: the same CA, or the one cert-manager made again just
+    # after the first (it does at times, a second after creating the CA's Certificate), which
+    # cainjector merges into the bundles.
+    assert same_ca == ca_pem or helpers.eventually(lambda: injected(same_ca) or None, timeout=30)
     assert len(probe.results) > 30
     assert probe.failures() == []
     after = {p["metadata"]["name"]: p for p in _pods(release)}
