@@ -130,19 +130,17 @@ class Samples:
 class Churn:
     """New key versions and access taken away and given back, on schedule."""
 
-    def __init__(self, api: client.ApiClient, ns: str, args: argparse.Namespace) -> None:
-        self.api, self.ns, self.args = api, ns, args
-        self.version = 1
+    def __init__(self, tenant: tenants.KubernetesTenant, args: argparse.Namespace) -> None:
+        self.tenant, self.args = tenant, args
         self.next_rotation, self.next_flap = args.rotate_every, args.flap_every
         self.revoked_at: float | None = None
 
     def step(self, elapsed: float) -> None:
         if elapsed >= self.next_rotation:
-            self.version += 1
-            harness.put_key_version(self.api, self.ns, self.version)
+            self.tenant.rotate()
             self.next_rotation += self.args.rotate_every
         if self.revoked_at is None and elapsed >= self.next_flap:
-            harness.revoke_keys(self.api, self.ns)
+            self.tenant.revoke()
             self.revoked_at = elapsed
         elif self.revoked_at is not None and elapsed >= self.revoked_at + self.args.flap_for:
             self.restore()
@@ -150,7 +148,7 @@ class Churn:
 
     def restore(self) -> None:
         if self.revoked_at is not None:
-            harness.grant_keys(self.api, self.ns, identity="tenant")
+            self.tenant.restore()
             self.revoked_at = None
 
 
@@ -196,14 +194,13 @@ def main() -> None:
 def run(args: argparse.Namespace, workdir: Path, settings: dict[str, str], total: int) -> None:
     with harness.environment_running(workdir, settings=settings) as (plane, api, operator):
         ns = harness.namespace(api, "soak")
-        harness.kubernetes_key_tenant(api, ns, identity="tenant")
-        harness.put_key_version(api, ns, 1)
-        harness.create_customer_key_accounts(api, ns, args.accounts, identity="tenant")
+        tenant = tenants.KubernetesTenant(api, ns)
+        harness.create_customer_key_accounts(api, ns, args.accounts, identity=tenants.IDENTITY)
         harness.create_system_key_accounts(api, ns, args.accounts // 2, first=args.accounts)
         harness.wait_until(lambda: harness.all_active(api, ns, total), timeout=600)
         kcvs = harness.key_check_values(api, ns)
         assert plane.admin_kubeconfig is not None
-        churn = Churn(api, ns, args)
+        churn = Churn(tenant, args)
         with watch_only_operator(plane.admin_kubeconfig) as baseline:
             samples, started = Samples(operator, baseline, every=60), time.monotonic()
             while (elapsed := time.monotonic() - started) < args.minutes * 60:
@@ -211,13 +208,13 @@ def run(args: argparse.Namespace, workdir: Path, settings: dict[str, str], total
                 samples.take(elapsed)
                 time.sleep(0.5)
             churn.restore()
-            last = str(churn.version)
+            last = tenant.version
             harness.wait_until(
                 lambda: harness.all_active(api, ns, total, customer_key_version=last), timeout=600
             )
             samples.take(time.monotonic() - started, due=False)
         assert harness.key_check_values(api, ns) == kcvs, "an account key changed"
-    report(args, total, churn.version - 1, samples.ours, samples.theirs)
+    report(args, total, int(tenant.version) - 1, samples.ours, samples.theirs)
 
 
 @dataclass(frozen=True)
