@@ -94,8 +94,9 @@ def _completed(run: velero.Velero, kind: str, name: str) -> dict[str, Any]:
     """The Backup or Restore once finished: Completed, with no errors."""
     found: dict[str, Any] = json.loads(run(kind, "get", name, "-o", "json").stdout)
     status = found.get("status") or {}
-    assert status.get("phase") == "Completed", status
-    assert not status.get("errors"), run(kind, "describe", name, "--details", check=False).stdout
+    if status.get("phase") != "Completed" or status.get("errors"):
+        details = run(kind, "describe", name, "--details", check=False).stdout
+        pytest.fail(f"{kind} {name}: {status}\n{details}")
     return found
 
 
