@@ -177,6 +177,7 @@ def test_a_second_cluster_restores_the_same_accounts_keys_and_data(
         target_velero("restore", "create", "keys", "--from-backup", "platform-keys", "--wait")
         _completed(target_velero, "restore", "keys")
         target.install(values=SETTINGS)
+        target.wait_for_data_api()  # the apiserver reaches the operator's Services (the docs' step)
         target_velero("restore", "create", "shop", "--from-backup", "shop", "--wait")
         _completed(target_velero, "restore", "shop")
         with config.new_client_from_config(config_file=str(target.kubeconfig)) as target_admin:

@@ -1,14 +1,17 @@
-"""The operator patches only the clientConfig of the chart's webhook configuration, and only when needed."""
+"""The operator patches only the clientConfig of the chart's webhook configuration, and only when
+needed; a replica is ready only once it can answer as it should."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
 
-from vaop import pki
-from vaop.admission import registration
+from vaop import config, pki, platformkeys
+from vaop.admission import lifecycle, registration
 
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 BUNDLE = base64.b64encode(CA).decode()
@@ -72,3 +75,37 @@ def test_with_cert_manager_the_ca_must_be_in_every_bundle_before_the_replica_is_
             registration.CaNotInjected, match=r"APIService x's caBundle lacks the CA.*cainjector"
         ):
             registration.check_injected("APIService x", bundles, new)
+
+
+async def test_a_replica_is_not_ready_until_it_has_read_the_platform_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restore right after `helm install --wait` must not meet a replica that would refuse every
+    restored account key as PlatformKeyMissing: until the first read, the readiness check says so
+    (and why a read fails); once read, a later failure keeps the keys known and the replica ready."""
+    answers: list[Any] = [RuntimeError("secrets is forbidden"), {"1": b"k" * 32}, RuntimeError("gone")]
+    reads: asyncio.Queue[int] = asyncio.Queue()
+
+    async def infrastructure_versions(*_: Any) -> Any:
+        answer = answers.pop(0) if answers else {"1": b"k" * 32}
+        reads.put_nowait(len(answers))  # the reader handles the answer before the test wakes
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(platformkeys, "infrastructure_versions", infrastructure_versions)
+    monkeypatch.setattr(lifecycle, "RETRY_PLATFORM_KEYS_SECONDS", 0.01)
+    monkeypatch.setattr(lifecycle, "PLATFORM_KEYS_SECONDS", 0.01)
+    webhook = lifecycle.Webhook(config.OperatorConfig(), api=None)
+    webhook._problem = None  # registered: only the platform keys are left
+    assert webhook.problem() == "the platform keys have not been read yet"
+    reader = asyncio.create_task(webhook._read_platform_keys())
+    try:
+        await asyncio.wait_for(reads.get(), 1)
+        assert "secrets is forbidden" in (webhook.problem() or "")
+        await asyncio.wait_for(reads.get(), 1)
+        assert webhook.problem() is None
+        await asyncio.wait_for(reads.get(), 1)
+        assert webhook.problem() is None
+    finally:
+        reader.cancel()

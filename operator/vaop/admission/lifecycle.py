@@ -47,10 +47,13 @@ class Webhook:
         self._view: domain_admission.View | None = None
         self._ca_pem = b""
         self._problem: str | None = "not started yet"
+        # Until read once, a restored account-key Secret would be refused as PlatformKeyMissing.
+        self._platform_keys_problem: str | None = "the platform keys have not been read yet"
 
     def problem(self) -> str | None:
-        """What keeps the webhook from answering the apiserver, for the readiness check."""
-        return self._problem
+        """What keeps the webhook from answering the apiserver as it should, for the readiness check:
+        its registration, or the platform keys that restored account keys are checked against."""
+        return self._problem or self._platform_keys_problem
 
     async def start(
         self,
@@ -95,12 +98,17 @@ class Webhook:
             )
             if self._view is not None and found != self._view.infrastructure_keys:
                 self._view = dataclasses.replace(self._view, infrastructure_keys=found)
+            self._platform_keys_problem = None  # read (or none exist yet: the leader makes them)
 
         def period() -> float:
             known = self._view is not None and self._view.infrastructure_keys
             return PLATFORM_KEYS_SECONDS if known else RETRY_PLATFORM_KEYS_SECONDS
 
-        await retry.every(period, read, doing="Reading the infrastructure key for admission")
+        def told(problem: str | None) -> None:
+            if problem is not None and self._platform_keys_problem is not None:  # never read yet
+                self._platform_keys_problem = problem  # once read, the keys known stay in use
+
+        await retry.every(period, read, doing="Reading the infrastructure key for admission", problem=told)
 
     async def stop(self) -> None:
         for task in (self._refresher, self._platform_reader):
