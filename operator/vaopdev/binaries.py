@@ -316,6 +316,24 @@ KUBE_NETWORK_POLICIES = GoTool(
 )
 NETPROBE = GoTool("netprobe", "netprobe", None, (".",), ("netprobe",))
 
+# ---- Flux on the kind tier: source-controller reads a Git repository, kustomize-controller applies it
+
+FLUX_SOURCE = GoTool(
+    "flux-source-controller",
+    "flux-source-controller",
+    "github.com/fluxcd/source-controller",
+    ("github.com/fluxcd/source-controller",),
+    ("source-controller",),
+)
+FLUX_KUSTOMIZE = GoTool(
+    "flux-kustomize-controller",
+    "flux-kustomize-controller",
+    "github.com/fluxcd/kustomize-controller",
+    ("github.com/fluxcd/kustomize-controller",),
+    ("kustomize-controller",),
+)
+FLUX_TOOLS = (FLUX_SOURCE, FLUX_KUSTOMIZE)
+
 # ---- what GitOps tools make of live objects (the GitOps tests) ----------------------------------
 
 GITOPS = GoTool("gitops-check", "gitops", "sigs.k8s.io/cli-utils", (".",), ("gitops",))
@@ -325,7 +343,7 @@ NOOP_CONTROLLER = GoTool("noop-controller", "noop-controller", None, (".",), ("n
 CONTROL_PLANE_TOOLS = (KUBE, ETCD, HELM)
 KIND_TOOLS = (KUBE_NODE, KIND, CONTAINERD, CRICTL, CNI_PLUGINS, COREDNS, ETCD_NODE, NODEUTIL)
 # What the kind tier's tests build besides the node: the tools users run beside the operator.
-BESIDE_TOOLS = (*BACKUP_TOOLS, PROMETHEUS, CERT_MANAGER, KUBE_NETWORK_POLICIES, NETPROBE)
+BESIDE_TOOLS = (*BACKUP_TOOLS, PROMETHEUS, CERT_MANAGER, KUBE_NETWORK_POLICIES, NETPROBE, *FLUX_TOOLS)
 
 
 @dataclass(frozen=True)

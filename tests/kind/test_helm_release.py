@@ -15,11 +15,9 @@ import functools
 import ipaddress
 import itertools
 import json
-import os
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -32,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests import helpers
 from tests.integration import tenant
+from tests.kind import walkthrough
 from vaop import models, pki
 from vaop.crypto import envelope
 from vaopdev import binaries, certmanager, kindcluster, netpolicy, prometheus
@@ -40,7 +39,6 @@ CHECK_INTERVAL = 5
 LEASE_DURATION = 15
 SETTINGS = {"operator.checkInterval": str(CHECK_INTERVAL), "operator.gracePeriod": "30"}
 SELECTOR = "app.kubernetes.io/name=video-analyzer-operator"
-EXAMPLES = binaries.REPO_ROOT / "examples"
 
 
 def _pods(cluster: kindcluster.Cluster) -> list[dict[str, Any]]:
@@ -57,20 +55,6 @@ def _leader(admin: client.ApiClient) -> str | None:
         "video-analyzer-operator", kindcluster.NAMESPACE
     )
     return lease.spec.holder_identity  # type: ignore[no-any-return]
-
-
-def _vaop_keys(cluster: kindcluster.Cluster, command: str) -> str:
-    """`vaop keys create|rotate` of the walk-through's key, the tenant's command, against the kind cluster."""
-    walkthrough_key = ["-n", "tenant-a", "--vault", "tenant-vault", "--name", "account-kek", "--size", "2048"]
-    result = subprocess.run(
-        [sys.executable, "-m", "vaop", "keys", command, *walkthrough_key],
-        env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return result.stdout
 
 
 def _state(admin: client.ApiClient, namespace: str, name: str) -> tuple[str, str]:
@@ -122,13 +106,13 @@ def test_install_brings_up_two_ready_replicas_one_leading(
 
 def test_readme_walkthrough_on_kind(release: kindcluster.Cluster, admin: client.ApiClient) -> None:
     release.wait_for_data_api()
-    release.kubectl("apply", "-f", str(EXAMPLES))
+    release.kubectl("apply", "-f", str(walkthrough.EXAMPLES))
     helpers.eventually(lambda: _state(admin, "tenant-a", "studio") == ("Active", "Ready"), timeout=60)
     helpers.eventually(lambda: _state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "KeyNotFound"))
-    _vaop_keys(release, "create")
+    walkthrough.vaop_keys(release, "create")
     account = tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="1", timeout=30)
     kcv = account["status"]["accountKey"]["keyCheckValue"]
-    _vaop_keys(release, "rotate")
+    walkthrough.vaop_keys(release, "rotate")
     account = tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="2", timeout=30)
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
     assert _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready")
@@ -153,7 +137,7 @@ def test_locked_account_is_refused_through_the_service_webhook(
     refused = release.kubectl("-n", "tenant-a", "label", "vaa", "studio-byok", "team=blue", check=False)
     assert refused.returncode != 0
     assert "is KeyInaccessible (reason AccessDenied)" in refused.stderr
-    release.kubectl("apply", "-f", str(EXAMPLES / "35-key-access.yaml"))
+    release.kubectl("apply", "-f", str(walkthrough.EXAMPLES / "35-key-access.yaml"))
     helpers.eventually(lambda: _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready"), timeout=30)
     release.kubectl("-n", "tenant-a", "label", "vaa", "studio-byok", "team=blue")
 
@@ -217,7 +201,7 @@ def test_prometheus_scrapes_every_replica_and_fires_the_key_alert(
         for expr in queries:  # every panel's query is one this Prometheus evaluates
             monitoring.query(expr)
 
-        release.kubectl("apply", "-f", str(EXAMPLES / "35-key-access.yaml"))
+        release.kubectl("apply", "-f", str(walkthrough.EXAMPLES / "35-key-access.yaml"))
         helpers.eventually(
             lambda: _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready"), timeout=30
         )

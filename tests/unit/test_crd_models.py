@@ -71,3 +71,79 @@ def _disagreements(model: type[BaseModel], schema: dict[str, Any], path: str) ->
 @pytest.mark.parametrize("file", sorted(SPECS))
 def test_the_models_read_what_the_crd_schema_lets_through(file: str) -> None:
     assert _disagreements(SPECS[file], _spec_schema(file), "spec") == []
+
+
+_SCHEMA_FIELDS = frozenset(  # the fields of apiextensions.k8s.io/v1 JSONSchemaProps
+    {
+        "id",
+        "$schema",
+        "$ref",
+        "description",
+        "type",
+        "format",
+        "title",
+        "default",
+        "maximum",
+        "exclusiveMaximum",
+        "minimum",
+        "exclusiveMinimum",
+        "maxLength",
+        "minLength",
+        "pattern",
+        "maxItems",
+        "minItems",
+        "uniqueItems",
+        "multipleOf",
+        "enum",
+        "maxProperties",
+        "minProperties",
+        "required",
+        "items",
+        "allOf",
+        "oneOf",
+        "anyOf",
+        "not",
+        "properties",
+        "additionalProperties",
+        "patternProperties",
+        "dependencies",
+        "additionalItems",
+        "definitions",
+        "externalDocs",
+        "example",
+        "nullable",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-embedded-resource",
+        "x-kubernetes-int-or-string",
+        "x-kubernetes-list-map-keys",
+        "x-kubernetes-list-type",
+        "x-kubernetes-map-type",
+        "x-kubernetes-validations",
+    }
+)
+
+
+def _unknown_fields(schema: dict[str, Any], path: str) -> list[str]:
+    """Keys of a schema node that JSONSchemaProps does not have, here and below."""
+    found = [f"{path}: {key!r}" for key in schema if key not in _SCHEMA_FIELDS]
+    for key in ("properties", "patternProperties", "definitions"):
+        for name, child in (schema.get(key) or {}).items():
+            found += _unknown_fields(child or {}, f"{path}.{name}")
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(schema.get(key), dict):
+            found += _unknown_fields(schema[key], f"{path}[{key}]")
+    for key in ("allOf", "anyOf", "oneOf"):
+        for index, child in enumerate(schema.get(key) or []):
+            found += _unknown_fields(child, f"{path}.{key}[{index}]")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((binaries.REPO_ROOT / "crds").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_schema_node_is_a_json_schema_props(path: Any) -> None:
+    """A YAML slip (a comma in an unquoted flow-style description) makes a key that is no schema
+    field: `kubectl apply` drops it silently, but server-side apply (Flux, Argo CD's SSA) refuses
+    the whole CRD, as Flux's dry-run did on the kind tier."""
+    crd = yaml.safe_load(path.read_text())
+    for version in crd["spec"]["versions"]:
+        schema = version["schema"]["openAPIV3Schema"]
+        assert _unknown_fields(schema, version["name"]) == []

@@ -1,0 +1,261 @@
+"""Flux applying the operator and a tenant from Git, for real: source-controller and
+kustomize-controller built from their Go modules, a Git server on the kind network's bridge, and
+`deploy/flux/rendered-chart.yaml` as shipped (its URL pointed at that server). The operator's folder
+is the chart rendered with `helm template`; the tenant's folder is the README walk-through's examples.
+
+The tests run in file order, as one story: the tenant waits for the operator and is Ready only once
+its accounts are; a key that is not there yet, and access taken away in Git, make it not Ready with
+the account's message; a change in Git is applied and the account re-wraps; manual edits are
+reverted; and nothing is rewritten in a loop.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests import helpers
+from tests.integration import tenant
+from tests.kind import walkthrough
+from vaopdev import binaries, flux, gitserver, kindcluster
+
+SETTINGS = {"operator.checkInterval": "5", "operator.gracePeriod": "30"}
+LAYOUT = binaries.REPO_ROOT / "deploy" / "flux" / "rendered-chart.yaml"
+TENANT_FILES = ("00-namespace.yaml", "10-system-key-account.yaml", "20-keyvault.yaml", "30-customerkey.yaml",
+                "35-key-access.yaml", "40-customer-key-account.yaml")  # fmt: skip
+NO_LOOP_WINDOW = 300.0  # seconds of watching for writes nobody asked for
+RECONCILE_EVERY = "30s"  # during the test; the shipped file's intervals are minutes
+
+
+@pytest.fixture(scope="module")
+def git() -> Iterator[gitserver.GitServer]:
+    server = gitserver.GitServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fluxcd(kind_cluster: kindcluster.Cluster) -> Iterator[flux.Flux]:
+    # The chart comes from Git here, not from `helm install`: no release of the other test files.
+    kind_cluster.helm("uninstall", kindcluster.RELEASE, "-n", kindcluster.NAMESPACE, "--wait", check=False)
+    kind_cluster.kubectl("delete", "namespace", "tenant-a", "--ignore-not-found", "--wait", timeout=180)
+    installed = flux.install(kind_cluster)
+    yield installed
+    # Deleting the Kustomizations prunes what they applied: the tenant, then the operator.
+    for name in ("tenant-a", "video-analyzer-operator"):
+        installed.delete("kustomization", name)
+    installed.uninstall()
+    for namespace in ("tenant-a", kindcluster.NAMESPACE):  # the next file installs into a new one
+        kind_cluster.kubectl("wait", "--for=delete", f"namespace/{namespace}", "--timeout=240s", timeout=260,
+                             check=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def repository(git: gitserver.GitServer, kind_cluster: kindcluster.Cluster) -> gitserver.Repository:
+    """The platform repository: the rendered chart and the walk-through's tenant."""
+    repo = git.repository("platform")
+    repository, tag = kind_cluster.operator_image.rsplit(":", 1)
+    values = {**SETTINGS, "image.repository": repository, "image.tag": tag}
+    settings = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+    rendered = kind_cluster.helm(
+        "template", kindcluster.RELEASE, str(binaries.REPO_ROOT / "charts" / "video-analyzer-operator"),
+        "--namespace", kindcluster.NAMESPACE, "--kube-version", binaries.KUBE.version(), *settings,
+    ).stdout  # fmt: skip
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kindcluster.NAMESPACE}}
+    files = {"operator/namespace.yaml": yaml.safe_dump(namespace), "operator/chart.yaml": rendered}
+    files.update({f"tenant-a/{name}": (walkthrough.EXAMPLES / name).read_text() for name in TENANT_FILES})
+    repo.commit(files, "the operator and tenant-a")
+    return repo
+
+
+def _layout(url: str) -> list[dict[str, Any]]:
+    """The shipped layout, pointed at the test's Git server and reconciling every half minute."""
+    documents = [d for d in yaml.safe_load_all(LAYOUT.read_text()) if d]
+    for document in documents:
+        if document["kind"] == "GitRepository":
+            document["spec"].update(url=url, interval=RECONCILE_EVERY)
+        else:
+            document["spec"]["interval"] = RECONCILE_EVERY
+    return documents
+
+
+def _kustomization(fluxcd: flux.Flux, name: str) -> tuple[str, str, str]:
+    """(Ready status, reason, message) of a Kustomization; empty strings before it has one."""
+    ready = fluxcd.ready("kustomization", name) or {}
+    return ready.get("status", ""), ready.get("reason", ""), ready.get("message", "")
+
+
+def _applied(fluxcd: flux.Flux, name: str, revision: str) -> bool:
+    """The Kustomization applied this Git revision and found everything it applied ready."""
+    status = fluxcd.get("kustomization", name).get("status") or {}
+    return (
+        status.get("lastAppliedRevision", "").endswith(revision) and _kustomization(fluxcd, name)[0] == "True"
+    )
+
+
+def _pull(fluxcd: flux.Flux, *kustomizations: str) -> None:
+    """`flux reconcile kustomization --with-source`: fetch Git now, then apply now."""
+    token = uuid.uuid4().hex[:8]
+    fluxcd.reconcile("gitrepository", "platform", token)
+    for name in kustomizations:
+        fluxcd.reconcile("kustomization", name, token)
+
+
+def _state(admin: client.ApiClient, name: str) -> tuple[str, str]:
+    account = helpers.get(admin, "tenant-a", "VideoAnalyzerAccount", name)
+    ready = helpers.condition(account, "Ready") or {}
+    return account.get("status", {}).get("state", ""), ready.get("reason", "")
+
+
+STALLED = re.compile(r"(VideoAnalyzerAccount|CustomerKey|KeyVault)/tenant-a/([\w.-]+) status: 'Failed'")
+
+
+def _failed_early(fluxcd: flux.Flux) -> list[tuple[str, str]]:
+    """The tenant objects the tenant Kustomization names as Failed while it is not Ready because of
+    them (kstatus: their Stalled condition), without waiting for its timeout; [] otherwise. Flux stops
+    at the first it finds and names those, not their messages."""
+    status, _, message = _kustomization(fluxcd, "tenant-a")
+    if status != "False" or "failed early due to stalled resources" not in message:
+        return []
+    return STALLED.findall(message)
+
+
+def _stalled_for(admin: client.ApiClient, named: list[tuple[str, str]], reason: str) -> None:
+    """Each object Flux named says why itself: not Ready, for ``reason``."""
+    assert named
+    for kind, name in named:
+        ready = helpers.condition(helpers.get(admin, "tenant-a", kind, name), "Ready") or {}
+        assert (ready.get("status"), ready.get("reason")) == ("False", reason), (kind, name, ready)
+
+
+def test_the_tenant_waits_for_the_operator_and_is_ready_only_with_its_accounts(
+    fluxcd: flux.Flux, repository: gitserver.Repository, admin: client.ApiClient
+) -> None:
+    fluxcd.apply(*_layout(repository.url))
+    helpers.eventually(
+        lambda: _kustomization(fluxcd, "video-analyzer-operator")[0] == "True", timeout=300, interval=2
+    )
+    # The key the CustomerKey names does not exist yet: the account is KeyInaccessible (Stalled), so
+    # the tenant's Kustomization fails its health check at once, saying which account and why.
+    _stalled_for(
+        admin, helpers.eventually(lambda: _failed_early(fluxcd), timeout=180, interval=2), "KeyNotFound"
+    )
+    assert _state(admin, "studio-byok") == ("KeyInaccessible", "KeyNotFound")
+    assert _state(admin, "studio") == ("Active", "Ready")
+    walkthrough.vaop_keys(fluxcd.cluster, "create")
+    tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="1", timeout=60)
+    _pull(fluxcd, "tenant-a")
+    helpers.eventually(lambda: _kustomization(fluxcd, "tenant-a")[0] == "True", timeout=120, interval=2)
+    assert {_state(admin, name) for name in ("studio", "studio-byok")} == {("Active", "Ready")}
+
+
+def test_access_taken_away_in_git_makes_the_tenant_not_ready_and_coming_back_recovers(
+    fluxcd: flux.Flux, repository: gitserver.Repository, admin: client.ApiClient
+) -> None:
+    access = (walkthrough.EXAMPLES / "35-key-access.yaml").read_text()
+    without_binding = "---".join(part for part in access.split("---") if "kind: RoleBinding" not in part)
+    revoked = repository.commit({"tenant-a/35-key-access.yaml": without_binding}, "revoke studio-byok")
+    _pull(fluxcd, "tenant-a")
+    # Pruned by Flux, the binding is gone; the operator's next check locks the account.
+    helpers.eventually(
+        lambda: _state(admin, "studio-byok") == ("KeyInaccessible", "AccessDenied"), timeout=120
+    )
+    _pull(fluxcd, "tenant-a")
+    named = helpers.eventually(lambda: _failed_early(fluxcd), timeout=120, interval=2)
+    _stalled_for(admin, named, "AccessDenied")
+    assert fluxcd.get("kustomization", "tenant-a")["status"]["lastAttemptedRevision"].endswith(revoked)
+    restored = repository.commit({"tenant-a/35-key-access.yaml": access}, "give studio-byok its access back")
+    _pull(fluxcd, "tenant-a")
+    helpers.eventually(lambda: _applied(fluxcd, "tenant-a", restored), timeout=180, interval=2)
+    assert _state(admin, "studio-byok") == ("Active", "Ready")
+
+
+def test_a_change_in_git_is_applied_and_the_account_rewraps(
+    fluxcd: flux.Flux, repository: gitserver.Repository, admin: client.ApiClient
+) -> None:
+    kcv = tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="1")["status"]["accountKey"][
+        "keyCheckValue"
+    ]
+    walkthrough.vaop_keys(fluxcd.cluster, "rotate")  # the tenant's key team: version 2, followed at once
+    tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="2", timeout=60)
+    keys = (walkthrough.EXAMPLES / "30-customerkey.yaml").read_text()
+    pinned = keys.replace('keyVersion: ""', 'keyVersion: "1"', 1)
+    assert pinned != keys
+    revision = repository.commit({"tenant-a/30-customerkey.yaml": pinned}, "pin tenant-key to version 1")
+    _pull(fluxcd, "tenant-a")
+    account = tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="1", timeout=120)
+    assert account["status"]["accountKey"]["keyCheckValue"] == kcv  # the same account key, re-wrapped
+    helpers.eventually(lambda: _applied(fluxcd, "tenant-a", revision), timeout=180, interval=2)
+
+
+def test_manual_edits_are_reverted(fluxcd: flux.Flux, admin: client.ApiClient) -> None:
+    cluster = fluxcd.cluster
+    cluster.kubectl("-n", "tenant-a", "patch", "customerkey", "tenant-key", "--type=merge",
+                    "-p", '{"spec": {"keyVersion": "2"}}')  # fmt: skip
+    cluster.kubectl("-n", "tenant-a", "delete", "rolebinding", "studio-byok-reads-account-keks")
+    _pull(fluxcd, "tenant-a")
+
+    def back() -> bool:
+        key = helpers.get(admin, "tenant-a", "CustomerKey", "tenant-key")
+        binding = cluster.kubectl("-n", "tenant-a", "get", "rolebinding", "studio-byok-reads-account-keks",
+                                  check=False)  # fmt: skip
+        return bool(key["spec"]["keyVersion"] == "1" and binding.returncode == 0)
+
+    helpers.eventually(back, timeout=120, interval=2)
+    tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="1", timeout=120)
+    helpers.eventually(lambda: _kustomization(fluxcd, "tenant-a")[0] == "True", timeout=180, interval=2)
+    assert _state(admin, "studio-byok") == ("Active", "Ready")
+
+
+APPLIED = "kustomize.toolkit.fluxcd.io/name in (video-analyzer-operator,tenant-a)"  # Flux's label
+WATCHED = (  # namespace, kinds, selector
+    (
+        "tenant-a",
+        "videoanalyzeraccounts,customerkeys,keyvaults,secrets,serviceaccounts,roles,rolebindings",
+        "",
+    ),
+    (kindcluster.NAMESPACE, "deployments,services,serviceaccounts,secrets,configmaps", ""),
+    ("", "validatingwebhookconfigurations,apiservices,customresourcedefinitions,clusterroles", APPLIED),
+)
+
+
+def _versions(cluster: kindcluster.Cluster) -> dict[str, str]:
+    """resourceVersion of every object the two Kustomizations apply or the operator writes."""
+    found: dict[str, str] = {}
+    for namespace, kinds, selector in WATCHED:
+        scope = ["-n", namespace] if namespace else []
+        chosen = ["-l", selector] if selector else []
+        listed = cluster.kubectl(*scope, "get", kinds, *chosen, "-o", "yaml").stdout
+        for item in yaml.safe_load(listed)["items"]:
+            meta = item["metadata"]
+            found[f"{item['kind']}/{meta.get('namespace', '')}/{meta['name']}"] = meta["resourceVersion"]
+    return found
+
+
+def _reconciliations(fluxcd: flux.Flux, name: str) -> int:
+    history = (fluxcd.get("kustomization", name).get("status") or {}).get("history") or []
+    return sum(int(entry.get("totalReconciliations", 0)) for entry in history)
+
+
+def test_nothing_is_rewritten_in_a_loop(fluxcd: flux.Flux) -> None:
+    """Flux re-applies both folders every half minute and the operator checks the key every 5 s; for
+    five minutes none of them writes anything: no field fought over (the webhook's caBundle, which the
+    operator writes, and the chart's objects, which Flux applies), no status rewritten unchanged."""
+    names = ("video-analyzer-operator", "tenant-a")
+    before, reconciled = _versions(fluxcd.cluster), {n: _reconciliations(fluxcd, n) for n in names}
+    time.sleep(NO_LOOP_WINDOW)
+    after = _versions(fluxcd.cluster)
+    watched = {key.split("/")[0] for key in before}
+    assert {"ValidatingWebhookConfiguration", "APIService", "VideoAnalyzerAccount", "Secret"} <= watched
+    rewritten = sorted(key for key in before.keys() & after.keys() if before[key] != after[key])
+    assert rewritten == [], rewritten
+    assert before.keys() == after.keys(), before.keys() ^ after.keys()
+    for name in names:  # Flux did look, every half minute
+        assert _reconciliations(fluxcd, name) - reconciled[name] >= NO_LOOP_WINDOW / 30 - 2, name

@@ -1,0 +1,25 @@
+"""The README walk-through's tenant on kind: its examples and the tenant's key command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from vaopdev import binaries, kindcluster
+
+EXAMPLES = binaries.REPO_ROOT / "examples"
+
+
+def vaop_keys(cluster: kindcluster.Cluster, command: str) -> str:
+    """`vaop keys create|rotate` of the walk-through's key, the tenant's command, against the kind cluster."""
+    walkthrough_key = ["-n", "tenant-a", "--vault", "tenant-vault", "--name", "account-kek", "--size", "2048"]
+    result = subprocess.run(
+        [sys.executable, "-m", "vaop", "keys", command, *walkthrough_key],
+        env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout
