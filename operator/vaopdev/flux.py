@@ -201,6 +201,11 @@ class Flux:
         )
 
     def uninstall(self) -> None:
+        """Flux's objects first, while its controllers can still remove their finalizers."""
+        for kind in ("kustomizations", "gitrepositories"):
+            self.cluster.kubectl(
+                "-n", NAMESPACE, "delete", kind, "--all", "--wait", "--timeout=240s", timeout=260
+            )
         self.cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait", timeout=240)
 
 
