@@ -100,31 +100,30 @@ class Cluster:
         release: str = RELEASE,
     ) -> None:
         """``helm install`` (or upgrade) of the chart with the loaded image, waiting for readiness."""
-        repository, tag = self.operator_image.rsplit(":", 1)
-        command = [
-            "upgrade" if upgrade else "install",
-            release,
-            str(CHART_DIR),
-            "--namespace",
-            NAMESPACE,
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            wait,
-            "--set",
-            f"image.repository={repository}",
-            "--set",
-            f"image.tag={tag}",
-        ]
+        command = ["upgrade" if upgrade else "install", release, str(CHART_DIR), "--namespace", NAMESPACE]
+        command += ["--create-namespace", "--wait", "--timeout", wait, *self._chart_values(values)]
         if upgrade:
             command.append("--reuse-values")
-        for key, value in (values or {}).items():  # lists and objects (a policy's peers) as JSON
-            command += (
+        self.helm(*command)
+
+    def render(self, *, values: dict[str, Any] | None = None, release: str = RELEASE) -> str:
+        """``helm template`` of the chart as ``install`` would install it (for GitOps tools to apply)."""
+        version = binaries.KUBE.version()  # offline, helm assumes a version the chart refuses
+        command = ["template", release, str(CHART_DIR), "--namespace", NAMESPACE, "--kube-version", version]
+        return self.helm(*command, *self._chart_values(values)).stdout
+
+    def _chart_values(self, values: dict[str, Any] | None) -> list[str]:
+        """``--set`` arguments: the loaded image, then ``values`` (lists and objects, a policy's
+        peers, as JSON)."""
+        repository, tag = self.operator_image.rsplit(":", 1)
+        arguments = ["--set", f"image.repository={repository}", "--set", f"image.tag={tag}"]
+        for key, value in (values or {}).items():
+            arguments += (
                 ["--set", f"{key}={value}"]
                 if isinstance(value, str)
                 else ["--set-json", f"{key}={json.dumps(value)}"]
             )
-        self.helm(*command)
+        return arguments
 
     def wait_for_data_api(self, *, timeout: float = 90) -> None:
         """The aggregator turns the APIService Available a little after the replicas are ready."""

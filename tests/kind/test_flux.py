@@ -4,9 +4,9 @@ kustomize-controller built from their Go modules, a Git server on the kind netwo
 is the chart rendered with `helm template`; the tenant's folder is the README walk-through's examples.
 
 The tests run in file order, as one story: the tenant waits for the operator and is Ready only once
-its accounts are; a key that is not there yet, and access taken away in Git, make it not Ready with
-the account's message; a change in Git is applied and the account re-wraps; manual edits are
-reverted; and nothing is rewritten in a loop.
+its accounts are; a key that is not there yet, and access taken away in Git, make it fail at once,
+naming objects whose own conditions say why; a change in Git is applied and the account re-wraps;
+manual edits are reverted; and nothing is rewritten in a loop.
 """
 
 from __future__ import annotations
@@ -61,13 +61,7 @@ def fluxcd(kind_cluster: kindcluster.Cluster) -> Iterator[flux.Flux]:
 def repository(git: gitserver.GitServer, kind_cluster: kindcluster.Cluster) -> gitserver.Repository:
     """The platform repository: the rendered chart and the walk-through's tenant."""
     repo = git.repository("platform")
-    repository, tag = kind_cluster.operator_image.rsplit(":", 1)
-    values = {**SETTINGS, "image.repository": repository, "image.tag": tag}
-    settings = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
-    rendered = kind_cluster.helm(
-        "template", kindcluster.RELEASE, str(binaries.REPO_ROOT / "charts" / "video-analyzer-operator"),
-        "--namespace", kindcluster.NAMESPACE, "--kube-version", binaries.KUBE.version(), *settings,
-    ).stdout  # fmt: skip
+    rendered = kind_cluster.render(values=SETTINGS)
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kindcluster.NAMESPACE}}
     files = {"operator/namespace.yaml": yaml.safe_dump(namespace), "operator/chart.yaml": rendered}
     files.update({f"tenant-a/{name}": (walkthrough.EXAMPLES / name).read_text() for name in TENANT_FILES})
@@ -108,12 +102,6 @@ def _pull(fluxcd: flux.Flux, *kustomizations: str) -> None:
         fluxcd.reconcile("kustomization", name, token)
 
 
-def _state(admin: client.ApiClient, name: str) -> tuple[str, str]:
-    account = helpers.get(admin, "tenant-a", "VideoAnalyzerAccount", name)
-    ready = helpers.condition(account, "Ready") or {}
-    return account.get("status", {}).get("state", ""), ready.get("reason", "")
-
-
 STALLED = re.compile(r"(VideoAnalyzerAccount|CustomerKey|KeyVault)/tenant-a/([\w.-]+) status: 'Failed'")
 
 
@@ -147,13 +135,14 @@ def test_the_tenant_waits_for_the_operator_and_is_ready_only_with_its_accounts(
     _stalled_for(
         admin, helpers.eventually(lambda: _failed_early(fluxcd), timeout=180, interval=2), "KeyNotFound"
     )
-    assert _state(admin, "studio-byok") == ("KeyInaccessible", "KeyNotFound")
-    assert _state(admin, "studio") == ("Active", "Ready")
+    assert walkthrough.state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "KeyNotFound")
+    assert walkthrough.state(admin, "tenant-a", "studio") == ("Active", "Ready")
     walkthrough.vaop_keys(fluxcd.cluster, "create")
     tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="1", timeout=60)
     _pull(fluxcd, "tenant-a")
     helpers.eventually(lambda: _kustomization(fluxcd, "tenant-a")[0] == "True", timeout=120, interval=2)
-    assert {_state(admin, name) for name in ("studio", "studio-byok")} == {("Active", "Ready")}
+    states = {walkthrough.state(admin, "tenant-a", name) for name in ("studio", "studio-byok")}
+    assert states == {("Active", "Ready")}
 
 
 def test_access_taken_away_in_git_makes_the_tenant_not_ready_and_coming_back_recovers(
@@ -165,7 +154,8 @@ def test_access_taken_away_in_git_makes_the_tenant_not_ready_and_coming_back_rec
     _pull(fluxcd, "tenant-a")
     # Pruned by Flux, the binding is gone; the operator's next check locks the account.
     helpers.eventually(
-        lambda: _state(admin, "studio-byok") == ("KeyInaccessible", "AccessDenied"), timeout=120
+        lambda: walkthrough.state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "AccessDenied"),
+        timeout=120,
     )
     _pull(fluxcd, "tenant-a")
     named = helpers.eventually(lambda: _failed_early(fluxcd), timeout=120, interval=2)
@@ -174,7 +164,7 @@ def test_access_taken_away_in_git_makes_the_tenant_not_ready_and_coming_back_rec
     restored = repository.commit({"tenant-a/35-key-access.yaml": access}, "give studio-byok its access back")
     _pull(fluxcd, "tenant-a")
     helpers.eventually(lambda: _applied(fluxcd, "tenant-a", restored), timeout=180, interval=2)
-    assert _state(admin, "studio-byok") == ("Active", "Ready")
+    assert walkthrough.state(admin, "tenant-a", "studio-byok") == ("Active", "Ready")
 
 
 def test_a_change_in_git_is_applied_and_the_account_rewraps(
@@ -211,7 +201,7 @@ def test_manual_edits_are_reverted(fluxcd: flux.Flux, admin: client.ApiClient) -
     helpers.eventually(back, timeout=120, interval=2)
     tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="1", timeout=120)
     helpers.eventually(lambda: _kustomization(fluxcd, "tenant-a")[0] == "True", timeout=180, interval=2)
-    assert _state(admin, "studio-byok") == ("Active", "Ready")
+    assert walkthrough.state(admin, "tenant-a", "studio-byok") == ("Active", "Ready")
 
 
 APPLIED = "kustomize.toolkit.fluxcd.io/name in (video-analyzer-operator,tenant-a)"  # Flux's label

@@ -57,12 +57,6 @@ def _leader(admin: client.ApiClient) -> str | None:
     return lease.spec.holder_identity  # type: ignore[no-any-return]
 
 
-def _state(admin: client.ApiClient, namespace: str, name: str) -> tuple[str, str]:
-    account = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
-    ready = helpers.condition(account, "Ready") or {}
-    return account.get("status", {}).get("state", ""), ready.get("reason", "")
-
-
 @pytest.fixture(scope="module")
 def release(kind_cluster: kindcluster.Cluster) -> Iterator[kindcluster.Cluster]:
     """The chart installed into a namespace that enforces the restricted Pod Security Standard."""
@@ -107,15 +101,19 @@ def test_install_brings_up_two_ready_replicas_one_leading(
 def test_readme_walkthrough_on_kind(release: kindcluster.Cluster, admin: client.ApiClient) -> None:
     release.wait_for_data_api()
     release.kubectl("apply", "-f", str(walkthrough.EXAMPLES))
-    helpers.eventually(lambda: _state(admin, "tenant-a", "studio") == ("Active", "Ready"), timeout=60)
-    helpers.eventually(lambda: _state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "KeyNotFound"))
+    helpers.eventually(
+        lambda: walkthrough.state(admin, "tenant-a", "studio") == ("Active", "Ready"), timeout=60
+    )
+    helpers.eventually(
+        lambda: walkthrough.state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "KeyNotFound")
+    )
     walkthrough.vaop_keys(release, "create")
     account = tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="1", timeout=30)
     kcv = account["status"]["accountKey"]["keyCheckValue"]
     walkthrough.vaop_keys(release, "rotate")
     account = tenant.wait_wrapped_by(admin, "tenant-a", "studio-byok", keyVersion="2", timeout=30)
     assert account["status"]["accountKey"]["keyCheckValue"] == kcv
-    assert _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready")
+    assert walkthrough.state(admin, "tenant-a", "studio-byok") == ("Active", "Ready")
     # The account's data, through the chart's APIService and Service (examples/50-data.yaml)
     video = json.loads(
         release.kubectl("-n", "tenant-a", "get", "video", "lobby-2026-11-29", "-o", "json").stdout
@@ -131,14 +129,16 @@ def test_locked_account_is_refused_through_the_service_webhook(
 ) -> None:
     release.kubectl("-n", "tenant-a", "delete", "rolebinding", "studio-byok-reads-account-keks")
     helpers.eventually(
-        lambda: _state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "AccessDenied"),
+        lambda: walkthrough.state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "AccessDenied"),
         timeout=CHECK_INTERVAL + 10,
     )
     refused = release.kubectl("-n", "tenant-a", "label", "vaa", "studio-byok", "team=blue", check=False)
     assert refused.returncode != 0
     assert "is KeyInaccessible (reason AccessDenied)" in refused.stderr
     release.kubectl("apply", "-f", str(walkthrough.EXAMPLES / "35-key-access.yaml"))
-    helpers.eventually(lambda: _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready"), timeout=30)
+    helpers.eventually(
+        lambda: walkthrough.state(admin, "tenant-a", "studio-byok") == ("Active", "Ready"), timeout=30
+    )
     release.kubectl("-n", "tenant-a", "label", "vaa", "studio-byok", "team=blue")
 
 
@@ -178,7 +178,9 @@ def test_prometheus_scrapes_every_replica_and_fires_the_key_alert(
 
         release.kubectl("-n", "tenant-a", "delete", "rolebinding", "studio-byok-reads-account-keks")
         helpers.eventually(
-            lambda: _state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "AccessDenied"),
+            lambda: (
+                walkthrough.state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "AccessDenied")
+            ),
             timeout=CHECK_INTERVAL + 10,
         )
         pending = helpers.eventually(lambda: _alert(monitoring, "pending"), timeout=30, interval=1)
@@ -203,7 +205,7 @@ def test_prometheus_scrapes_every_replica_and_fires_the_key_alert(
 
         release.kubectl("apply", "-f", str(walkthrough.EXAMPLES / "35-key-access.yaml"))
         helpers.eventually(
-            lambda: _state(admin, "tenant-a", "studio-byok") == ("Active", "Ready"), timeout=30
+            lambda: walkthrough.state(admin, "tenant-a", "studio-byok") == ("Active", "Ready"), timeout=30
         )
         helpers.eventually(lambda: not monitoring.alerts(KEY_ALERT), timeout=30, interval=1)
     finally:
@@ -491,7 +493,7 @@ def test_network_policy_is_enforced(release: kindcluster.Cluster, admin: client.
         )
         helpers.create(admin, "tenant-a", "VideoAnalyzerAccount", "behind-policy", {"region": "westeurope"})
         helpers.eventually(
-            lambda: _state(admin, "tenant-a", "behind-policy")[0] == "Active" or None, timeout=60
+            lambda: walkthrough.state(admin, "tenant-a", "behind-policy")[0] == "Active" or None, timeout=60
         )
     finally:
         release.install(upgrade=True, values={"networkPolicy.enabled": "false"})

@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+from kubernetes import client
+
+from tests import helpers
 from vaopdev import binaries, kindcluster
 
 EXAMPLES = binaries.REPO_ROOT / "examples"
@@ -23,3 +26,10 @@ def vaop_keys(cluster: kindcluster.Cluster, command: str) -> str:
         timeout=60,
     )
     return result.stdout
+
+
+def state(admin: client.ApiClient, namespace: str, name: str) -> tuple[str, str]:
+    """An account's (state, Ready reason): ("Active", "Ready"), ("KeyInaccessible", "KeyNotFound"), ..."""
+    account = helpers.get(admin, namespace, "VideoAnalyzerAccount", name)
+    ready = helpers.condition(account, "Ready") or {}
+    return account.get("status", {}).get("state", ""), ready.get("reason", "")
