@@ -88,10 +88,15 @@ class GoTool:
         the files it ships beside its code, such as a Helm chart or a node image's files."""
         assert self.pinned is not None, f"{self.name} is our own code, not a pinned module"
         where = ["go", "list", "-m", "-f", "{{.Dir}}", self.pinned]
-        found = subprocess.run(where, cwd=self.module_dir, capture_output=True, text=True, check=False)
+        env = dict(os.environ, **self.env)
+        found = subprocess.run(
+            where, cwd=self.module_dir, env=env, capture_output=True, text=True, check=False
+        )
         if found.returncode != 0 or not found.stdout.strip():
-            subprocess.run(["go", "mod", "download", self.pinned], cwd=self.module_dir, check=True)
-            found = subprocess.run(where, cwd=self.module_dir, capture_output=True, text=True, check=True)
+            subprocess.run(["go", "mod", "download", self.pinned], cwd=self.module_dir, env=env, check=True)
+            found = subprocess.run(
+                where, cwd=self.module_dir, env=env, capture_output=True, text=True, check=True
+            )
         return Path(found.stdout.strip())
 
     def ensure(self) -> Path:
@@ -334,6 +339,21 @@ FLUX_KUSTOMIZE = GoTool(
 )
 FLUX_TOOLS = (FLUX_SOURCE, FLUX_KUSTOMIZE)
 
+# ---- Argo CD on the kind tier: one binary that acts as the component its name says ---------------
+
+ARGOCD = GoTool(
+    "argocd",
+    "argocd",
+    "github.com/argoproj/argo-cd/v3",
+    ("github.com/argoproj/argo-cd/v3/cmd",),
+    ("cmd",),  # the main package's folder names the binary; the image calls it /usr/local/bin/argocd
+    ldflags=lambda version: (
+        f"-s -w -X github.com/argoproj/argo-cd/v3/common.version={version.lstrip('v')}"
+        " -X github.com/argoproj/argo-cd/v3/common.buildDate=1970-01-01T00:00:00Z"
+    ),
+    env={"GOTOOLCHAIN": "go1.27.3"},  # v3.6 names Go 1.27 (the proxy serves that toolchain)
+)
+
 # ---- what GitOps tools make of live objects (the GitOps tests) ----------------------------------
 
 GITOPS = GoTool("gitops-check", "gitops", "sigs.k8s.io/cli-utils", (".",), ("gitops",))
@@ -343,7 +363,7 @@ NOOP_CONTROLLER = GoTool("noop-controller", "noop-controller", None, (".",), ("n
 CONTROL_PLANE_TOOLS = (KUBE, ETCD, HELM)
 KIND_TOOLS = (KUBE_NODE, KIND, CONTAINERD, CRICTL, CNI_PLUGINS, COREDNS, ETCD_NODE, NODEUTIL)
 # What the kind tier's tests build besides the node: the tools users run beside the operator.
-BESIDE_TOOLS = (*BACKUP_TOOLS, PROMETHEUS, CERT_MANAGER, KUBE_NETWORK_POLICIES, NETPROBE, *FLUX_TOOLS)
+BESIDE_TOOLS = (*BACKUP_TOOLS, PROMETHEUS, CERT_MANAGER, KUBE_NETWORK_POLICIES, NETPROBE, *FLUX_TOOLS, ARGOCD)
 
 
 @dataclass(frozen=True)

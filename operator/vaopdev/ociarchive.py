@@ -30,12 +30,18 @@ class Image:
 
 
 def files_layer(
-    path: Path, files: dict[str, Path], *, mode: int = 0o755, empty: dict[str, int] | None = None
+    path: Path,
+    files: dict[str, Path],
+    *,
+    mode: int = 0o755,
+    empty: dict[str, int] | None = None,
+    links: dict[str, str] | None = None,
 ) -> Path:
-    """A layer holding ``files`` (image path -> host file), owned by root, with parent folders, and
-    the ``empty`` folders (image path -> mode), such as a /tmp."""
+    """A layer holding ``files`` (image path -> host file), owned by root, with parent folders, the
+    ``empty`` folders (image path -> mode), such as a /tmp, and symbolic ``links`` (image path ->
+    target), such as the names one multi-call binary answers to."""
     folders: dict[str, int] = {}
-    for target in files:
+    for target in [*files, *(links or {})]:
         parts = target.strip("/").split("/")[:-1]
         folders.update(("/".join(parts[: i + 1]), 0o755) for i in range(len(parts)))
     folders.update((folder.strip("/"), folder_mode) for folder, folder_mode in (empty or {}).items())
@@ -51,6 +57,10 @@ def files_layer(
             info.mode, info.mtime = mode, 0
             with source.open("rb") as data:
                 layer.addfile(info, data)
+        for link, target in sorted((links or {}).items()):
+            info = tarfile.TarInfo(link.strip("/"))
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
+            layer.addfile(info)
     return path
 
 

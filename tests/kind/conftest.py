@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client, config
 
-from vaopdev import hostsetup, kindcluster
+from vaopdev import gitserver, hostsetup, kindcluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -38,3 +38,11 @@ def kind_cluster() -> Iterator[kindcluster.Cluster]:
 def admin(kind_cluster: kindcluster.Cluster) -> Iterator[client.ApiClient]:
     with config.new_client_from_config(config_file=str(kind_cluster.kubeconfig)) as api:
         yield api
+
+
+@pytest.fixture(scope="session")
+def git() -> Iterator[gitserver.GitServer]:
+    """The Git server the GitOps tools read from, on the kind network's bridge."""
+    server = gitserver.GitServer().start()
+    yield server
+    server.stop()

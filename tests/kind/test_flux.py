@@ -35,13 +35,6 @@ RECONCILE_EVERY = "30s"  # during the test; the shipped file's intervals are min
 
 
 @pytest.fixture(scope="module")
-def git() -> Iterator[gitserver.GitServer]:
-    server = gitserver.GitServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def fluxcd(kind_cluster: kindcluster.Cluster) -> Iterator[flux.Flux]:
     # The chart comes from Git here, not from `helm install`: no release of the other test files.
     kind_cluster.helm("uninstall", kindcluster.RELEASE, "-n", kindcluster.NAMESPACE, "--wait", check=False)

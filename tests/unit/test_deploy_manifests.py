@@ -20,6 +20,8 @@ def test_argocd_cm_installs_the_shipped_health_check_for_every_kind() -> None:
     script = (DEPLOY / "argocd" / "health.lua").read_text()
     for kind in ("VideoAnalyzerAccount", "CustomerKey", "KeyVault"):
         assert config["data"][f"resource.customizations.health.videoanalyzer.io_{kind}"] == script
+    app_of_apps = (DEPLOY / "argocd" / "application-health.lua").read_text()
+    assert config["data"]["resource.customizations.health.argoproj.io_Application"] == app_of_apps
     ignored = yaml.safe_load(
         config["data"][
             "resource.customizations.ignoreDifferences.admissionregistration.k8s.io_ValidatingWebhookConfiguration"
