@@ -362,8 +362,19 @@ NOOP_CONTROLLER = GoTool("noop-controller", "noop-controller", None, (".",), ("n
 
 CONTROL_PLANE_TOOLS = (KUBE, ETCD, HELM)
 KIND_TOOLS = (KUBE_NODE, KIND, CONTAINERD, CRICTL, CNI_PLUGINS, COREDNS, ETCD_NODE, NODEUTIL)
-# What the kind tier's tests build besides the node: the tools users run beside the operator.
-BESIDE_TOOLS = (*BACKUP_TOOLS, PROMETHEUS, CERT_MANAGER, KUBE_NETWORK_POLICIES, NETPROBE, *FLUX_TOOLS, ARGOCD)
+# What the kind tier's tests build besides the node: the tools users run beside the operator, in
+# the order the tests need them (promtool for a unit test, then the kind files: test_argocd,
+# test_backup_restore, test_flux, test_helm_release), so that on a cold run the background build
+# has each ready before its file starts rather than building it beside that file.
+BESIDE_TOOLS = (
+    PROMETHEUS,
+    ARGOCD,
+    *BACKUP_TOOLS,
+    *FLUX_TOOLS,
+    CERT_MANAGER,
+    KUBE_NETWORK_POLICIES,
+    NETPROBE,
+)
 
 
 @dataclass(frozen=True)
