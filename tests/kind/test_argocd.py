@@ -28,8 +28,6 @@ from tests.kind import walkthrough
 from vaopdev import argocd, binaries, gitserver, kindcluster
 
 DEPLOY = binaries.REPO_ROOT / "deploy" / "argocd"
-TENANT_FILES = ("00-namespace.yaml", "10-system-key-account.yaml", "20-keyvault.yaml", "30-customerkey.yaml",
-                "35-key-access.yaml", "40-customer-key-account.yaml")  # fmt: skip
 OPERATOR_VALUES = {"operator": {"checkInterval": 5, "gracePeriod": 30}}
 CHILDREN = ("video-analyzer-operator", "tenant-a")
 QUIET_WINDOW = 120.0  # seconds of watching for syncs nobody asked for
@@ -91,7 +89,9 @@ def repository(git: gitserver.GitServer, kind_cluster: kindcluster.Cluster) -> g
     chart = kindcluster.CHART_DIR
     files = {f"charts/video-analyzer-operator/{p.relative_to(chart)}": p.read_text()
              for p in chart.rglob("*") if p.is_file()}  # fmt: skip
-    files.update({f"tenant-a/{name}": (walkthrough.EXAMPLES / name).read_text() for name in TENANT_FILES})
+    files.update(
+        {f"tenant-a/{name}": (walkthrough.EXAMPLES / name).read_text() for name in walkthrough.TENANT_FILES}
+    )
     files["apps/applications.yaml"] = _applications(repo.url, kind_cluster.operator_image)
     repo.commit(files, "the operator, tenant-a and their Applications")
     return repo
@@ -186,8 +186,9 @@ def test_access_taken_away_in_git_degrades_the_tenant_and_coming_back_heals_it(
     argo: argocd.ArgoCD, repository: gitserver.Repository, admin: client.ApiClient
 ) -> None:
     access = (walkthrough.EXAMPLES / "35-key-access.yaml").read_text()
-    without_binding = "---".join(part for part in access.split("---") if "kind: RoleBinding" not in part)
-    revoked = repository.commit({"tenant-a/35-key-access.yaml": without_binding}, "revoke studio-byok")
+    revoked = repository.commit(
+        {"tenant-a/35-key-access.yaml": walkthrough.key_access_without_binding()}, "revoke studio-byok"
+    )
     argo.refresh("tenant-a")
     # Pruned by Argo CD, the binding is gone; the operator's next check locks the account.
     helpers.eventually(

@@ -28,8 +28,6 @@ from vaopdev import binaries, flux, gitserver, kindcluster
 
 SETTINGS = {"operator.checkInterval": "5", "operator.gracePeriod": "30"}
 LAYOUT = binaries.REPO_ROOT / "deploy" / "flux" / "rendered-chart.yaml"
-TENANT_FILES = ("00-namespace.yaml", "10-system-key-account.yaml", "20-keyvault.yaml", "30-customerkey.yaml",
-                "35-key-access.yaml", "40-customer-key-account.yaml")  # fmt: skip
 NO_LOOP_WINDOW = 300.0  # seconds of watching for writes nobody asked for
 RECONCILE_EVERY = "30s"  # during the test; the shipped file's intervals are minutes
 
@@ -57,7 +55,9 @@ def repository(git: gitserver.GitServer, kind_cluster: kindcluster.Cluster) -> g
     rendered = kind_cluster.render(values=SETTINGS)
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kindcluster.NAMESPACE}}
     files = {"operator/namespace.yaml": yaml.safe_dump(namespace), "operator/chart.yaml": rendered}
-    files.update({f"tenant-a/{name}": (walkthrough.EXAMPLES / name).read_text() for name in TENANT_FILES})
+    files.update(
+        {f"tenant-a/{name}": (walkthrough.EXAMPLES / name).read_text() for name in walkthrough.TENANT_FILES}
+    )
     repo.commit(files, "the operator and tenant-a")
     return repo
 
@@ -142,8 +142,9 @@ def test_access_taken_away_in_git_makes_the_tenant_not_ready_and_coming_back_rec
     fluxcd: flux.Flux, repository: gitserver.Repository, admin: client.ApiClient
 ) -> None:
     access = (walkthrough.EXAMPLES / "35-key-access.yaml").read_text()
-    without_binding = "---".join(part for part in access.split("---") if "kind: RoleBinding" not in part)
-    revoked = repository.commit({"tenant-a/35-key-access.yaml": without_binding}, "revoke studio-byok")
+    revoked = repository.commit(
+        {"tenant-a/35-key-access.yaml": walkthrough.key_access_without_binding()}, "revoke studio-byok"
+    )
     _pull(fluxcd, "tenant-a")
     # Pruned by Flux, the binding is gone; the operator's next check locks the account.
     helpers.eventually(

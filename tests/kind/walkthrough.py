@@ -12,6 +12,16 @@ from tests import helpers
 from vaopdev import binaries, kindcluster
 
 EXAMPLES = binaries.REPO_ROOT / "examples"
+# The tenant's folder the GitOps tests put in Git: its namespace, accounts, vault, key and key access.
+TENANT_FILES = ("00-namespace.yaml", "10-system-key-account.yaml", "20-keyvault.yaml", "30-customerkey.yaml",
+                "35-key-access.yaml", "40-customer-key-account.yaml")  # fmt: skip
+KEY_ACCESS = "35-key-access.yaml"
+
+
+def key_access_without_binding() -> str:
+    """The key-access file less its RoleBinding: what a commit revoking the account's access holds."""
+    access = (EXAMPLES / KEY_ACCESS).read_text()
+    return "---".join(part for part in access.split("---") if "kind: RoleBinding" not in part)
 
 
 def vaop_keys(cluster: kindcluster.Cluster, command: str) -> str:
