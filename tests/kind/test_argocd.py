@@ -134,10 +134,13 @@ def _resource_health(argo: argocd.ArgoCD, application: str, kind: str, name: str
     return {}
 
 
-def _byok_degraded(argo: argocd.ArgoCD) -> dict[str, str] | None:
-    """The BYOK account's health in the tenant's Application once it is Degraded."""
+def _byok_degraded(argo: argocd.ArgoCD, reason: str) -> dict[str, str]:
+    """The BYOK account's health in the tenant's Application, asserted Degraded for ``reason``. The
+    account may pass through other reasons on the way (VaultNotFound until Argo CD has applied the
+    KeyVault beside it), so callers wait for this one; on a timeout the last health is shown."""
     health = _resource_health(argo, "tenant-a", "VideoAnalyzerAccount", "studio-byok")
-    return health if health.get("status") == "Degraded" else None
+    assert health.get("status") == "Degraded" and reason in health.get("message", ""), health
+    return health
 
 
 def _synced_at(argo: argocd.ArgoCD, name: str, revision: str) -> bool:
@@ -170,8 +173,7 @@ def test_the_tenant_waits_for_a_healthy_operator_and_is_healthy_only_with_its_ac
     assert "Progressing" in seen and seen[-1] == "Healthy", seen
     # The key the CustomerKey names does not exist yet: the account is KeyInaccessible, which Argo CD
     # records, through the shipped health check, as Degraded with the account's reason.
-    degraded = helpers.eventually(lambda: _byok_degraded(argo), timeout=180, interval=2)
-    assert "KeyNotFound" in degraded["message"], degraded
+    helpers.eventually(lambda: _byok_degraded(argo, "KeyNotFound"), timeout=180, interval=2)
     assert _health(argo, "tenant-a") == "Degraded"
     assert _resource_health(argo, "tenant-a", "VideoAnalyzerAccount", "studio")["status"] == "Healthy"
     walkthrough.vaop_keys(argo.cluster, "create")
@@ -195,8 +197,7 @@ def test_access_taken_away_in_git_degrades_the_tenant_and_coming_back_heals_it(
         lambda: walkthrough.state(admin, "tenant-a", "studio-byok") == ("KeyInaccessible", "AccessDenied"),
         timeout=120,
     )
-    health = helpers.eventually(lambda: _byok_degraded(argo), timeout=120, interval=2)
-    assert "AccessDenied" in health["message"], health
+    helpers.eventually(lambda: _byok_degraded(argo, "AccessDenied"), timeout=120, interval=2)
     assert _health(argo, "tenant-a") == "Degraded"
     assert _synced_at(argo, "tenant-a", revoked)  # Git says so: in sync, and not healthy
     helpers.eventually(lambda: _health(argo, "platform") == "Degraded", timeout=120, interval=2)
