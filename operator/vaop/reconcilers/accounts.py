@@ -11,6 +11,8 @@ account that holds it (``domain.not_held``); a held Secret restored without its 
 still in format 1, is adopted: resealed (outer layer only, no vault call) with the account as its
 owner, and the account annotated with its ID. An account that has an ID and no Secret waits for the
 restore, and a new key is made only for a new account or when a person asks for it by name.
+
+What a failing key or an unusable Secret means for the account is decided in ``accountproblems.py``.
 """
 
 from __future__ import annotations
@@ -28,64 +30,11 @@ from ..domain import accounts as domain
 from ..domain import keys as keys_domain
 from ..providers import base
 from ..runtime import watchcache
+from . import accountproblems as problems
 from . import accountwrites
+from .accountproblems import SecretInTheWay, SourceProblem, TargetProblem
 
 logger = logging.getLogger(__name__)
-
-
-class SecretInTheWay(Exception):
-    """The create found a Secret of that name that the watch does not show: not the operator's."""
-
-    def __init__(self, outcome: domain.Outcome) -> None:
-        super().__init__(outcome.conditions[0].message)
-        self.outcome = outcome
-
-
-class SourceProblem(wrapping.KeyProblem):
-    """The key that wraps the account key now cannot open it (as opposed to the key it should move to)."""
-
-
-class TargetProblem(wrapping.KeyProblem):
-    """The key the account key should be wrapped by refused to wrap it."""
-
-
-def _held_envelope(
-    account: Account, secret: watchcache.Cached
-) -> tuple[domain.Outcome | None, envelope.Envelope | None]:
-    """The envelope in the account's Secret, or why the account cannot go on with that Secret. Either
-    way no new key is made: a Secret the operator did not make is never overwritten (its type is
-    immutable and its label guarded by the webhook, so neither is set by hand), and an envelope
-    altered by hand or by a bad restore is to be restored, not replaced."""
-    ours = secret.type == labels.ACCOUNT_KEY_SECRET_TYPE and (
-        (secret.metadata.labels or {}).get(labels.COMPONENT) == labels.ACCOUNT_KEY_COMPONENT
-    )
-    if not ours:
-        message = (
-            f"Secret {account.secret_name} exists and was not made by the operator (type {secret.type}, "
-            f"not {labels.ACCOUNT_KEY_SECRET_TYPE}). The operator never overwrites a Secret it did not "
-            "make: rename or delete that Secret, and the account key is made"
-        )
-        return domain.outcome_error(conditions.Reason.ACCOUNT_KEY_NAME_TAKEN, message), None
-    try:
-        return None, domain.envelope_in(secret.data)
-    except (envelope.EnvelopeError, ValueError) as error:
-        message = (
-            f"Secret {account.secret_name} does not hold a valid envelope ({error}). No new key is made; "
-            "restore the Secret from backup (docs/operations.md#backup-and-restore)"
-        )
-        return domain.outcome_error(conditions.Reason.UNWRAP_FAILED, message), None
-
-
-def _unopenable(error: Exception) -> domain.Outcome:
-    """An envelope whose outer layer does not open: another cluster's platform keys, or tampering."""
-    if isinstance(error, envelope.OuterKeyMismatch | platformroot.PlatformKeyMissing):
-        message = (
-            f"{error}. Restore the platform keys of the cluster this account comes from into the operator's "
-            "namespace (the Secrets labelled videoanalyzer.io/component=platform-key) and restart the "
-            "operator: docs/operations.md#migrate-to-another-cluster"
-        )
-        return domain.outcome_error(conditions.Reason.PLATFORM_KEY_MISSING, message)
-    return domain.outcome_error(conditions.Reason.UNWRAP_FAILED, str(error))
 
 
 @dataclass(frozen=True)
@@ -202,7 +151,7 @@ class AccountReconciler:
             if waiting is not None:
                 return Result(waiting, None, [])
         else:
-            unusable, current = _held_envelope(account, secret)
+            unusable, current = problems.held_envelope(account.secret_name, secret)
             if unusable is not None or current is None:
                 return Result(unusable or domain.outcome_error(conditions.Reason.UNWRAP_FAILED, ""), None, [])
             refused = domain.not_held(
@@ -219,7 +168,7 @@ class AccountReconciler:
             try:
                 held = await self._adopt(account, secret, current)
             except (envelope.EnvelopeError, platformroot.PlatformKeyMissing) as error:
-                return Result(_unopenable(error), None, [])
+                return Result(problems.unopenable(error), None, [])
         return await self._wrap_as_specified(account, held, key_existed)
 
     def _without_secret(self, account: Account, key_existed: bool) -> domain.Outcome | None:
@@ -252,7 +201,7 @@ class AccountReconciler:
                 target = await session.target(account.context)
             except wrapping.KeyProblem as problem:
                 report = KeyReport(key_name, None, problem) if key_name else None
-                outcome = self._on_problem(account, problem, current, target=None)
+                outcome = _outcome_of(account, problem, current, target=None)
                 return Result(outcome, report, told, annotated=annotated)
             report = KeyReport(key_name, target.version, None) if key_name else None
             action = domain.decide(
@@ -266,11 +215,11 @@ class AccountReconciler:
             try:
                 done = await self._apply(action, account=account, session=session, target=target, held=held)
             except wrapping.KeyProblem as problem:
-                outcome = self._on_problem(account, problem, current, target=target)
+                outcome = _outcome_of(account, problem, current, target=target)
                 retry = isinstance(problem, SourceProblem)
                 return Result(outcome, report, told, annotated=annotated, retry=retry)
             except (envelope.EnvelopeError, platformroot.PlatformKeyMissing, SecretInTheWay) as error:
-                unusable = error.outcome if isinstance(error, SecretInTheWay) else _unopenable(error)
+                unusable = error.outcome if isinstance(error, SecretInTheWay) else problems.unopenable(error)
                 return Result(unusable, report, told, annotated=annotated)
 
         status = domain.account_key_status(
@@ -410,7 +359,7 @@ class AccountReconciler:
         except accountwrites.SecretExists as exists:
             # One the watch has not delivered yet, or one that is not the operator's (so not watched).
             # Never overwrite it; say so if it is not ours, else read it on the next run.
-            unusable = _held_envelope(account, exists.secret)[0]
+            unusable = problems.held_envelope(account.secret_name, exists.secret)[0]
             if unusable is not None:
                 raise SecretInTheWay(unusable) from None
             raise accountwrites.Retry(f"creating Secret {account.secret_name}: it exists") from None
@@ -466,72 +415,22 @@ class AccountReconciler:
             outer_key_version=version,
         )
 
-    # ---- problems -----------------------------------------------------------------------------
 
-    def _on_problem(
-        self,
-        account: Account,
-        problem: wrapping.KeyProblem,
-        current: envelope.Envelope | None,
-        *,
-        target: wrapping.WrappingKey | None,
-    ) -> domain.Outcome:
-        if problem.reason == conditions.Reason.PLATFORM_KEY_MISSING:
-            return domain.outcome_error(problem.reason, problem.message)
-        locked = account.status.get("state") == models.AccountState.KEY_INACCESSIBLE.value
-        moving = (
-            current is not None and target is not None and not target.same_key_other_version(current.inner)
-        )
-        if isinstance(problem, SourceProblem) and moving:
-            # A move whose source cannot be opened: the account stays as it is, and says why.
-            assert current is not None and target is not None
-            return domain.outcome_move_waits(
-                reason=problem.reason,
-                message=problem.message,
-                definitive=problem.definitive,
-                current=current.inner,
-                target=target.ref,
-                locked=locked,
-            )
-        inaccessible = problem.reason in wrapping.INACCESSIBLE_REASONS
-        if not problem.definitive and account.grace_expired:
-            # A vault that has not answered for the whole grace period is treated as gone.
-            message = (
-                f"{domain.sentence(problem.message)} The vault has failed for longer than the grace period."
-            )
-            problem = wrapping.KeyProblem(problem.reason, message, definitive=True)
-            inaccessible = True
-        if current is not None and problem.definitive and inaccessible and self._wraps_now(account, current):
-            return domain.outcome_current_key_inaccessible(
-                reason=problem.reason, message=problem.message, current=current.inner
-            )
-        return domain.outcome_key_problem(
-            reason=problem.reason,
-            message=problem.message,
-            definitive=problem.definitive,
-            inaccessible=inaccessible,
-            current=current.inner if current else None,
-            locked=locked,
-        )
-
-    @staticmethod
-    def _wraps_now(account: Account, current: envelope.Envelope) -> bool:
-        """Is the key that failed the one that wraps the account key now, and the one its spec still
-        names (not one it moves to, or away from)?"""
-        if current.inner.type != models.EncryptionType.CUSTOMER_KEY.value:
-            return False
-        encryption = account.context.spec.encryption
-        if encryption.type is not models.EncryptionType.CUSTOMER_KEY or encryption.key_ref is None:
-            return False  # moving to the system key: the failing key is the one it leaves
-        key = account.context.customer_key
-        if key is None:
-            # The CustomerKey the spec names is gone: the one in use, unless the spec names a new one.
-            wrapped_by = (account.status.get("accountKey") or {}).get("wrappedBy") or {}
-            return bool(wrapped_by.get("customerKey", encryption.key_ref.name) == encryption.key_ref.name)
-        same_key = (current.inner.key_vault, current.inner.key_name) == (key.vault_ref.name, key.key_name)
-        # The same key as another identity is a move too: the identity that failed is the new one.
-        same_identity = current.inner.identity in ("", account.context.identity.name)
-        return same_key and same_identity
+def _outcome_of(
+    account: Account,
+    problem: wrapping.KeyProblem,
+    current: envelope.Envelope | None,
+    *,
+    target: wrapping.WrappingKey | None,
+) -> domain.Outcome:
+    return problems.on_key_problem(
+        problem,
+        context=account.context,
+        status=account.status,
+        grace_expired=account.grace_expired,
+        current=current,
+        target=target,
+    )
 
 
 def _wrapping_identity(account: Account, inner: envelope.InnerKeyRef) -> str:
