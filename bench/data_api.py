@@ -8,6 +8,7 @@ two, A-B-A-B, so neither meets a warmer store. The operator's and the apiserver'
 are read before and after: the operator's growth is its cache of SealedObjects.
 
     .venv/bin/python -m bench.data_api --objects 1000 --watchers 100
+    .venv/bin/python -m bench.data_api --objects 1000 --profile   # where the creates' CPU goes
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from kubernetes import client, watch
 
 from bench import harness
+from vaopdev import cluster
 
 DATA = ("data.videoanalyzer.io", "v1alpha1", "videos", "Video")
 PLAIN = ("bench.videoanalyzer.io", "v1", "plainvideos", "PlainVideo")
@@ -78,6 +80,36 @@ def _create_all(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str],
         custom.create_namespaced_custom_object(group, version, ns, plural, body)
 
     return harness.timed(lambda: harness.parallel(list(range(count)), create))
+
+
+def _create_both(
+    plane: cluster.ControlPlane,
+    api: client.ApiClient,
+    operator_pid: int,
+    namespaces: dict[str, str],
+    count: int,
+    *,
+    profile: bool,
+) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, list[str]]]:
+    """N creates of each kind (the CRD first): seconds, CPU of each process and, with ``profile``,
+    py-spy's view of the operator during the data API's and the apiserver's over each kind's first
+    10 s (kept as /tmp/vaop-apiserver-{plain,data}.pprof)."""
+    pids = harness.cpu_pids(plane, operator_pid)
+    created: dict[str, float] = {}
+    cpu: dict[str, dict[str, float]] = {}
+    profiles: dict[str, list[str]] = {}
+    for which, kind in (("plain", PLAIN), ("data", DATA)):
+        with (
+            harness.cpu_used(pids) as cpu[which],
+            harness.profiled(operator_pid, enabled=profile and which == "data") as operator_top,
+            harness.apiserver_profiled(
+                plane, enabled=profile, keep_as=harness.kept_profile(which)
+            ) as apiserver_top,
+        ):
+            created[which] = _create_all(api, namespaces[which], kind, count)
+        profiles[f"operator ({which} creates)"] = operator_top
+        profiles[f"kube-apiserver ({which} creates, first 10 s)"] = apiserver_top
+    return created, cpu, profiles
 
 
 def _reads(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], count: int) -> dict[str, float]:
@@ -190,9 +222,18 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--watchers", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of reads, alternating A-B")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy on the operator during the data API's creates, and the apiserver's pprof over the "
+        "first 10 s of each kind's creates (slows the data API's creates)",
+    )
     args = parser.parse_args()
     count = args.objects
-    with harness.scratch() as workdir, harness.environment_running(workdir) as (plane, api, operator):
+    with (
+        harness.scratch() as workdir,
+        harness.environment_running(workdir, profiling=args.profile) as (plane, api, operator),
+    ):
         assert operator.popen is not None
         ns = harness.namespace(api, "data")
         body = {
@@ -211,10 +252,9 @@ def main() -> None:
         plain_ns = harness.namespace(api, "plain")
         pids = {"operator": operator.popen.pid, "kube-apiserver": plane.pids()["kube-apiserver"]}
         rss_before = {name: _rss_mib(pid) for name, pid in pids.items()}
-        created = {
-            "plain": _create_all(api, plain_ns, PLAIN, count),
-            "data": _create_all(api, ns, DATA, count),
-        }
+        created, create_cpu, profiles = _create_both(
+            plane, api, operator.popen.pid, {"plain": plain_ns, "data": ns}, count, profile=args.profile
+        )
         rounds: dict[str, list[dict[str, float]]] = {"plain": [], "data": []}
         for _ in range(args.rounds):
             rounds["data"].append(_reads(api, ns, DATA, count))
@@ -248,6 +288,9 @@ def main() -> None:
 
     print(f"objects: {count}, rounds of reads: {args.rounds} (medians)")
     show(f"create {count} (8 writers)", "create")
+    for which in ("data", "plain"):
+        used = ", ".join(f"{name} {seconds:.1f}" for name, seconds in create_cpu[which].items())
+        print(f"  CPU seconds during the {which} creates: {used}")
     show("GET, median", "get_p50")
     show("GET discovery, median", "hop_p50")
     show(f"LIST {count} (consistent)", "list")
@@ -269,6 +312,9 @@ def main() -> None:
             f"{name} RSS: {rss_before[name]:.0f} MiB before, {rss_after[name]:.0f} MiB after "
             f"{count} objects of each (+{grown:.0f} MiB)"
         )
+    for title, lines in profiles.items():
+        if lines:
+            print(f"profile of the {title}:", *lines, sep="\n")
 
 
 if __name__ == "__main__":

@@ -546,6 +546,11 @@ def apiserver_profiled(
             found.append(f"(the profile: {keep_as})")
 
 
+def kept_profile(label: str) -> Path:
+    """Where --profile leaves an apiserver profile, named by the run's first word."""
+    return Path(tempfile.gettempdir()) / f"vaop-apiserver-{label.split(maxsplit=1)[0].lower()}.pprof"
+
+
 def _frame(raw: str) -> tuple[str, bool]:
     """("function (file.py)", whether the file is the operator's) from py-spy's "function (path:line)"."""
     function, _, where = raw.partition(" (")

@@ -27,7 +27,6 @@ import argparse
 import collections
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,7 +190,7 @@ def measure_fresh(count: int, workdir: Path, *, profile: bool = False) -> list[R
                 harness.cpu_used(harness.cpu_pids(plane, operator.popen.pid)) as cpu,
                 harness.profiled(operator.popen.pid, enabled=profiled) as top,
                 harness.apiserver_profiled(
-                    plane, enabled=profiled, keep_as=_kept_profile(label)
+                    plane, enabled=profiled, keep_as=harness.kept_profile(label)
                 ) as apiserver_top,
             ):
                 seconds = provision(api, ns, count)
@@ -205,7 +204,7 @@ def measure_fresh(count: int, workdir: Path, *, profile: bool = False) -> list[R
             with environment.admin_api(plane) as api:
                 client.AdmissionregistrationV1Api(api).delete_validating_webhook_configuration(WEBHOOK)
                 since = time.time()
-                kept = _kept_profile(name)
+                kept = harness.kept_profile(name)
                 with harness.apiserver_profiled(plane, enabled=profiled, keep_as=kept) as apiserver_top:
                     run = timed_baseline(api, plane, name, command, count, clear_after=False)
                 run.requests = harness.request_counts(plane, since=since)
@@ -220,11 +219,6 @@ def measure_fresh(count: int, workdir: Path, *, profile: bool = False) -> list[R
     operator_run("operator (A2)", profiled=False)
     floor("floor (last)")
     return runs
-
-
-def _kept_profile(label: str) -> Path:
-    """Where --profile leaves a run's apiserver profile."""
-    return Path(tempfile.gettempdir()) / f"vaop-apiserver-{label.split(maxsplit=1)[0].lower()}.pprof"
 
 
 def report(count: int, runs: list[Run], *, fresh: bool) -> None:
