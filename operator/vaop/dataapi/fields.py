@@ -12,12 +12,11 @@ whole), so a field is a path to a scalar or a list.
 
 from __future__ import annotations
 
-import copy
 import datetime
 from collections.abc import Iterable
 from typing import Any
 
-from . import kinds
+from . import documents, kinds
 
 Path = tuple[str, ...]
 TRACKED_METADATA = ("labels", "annotations")
@@ -71,7 +70,7 @@ def _set(obj: dict[str, Any], path: Path, value: Any) -> None:
     node = obj
     for part in path[:-1]:
         node = node.setdefault(part, {})
-    node[path[-1]] = copy.deepcopy(value)
+    node[path[-1]] = documents.copied(value)
 
 
 def _delete(obj: dict[str, Any], path: Path) -> None:
@@ -151,7 +150,7 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str)
         owners[existing[0]] = (_entry(manager, "Update", set()), owned | gained)
     else:
         owners.append((_entry(manager, "Update", set()), gained))
-    result = copy.deepcopy(new)
+    result = documents.copied(new)
     _write(result, [(e, o & paths(result)) for e, o in owners])
     return result
 
@@ -160,7 +159,7 @@ def apply(
     live: dict[str, Any] | None, config: dict[str, Any], manager: str, *, force: bool
 ) -> dict[str, Any]:
     """The object after ``manager`` applies ``config`` to ``live`` (None: it does not exist yet)."""
-    base = copy.deepcopy(live) if live is not None else {"metadata": {}, "spec": {}}
+    base = documents.copied(live) if live is not None else {"metadata": {}, "spec": {}}
     applied = paths(config)
     owners = _owners(_entries(base))
     conflicts = [

@@ -8,7 +8,6 @@ AccessPolicy and Video share it, each through its ``kinds.Kind`` (its spec model
 
 from __future__ import annotations
 
-import copy
 import re
 import secrets
 import string
@@ -16,7 +15,7 @@ from typing import Any
 
 import pydantic
 
-from . import codec, kinds
+from . import codec, documents, kinds
 from .documents import ApiError
 
 NAME_MAX = 253
@@ -31,7 +30,7 @@ def validated(
     dropped (fieldValidation Strict, Warn, Ignore); and the warnings."""
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON or YAML object", kind=kind, name=name)
-    obj = copy.deepcopy(body)
+    obj = documents.copied(body)
     if (
         obj.get("apiVersion", kinds.API_VERSION) != kinds.API_VERSION
         or obj.get("kind", kind.kind) != kind.kind
@@ -121,7 +120,7 @@ def writable_part(obj: dict[str, Any]) -> dict[str, Any]:
     resourceVersion) and spec."""
     meta = obj["metadata"]
     kept = {
-        k: copy.deepcopy(meta[k])
+        k: documents.copied(meta[k])
         for k in ("name", "namespace", "resourceVersion", *codec.SEALED_METADATA)
         if k in meta
     }
@@ -129,7 +128,7 @@ def writable_part(obj: dict[str, Any]) -> dict[str, Any]:
         "apiVersion": obj["apiVersion"],
         "kind": obj["kind"],
         "metadata": kept,
-        "spec": copy.deepcopy(obj.get("spec", {})),
+        "spec": documents.copied(obj.get("spec", {})),
     }
 
 
