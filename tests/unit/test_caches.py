@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from prometheus_client import REGISTRY
 
-from vaop import events, kubeclient, metrics, wrapping
+from vaop import events, kubeclient, metrics, pki, wrapping
 from vaop.dataapi import auth
 from vaop.providers import base, openbao
 from vaop.reconcilers import ledger, monitor
@@ -253,6 +253,30 @@ def test_a_bounded_cache_drops_the_least_recently_used_and_reports_its_size() ->
     cache.put("d", 3)
     assert cache.get("b") is None and [cache.get(k) for k in "acd"] == [0, 2, 3]
     assert REGISTRY.get_sample_value("vaop_cache_entries", {"cache": "test_bounded"}) == 3
+
+
+def test_providers_share_one_tls_context_per_ca_bundle() -> None:
+    """A provider is made anew for every check of every tenant; the CA bundle its KeyVault names is
+    parsed once, not on each, and the contexts held are a bounded, measured cache."""
+    first, second = (pki.make_ca(name).cert_pem.decode() for name in ("vault-a", "vault-b"))
+    made = [
+        openbao.OpenBaoKeyProvider(
+            address="https://bao.test:8200",
+            transit_mount="transit",
+            auth_mount="kubernetes",
+            role="tenant",
+            service_account_token="jwt",
+            identity="ServiceAccount t/a",
+            addresses=None,
+            ca_bundle=bundle,
+        )._ssl
+        for bundle in (first, first, second)
+    ]
+    assert made[0] is made[1] and made[0] is not made[2]
+    assert base.tls_context(first) is made[0]
+    assert base.tls_context(None) is base.tls_context(None)  # the system's CAs, also once
+    held = REGISTRY.get_sample_value("vaop_cache_entries", {"cache": "tls-contexts"})
+    assert held is not None and 3 <= held <= 256
 
 
 async def test_openbao_logs_in_once_per_identity_however_often_its_token_is_renewed(monkeypatch: Any) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -120,7 +119,8 @@ async def connection(
         _connections[key] = cached  # now the most recently used
         return cached
     # Both the vault and Entra ID (authorityHost) are reached through the platform's address policy.
-    session = aiohttp.ClientSession(connector=addresses_policy.connector(addresses, tls=_tls(ca_bundle)))
+    connector = addresses_policy.connector(addresses, tls=base.tls_context(ca_bundle))
+    session = aiohttp.ClientSession(connector=connector)
     transport = AioHttpTransport(session=session, session_owner=False)
     options = {**_CLIENT_OPTIONS, "transport": transport, "per_retry_policies": [_CountRequests()]}
     made: _Connection
@@ -136,17 +136,13 @@ async def connection(
     return made
 
 
-def _tls(ca_bundle: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cadata=ca_bundle) if ca_bundle else ssl.create_default_context()
-
-
 async def probe(
     vault_url: str, *, ca_bundle: str | None, policy: addresses_policy.AddressPolicy | None
 ) -> None:
     """Reach the vault without credentials: a Key Vault answers an anonymous request with a 401 and a
     Bearer challenge. Raises when nothing, or something else, answers at ``vault_url``."""
     url = f"{vault_url.rstrip('/')}/keys?api-version=7.5"
-    connector = addresses_policy.connector(policy, tls=_tls(ca_bundle))
+    connector = addresses_policy.connector(policy, tls=base.tls_context(ca_bundle))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), connector=connector) as session:
         try:
             async with session.get(url) as response:

@@ -12,6 +12,7 @@ import abc
 import asyncio
 import copy
 import datetime
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -297,3 +298,19 @@ class Bounded(Generic[K, T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+_tls_contexts: Bounded[str, ssl.SSLContext] = Bounded("tls-contexts", limit=256)
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """A client TLS context trusting ``ca_bundle`` (None: the system's CAs), one per bundle, shared
+    by every provider and probe that names it. Making one parses the bundle (0.5 ms for one CA, 36
+    ms for the system's few hundred) and holds OpenSSL's memory, which a new provider per check,
+    per tenant, would otherwise make and drop again every few seconds."""
+    key = ca_bundle or ""
+    context = _tls_contexts.get(key)
+    if context is None:
+        context = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else ssl.create_default_context()
+        _tls_contexts.put(key, context)
+    return context

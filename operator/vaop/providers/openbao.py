@@ -80,7 +80,7 @@ class OpenBaoKeyProvider(base.KeyProvider):
         self._role = role
         self._jwt = service_account_token
         self._identity = identity
-        self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else True
+        self._ssl: ssl.SSLContext | bool = base.tls_context(ca_bundle) if ca_bundle else True
         self._addresses = addresses
         self._session: aiohttp.ClientSession | None = None
         self._keys: dict[str, dict[str, Any]] = {}
@@ -295,7 +295,7 @@ async def probe(
 ) -> None:
     """Reach the vault without credentials (``sys/health``): raises when it does not answer as a usable
     OpenBao (unreachable, sealed, not initialised, something else at the address)."""
-    tls: ssl.SSLContext | bool = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else True
+    tls: ssl.SSLContext | bool = base.tls_context(ca_bundle) if ca_bundle else True
     address = address.rstrip("/")
     async with aiohttp.ClientSession(
         timeout=_TIMEOUT, connector=addresses_policy.connector(policy)
