@@ -32,7 +32,6 @@ from ..providers import base
 from ..runtime import watchcache
 from . import accountproblems as problems
 from . import accountwrites
-from .accountproblems import SecretInTheWay, SourceProblem, TargetProblem
 
 logger = logging.getLogger(__name__)
 
@@ -216,11 +215,12 @@ class AccountReconciler:
                 done = await self._apply(action, account=account, session=session, target=target, held=held)
             except wrapping.KeyProblem as problem:
                 outcome = _outcome_of(account, problem, current, target=target)
-                retry = isinstance(problem, SourceProblem)
+                retry = isinstance(problem, problems.SourceProblem)
                 return Result(outcome, report, told, annotated=annotated, retry=retry)
-            except (envelope.EnvelopeError, platformroot.PlatformKeyMissing, SecretInTheWay) as error:
-                unusable = error.outcome if isinstance(error, SecretInTheWay) else problems.unopenable(error)
-                return Result(unusable, report, told, annotated=annotated)
+            except problems.SecretInTheWay as in_the_way:
+                return Result(in_the_way.outcome, report, told, annotated=annotated)
+            except (envelope.EnvelopeError, platformroot.PlatformKeyMissing) as error:
+                return Result(problems.unopenable(error), report, told, annotated=annotated)
 
         status = domain.account_key_status(
             secret_name=account.secret_name,
@@ -299,7 +299,7 @@ class AccountReconciler:
         if action is not domain.Action.KEEP and target.version.expired():
             # As in Azure Key Vault: an expired version opens what it wrapped and wraps nothing new.
             note = keys_domain.expiry_note(target.version, warning=0)
-            raise TargetProblem(conditions.Reason.KEY_EXPIRED, note or "", definitive=True)
+            raise problems.TargetProblem(conditions.Reason.KEY_EXPIRED, note or "", definitive=True)
         if action is domain.Action.CREATE:
             return await self._create(account, target)
         assert held is not None
@@ -327,9 +327,10 @@ class AccountReconciler:
                     )
                 sealed = await self._wrap(identity, target, account_key)
         except wrapping.KeyProblem as problem:
-            if isinstance(problem, TargetProblem):
+            if isinstance(problem, problems.TargetProblem):
                 raise
-            raise SourceProblem(problem.reason, problem.message, definitive=problem.definitive) from None
+            definitive = problem.definitive
+            raise problems.SourceProblem(problem.reason, problem.message, definitive=definitive) from None
         wrapped_at = conditions.now_rfc3339()
         await self._writes.replace_secret(account.owner, held.secret, sealed, kcv=kcv, wrapped_at=wrapped_at)
         metrics.WRAPS.labels("rewrap", sealed.inner.type, "ok").inc()
@@ -361,7 +362,7 @@ class AccountReconciler:
             # Never overwrite it; say so if it is not ours, else read it on the next run.
             unusable = problems.held_envelope(account.secret_name, exists.secret)[0]
             if unusable is not None:
-                raise SecretInTheWay(unusable) from None
+                raise problems.SecretInTheWay(unusable) from None
             raise accountwrites.Retry(f"creating Secret {account.secret_name}: it exists") from None
         annotated = await self._writes.annotate(account.owner, account_id)
         metrics.WRAPS.labels("create", sealed.inner.type, "ok").inc()
@@ -399,7 +400,7 @@ class AccountReconciler:
         try:
             wrapped = await target.provider.wrap(target.version, account_key)
         except base.ProviderError as error:
-            raise TargetProblem.from_provider(error) from None
+            raise problems.TargetProblem.from_provider(error) from None
         return self._seal(identity, target, wrapped)
 
     def _seal(
