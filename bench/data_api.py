@@ -3,9 +3,10 @@
 Baseline: a CustomResourceDefinition ``plainvideos.bench.videoanalyzer.io`` with the Video's schema,
 served by the same kube-apiserver (no aggregation, no sealing). Both get N creates, single GETs,
 full LISTs (consistent, and at resourceVersion 0), paged LISTs (500 a page) and a watch fanned out
-to W watchers, through the kube-apiserver, from the same client. The reads alternate between the
-two, A-B-A-B, so neither meets a warmer store. The operator's and the apiserver's resident memory
-are read before and after: the operator's growth is its cache of SealedObjects.
+to W watchers, through the kube-apiserver, from the same client. The creates go in turns, A-B-B-A
+(--chunks, 4), and the reads alternate, A-B-A-B, so neither kind meets a fuller or a warmer store.
+The operator's and the apiserver's resident memory are read before and after: the operator's
+growth is its cache of SealedObjects.
 
     .venv/bin/python -m bench.data_api --objects 1000 --watchers 100
     .venv/bin/python -m bench.data_api --objects 1000 --profile   # where the creates' CPU goes
@@ -14,10 +15,12 @@ are read before and after: the operator's growth is its cache of SealedObjects.
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
 import statistics
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client, watch
@@ -61,7 +64,7 @@ def _plain_crd(api: client.ApiClient) -> None:
     time.sleep(3)  # the CRD's endpoint appears
 
 
-def _create_all(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], count: int) -> float:
+def _create_all(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], names: range) -> float:
     group, version, plural, name = kind
     custom = client.CustomObjectsApi(api)
 
@@ -79,7 +82,19 @@ def _create_all(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str],
         }
         custom.create_namespaced_custom_object(group, version, ns, plural, body)
 
-    return harness.timed(lambda: harness.parallel(list(range(count)), create))
+    return harness.timed(lambda: harness.parallel(list(names), create))
+
+
+@dataclass
+class Creates:
+    """Each kind's creates: seconds and CPU of each process in all, seconds per chunk, profiles."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: {"plain": 0.0, "data": 0.0})
+    cpu: dict[str, collections.Counter[str]] = field(
+        default_factory=lambda: {"plain": collections.Counter(), "data": collections.Counter()}
+    )
+    chunks: dict[str, list[float]] = field(default_factory=lambda: {"plain": [], "data": []})
+    profiles: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _create_both(
@@ -89,27 +104,34 @@ def _create_both(
     namespaces: dict[str, str],
     count: int,
     *,
+    chunks: int,
     profile: bool,
-) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, list[str]]]:
-    """N creates of each kind (the CRD first): seconds, CPU of each process and, with ``profile``,
-    py-spy's view of the operator during the data API's and the apiserver's over each kind's first
-    10 s (kept as /tmp/vaop-apiserver-{plain,data}.pprof)."""
+) -> Creates:
+    """N creates of each kind, in ``chunks`` turns alternating A-B-B-A, so neither kind meets a store
+    the other has filled more. With ``profile``, py-spy's view of the operator during the data API's
+    first chunk, and the apiserver's over each kind's first 10 s (kept as
+    /tmp/vaop-apiserver-{plain,data}.pprof)."""
     pids = harness.cpu_pids(plane, operator_pid)
-    created: dict[str, float] = {}
-    cpu: dict[str, dict[str, float]] = {}
-    profiles: dict[str, list[str]] = {}
-    for which, kind in (("plain", PLAIN), ("data", DATA)):
-        with (
-            harness.cpu_used(pids) as cpu[which],
-            harness.profiled(operator_pid, enabled=profile and which == "data") as operator_top,
-            harness.apiserver_profiled(
-                plane, enabled=profile, keep_as=harness.kept_profile(which)
-            ) as apiserver_top,
-        ):
-            created[which] = _create_all(api, namespaces[which], kind, count)
-        profiles[f"operator ({which} creates)"] = operator_top
-        profiles[f"kube-apiserver ({which} creates, first 10 s)"] = apiserver_top
-    return created, cpu, profiles
+    found = Creates()
+    size = -(-count // chunks)
+    for turn in range(chunks):
+        names = range(turn * size, min(count, (turn + 1) * size))
+        for which in ("plain", "data") if turn % 2 == 0 else ("data", "plain"):
+            kind, first = (PLAIN if which == "plain" else DATA), turn == 0
+            with (
+                harness.cpu_used(pids) as used,
+                harness.profiled(operator_pid, enabled=profile and first and which == "data") as operator_top,
+                harness.apiserver_profiled(
+                    plane, enabled=profile and first, keep_as=harness.kept_profile(which)
+                ) as apiserver_top,
+            ):
+                found.chunks[which].append(_create_all(api, namespaces[which], kind, names))
+            found.seconds[which] += found.chunks[which][-1]
+            found.cpu[which].update(used)
+            if first:
+                found.profiles[f"operator ({which} creates, first chunk)"] = operator_top
+                found.profiles[f"kube-apiserver ({which} creates, first 10 s)"] = apiserver_top
+    return found
 
 
 def _gets(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], count: int) -> list[float]:
@@ -256,6 +278,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--watchers", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of reads, alternating A-B")
+    parser.add_argument("--chunks", type=int, default=4, help="turns of creates, alternating A-B-B-A")
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -274,9 +297,16 @@ def main() -> None:
         plain_ns = harness.namespace(api, "plain")
         pids = {"operator": operator.popen.pid, "kube-apiserver": plane.pids()["kube-apiserver"]}
         rss_before = {name: _rss_mib(pid) for name, pid in pids.items()}
-        created, create_cpu, profiles = _create_both(
-            plane, api, operator.popen.pid, {"plain": plain_ns, "data": ns}, count, profile=args.profile
+        creates = _create_both(
+            plane,
+            api,
+            operator.popen.pid,
+            {"plain": plain_ns, "data": ns},
+            count,
+            chunks=args.chunks,
+            profile=args.profile,
         )
+        profiles = creates.profiles
         rounds: dict[str, list[dict[str, float]]] = {"plain": [], "data": []}
         for _ in range(args.rounds):
             rounds["data"].append(_reads(api, ns, DATA, count))
@@ -301,8 +331,10 @@ def main() -> None:
     def median_of(which: str, key: str) -> float:
         return statistics.median(r[key] for r in rounds[which])
 
-    data = {key: median_of("data", key) for key in rounds["data"][0]} | {"create": created["data"]}
-    plain = {key: median_of("plain", key) for key in rounds["plain"][0]} | {"create": created["plain"]}
+    data = {key: median_of("data", key) for key in rounds["data"][0]} | {"create": creates.seconds["data"]}
+    plain = {key: median_of("plain", key) for key in rounds["plain"][0]} | {
+        "create": creates.seconds["plain"]
+    }
 
     def show(label: str, key: str) -> None:
         print(
@@ -313,8 +345,9 @@ def main() -> None:
     print(f"objects: {count}, rounds of reads: {args.rounds} (medians)")
     show(f"create {count} (8 writers)", "create")
     for which in ("data", "plain"):
-        used = ", ".join(f"{name} {seconds:.1f}" for name, seconds in create_cpu[which].items())
-        print(f"  CPU seconds during the {which} creates: {used}")
+        used = ", ".join(f"{name} {seconds:.1f}" for name, seconds in creates.cpu[which].items())
+        turns = ", ".join(f"{seconds:.1f}" for seconds in creates.chunks[which])
+        print(f"  {which}: CPU seconds during the creates: {used}; seconds per chunk (A-B-B-A): {turns}")
     show("GET, median", "get_p50")
     show("GET discovery, median", "hop_p50")
     show(f"LIST {count} (consistent)", "list")

@@ -15,6 +15,7 @@ With --trace-memory the operator runs under tracemalloc (bench/shim, slower) and
 adds the allocation sites that grew most between the first sample after the sweep and the last.
 
     .venv/bin/python -m bench.soak --week       # a simulated week, every provider (about 21 min)
+    .venv/bin/python -m bench.soak --week --days 14 [--malloc-trim]   # two weeks (about 42 min)
 
 --week runs a tenant of each provider (kubernetes, OpenBao, SoftHSM2 over PKCS#11, the Azure Key
 Vault stand-in) through a week of what happens to keys, --speedup times faster than real time
@@ -23,7 +24,9 @@ Vault stand-in) through a week of what happens to keys, --speedup times faster t
 hour, each tenant's key gets a new version every 12 hours and loses access for a while once a
 day, and a new tenant (its own namespace, identity and key) arrives every 2 hours and leaves 6
 hours later. The check interval is 1 s, short enough for each check to use a renewed token, not scaled
-(30 s would be 0.06 s).
+(30 s would be 0.06 s). The report adds glibc's account of the operator's heap at the first sample
+and the last (bytes in use, and freed but kept); --malloc-trim hands the freed pages back before
+each record, which shows how much of the RSS growth the allocator, not the operator, holds.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from kubernetes import client
 from tests.integration import azure_stand_in, softhsm
 
 from bench import harness, tenants
-from vaopdev import environment, openbao
+from vaopdev import cluster, environment, openbao
 
 WATCH_ONLY = Path(__file__).with_name("watch_only_operator.py")
 SHIM = Path(__file__).with_name("shim")  # sitecustomize for the operator: memtrace, token renewals
@@ -164,12 +167,24 @@ def main() -> None:
     )
     parser.add_argument("--week", action="store_true", help="a simulated week with every provider")
     parser.add_argument("--speedup", type=float, default=480, help="--week: simulated seconds per second")
+    parser.add_argument("--days", type=float, default=7, help="--week: simulated days")
+    parser.add_argument(
+        "--providers",
+        default=",".join(PROVIDERS),
+        help="--week: the tenants' providers, comma-separated (to tell which one a growth follows)",
+    )
+    parser.add_argument(
+        "--malloc-trim", action="store_true", help="--week: malloc_trim(0) in the operator every 30 s"
+    )
     parser.add_argument("--rotate-every", type=float, default=60)
     parser.add_argument("--flap-every", type=float, default=90)
     parser.add_argument("--flap-for", type=float, default=20)
     parser.add_argument("--check-interval", type=float, help="seconds; 10, --week 1")
     parser.add_argument("--trace-memory", action="store_true", help="tracemalloc the operator")
     args = parser.parse_args()
+    args.providers = args.providers.split(",")
+    if unknown := set(args.providers) - set(PROVIDERS):
+        parser.error(f"--providers: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PROVIDERS)}")
     if args.accounts is None:
         args.accounts = 25 if args.week else 100
     if args.check_interval is None:
@@ -182,8 +197,13 @@ def main() -> None:
             (workdir / "memtrace").mkdir()
             settings.update(VAOP_BENCH_MEMTRACE=str(workdir / "memtrace"))
         if args.week:
-            week = Week(args.speedup)
-            settings.update(VAOP_BENCH_TOKEN_RENEW_SECONDS=str(week.real(week.renew)))
+            week = Week(args.speedup, length=args.days * 86400)
+            settings.update(
+                VAOP_BENCH_TOKEN_RENEW_SECONDS=str(week.real(week.renew)),
+                VAOP_BENCH_MALLINFO=str(workdir / "mallinfo"),
+            )
+            if args.malloc_trim:
+                settings.update(VAOP_BENCH_MALLOC_TRIM="1")
             run_week(args, workdir, settings, week)
         else:
             run(args, workdir, settings, args.accounts + args.accounts // 2)
@@ -261,7 +281,8 @@ class Schedule:
             spread = (index + 0.5) / len(standing)
             self._at(week.real(week.rotate) * spread, "rotate", index)
             self._at(week.real(week.revoke) * spread, "revoke", index)
-        self._at(week.real(week.arrive), "arrive", -1)
+        if any(tenant.provider == "kubernetes" for tenant in standing):  # arrivals hold kubernetes keys
+            self._at(week.real(week.arrive), "arrive", -1)
 
     def _at(self, when: float, action: str, index: int) -> None:
         heapq.heappush(self._queue, (when, next(self._order), action, index))
@@ -315,56 +336,97 @@ class Schedule:
 def run_week(args: argparse.Namespace, workdir: Path, settings: dict[str, str], week: Week) -> None:
     os.environ["SOFTHSM2_CONF"] = str(softhsm.configure(workdir / "softhsm"))  # for us and the operator
     login = f"{max(1, round(week.real(week.login)))}s"
-    with harness.environment_running(workdir, settings=settings) as (plane, api, operator):
-        bao = openbao.start(plane, api, workdir / "openbao")
-        (workdir / "azure").mkdir()
-        azure = azure_stand_in.start(api, workdir / "azure")
-        azure.token_seconds = max(1, round(week.real(week.login)))
-        try:
-            standing: list[tenants.Tenant] = [
-                tenants.KubernetesTenant(api, harness.namespace(api, "kubernetes")),
-                tenants.OpenBaoTenant(api, harness.namespace(api, "openbao"), bao, ttl=login),
-                tenants.Pkcs11Tenant(api, harness.namespace(api, "pkcs11")),
-                tenants.AzureTenant(api, harness.namespace(api, "azure"), azure),
-            ]
-            sizes = {}
-            for tenant in standing:
-                harness.create_customer_key_accounts(api, tenant.ns, args.accounts, identity=tenants.IDENTITY)
-                sizes[tenant.ns] = args.accounts
-            system_ns = standing[0].ns
-            harness.create_system_key_accounts(api, system_ns, args.accounts // 2, first=args.accounts)
-            sizes[system_ns] += args.accounts // 2
-            harness.wait_until(
-                lambda: all(harness.all_active(api, ns, n) for ns, n in sizes.items()), timeout=900
-            )
-            kcvs = {ns: harness.key_check_values(api, ns) for ns in sizes}
-            schedule = Schedule(api, week, args.flap_for, standing)
-            assert plane.admin_kubeconfig is not None
-            since = time.time()
-            with watch_only_operator(plane.admin_kubeconfig) as baseline:
-                samples, started = Samples(operator, baseline, every=30), time.monotonic()
-                while (elapsed := time.monotonic() - started) < week.real(week.length):
-                    schedule.run_due(elapsed)
-                    samples.take(elapsed)
-                    time.sleep(0.2)
-                schedule.restore_all()
+    with (
+        harness.environment_running(workdir, settings=settings) as (plane, api, operator),
+        contextlib.ExitStack() as servers,
+    ):
+        standing = _standing_tenants(args.providers, plane, api, workdir, servers, login=login, week=week)
+        sizes = {}
+        for tenant in standing:
+            harness.create_customer_key_accounts(api, tenant.ns, args.accounts, identity=tenants.IDENTITY)
+            sizes[tenant.ns] = args.accounts
+        system_ns = standing[0].ns
+        harness.create_system_key_accounts(api, system_ns, args.accounts // 2, first=args.accounts)
+        sizes[system_ns] += args.accounts // 2
+        harness.wait_until(
+            lambda: all(harness.all_active(api, ns, n) for ns, n in sizes.items()), timeout=900
+        )
+        kcvs = {ns: harness.key_check_values(api, ns) for ns in sizes}
+        schedule = Schedule(api, week, args.flap_for, standing)
+        assert plane.admin_kubeconfig is not None
+        since = time.time()
+        with watch_only_operator(plane.admin_kubeconfig) as baseline:
+            samples, started = Samples(operator, baseline, every=30), time.monotonic()
+            while (elapsed := time.monotonic() - started) < week.real(week.length):
+                schedule.run_due(elapsed)
+                samples.take(elapsed)
+                time.sleep(0.2)
+            schedule.restore_all()
 
-                def settled() -> bool:
-                    return all(
-                        harness.all_active(api, t.ns, sizes[t.ns], customer_key_version=t.version)
-                        for t in standing
-                    )
+            def settled() -> bool:
+                return all(
+                    harness.all_active(api, t.ns, sizes[t.ns], customer_key_version=t.version)
+                    for t in standing
+                )
 
-                harness.wait_until(settled, timeout=600)
-                samples.take(time.monotonic() - started, due=False)
-            for ns, values in kcvs.items():
-                assert harness.key_check_values(api, ns) == values, f"an account key changed in {ns}"
-            requests = harness.request_counts(plane, since=since, users={harness.operator_user()})
-            vault_calls = _vault_calls(harness.metrics_text(operator.metrics_url))
-        finally:
-            azure.stop()
-            bao.stop()
+            harness.wait_until(settled, timeout=600)
+            samples.take(time.monotonic() - started, due=False)
+        for ns, values in kcvs.items():
+            assert harness.key_check_values(api, ns) == values, f"an account key changed in {ns}"
+        requests = harness.request_counts(plane, since=since, users={harness.operator_user()})
+        vault_calls = _vault_calls(harness.metrics_text(operator.metrics_url))
     report_week(args, week, tally=schedule.tally, samples=samples, requests=requests, vault_calls=vault_calls)
+    report_heap(workdir / "mallinfo", trimmed=args.malloc_trim)
+
+
+PROVIDERS = ("kubernetes", "openbao", "pkcs11", "azureKeyVault")
+
+
+def _standing_tenants(
+    providers: list[str],
+    plane: cluster.ControlPlane,
+    api: client.ApiClient,
+    workdir: Path,
+    servers: contextlib.ExitStack,
+    *,
+    login: str,
+    week: Week,
+) -> list[tenants.Tenant]:
+    """A tenant of each provider asked for, in its own namespace; its vault server (OpenBao, the Azure
+    stand-in) started, and stopped when ``servers`` closes."""
+    standing: list[tenants.Tenant] = []
+    for provider in providers:
+        ns = harness.namespace(api, provider.lower())
+        if provider == "kubernetes":
+            standing.append(tenants.KubernetesTenant(api, ns))
+        elif provider == "openbao":
+            bao = openbao.start(plane, api, workdir / "openbao")
+            servers.callback(bao.stop)
+            standing.append(tenants.OpenBaoTenant(api, ns, bao, ttl=login))
+        elif provider == "pkcs11":
+            standing.append(tenants.Pkcs11Tenant(api, ns))
+        else:
+            (workdir / "azure").mkdir()
+            azure = azure_stand_in.start(api, workdir / "azure")
+            servers.callback(azure.stop)
+            azure.token_seconds = max(1, round(week.real(week.login)))
+            standing.append(tenants.AzureTenant(api, ns, azure))
+    return standing
+
+
+def report_heap(path: Path, *, trimmed: bool) -> None:
+    """glibc's account of the operator's heap (``bench/shim``), the record after the first sweep and the
+    last: what it still holds, what it freed but keeps, what it mapped for large blocks."""
+    records = [[float(value) for value in line.split()] for line in path.read_text().splitlines()]
+    if len(records) < 3:
+        print("too few heap records to compare; run for longer")
+        return
+    print(f"the operator's heap by glibc (mallinfo2{', after malloc_trim' if trimmed else ''}), MiB:")
+    for minute, used, free, mapped in (records[1], records[-1]):
+        print(
+            f"  minute {minute:5.1f}: in use {used / 2**20:6.1f}, free but kept {free / 2**20:6.1f}, "
+            f"mmapped {mapped / 2**20:6.1f}"
+        )
 
 
 def _vault_calls(metrics: str) -> collections.Counter[str]:
@@ -388,7 +450,7 @@ def report_week(
 ) -> None:
     minutes = week.real(week.length) / 60
     print(
-        f"\na simulated week in {minutes:.0f} min ({week.speedup:.0f}x), "
+        f"\n{week.length / 86400:.0f} simulated days in {minutes:.0f} min ({week.speedup:.0f}x), "
         f"{args.accounts} accounts per provider"
     )
     print(

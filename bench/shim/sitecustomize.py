@@ -8,10 +8,17 @@ so the soak can say which code holds the memory that grew.
 ``VAOP_BENCH_TOKEN_RENEW_SECONDS`` (``--week``): the operator renews its ServiceAccount tokens
 after that many seconds instead of 480. The apiserver grants no token shorter than 10 minutes,
 so a week of renewals cannot pass in a short run any other way; the tokens themselves are real.
+
+``VAOP_BENCH_MALLINFO`` (``--week``): every 30 s appends glibc's own account of the heap
+(``mallinfo2``: bytes in use, bytes free but kept, bytes in mmapped blocks) to that file, so the soak
+can tell memory the process still holds (a leak outside Python's objects) from memory it freed
+that the allocator keeps (fragmentation). With ``VAOP_BENCH_MALLOC_TRIM`` set as well, each
+record is taken right after ``malloc_trim(0)`` hands free pages back to the system.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
@@ -19,6 +26,18 @@ import tracemalloc
 
 FOLDER = os.environ.get("VAOP_BENCH_MEMTRACE")
 RENEW_SECONDS = os.environ.get("VAOP_BENCH_TOKEN_RENEW_SECONDS")
+MALLINFO = os.environ.get("VAOP_BENCH_MALLINFO")
+MALLOC_TRIM = bool(os.environ.get("VAOP_BENCH_MALLOC_TRIM"))
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            *("arena", "ordblks", "smblks", "hblks", "hblkhd"),
+            *("usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"),
+        )
+    ]
 
 
 def _dump_every_minute(folder: str) -> None:
@@ -28,6 +47,24 @@ def _dump_every_minute(folder: str) -> None:
         minute = round((time.monotonic() - started) / 60)
         tracemalloc.take_snapshot().dump(os.path.join(folder, f"{minute:04d}.snapshot"))
 
+
+def _record_mallinfo(path: str) -> None:
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _Mallinfo2
+    started = time.monotonic()
+    while True:
+        time.sleep(30)
+        if MALLOC_TRIM:
+            libc.malloc_trim(0)
+        info = libc.mallinfo2()
+        with open(path, "a") as out:  # minute, in use, free but kept, mmapped (bytes)
+            out.write(
+                f"{(time.monotonic() - started) / 60:.2f} {info.uordblks} {info.fordblks} {info.hblkhd}\n"
+            )
+
+
+if MALLINFO:
+    threading.Thread(target=_record_mallinfo, args=(MALLINFO,), daemon=True, name="mallinfo").start()
 
 if FOLDER:
     tracemalloc.start(8)

@@ -119,36 +119,69 @@ class ProviderPool:
     that answer, good or bad (a refusal too): never for longer than ``max_age``, and never past a
     newer one. A *fresh* session (the key monitor's check) always connects anew and leaves its
     provider here, so a reconciliation never acts on an answer older than the last check's; a session
-    that meets a vault that does not answer (a transient failure) removes the entry. Replaced
-    providers are closed a minute later (calls may still be running).
+    that meets a vault that does not answer (a transient failure) removes the entry. A provider out
+    of the pool is closed once the last session holding it is done (its calls may still be running),
+    so what providers hold does not grow with how often the vaults are checked.
     """
 
     def __init__(self, max_age: float = 5.0) -> None:
         self.max_age = max_age
         self._entries: dict[PoolKey, tuple[base.KeyProvider, float]] = {}
+        self._holders: dict[int, int] = {}  # id(provider): the sessions holding it
+        self._retired: dict[int, base.KeyProvider] = {}  # out of the pool, still held
+        self._closing: set[asyncio.Task[None]] = set()
 
     def get(self, key: PoolKey) -> base.KeyProvider | None:
+        """The provider for ``key`` if it is recent, held for the caller until it calls ``release``."""
         entry = self._entries.get(key)
         if entry is None or time.monotonic() >= entry[1]:
             self.evict(key)
             return None
+        self._hold(entry[0])
         return entry[0]
 
     def put(self, key: PoolKey, provider: base.KeyProvider) -> None:
+        """Share ``provider`` (held for the caller until it calls ``release``)."""
         now = time.monotonic()
         for old in [k for k, (_, expires) in self._entries.items() if k == key or expires <= now]:
             self.evict(old)  # and those no one asked for again (an identity gone, a vault changed)
         self._entries[key] = (provider, now + self.max_age)
+        self._hold(provider)
+
+    def release(self, provider: base.KeyProvider) -> None:
+        """A session is done with ``provider``: closed now if it has left the pool and no one holds it."""
+        held = self._holders.get(id(provider), 0) - 1
+        if held > 0:
+            self._holders[id(provider)] = held
+            return
+        self._holders.pop(id(provider), None)
+        if self._retired.pop(id(provider), None) is not None:
+            self._close_soon(provider)
 
     def evict(self, key: PoolKey) -> None:
         entry = self._entries.pop(key, None)
-        if entry is not None:
-            asyncio.get_running_loop().call_later(60, lambda: asyncio.ensure_future(_close(entry[0])))
+        if entry is None:
+            return
+        provider = entry[0]
+        if id(provider) in self._holders:
+            self._retired[id(provider)] = provider  # closed by the last release
+        else:
+            self._close_soon(provider)
+
+    def _hold(self, provider: base.KeyProvider) -> None:
+        self._holders[id(provider)] = self._holders.get(id(provider), 0) + 1
+
+    def _close_soon(self, provider: base.KeyProvider) -> None:
+        task = asyncio.get_running_loop().create_task(_close(provider))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         entries, self._entries = self._entries, {}
-        for provider, _ in entries.values():
+        retired, self._retired = self._retired, {}
+        for provider in [provider for provider, _ in entries.values()] + list(retired.values()):
             await _close(provider)
+        await asyncio.gather(*self._closing)
 
 
 async def _close(provider: base.KeyProvider) -> None:
@@ -171,6 +204,7 @@ class Session:
         self._fresh = fresh  # connect anew even if the pool has a provider (and leave it there)
         self._providers: dict[tuple[str, kubeclient.ServiceAccountRef], base.KeyProvider] = {}
         self._pooled: dict[tuple[str, kubeclient.ServiceAccountRef], PoolKey] = {}
+        self._dropped: list[base.KeyProvider] = []  # replaced after a token was refused
 
     async def __aenter__(self) -> Session:
         return self
@@ -180,8 +214,12 @@ class Session:
     ) -> None:
         # Identity clients belong to ``Identities`` (reused across sessions), pooled providers to the pool.
         for place, provider in self._providers.items():
-            if place not in self._pooled:
+            if place in self._pooled and self._pool is not None:
+                self._pool.release(provider)
+            else:
                 await _close(provider)
+        for provider in self._dropped:
+            await _close(provider)
 
     def _evict_if_unanswered(
         self, vault_name: str, identity: kubeclient.ServiceAccountRef, problem: KeyProblem
@@ -323,10 +361,14 @@ class Session:
         raise AssertionError("unreachable")
 
     def _forget_provider(self, vault_name: str, identity: kubeclient.ServiceAccountRef) -> None:
-        self._providers.pop((vault_name, identity), None)
+        provider = self._providers.pop((vault_name, identity), None)
         key = self._pooled.pop((vault_name, identity), None)
         if key is not None and self._pool is not None:
             self._pool.evict(key)
+            if provider is not None:
+                self._pool.release(provider)
+        elif provider is not None:
+            self._dropped.append(provider)  # closed with the session
 
     async def _system_key(self) -> WrappingKey:
         root = self._platform.root

@@ -172,11 +172,37 @@ async def test_a_problem_or_a_fresh_answer_replaces_what_the_pool_holds() -> Non
     old, fresh = _provider(), _provider()
     pool.put(key, old)
     pool.put(key, fresh)  # a check's newer answer
-    assert pool.get(key) is fresh
+    assert id(pool.get(key)) == id(fresh)
     pool.evict(key)  # a vault that did not answer
     assert pool.get(key) is None
+    await asyncio.sleep(0)
+    assert not old.closed  # still held by the session that put it: its calls may be running
+    pool.release(old)
+    await asyncio.sleep(0)
+    assert old.closed  # closed once no session holds it
     await pool.close()
-    assert not old.closed  # replaced ones close a minute later: calls may still use them
+    assert fresh.closed
+
+
+async def test_a_provider_out_of_the_pool_closes_with_the_last_session_holding_it() -> None:
+    pool = wrapping.ProviderPool()
+    key: wrapping.PoolKey = ("t", "vault", kubeclient.ServiceAccountRef("t", "id"), "{}")
+    provider = _provider()
+    pool.put(key, provider)  # a check connects
+    assert id(pool.get(key)) == id(provider)  # and a reconciliation shares it
+    pool.put(key, _provider())  # the next check replaces it
+    pool.release(provider)  # the check is done
+    await asyncio.sleep(0)
+    assert not provider.closed  # the reconciliation still uses it
+    pool.release(provider)
+    await asyncio.sleep(0)
+    assert provider.closed  # at once: providers alive follow the sessions, not the check rate
+    unused = _provider()
+    pool.put(("t", "other", kubeclient.ServiceAccountRef("t", "id"), "{}"), unused)
+    pool.release(unused)
+    pool.evict(("t", "other", kubeclient.ServiceAccountRef("t", "id"), "{}"))
+    await asyncio.sleep(0)
+    assert unused.closed  # out of the pool and held by no one
 
 
 def test_one_record_per_account_feeds_the_monitor_and_the_state_gauge() -> None:
