@@ -307,6 +307,7 @@ def main() -> None:
             profile=args.profile,
         )
         profiles = creates.profiles
+        rss_created = {name: _rss_mib(pid) for name, pid in pids.items()}
         rounds: dict[str, list[dict[str, float]]] = {"plain": [], "data": []}
         for _ in range(args.rounds):
             rounds["data"].append(_reads(api, ns, DATA, count))
@@ -366,8 +367,8 @@ def main() -> None:
     for name in pids:
         grown = rss_after[name] - rss_before[name]
         print(
-            f"{name} RSS: {rss_before[name]:.0f} MiB before, {rss_after[name]:.0f} MiB after "
-            f"{count} objects of each (+{grown:.0f} MiB)"
+            f"{name} RSS: {rss_before[name]:.0f} MiB before, {rss_created[name]:.0f} MiB after the creates, "
+            f"{rss_after[name]:.0f} MiB after the reads of {count} objects of each (+{grown:.0f} MiB)"
         )
     for title, lines in profiles.items():
         if lines:

@@ -415,14 +415,16 @@ def _standing_tenants(
 
 
 def report_heap(path: Path, *, trimmed: bool) -> None:
-    """glibc's account of the operator's heap (``bench/shim``), the record after the first sweep and the
-    last: what it still holds, what it freed but keeps, what it mapped for large blocks."""
+    """glibc's account of the operator's heap (``bench/shim``) after the first sweep, at each quarter
+    of the run and after it: what it still holds, what it freed but keeps, what it mapped for large
+    blocks (the last record comes after the churn has stopped, with nothing in flight)."""
     records = [[float(value) for value in line.split()] for line in path.read_text().splitlines()]
-    if len(records) < 3:
+    if len(records) < 5:
         print("too few heap records to compare; run for longer")
         return
     print(f"the operator's heap by glibc (mallinfo2{', after malloc_trim' if trimmed else ''}), MiB:")
-    for minute, used, free, mapped in (records[1], records[-1]):
+    quarters = [records[1], *(records[len(records) * q // 4] for q in (1, 2, 3)), records[-1]]
+    for minute, used, free, mapped in quarters:
         print(
             f"  minute {minute:5.1f}: in use {used / 2**20:6.1f}, free but kept {free / 2**20:6.1f}, "
             f"mmapped {mapped / 2**20:6.1f}"
