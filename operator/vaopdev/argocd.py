@@ -212,7 +212,7 @@ def install(cluster: kindcluster.Cluster, settings: dict[str, dict[str, str]]) -
         cluster.load_archive(archive)
     argocd = ArgoCD(cluster, settings)
     argocd.apply(*crds(), server_side=True)
-    cluster.kubectl("wait", "--for=condition=Established", *(f"crd/{name}" for name in CRDS), "--timeout=60s")
+    cluster.wait_established(*CRDS)
     argocd.apply(*manifests(settings), default_project())
     for workload in ("deployment/argocd-redis", "deployment/argocd-repo-server",
                      "statefulset/argocd-application-controller"):  # fmt: skip

@@ -138,8 +138,31 @@ class Cluster:
                 )
             time.sleep(1)
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Until each CRD is Established. Not `kubectl wait --for=condition=Established`: it fails at
+        once on a CRD the apiserver has not given a status yet (no conditions to read)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = self.kubectl("get", "crd", *crds, "-o", "json", check=False)
+            if listed.returncode == 0 and all(map(_established, _items(json.loads(listed.stdout)))):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRDs {', '.join(crds)} not Established after {timeout:.0f} s")
+            time.sleep(1)
+
     def uninstall(self) -> None:
         self.helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
+
+
+def _items(listed: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects of `kubectl get -o json`: a List for several names, the object for one."""
+    items: list[dict[str, Any]] = listed.get("items", [listed])
+    return items
+
+
+def _established(crd: dict[str, Any]) -> bool:
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 def exists(name: str = CLUSTER) -> bool:
