@@ -15,7 +15,7 @@ from kubernetes import client
 from tests import helpers
 from tests.integration import tenant
 from tests.integration.conftest import WITHIN_ONE_INTERVAL
-from vaop import wrapping
+from vaop import providerpool
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -176,9 +176,9 @@ def test_a_move_never_locks_and_completes_once_both_keys_can_be_used(  # noqa: P
             # Now the source cannot open it either (after the move: the account is checked on its
             # target now, so nothing locks it); the target usable again, the move waits on the source.
             keys.breaks(break_source, broken=True)
-            # A vault's answers are shared for a few seconds (wrapping.ProviderPool): let those from
+            # A vault's answers are shared for a few seconds (providerpool.ProviderPool): let those from
             # before the source broke age out, or the move may still open the key with them.
-            time.sleep(wrapping.ProviderPool().max_age + 1)
+            time.sleep(providerpool.ProviderPool().max_age + 1)
             keys.breaks(break_target, broken=False)
             waiting = _waits(admin, namespace, REASONS[break_source[0]], "cannot move from")
             assert "the move is tried again" in helpers.condition(waiting, "Ready")["message"]  # type: ignore[index]

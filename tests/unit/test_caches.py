@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from prometheus_client import REGISTRY
 
-from vaop import events, kubeclient, metrics, pki, wrapping
+from vaop import events, kubeclient, metrics, pki, providerpool
 from vaop.dataapi import auth
 from vaop.providers import base, openbao
 from vaop.reconcilers import ledger, monitor
@@ -157,8 +157,8 @@ def _provider() -> Any:
 
 
 async def test_the_pool_shares_a_provider_for_a_few_seconds_only() -> None:
-    pool = wrapping.ProviderPool(max_age=0.05)
-    key: wrapping.PoolKey = ("t", "vault", kubeclient.ServiceAccountRef("t", "id"), "{}")
+    pool = providerpool.ProviderPool(max_age=0.05)
+    key: providerpool.PoolKey = ("t", "vault", kubeclient.ServiceAccountRef("t", "id"), "{}")
     first = _provider()
     pool.put(key, first)
     assert pool.get(key) is first
@@ -167,8 +167,8 @@ async def test_the_pool_shares_a_provider_for_a_few_seconds_only() -> None:
 
 
 async def test_a_problem_or_a_fresh_answer_replaces_what_the_pool_holds() -> None:
-    pool = wrapping.ProviderPool()
-    key: wrapping.PoolKey = ("t", "vault", kubeclient.ServiceAccountRef("t", "id"), "{}")
+    pool = providerpool.ProviderPool()
+    key: providerpool.PoolKey = ("t", "vault", kubeclient.ServiceAccountRef("t", "id"), "{}")
     old, fresh = _provider(), _provider()
     pool.put(key, old)
     pool.put(key, fresh)  # a check's newer answer
@@ -185,8 +185,8 @@ async def test_a_problem_or_a_fresh_answer_replaces_what_the_pool_holds() -> Non
 
 
 async def test_a_provider_out_of_the_pool_closes_with_the_last_session_holding_it() -> None:
-    pool = wrapping.ProviderPool()
-    key: wrapping.PoolKey = ("t", "vault", kubeclient.ServiceAccountRef("t", "id"), "{}")
+    pool = providerpool.ProviderPool()
+    key: providerpool.PoolKey = ("t", "vault", kubeclient.ServiceAccountRef("t", "id"), "{}")
     provider = _provider()
     pool.put(key, provider)  # a check connects
     assert id(pool.get(key)) == id(provider)  # and a reconciliation shares it

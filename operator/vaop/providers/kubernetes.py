@@ -50,7 +50,7 @@ class KubernetesKeyProvider(base.KeyProvider):
         self._namespace = namespace
         self._identity = identity
         self._properties = base.VaultProperties(soft_delete=soft_delete, purge_protection=purge_protection)
-        # One listing per key for the provider's lifetime (a few seconds, see wrapping.ProviderPool):
+        # One listing per key for the provider's lifetime (a few seconds, see providerpool.ProviderPool):
         # wrap and unwrap, and the reconciliations of a rotation or of a lock, share it (or its refusal).
         # A long-lived instance (the platform's system key) lists again after ``listing_seconds``.
         self._pems: dict[tuple[str, str], bytes] = {}

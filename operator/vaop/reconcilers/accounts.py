@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from kubernetes_asyncio import client
 
-from .. import conditions, labels, metrics, models, platformkeys, platformroot, wrapping
+from .. import conditions, labels, metrics, models, platformkeys, platformroot, providerpool, wrapping
 from ..crypto import envelope
 from ..domain import accounts as domain
 from ..domain import keys as keys_domain
@@ -124,7 +124,7 @@ class AccountReconciler:
         platform: platformkeys.PlatformKeys,
         identities: Any,
         secrets: watchcache.WatchCache,
-        pool: wrapping.ProviderPool,
+        pool: providerpool.ProviderPool,
         *,
         expiry_warning: float = 30
         * 86400,  # seconds before a wrapping version expires that KeyExpiring warns

@@ -27,6 +27,7 @@ from .. import (
     models,
     platformkeys,
     platformroot,
+    providerpool,
     sharding,
     wrapping,
 )
@@ -75,7 +76,7 @@ class AccountController:
             label_selector=labels.ACCOUNT_KEY_SELECTOR,
             on_event=self._account_key_secret_changed,
         )
-        self.pool = wrapping.ProviderPool()
+        self.pool = providerpool.ProviderPool()
         self._reconciler = (
             reconciler.AccountReconciler(
                 api, platform, identities, self.secrets, self.pool, expiry_warning=expiry_warning
