@@ -273,7 +273,7 @@ def _profiled_gets(api: client.ApiClient, ns: str, count: int, operator_pid: int
     return top
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--watchers", type=int, default=100)
@@ -285,7 +285,11 @@ def main() -> None:
         help="py-spy on the operator during the data API's creates, and the apiserver's pprof over the "
         "first 10 s of each kind's creates (slows the data API's creates)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     count = args.objects
     with (
         harness.scratch() as workdir,
@@ -309,9 +313,11 @@ def main() -> None:
         profiles = creates.profiles
         rss_created = {name: _rss_mib(pid) for name, pid in pids.items()}
         rounds: dict[str, list[dict[str, float]]] = {"plain": [], "data": []}
+        rss_by_round = []  # the operator's, after each round of reads
         for _ in range(args.rounds):
             rounds["data"].append(_reads(api, ns, DATA, count))
             rounds["plain"].append(_reads(api, plain_ns, PLAIN, count))
+            rss_by_round.append(_rss_mib(pids["operator"]))
         if args.profile:  # after the measured rounds
             profiles["operator (2,000 data API GETs)"] = _profiled_gets(api, ns, count, operator.popen.pid)
         custom = client.CustomObjectsApi(api)
@@ -364,15 +370,23 @@ def main() -> None:
             f"watch fan-out, {args.watchers} watchers, {which:<5}: event after the create's answer "
             f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
         )
-    for name in pids:
-        grown = rss_after[name] - rss_before[name]
-        print(
-            f"{name} RSS: {rss_before[name]:.0f} MiB before, {rss_created[name]:.0f} MiB after the creates, "
-            f"{rss_after[name]:.0f} MiB after the reads of {count} objects of each (+{grown:.0f} MiB)"
-        )
+    _memory_report(count, [rss_before, rss_created, rss_after], rss_by_round)
     for title, lines in profiles.items():
         if lines:
             print(f"profile of the {title}:", *lines, sep="\n")
+
+
+def _memory_report(count: int, taken: list[dict[str, float]], operator_by_round: list[float]) -> None:
+    """RSS of each process before, after the creates and after the reads; the operator's by round."""
+    before, created, after = taken
+    for name in before:
+        print(
+            f"{name} RSS: {before[name]:.0f} MiB before, {created[name]:.0f} MiB after the creates, "
+            f"{after[name]:.0f} MiB after the reads of {count} objects of each "
+            f"(+{after[name] - before[name]:.0f} MiB)"
+        )
+    rounds = ", ".join(f"{rss:.0f}" for rss in operator_by_round)
+    print(f"operator RSS after each round of reads: {rounds} MiB")
 
 
 if __name__ == "__main__":
