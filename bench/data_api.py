@@ -30,6 +30,7 @@ from vaopdev import cluster
 
 DATA = ("data.videoanalyzer.io", "v1alpha1", "videos", "Video")
 PLAIN = ("bench.videoanalyzer.io", "v1", "plainvideos", "PlainVideo")
+KINDS = {"data": DATA, "plain": PLAIN}
 
 
 def _plain_crd(api: client.ApiClient) -> None:
@@ -87,14 +88,16 @@ def _create_all(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str],
 
 @dataclass
 class Creates:
-    """Each kind's creates: seconds and CPU of each process in all, seconds per chunk, profiles."""
+    """Each kind's creates: seconds per chunk, CPU of each process in all, profiles."""
 
-    seconds: dict[str, float] = field(default_factory=lambda: {"plain": 0.0, "data": 0.0})
     cpu: dict[str, collections.Counter[str]] = field(
         default_factory=lambda: {"plain": collections.Counter(), "data": collections.Counter()}
     )
     chunks: dict[str, list[float]] = field(default_factory=lambda: {"plain": [], "data": []})
     profiles: dict[str, list[str]] = field(default_factory=dict)
+
+    def seconds(self, which: str) -> float:
+        return sum(self.chunks[which])
 
 
 def _create_both(
@@ -117,7 +120,7 @@ def _create_both(
     for turn in range(chunks):
         names = range(turn * size, min(count, (turn + 1) * size))
         for which in ("plain", "data") if turn % 2 == 0 else ("data", "plain"):
-            kind, first = (PLAIN if which == "plain" else DATA), turn == 0
+            first = turn == 0
             with (
                 harness.cpu_used(pids) as used,
                 harness.profiled(operator_pid, enabled=profile and first and which == "data") as operator_top,
@@ -125,8 +128,7 @@ def _create_both(
                     plane, enabled=profile and first, keep_as=harness.kept_profile(which)
                 ) as apiserver_top,
             ):
-                found.chunks[which].append(_create_all(api, namespaces[which], kind, names))
-            found.seconds[which] += found.chunks[which][-1]
+                found.chunks[which].append(_create_all(api, namespaces[which], KINDS[which], names))
             found.cpu[which].update(used)
             if first:
                 found.profiles[f"operator ({which} creates, first chunk)"] = operator_top
@@ -338,9 +340,9 @@ def main() -> None:
     def median_of(which: str, key: str) -> float:
         return statistics.median(r[key] for r in rounds[which])
 
-    data = {key: median_of("data", key) for key in rounds["data"][0]} | {"create": creates.seconds["data"]}
+    data = {key: median_of("data", key) for key in rounds["data"][0]} | {"create": creates.seconds("data")}
     plain = {key: median_of("plain", key) for key in rounds["plain"][0]} | {
-        "create": creates.seconds["plain"]
+        "create": creates.seconds("plain")
     }
 
     def show(label: str, key: str) -> None:

@@ -24,8 +24,8 @@ Vault stand-in) through a week of what happens to keys, --speedup times faster t
 hour, each tenant's key gets a new version every 12 hours and loses access for a while once a
 day, and a new tenant (its own namespace, identity and key) arrives every 2 hours and leaves 6
 hours later. The check interval is 1 s, short enough for each check to use a renewed token, not scaled
-(30 s would be 0.06 s). The report adds glibc's account of the operator's heap at the first sample
-and the last (bytes in use, and freed but kept); --malloc-trim hands the freed pages back before
+(30 s would be 0.06 s). The report adds glibc's account of the operator's heap at each quarter of
+the run (bytes in use, and freed but kept); --malloc-trim hands the freed pages back before
 each record, which shows how much of the RSS growth the allocator, not the operator, holds.
 """
 
@@ -335,12 +335,11 @@ class Schedule:
 
 def run_week(args: argparse.Namespace, workdir: Path, settings: dict[str, str], week: Week) -> None:
     os.environ["SOFTHSM2_CONF"] = str(softhsm.configure(workdir / "softhsm"))  # for us and the operator
-    login = f"{max(1, round(week.real(week.login)))}s"
     with (
         harness.environment_running(workdir, settings=settings) as (plane, api, operator),
         contextlib.ExitStack() as servers,
     ):
-        standing = _standing_tenants(args.providers, plane, api, workdir, servers, login=login, week=week)
+        standing = _standing_tenants(args.providers, plane, api, workdir, servers, week=week)
         sizes = {}
         for tenant in standing:
             harness.create_customer_key_accounts(api, tenant.ns, args.accounts, identity=tenants.IDENTITY)
@@ -389,12 +388,12 @@ def _standing_tenants(
     workdir: Path,
     servers: contextlib.ExitStack,
     *,
-    login: str,
     week: Week,
 ) -> list[tenants.Tenant]:
     """A tenant of each provider asked for, in its own namespace; its vault server (OpenBao, the Azure
     stand-in) started, and stopped when ``servers`` closes."""
     standing: list[tenants.Tenant] = []
+    login = max(1, round(week.real(week.login)))  # seconds an OpenBao or Entra token lives
     for provider in providers:
         ns = harness.namespace(api, provider.lower())
         if provider == "kubernetes":
@@ -402,14 +401,14 @@ def _standing_tenants(
         elif provider == "openbao":
             bao = openbao.start(plane, api, workdir / "openbao")
             servers.callback(bao.stop)
-            standing.append(tenants.OpenBaoTenant(api, ns, bao, ttl=login))
+            standing.append(tenants.OpenBaoTenant(api, ns, bao, ttl=f"{login}s"))
         elif provider == "pkcs11":
             standing.append(tenants.Pkcs11Tenant(api, ns))
         else:
             (workdir / "azure").mkdir()
             azure = azure_stand_in.start(api, workdir / "azure")
             servers.callback(azure.stop)
-            azure.token_seconds = max(1, round(week.real(week.login)))
+            azure.token_seconds = login
             standing.append(tenants.AzureTenant(api, ns, azure))
     return standing
 
