@@ -42,7 +42,18 @@ def test_object_keys_are_rfc5869_hkdf_as_cryptography_derives_them(
     """The spelled-out HKDF gives the bytes cryptography's gives: objects sealed before it open."""
     info = objects._INFO[version] + object_id.encode()
     expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
-    assert objects._object_key(key, version, object_id) == expected
+    assert objects.ObjectKeys(key).object_key(version, object_id) == expected
+
+
+def test_object_keys_made_once_seal_and_open_as_the_account_key_does() -> None:
+    """The data API opens with ObjectKeys made once per account key: the same objects as the bytes."""
+    prepared = objects.ObjectKeys(KEY)
+    sealed = objects.seal(DOCUMENT, account_key=prepared, binding=BINDING)
+    assert objects.unseal(sealed, account_key=KEY, binding=BINDING) == DOCUMENT
+    again = objects.seal(DOCUMENT, account_key=KEY, binding=BINDING)
+    assert objects.unseal(again, account_key=prepared, binding=BINDING) == DOCUMENT
+    with pytest.raises(objects.SealError):
+        objects.unseal(sealed, account_key=objects.ObjectKeys(os.urandom(32)), binding=BINDING)
 
 
 def test_an_object_sealed_with_cryptographys_hkdf_opens() -> None:
@@ -53,6 +64,25 @@ def test_an_object_sealed_with_cryptographys_hkdf_opens() -> None:
     aad = objects._associated_data(objects.FORMAT_VERSION, BINDING)
     sealed = objects.Sealed(objects.FORMAT_VERSION, nonce, AESGCM(key).encrypt(nonce, DOCUMENT, aad))
     assert objects.unseal(sealed, account_key=KEY, binding=BINDING) == DOCUMENT
+
+
+@settings(max_examples=300)
+@given(
+    name=st.text(st.characters(max_codepoint=127)) | st.text(),
+    version=st.sampled_from([objects.LEGACY_VERSION, objects.FORMAT_VERSION]),
+)
+def test_the_associated_data_is_the_bytes_json_writes(version: int, name: str) -> None:
+    """orjson writes the associated data when every field is printable ASCII: the bytes must be
+    json.dumps's, which sealed every object before, or those objects no longer open."""
+    binding = dataclasses.replace(BINDING, name=name, namespace=name)
+    fields = dict(zip(("group", "kind", "namespace", "name"), dataclasses.astuple(binding)[:4], strict=True))
+    ids = (
+        {"uid": binding.object_id, "account_uid": binding.account_id}
+        if version == objects.LEGACY_VERSION
+        else {"objectID": binding.object_id, "accountID": binding.account_id}
+    )
+    expected = json.dumps({**fields, **ids, "v": version}, sort_keys=True, separators=(",", ":")).encode()
+    assert objects._associated_data(version, binding) == expected
 
 
 @pytest.mark.parametrize("field", ["group", "kind", "namespace", "name", "object_id", "account_id"])

@@ -37,7 +37,7 @@ def seal(
     namespace: str,
     object_id: str,
     account_id: str,
-    account_key: bytes,
+    account_key: bytes | objects.ObjectKeys,
 ) -> dict[str, Any]:
     """The ``sealed`` part of a SealedObject's spec for ``obj``."""
     meta = obj.get("metadata") or {}
@@ -48,7 +48,9 @@ def seal(
     return _sealed_part(document, binding(kind, namespace, meta["name"], object_id, account_id), account_key)
 
 
-def resealed(record: storage.SealedObject, *, account_key: bytes) -> storage.SealedObject:
+def resealed(
+    record: storage.SealedObject, *, account_key: bytes | objects.ObjectKeys
+) -> storage.SealedObject:
     """The same SealedObject in the current format: its content opened and sealed again, bound to
     the same object and account IDs (raises objects.SealError when it does not open)."""
     spec = record["spec"]
@@ -61,7 +63,9 @@ def resealed(record: storage.SealedObject, *, account_key: bytes) -> storage.Sea
     return {**record, "spec": {**fields, "namespace": namespace, "accountID": account, **sealed}}
 
 
-def _sealed_part(document: dict[str, Any], bound: objects.Binding, account_key: bytes) -> dict[str, Any]:
+def _sealed_part(
+    document: dict[str, Any], bound: objects.Binding, account_key: bytes | objects.ObjectKeys
+) -> dict[str, Any]:
     plaintext = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     sealed = objects.seal(plaintext, account_key=account_key, binding=bound)
     return {
@@ -71,12 +75,12 @@ def _sealed_part(document: dict[str, Any], bound: objects.Binding, account_key: 
     }
 
 
-def open_record(record: storage.SealedObject, *, account_key: bytes) -> dict[str, Any]:
+def open_record(record: storage.SealedObject, *, account_key: bytes | objects.ObjectKeys) -> dict[str, Any]:
     """The API object a SealedObject holds (raises objects.SealError when it does not open)."""
     return assemble(record, open_content(record, account_key=account_key))
 
 
-def open_content(record: storage.SealedObject, *, account_key: bytes) -> dict[str, Any]:
+def open_content(record: storage.SealedObject, *, account_key: bytes | objects.ObjectKeys) -> dict[str, Any]:
     """What a SealedObject seals: {"metadata": {labels, annotations, managedFields}, "spec": ...}."""
     spec = record["spec"]
     kind = kinds.BY_KIND[spec["kind"]]

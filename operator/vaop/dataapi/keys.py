@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from kubernetes_asyncio import client
 
 from .. import kubeclient, metrics, models, platformkeys, platformroot, wrapping
-from ..crypto import envelope
+from ..crypto import envelope, objects
 from ..domain import accounts as domain
 from ..listers import Listers
 from ..models import AccountKey
@@ -37,7 +37,7 @@ class Opened:
 
     account_id: str  # the account ID its envelope and data are sealed for
     account_uid: str  # the account object's uid (ownerReferences of its data)
-    key: bytes
+    key: objects.ObjectKeys  # the account key, made ready once for the objects it seals
 
 
 @dataclass
@@ -149,7 +149,7 @@ class AccountKeys:
                 platform = await self._platform_keys()
             async with wrapping.Session(platform, self._identities) as session:
                 key = await session.open(context, sealed.account, sealed)
-            return Opened(sealed.account.id, record.uid, key)
+            return Opened(sealed.account.id, record.uid, objects.ObjectKeys(key))
         except wrapping.KeyProblem as problem:
             raise Unavailable(
                 problem.reason, f"the account key of {namespace}/{name} does not open: {problem}"

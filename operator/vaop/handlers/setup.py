@@ -38,6 +38,13 @@ from ..runtime import leadership, retry
 from . import indexes, replica
 
 logger = logging.getLogger(__name__)
+
+# Python's default, a young collection every 700 new containers, ran one and more full ones through
+# every data API list of 10,000 Videos (each about a dozen new dicts and lists, all alive until
+# sent): that list took 315 ms of the operator's CPU against 245 ms with the collector off, 248 at
+# 10,000. Cyclic garbage waits a little longer for its collection; nothing else changes.
+YOUNG_COLLECTION_EVERY = 10_000
+
 _ANNOTATION_PREFIX = f"kopf.{models.GROUP}"
 WEBHOOK_RETRY_SECONDS = 5.0
 
@@ -59,6 +66,7 @@ def _configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.chunk_size = 500
     settings.networking.request_timeout = 30
     settings.batching.error_delays = (1, 2, 5, 10, 30, 60, 120, 300)
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
 
 
 async def _service_ranges(api: client.ApiClient) -> list[str]:
