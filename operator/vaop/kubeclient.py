@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import logging
 import os
 import time
@@ -58,10 +59,16 @@ async def load_configuration(kubeconfig: str | None = None) -> client.Configurat
 
 def with_token(base: client.Configuration, token: str) -> client.Configuration:
     """The same server, CA and proxy as ``base``, authenticated only by ``token``."""
+    configuration = _same_server(base)
+    configuration.api_key = {"BearerToken": f"Bearer {token}"}
+    return configuration
+
+
+def _same_server(base: client.Configuration) -> client.Configuration:
+    """The same server, CA and proxy as ``base``, with no credentials."""
     configuration = client.Configuration(host=base.host, ssl_ca_cert=base.ssl_ca_cert)
     configuration.verify_ssl = base.verify_ssl
     configuration.proxy = base.proxy
-    configuration.api_key = {"BearerToken": f"Bearer {token}"}
     return configuration
 
 
@@ -131,6 +138,7 @@ class Identities:
         self._tokens: dict[tuple[ServiceAccountRef, tuple[str, ...]], tuple[str, float]] = {}
         self._audiences: dict[ServiceAccountRef, set[tuple[str, ...]]] = {}  # of the tokens held
         self._clients: dict[ServiceAccountRef, tuple[str, client.ApiClient]] = {}
+        self._connections: client.ApiClient | None = None  # what every identity's client sends through
         self._annotations: dict[ServiceAccountRef, tuple[dict[str, str], float]] = {}
         self._locks: dict[tuple[ServiceAccountRef, tuple[str, ...]], asyncio.Lock] = {}
         self._pruned_at = time.monotonic()
@@ -187,8 +195,7 @@ class Identities:
             self._audiences.pop(account, None)
         cached = self._clients.get(account)
         if cached is not None and cached[0] == token:
-            del self._clients[account]
-            _close_later(cached[1])
+            del self._clients[account]  # its connections are shared: nothing of its own to close
 
     def oldest_token(self, account: ServiceAccountRef) -> float | None:
         """When the oldest token held for ``account`` was issued (monotonic seconds), if any."""
@@ -223,8 +230,8 @@ class Identities:
         return annotations
 
     async def client_for(self, account: ServiceAccountRef) -> client.ApiClient:
-        """An API client acting as ``account``, kept with its connections: a renewed token is put into
-        it (requests read it as they are sent), so a renewal opens no new connection."""
+        """An API client acting as ``account``: a renewed token is put into it (requests read it as
+        they are sent). Its requests go through connections that every identity's client shares."""
         token = await self.token(account)
         cached = self._clients.get(account)
         if cached is not None:
@@ -232,19 +239,27 @@ class Identities:
                 cached[1].configuration.api_key = {"BearerToken": f"Bearer {token}"}
                 self._clients[account] = (token, cached[1])
             return cached[1]
-        api = api_client(with_token(self._base, token))
+        api = self._sharing_connections(with_token(self._base, token))
         self._clients[account] = (token, api)
         return api
 
+    def _sharing_connections(self, configuration: client.Configuration) -> client.ApiClient:
+        """A client of ``configuration``'s identity on the connections all identities share. The
+        apiserver authenticates each request by its token, not its connection (client-go shares its
+        transports the same way), so a thousand tenants' identities do not hold a thousand TLS
+        connections, each made anew when its tenant comes back after its token expired."""
+        if self._connections is None:
+            self._connections = api_client(_same_server(self._base))
+        api = copy.copy(self._connections)  # the same HTTP session; its own settings and headers
+        api.configuration = configuration
+        api.default_headers = dict(self._connections.default_headers)
+        return api
+
     async def close(self) -> None:
-        for _, api in self._clients.values():
-            await api.close()
         self._clients.clear()
-
-
-def _close_later(api: client.ApiClient) -> None:
-    """In-flight calls may still use a replaced client: close it a little later, not now."""
-    asyncio.get_running_loop().call_later(60, lambda: asyncio.ensure_future(api.close()))
+        if self._connections is not None:
+            await self._connections.close()
+            self._connections = None
 
 
 async def whoami(api: client.ApiClient) -> str:

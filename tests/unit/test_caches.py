@@ -9,6 +9,7 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+from aiohttp import web
 from kubernetes_asyncio import client
 from prometheus_client import REGISTRY
 
@@ -364,6 +365,49 @@ async def test_identities_forget_what_they_held_for_a_service_account_no_longer_
     assert list(identities._locks) == [(kept, ())]
     await identities.token(gone)  # met again: a new token, as for a new identity
     assert issued[-1] == "old/tenant"
+
+
+async def test_identities_send_their_own_tokens_through_connections_they_share(monkeypatch: Any) -> None:
+    """A thousand tenants must not hold a thousand TLS connections to the apiserver: each identity's
+    requests carry its own token over the one pool of connections, which outlives a forgotten one."""
+    seen: list[tuple[str, int]] = []
+
+    async def secret(request: web.Request) -> web.Response:
+        port = request.transport.get_extra_info("peername")[1] if request.transport else 0
+        seen.append((request.headers["Authorization"], port))
+        return web.json_response({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "kek"}})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/{namespace}/secrets/{name}", secret)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    identities = kubeclient.Identities(
+        client.ApiClient(), client.Configuration(host=f"http://127.0.0.1:{port}")
+    )
+
+    async def create_token(name: str, namespace: str, request: Any) -> Any:
+        return SimpleNamespace(status=SimpleNamespace(token=f"token-of-{namespace}-{name}"))
+
+    monkeypatch.setattr(
+        identities, "_core", SimpleNamespace(create_namespaced_service_account_token=create_token)
+    )
+    try:
+        tenants = [kubeclient.ServiceAccountRef(name="vault", namespace=f"tenant-{i}") for i in range(3)]
+        for tenant in tenants * 2:
+            api = await identities.client_for(tenant)
+            await client.CoreV1Api(api).read_namespaced_secret("kek", tenant.namespace)
+        assert [token for token, _ in seen] == [f"Bearer token-of-tenant-{i}-vault" for i in range(3)] * 2
+        assert len({port for _, port in seen}) == 1  # one connection served all six
+        identities.forget(tenants[0], issued_up_to=float("inf"))
+        api = await identities.client_for(tenants[1])
+        await client.CoreV1Api(api).read_namespaced_secret("kek", "tenant-1")  # the pool is still open
+        assert seen[-1][0] == "Bearer token-of-tenant-1-vault"
+    finally:
+        await identities.close()
+        await runner.cleanup()
 
 
 async def test_the_data_apis_authorizations_are_kept_for_seconds_and_then_forgotten(monkeypatch: Any) -> None:
