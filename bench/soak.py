@@ -12,7 +12,7 @@ the first one after the first minute (the first full sweep).
     .venv/bin/python -m bench.soak --minutes 30 --trace-memory   # and where the growth is held
 
 With --trace-memory the operator runs under tracemalloc (bench/shim, slower) and the report
-adds the allocation sites that grew most between the first sample after the sweep and the last.
+adds the allocation sites that grew most over the second half of the run (after the caches filled).
 
     .venv/bin/python -m bench.soak --week       # a simulated week, every provider (about 21 min)
     .venv/bin/python -m bench.soak --week --days 14 [--malloc-trim]   # two weeks (about 42 min)
@@ -483,19 +483,20 @@ def report_week(
 
 
 def growth(folder: Path, top: int = 15) -> None:
-    """The allocation sites that grew most from the snapshot after the first sweep to the last."""
+    """The allocation sites that grew most over the second half of the run: by then the caches
+    kept for a token's lifetime (10 real minutes) have filled, when the run is 20 minutes or more."""
     snapshots = sorted(folder.glob("*.snapshot"))
     if len(snapshots) < 3:
         print("too few memory snapshots to compare; run for longer")
         return
-    first, last = (tracemalloc.Snapshot.load(str(path)) for path in (snapshots[1], snapshots[-1]))
-    size = sum(stat.size for stat in last.statistics("filename"))
-    before = sum(stat.size for stat in first.statistics("filename"))
+    middle = snapshots[len(snapshots) // 2]
+    first, last = (tracemalloc.Snapshot.load(str(path)) for path in (middle, snapshots[-1]))
+    sizes = [sum(stat.size for stat in snapshot.statistics("filename")) for snapshot in (first, last)]
     print(
-        f"\nPython allocations traced: {before / 2**20:.1f} MiB at minute {snapshots[1].stem}, "
-        f"{size / 2**20:.1f} MiB at minute {snapshots[-1].stem}"
+        f"\nPython allocations traced: {sizes[0] / 2**20:.1f} MiB at minute {middle.stem}, "
+        f"{sizes[1] / 2**20:.1f} MiB at minute {snapshots[-1].stem}"
     )
-    print(f"grown most between minute {snapshots[1].stem} and minute {snapshots[-1].stem} (tracemalloc):")
+    print(f"grown most between minute {middle.stem} and minute {snapshots[-1].stem} (tracemalloc):")
     for stat in last.compare_to(first, "traceback")[:top]:
         # The allocating line first, then its callers (a traceback lists the oldest frame first).
         frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(stat.traceback[-5:]))
