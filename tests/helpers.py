@@ -1,12 +1,16 @@
-"""Small helpers shared by the tests: waiting for a condition, reading custom resources."""
+"""Small helpers shared by the tests: waiting for a condition, reading custom resources, serving
+HTTP on loopback."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
+from aiohttp import web
 from kubernetes import client
 
 from vaop import models
@@ -45,6 +49,20 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 30, interval: 
             last = value
         time.sleep(interval)
     raise AssertionError(f"not true within {timeout}s; last: {last!r}")
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: web.Application, *, port: int = 0, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[int]:
+    """``app`` served on loopback (``port`` 0: any free one) while the block runs; yields the port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 def custom(api: client.ApiClient) -> client.CustomObjectsApi:

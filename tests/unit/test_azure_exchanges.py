@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 from azure.keyvault.keys._shared import http_challenge_cache
 
+from tests import helpers
 from vaop import pki
 from vaop.crypto import rsa
 from vaop.providers import azure, base
@@ -99,12 +100,9 @@ async def replay(tmp_path: Path) -> AsyncIterator[Replay]:
     app.router.add_get("/keys/{name}/versions", route("versions"))
     app.router.add_get("/keys/{name}/{version}", route("key"))
     app.router.add_post("/keys/{name}/{version}/unwrapkey", route("unwrap"))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", made.port, ssl_context=context).start()
-    yield made
-    await azure.close_all()
-    await runner.cleanup()
+    async with helpers.serving(app, port=made.port, ssl_context=context):
+        yield made
+        await azure.close_all()
 
 
 LOCAL = AddressPolicy(loopback=True)  # the replay and the stand-in listen on loopback

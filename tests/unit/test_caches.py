@@ -13,6 +13,7 @@ from aiohttp import web
 from kubernetes_asyncio import client
 from prometheus_client import REGISTRY
 
+from tests import helpers
 from vaop import events, kubeclient, metrics, pki, providerpool
 from vaop.dataapi import auth
 from vaop.providers import base, openbao
@@ -377,24 +378,17 @@ async def test_identities_send_their_own_tokens_through_connections_they_share(m
         seen.append((request.headers["Authorization"], port))
         return web.json_response({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "kek"}})
 
-    app = web.Application()
-    app.router.add_get("/api/v1/namespaces/{namespace}/secrets/{name}", secret)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    identities = kubeclient.Identities(
-        client.ApiClient(), client.Configuration(host=f"http://127.0.0.1:{port}")
-    )
-
     async def create_token(name: str, namespace: str, request: Any) -> Any:
         return SimpleNamespace(status=SimpleNamespace(token=f"token-of-{namespace}-{name}"))
 
-    monkeypatch.setattr(
-        identities, "_core", SimpleNamespace(create_namespaced_service_account_token=create_token)
-    )
-    try:
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/{namespace}/secrets/{name}", secret)
+    async with helpers.serving(app) as port:
+        server = client.Configuration(host=f"http://127.0.0.1:{port}")
+        identities = kubeclient.Identities(client.ApiClient(), server)
+        monkeypatch.setattr(
+            identities, "_core", SimpleNamespace(create_namespaced_service_account_token=create_token)
+        )
         tenants = [kubeclient.ServiceAccountRef(name="vault", namespace=f"tenant-{i}") for i in range(3)]
         for tenant in tenants * 2:
             api = await identities.client_for(tenant)
@@ -405,9 +399,7 @@ async def test_identities_send_their_own_tokens_through_connections_they_share(m
         api = await identities.client_for(tenants[1])
         await client.CoreV1Api(api).read_namespaced_secret("kek", "tenant-1")  # the pool is still open
         assert seen[-1][0] == "Bearer token-of-tenant-1-vault"
-    finally:
         await identities.close()
-        await runner.cleanup()
 
 
 async def test_the_data_apis_authorizations_are_kept_for_seconds_and_then_forgotten(monkeypatch: Any) -> None:

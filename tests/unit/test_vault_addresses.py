@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests import helpers
 from vaop import models, providers
 from vaop.providers import addresses, base
 from vaop.providers.addresses import AddressPolicy
@@ -113,13 +114,8 @@ async def loopback_server() -> AsyncIterator[tuple[int, list[str]]]:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield port, hits
-    await runner.cleanup()
+    async with helpers.serving(app) as port:
+        yield port, hits
 
 
 async def test_a_name_resolving_into_a_refused_range_is_never_connected_to(
