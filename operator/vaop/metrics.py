@@ -12,6 +12,10 @@ from contextlib import contextmanager
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 ACCOUNTS = Gauge("vaop_accounts", "Accounts by state.", ["state"])
+LEADING = Gauge(
+    "vaop_leader",
+    "1 while this replica leads (reconciles accounts, writes status, runs the key monitor), else 0.",
+)
 WRAPS = Counter(
     "vaop_account_key_wraps_total",
     "Account-key wraps by operation (create, rewrap), wrapping key type and outcome.",

@@ -428,6 +428,9 @@ def _key_vault_status_written_once_the_apiserver_answers(
         written = (vault.get("status") or {}).get("observedGeneration") == vault["metadata"]["generation"]
         return helpers.condition(vault, "Ready") if written else None
 
+    # Leading again after the faults before (renewals failing for the renew deadline step it back):
+    # a replica that does not lead leaves KeyVault events to the next leader's first report.
+    helpers.eventually(lambda: proxied.metric("vaop_leader") == 1, timeout=WITHIN_ONE_INTERVAL)
     proxy.lose_writes = False  # the status write must fail, not land unheard
     proxy.share = 1.0
     try:

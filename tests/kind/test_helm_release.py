@@ -172,6 +172,8 @@ def test_prometheus_scrapes_every_replica_and_fires_the_key_alert(
             lambda: sorted(t["labels"]["pod"] for t in monitoring.targets() if t["health"] == "up") == pods,
             timeout=60,
         )
+        leaders = helpers.eventually(lambda: monitoring.query("vaop_leader == 1"), timeout=60)
+        assert [s["metric"]["pod"] for s in leaders] == [_leader(admin)]  # one replica leads, and says so
         rules = [r for g in monitoring.api("rules")["groups"] for r in g["rules"]]
         hold = next(r["duration"] for r in rules if r["name"] == KEY_ALERT)  # the rule's `for`, in seconds
         assert hold == 300 and _alert(monitoring, "pending") is None

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import config, events, kubeclient, platformkeys, platformroot, sharding
+from .. import config, events, kubeclient, metrics, platformkeys, platformroot, sharding
 from ..dataapi import keys as account_keys
 from ..listers import Listers
 from ..runtime import retry
@@ -130,7 +130,9 @@ class LeaderWork:
         self.controller = work
         for account in self._listers.accounts():
             work.queue.add(account)
-        await work.key_status.refresh_key_vaults()
+        # Every KeyVault's status is refreshed by periodic-reports, at once: a KeyVault listing the
+        # apiserver fails is retried there, and does not throw away the leadership just started.
+        metrics.LEADING.set(1)
 
     async def _keep_platform_keys(
         self, work: controller.AccountController, platform: platformkeys.PlatformKeys
@@ -228,6 +230,7 @@ class LeaderWork:
     async def stop(self) -> None:
         """Stop at once: running reconciliations are cancelled (each is crash-safe by design)."""
         work, self.controller = self.controller, None
+        metrics.LEADING.set(0)
         self.platform_problem = None  # the next leader tells
         upkeep, self.sealed_objects = self.sealed_objects, None
         for task in self._tasks:
