@@ -48,19 +48,23 @@ def _dump_every_minute(folder: str) -> None:
         tracemalloc.take_snapshot().dump(os.path.join(folder, f"{minute:04d}.snapshot"))
 
 
-def _record_mallinfo(path: str) -> None:
+def heap() -> tuple[int, int, int]:
+    """glibc's bytes in use, freed but kept, and in mmapped blocks (``mallinfo2``), for the whole heap."""
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _Mallinfo2
+    info = libc.mallinfo2()
+    return info.uordblks, info.fordblks, info.hblkhd
+
+
+def _record_mallinfo(path: str) -> None:
     started = time.monotonic()
     while True:
         time.sleep(30)
         if MALLOC_TRIM:
-            libc.malloc_trim(0)
-        info = libc.mallinfo2()
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        used, free, mapped = heap()
         with open(path, "a") as out:  # minute, in use, free but kept, mmapped (bytes)
-            out.write(
-                f"{(time.monotonic() - started) / 60:.2f} {info.uordblks} {info.fordblks} {info.hblkhd}\n"
-            )
+            out.write(f"{(time.monotonic() - started) / 60:.2f} {used} {free} {mapped}\n")
 
 
 if MALLINFO:

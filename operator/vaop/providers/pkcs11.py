@@ -63,13 +63,14 @@ def find_token(module: str, label: str) -> Any:
     """The token labelled ``label``, looked up afresh.
 
     SoftHSM2's file store answers CKR_GENERAL_ERROR to a slot look-up while another process is
-    touching its token files (measured: over half of all look-ups under a busy neighbour), so a
-    failed look-up is retried a few times, milliseconds apart.
+    touching its token files (measured: over half of all look-ups under a busy neighbour), and a
+    process's first look-up then may not list the token at all (2 of 25 fresh processes beside one
+    making checks: `NoSuchToken`), so a failed look-up is retried a few times, milliseconds apart.
     """
     for attempt in range(1, _LOOKUP_ATTEMPTS + 1):
         try:
             return _library(module).get_token(token_label=label)
-        except pkcs11_errors.GeneralError:
+        except (pkcs11_errors.GeneralError, pkcs11_errors.NoSuchToken):
             if attempt == _LOOKUP_ATTEMPTS:
                 raise
             time.sleep(0.01 * attempt)
