@@ -6,12 +6,15 @@ again (--concurrent checks at once, on the worker threads the operator uses). An
 a version to every key each --rotate-every seconds for the first --rotate-for minutes, as an HSM
 team would. Every 30 s it prints RSS and glibc's account of the heap (mallinfo2).
 
-    .venv/bin/python -m bench.softhsm_memory --minutes 8 --rotate-for 3
-    .venv/bin/python -m bench.softhsm_memory --minutes 8 --rotate-for 0     # no key changes
+    .venv/bin/python -m bench.softhsm_memory --minutes 6 --rotate-for 2
+    .venv/bin/python -m bench.softhsm_memory --minutes 6 --rotate-for 0     # no key changes
 
-SoftHSM2 loads every object of a token into the process that opened it and keeps it there (and
-keeps objects deleted by others until the module is finalized, by design: a handle may still point
-at them), so bytes in use follow the number of key versions in the token, not the number of calls.
+Measured (2026-12-04, the two commands above side by side): with no key changes, 35,000 checks left
+RSS at 102.4-102.6 MiB and glibc's bytes in use at 28.6-28.8; with 27 versions added to each of
+the 4 keys, bytes in use rose 28.4 -> 30.9 MiB (about 24 KiB a key pair: SoftHSM2 loads every
+object of the token into the process that uses it) and stayed there through 9,000 more checks.
+python-pkcs11 makes a new class for each object a search finds, garbage only the cycle collector
+frees; a full collection at the end freed 0.2 MiB.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import os
 import subprocess
 import sys
@@ -78,17 +82,21 @@ async def check(label: str) -> int:
 async def run(args: argparse.Namespace, labels: list[str]) -> None:
     started = time.monotonic()
     checks, reported = 0, -1.0
-    print(" minute   RSS MiB   in use MiB   freed but kept MiB   checks   versions per key", flush=True)
+    print(" minute   RSS MiB   in use MiB   full collections   checks   versions per key")
     while (elapsed := time.monotonic() - started) < args.minutes * 60:
         found = await asyncio.gather(*(check(labels[i % len(labels)]) for i in range(args.concurrent)))
         checks += len(found)
         if elapsed - reported >= 30 or reported < 0:
             reported = elapsed
-            used, free, _ = (size / 2**20 for size in heap())
+            full = gc.get_stats()[2]["collections"]
             print(
-                f"{elapsed / 60:7.1f} {_rss():9.1f} {used:12.1f} {free:20.1f} {checks:8d} {max(found):18d}",
+                f"{elapsed / 60:7.1f} {_rss():9.1f} {heap()[0] / 2**20:12.1f} {full:18d} {checks:8d} "
+                f"{max(found):18d}",
                 flush=True,
             )
+    used = heap()[0]
+    gc.collect()
+    print(f"a full collection at the end freed {(used - heap()[0]) / 2**20:.1f} MiB: cyclic garbage")
 
 
 def main() -> None:
