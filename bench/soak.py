@@ -169,6 +169,12 @@ def main() -> None:
     parser.add_argument("--speedup", type=float, default=480, help="--week: simulated seconds per second")
     parser.add_argument("--days", type=float, default=7, help="--week: simulated days")
     parser.add_argument(
+        "--rotate-hours",
+        type=float,
+        default=12,
+        help="--week: simulated hours between a key's new versions; 0: none (to tell what follows them)",
+    )
+    parser.add_argument(
         "--providers",
         default=",".join(PROVIDERS),
         help="--week: the tenants' providers, comma-separated (to tell which one a growth follows)",
@@ -197,7 +203,7 @@ def main() -> None:
             (workdir / "memtrace").mkdir()
             settings.update(VAOP_BENCH_MEMTRACE=str(workdir / "memtrace"))
         if args.week:
-            week = Week(args.speedup, length=args.days * 86400)
+            week = Week(args.speedup, length=args.days * 86400, rotate=args.rotate_hours * 3600)
             settings.update(
                 VAOP_BENCH_TOKEN_RENEW_SECONDS=str(week.real(week.renew)),
                 VAOP_BENCH_MALLINFO=str(workdir / "mallinfo"),
@@ -245,7 +251,7 @@ class Week:
     length: float = 7 * 86400
     renew: float = 480  # the operator renews ServiceAccount tokens after 8 of their 10 minutes
     login: float = 3600  # an OpenBao token's ttl, an Entra access token's lifetime
-    rotate: float = 12 * 3600  # each tenant's key gets a new version
+    rotate: float = 12 * 3600  # each tenant's key gets a new version (0: never)
     revoke: float = 86400  # each tenant's access is taken away, for --flap-for real seconds
     arrive: float = 2 * 3600  # a new tenant (namespace, identity, key, one account) arrives
     stay: float = 6 * 3600  # and leaves (its namespace deleted) this long after
@@ -279,7 +285,8 @@ class Schedule:
         self._leaving: collections.deque[str] = collections.deque()  # namespaces of the arrivals
         for index in range(len(standing)):
             spread = (index + 0.5) / len(standing)
-            self._at(week.real(week.rotate) * spread, "rotate", index)
+            if week.rotate:
+                self._at(week.real(week.rotate) * spread, "rotate", index)
             self._at(week.real(week.revoke) * spread, "revoke", index)
         if any(tenant.provider == "kubernetes" for tenant in standing):  # arrivals hold kubernetes keys
             self._at(week.real(week.arrive), "arrive", -1)
