@@ -175,6 +175,9 @@ def main() -> None:
         help="--week: simulated hours between a key's new versions; 0: none (to tell what follows them)",
     )
     parser.add_argument(
+        "--rotate-days", type=float, help="--week: new key versions only in the first days (default: all)"
+    )
+    parser.add_argument(
         "--providers",
         default=",".join(PROVIDERS),
         help="--week: the tenants' providers, comma-separated (to tell which one a growth follows)",
@@ -203,7 +206,12 @@ def main() -> None:
             (workdir / "memtrace").mkdir()
             settings.update(VAOP_BENCH_MEMTRACE=str(workdir / "memtrace"))
         if args.week:
-            week = Week(args.speedup, length=args.days * 86400, rotate=args.rotate_hours * 3600)
+            week = Week(
+                args.speedup,
+                length=args.days * 86400,
+                rotate=args.rotate_hours * 3600,
+                rotate_until=(args.rotate_days or args.days) * 86400,
+            )
             settings.update(
                 VAOP_BENCH_TOKEN_RENEW_SECONDS=str(week.real(week.renew)),
                 VAOP_BENCH_MALLINFO=str(workdir / "mallinfo"),
@@ -252,6 +260,7 @@ class Week:
     renew: float = 480  # the operator renews ServiceAccount tokens after 8 of their 10 minutes
     login: float = 3600  # an OpenBao token's ttl, an Entra access token's lifetime
     rotate: float = 12 * 3600  # each tenant's key gets a new version (0: never)
+    rotate_until: float = 7 * 86400  # and no new version after this
     revoke: float = 86400  # each tenant's access is taken away, for --flap-for real seconds
     arrive: float = 2 * 3600  # a new tenant (namespace, identity, key, one account) arrives
     stay: float = 6 * 3600  # and leaves (its namespace deleted) this long after
@@ -302,7 +311,8 @@ class Schedule:
     def rotate(self, when: float, index: int) -> None:
         self.tenants[index].rotate()
         self.tally.rotations[self.tenants[index].provider] += 1
-        self._at(when + self.week.real(self.week.rotate), "rotate", index)
+        if when + self.week.real(self.week.rotate) <= self.week.real(self.week.rotate_until):
+            self._at(when + self.week.real(self.week.rotate), "rotate", index)
 
     def revoke(self, when: float, index: int) -> None:
         self._at(when + self.week.real(self.week.revoke), "revoke", index)
