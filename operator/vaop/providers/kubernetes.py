@@ -32,6 +32,12 @@ ANNOTATION_ENABLED = "videoanalyzer.io/key-enabled"
 ANNOTATION_EXPIRES_ON = "videoanalyzer.io/key-expires-on"
 DATA_KEY = "key.pem"
 
+# The facts (type, size) of each version's key, by (namespace, Secret uid, resourceVersion): a
+# provider lives for one check, which lists every version, and parsing a PEM costs 0.8 ms (2048
+# bits) to 5.3 ms (4096) of CPU, so a key with 15 versions cost a tenant 12 to 80 ms every check.
+# Facts only, no key material; a changed Secret has a new resourceVersion.
+_facts: base.Bounded[tuple[str, str, str], rsa.KeyFacts] = base.Bounded("kubernetes-key-facts", limit=16384)
+
 
 class KubernetesKeyProvider(base.KeyProvider):
     name = "kubernetes"
@@ -77,11 +83,8 @@ class KubernetesKeyProvider(base.KeyProvider):
             enabled = annotations.get(ANNOTATION_ENABLED, "true").lower() != "false"
             expires_on, why = _expiry(annotations.get(ANNOTATION_EXPIRES_ON))
             enabled = enabled and not why
-            try:
-                facts = rsa.facts(self._parse(pem))
-            except rsa.KeyMaterialError:
-                facts = rsa.KeyFacts(rsa.UNREADABLE, 0)
             self._pems[(key_name, version)] = pem
+            facts = self._facts(secret, pem)
             versions.append(base.KeyVersion(key_name, version, facts, enabled, why, expires_on))
         if not versions:
             raise base.KeyNotFound(
@@ -119,6 +122,18 @@ class KubernetesKeyProvider(base.KeyProvider):
         if not isinstance(key, rsa_keys.RSAPrivateKey):
             raise base.KeyUnsupported(f"key {key_name!r} version {version} is not an RSA key")
         return key
+
+    def _facts(self, secret: client.V1Secret, pem: bytes) -> rsa.KeyFacts:
+        known = (self._namespace, secret.metadata.uid or "", secret.metadata.resource_version or "")
+        facts = _facts.get(known) if all(known) else None
+        if facts is None:
+            try:
+                facts = rsa.facts(self._parse(pem))
+            except rsa.KeyMaterialError:
+                facts = rsa.KeyFacts(rsa.UNREADABLE, 0)
+            if all(known):
+                _facts.put(known, facts)
+        return facts
 
     def _parse(self, pem: bytes) -> object:
         """The key a PEM holds, parsed once while the PEM is one of the versions listed."""
