@@ -103,8 +103,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--minutes", type=float, default=8)
-    parser.add_argument("--rotate-for", type=float, default=3, help="minutes; 0: no key changes")
+    parser.add_argument("--minutes", type=float, default=6)
+    parser.add_argument("--rotate-for", type=float, default=2, help="minutes; 0: no key changes")
     parser.add_argument("--rotate-every", type=float, default=3, help="seconds")
     parser.add_argument("--keys", type=int, default=4)
     parser.add_argument("--concurrent", type=int, default=4, help="checks at once")
