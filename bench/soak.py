@@ -36,6 +36,7 @@ import collections
 import contextlib
 import heapq
 import itertools
+import math
 import os
 import re
 import subprocess
@@ -260,7 +261,7 @@ class Week:
     renew: float = 480  # the operator renews ServiceAccount tokens after 8 of their 10 minutes
     login: float = 3600  # an OpenBao token's ttl, an Entra access token's lifetime
     rotate: float = 12 * 3600  # each tenant's key gets a new version (0: never)
-    rotate_until: float = 7 * 86400  # and no new version after this
+    rotate_until: float = math.inf  # and no new version after this
     revoke: float = 86400  # each tenant's access is taken away, for --flap-for real seconds
     arrive: float = 2 * 3600  # a new tenant (namespace, identity, key, one account) arrives
     stay: float = 6 * 3600  # and leaves (its namespace deleted) this long after

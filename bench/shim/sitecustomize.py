@@ -19,6 +19,7 @@ record is taken right after ``malloc_trim(0)`` hands free pages back to the syst
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 import time
@@ -48,11 +49,16 @@ def _dump_every_minute(folder: str) -> None:
         tracemalloc.take_snapshot().dump(os.path.join(folder, f"{minute:04d}.snapshot"))
 
 
-def heap() -> tuple[int, int, int]:
-    """glibc's bytes in use, freed but kept, and in mmapped blocks (``mallinfo2``), for the whole heap."""
+@functools.cache
+def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _Mallinfo2
-    info = libc.mallinfo2()
+    return libc
+
+
+def heap() -> tuple[int, int, int]:
+    """glibc's bytes in use, freed but kept, and in mmapped blocks (``mallinfo2``), for the whole heap."""
+    info = _libc().mallinfo2()
     return info.uordblks, info.fordblks, info.hblkhd
 
 
@@ -61,7 +67,7 @@ def _record_mallinfo(path: str) -> None:
     while True:
         time.sleep(30)
         if MALLOC_TRIM:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            _libc().malloc_trim(0)
         used, free, mapped = heap()
         with open(path, "a") as out:  # minute, in use, free but kept, mmapped (bytes)
             out.write(f"{(time.monotonic() - started) / 60:.2f} {used} {free} {mapped}\n")
