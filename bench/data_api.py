@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client, watch
+from tests import helpers
 
 from bench import harness
 from vaopdev import cluster
@@ -136,14 +137,17 @@ def _create_both(
     return found
 
 
-def _gets(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], count: int) -> list[float]:
-    """Seconds each of 200 GETs took, of names spread over the ``count`` objects."""
-    group, version, plural, _ = kind
-    custom = client.CustomObjectsApi(api)
+def _gets(
+    api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], count: int, version: str | None = None
+) -> list[float]:
+    """Seconds each of 200 GETs took, of names spread over the ``count`` objects; with ``version``,
+    GETs at that resourceVersion ("0": from either server's cache)."""
+    group, version_of_api, plural, _ = kind
     gets = []
     for i in range(0, count, max(1, count // 200)):
+        path = f"/apis/{group}/{version_of_api}/namespaces/{ns}/{plural}/v-{i:05d}"
         started = time.perf_counter()
-        custom.get_namespaced_custom_object(group, version, ns, plural, f"v-{i:05d}")
+        helpers.read_at(api, path, version)
         gets.append(time.perf_counter() - started)
     return gets
 
@@ -152,7 +156,7 @@ def _reads(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], coun
     """One round of reads: a GET median over 200 names, one LIST of each sort."""
     group, version, plural, _ = kind
     custom = client.CustomObjectsApi(api)
-    gets = _gets(api, ns, kind, count)
+    gets, cached_gets = _gets(api, ns, kind, count), _gets(api, ns, kind, count, version="0")
 
     def list_all(**options: Any) -> None:
         items = custom.list_namespaced_custom_object(group, version, ns, plural, **options)["items"]
@@ -177,6 +181,7 @@ def _reads(api: client.ApiClient, ns: str, kind: tuple[str, str, str, str], coun
         hops.append(time.perf_counter() - started)
     return {
         "get_p50": statistics.median(gets),
+        "get_rv0_p50": statistics.median(cached_gets),
         "hop_p50": statistics.median(hops),
         "list": harness.timed(list_all),
         "list_rv0": harness.timed(lambda: list_all(resource_version="0")),
@@ -358,6 +363,7 @@ def main() -> None:
         turns = ", ".join(f"{seconds:.1f}" for seconds in creates.chunks[which])
         print(f"  {which}: CPU seconds during the creates: {used}; seconds per chunk (A-B-B-A): {turns}")
     show("GET, median", "get_p50")
+    show("GET rv=0, median", "get_rv0_p50")
     show("GET discovery, median", "hop_p50")
     show(f"LIST {count} (consistent)", "list")
     show(f"LIST {count} (rv=0)", "list_rv0")

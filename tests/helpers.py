@@ -84,6 +84,16 @@ def get(api: client.ApiClient, namespace: str, kind: str, name: str) -> dict[str
     )
 
 
+def read_at(api: client.ApiClient, path: str, resource_version: str | None) -> Any:
+    """GET ``path`` at a resourceVersion, which the client's own GET methods cannot send (ApiException
+    on an error status, as theirs)."""
+    query = [("resourceVersion", resource_version)] if resource_version is not None else []
+    request = api.param_serialize("GET", path, query_params=query, auth_settings=["BearerToken"])
+    response = api.call_api(*request)
+    response.read()
+    return api.response_deserialize(response, {"200": "object"}).data
+
+
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     for entry in obj.get("status", {}).get("conditions", []):
         if entry["type"] == type_:

@@ -276,6 +276,33 @@ def test_lists_come_from_the_cache_and_show_every_finished_write(
         names(resource_version=ahead)
     assert refused.value.status == 504 and "Too large resource version" in str(refused.value.body)
 
+    # A GET with a resourceVersion comes from the cache too ("0": any recent state; a number: at
+    # least that version), as the apiserver serves its own such GETs; one without reads storage.
+    def get(name: str, version: str) -> dict[str, Any]:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/videos/{name}"
+        return helpers.read_at(admin, path, version)  # type: ignore[no-any-return]
+
+    listed = first["metadata"]["resourceVersion"]
+    assert get("v-01", listed)["spec"]["title"] == "Lobby camera", "opened, from the cache"
+    assert get("v-99", "0")["metadata"]["name"] == "v-99"
+    storage.delete_namespaced_custom_object(
+        "internal.videoanalyzer.io",
+        "v1alpha1",
+        namespace,
+        "sealedobjects",
+        kinds.KINDS["videos"].storage_name("v-01"),
+    )
+    with pytest.raises(client.ApiException) as gone:
+        data.get_namespaced_custom_object(GROUP, VERSION, namespace, "videos", "v-01")
+    assert gone.value.status == 404, "a GET without a version shows the finished delete at once"
+    after = data.list_namespaced_custom_object(GROUP, VERSION, namespace, "videos")["metadata"]
+    with pytest.raises(client.ApiException) as gone:
+        get("v-01", after["resourceVersion"])
+    assert gone.value.status == 404, "at a version after the delete, the cache no longer has it"
+    with pytest.raises(client.ApiException) as refused:
+        get("v-03", ahead)
+    assert refused.value.status == 504 and "Too large resource version" in str(refused.value.body)
+
     # The marker the consistent reads write holds nothing and is never backed up.
     markers = storage.list_cluster_custom_object(
         "internal.videoanalyzer.io",

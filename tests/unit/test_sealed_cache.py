@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from vaop.dataapi import cache, kinds, storage
+from vaop.dataapi import cache, kinds, storage, verbs
 from vaop.dataapi.documents import ApiError
 
 VIDEO = kinds.BY_KIND["Video"]
@@ -170,3 +170,39 @@ async def test_a_version_never_reached_is_refused_with_504(monkeypatch: pytest.M
     assert refused.value.code == 504 and "Too large resource version: 50" in str(refused.value)
     assert sealed._waiters == [], "a request that gave up leaves nothing behind"
     await sealed.reached(10)  # reached: at once
+
+
+async def test_a_get_at_a_version_is_served_from_the_cache_and_one_without_reads_storage() -> None:
+    """As the apiserver serves its GETs: no resourceVersion is a read of storage (every finished write
+    shows), "0" or a number is the cache's (at least that version)."""
+    sealed = await filled(record("a", 3), version=10)
+
+    class Storage:
+        reads = 0
+
+        async def get(self, kind: kinds.Kind, namespace: str, name: str) -> dict[str, Any]:
+            self.reads += 1
+            return record(name, 12)
+
+    class Unsealed:
+        async def open(self, sealed_record: dict[str, Any]) -> dict[str, Any]:
+            return sealed_record
+
+    store = Storage()
+    service = verbs.DataService(store, None, sealed)  # type: ignore[arg-type]
+    service._sealing = Unsealed()  # type: ignore[assignment]
+    assert (await service.get(VIDEO, "tenant", "a", resource_version="0"))["metadata"][
+        "resourceVersion"
+    ] == "3"
+    assert (await service.get(VIDEO, "tenant", "a", resource_version="10"))["metadata"][
+        "resourceVersion"
+    ] == "3"
+    assert store.reads == 0
+    assert (await service.get(VIDEO, "tenant", "a"))["metadata"]["resourceVersion"] == "12"
+    assert store.reads == 1
+    with pytest.raises(ApiError) as missing:
+        await service.get(VIDEO, "tenant", "b", resource_version="0")
+    assert missing.value.code == 404 and 'videos.data.videoanalyzer.io "b" not found' in str(missing.value)
+    with pytest.raises(ApiError) as malformed:
+        await service.get(VIDEO, "tenant", "a", resource_version="x")
+    assert malformed.value.code == 400

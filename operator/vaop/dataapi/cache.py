@@ -261,6 +261,10 @@ class SealedCache:
         chosen = sorted(spaces) if namespace is None else [namespace] if namespace in spaces else []
         return [names[name] for space in chosen for names in (spaces[space],) for name in sorted(names)]
 
+    def found(self, kind: kinds.Kind, namespace: str, name: str) -> storage.SealedObject | None:
+        """The record of one data object, as this cache holds it."""
+        return self._objects[kind.kind].get(namespace, {}).get(name)
+
     # ---- pages -----------------------------------------------------------------------------------------
 
     def snapshot(

@@ -262,7 +262,9 @@ class DataServer:
         user = await self._authorize(request, auth.Attributes("get", kind.plural, namespace, name))
         if user.name in self._backup_identities:
             raise ApiError(404, f'{kind.plural}.{kinds.GROUP} "{name}" not found: {BACKED_UP_SEALED}')
-        obj = await self._service.get(kind, namespace, name)
+        obj = await self._service.get(
+            kind, namespace, name, resource_version=request.query.get("resourceVersion")
+        )
         if _wants_table(request):
             return _json(
                 documents.table(kind, [obj], include_object=request.query.get("includeObject", "Metadata"))

@@ -16,7 +16,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -45,14 +45,23 @@ class DataService:
     def __init__(
         self, store: storage.Storage, keys: account_keys.AccountKeys, sealed: cache.SealedCache
     ) -> None:
-        self._store = store  # GETs (consistent, as the apiserver's) and writes
-        self._cache = sealed  # lists and watches
+        self._store = store  # consistent GETs (as the apiserver's) and writes
+        self._cache = sealed  # lists, watches, and GETs at a resourceVersion
         self._sealing = sealing.Sealing(keys)
 
     # ---- reads ------------------------------------------------------------------------------------
 
-    async def get(self, kind: kinds.Kind, namespace: str, name: str) -> dict[str, Any]:
-        record = await self._record(kind, namespace, name)
+    async def get(
+        self, kind: kinds.Kind, namespace: str, name: str, *, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """Without a resourceVersion, the stored object (every write finished before it shows);
+        with one, from the cache as the apiserver serves such GETs: "0" is any recent state, a
+        number at least that version."""
+        if not resource_version:
+            record = await self._record(kind, namespace, name)
+        else:
+            await self._fresh_enough(resource_version)
+            record = self._cache.found(kind, namespace, name) or _not_found(kind, name)
         return await self._sealing.open(record)
 
     async def list_objects(
@@ -335,9 +344,7 @@ class DataService:
             record = await self._store.get(kind, namespace, name)
         except ApiException as error:
             raise _from_storage(error, kind, name) from None
-        if record is None:
-            raise ApiError(404, f'{kind.plural}.{kinds.GROUP} "{name}" not found', kind=kind, name=name)
-        return record
+        return record or _not_found(kind, name)
 
     async def _writable(
         self, kind: kinds.Kind, namespace: str, name: str
@@ -359,6 +366,10 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> tuple[
         return selectors.labels(label_selector), selectors.fields(field_selector)
     except selectors.SelectorError as error:
         raise ApiError(400, str(error)) from None
+
+
+def _not_found(kind: kinds.Kind, name: str) -> NoReturn:
+    raise ApiError(404, f'{kind.plural}.{kinds.GROUP} "{name}" not found', kind=kind, name=name)
 
 
 def _version(resource_version: str) -> int:
