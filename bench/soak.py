@@ -45,6 +45,7 @@ import time
 import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 from kubernetes import client
 from tests.integration import azure_stand_in, softhsm
@@ -433,19 +434,45 @@ def _standing_tenants(
 
 def report_heap(path: Path, *, trimmed: bool) -> None:
     """glibc's account of the operator's heap (``bench/shim``) after the first sweep, at each quarter
-    of the run and after it: what it still holds, what it freed but keeps, what it mapped for large
-    blocks (the last record comes after the churn has stopped, with nothing in flight)."""
+    of the run and after it: what it still holds, what it freed but keeps (of which at the heap's
+    top), what it mapped for large blocks (the last record comes after the churn has stopped, with
+    nothing in flight); then the freed chunks by size, early and late in the churn."""
     records = [[float(value) for value in line.split()] for line in path.read_text().splitlines()]
     if len(records) < 5:
         print("too few heap records to compare; run for longer")
         return
     print(f"the operator's heap by glibc (mallinfo2{', after malloc_trim' if trimmed else ''}), MiB:")
     quarters = [records[1], *(records[len(records) * q // 4] for q in (1, 2, 3)), records[-1]]
-    for minute, used, free, mapped in quarters:
+    for minute, used, free, mapped, top in quarters:
         print(
-            f"  minute {minute:5.1f}: in use {used / 2**20:6.1f}, free but kept {free / 2**20:6.1f}, "
-            f"mmapped {mapped / 2**20:6.1f}"
+            f"  minute {minute:5.1f}: in use {used / 2**20:6.1f}, free but kept {free / 2**20:6.1f} "
+            f"(at the top {top / 2**20:5.1f}), mmapped {mapped / 2**20:6.1f}"
         )
+    print("freed chunks the heap keeps, by size (malloc_info, all arenas), MiB:")
+    for minute, *_ in (records[len(records) // 4], records[-2]):
+        buckets = _free_chunks(path.with_name(f"{path.name}.{minute:06.2f}.xml"))
+        shown = ", ".join(f"{name} {size / 2**20:5.1f}" for name, size in buckets.items())
+        print(f"  minute {minute:5.1f}: {shown}")
+
+
+FREE_CHUNK_BUCKETS = ((1024, "< 1 KiB"), (64 * 1024, "1-64 KiB"), (float("inf"), ">= 64 KiB"))
+
+
+def _free_chunks(xml: Path) -> dict[str, float]:
+    """Bytes in free chunks by size class, from glibc's ``malloc_info``: the bins' chunks (each entry
+    a range of sizes, bucketed by its lower end) and, apart, each arena's top chunk (what its
+    ``rest`` total holds beyond its bins)."""
+    buckets = dict.fromkeys([name for _, name in FREE_CHUNK_BUCKETS] + ["tops"], 0.0)
+    written_by_glibc = ElementTree.parse(xml)  # noqa: S314 (the operator's own malloc_info)
+    for heap in written_by_glibc.getroot().iter("heap"):
+        in_bins = 0.0
+        for entry in heap.iterfind("sizes/*"):
+            size, low = float(entry.get("total", 0)), float(entry.get("from", 0))
+            in_bins += size
+            buckets[next(name for limit, name in FREE_CHUNK_BUCKETS if low < limit)] += size
+        totals = {t.get("type"): float(t.get("size", 0)) for t in heap.findall("total")}
+        buckets["tops"] += totals.get("fast", 0) + totals.get("rest", 0) - in_bins
+    return buckets
 
 
 def _vault_calls(metrics: str) -> collections.Counter[str]:

@@ -12,8 +12,11 @@ so a week of renewals cannot pass in a short run any other way; the tokens thems
 ``VAOP_BENCH_MALLINFO`` (``--week``): every 30 s appends glibc's own account of the heap
 (``mallinfo2``: bytes in use, bytes free but kept, bytes in mmapped blocks) to that file, so the soak
 can tell memory the process still holds (a leak outside Python's objects) from memory it freed
-that the allocator keeps (fragmentation). With ``VAOP_BENCH_MALLOC_TRIM`` set as well, each
-record is taken right after ``malloc_trim(0)`` hands free pages back to the system.
+that the allocator keeps (fragmentation), and the part of that at the top of the heap, which glibc
+hands back once it exceeds its trim threshold (``keepcost``). Beside each record, glibc's
+``malloc_info`` (every free chunk by size, per arena) goes to ``<that file>.<minute>.xml``. With
+``VAOP_BENCH_MALLOC_TRIM`` set as well, each record is taken right after ``malloc_trim(0)`` hands
+free pages back to the system.
 """
 
 from __future__ import annotations
@@ -53,13 +56,25 @@ def _dump_every_minute(folder: str) -> None:
 def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _Mallinfo2
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
     return libc
 
 
-def heap() -> tuple[int, int, int]:
-    """glibc's bytes in use, freed but kept, and in mmapped blocks (``mallinfo2``), for the whole heap."""
+def heap() -> tuple[int, int, int, int]:
+    """glibc's bytes in use, freed but kept, in mmapped blocks, and free at the main heap's top
+    (``mallinfo2``), for the whole heap."""
     info = _libc().mallinfo2()
-    return info.uordblks, info.fordblks, info.hblkhd
+    return info.uordblks, info.fordblks, info.hblkhd, info.keepcost
+
+
+def _write_malloc_info(path: str) -> None:
+    out = _libc().fopen(path.encode(), b"w")
+    if out:
+        _libc().malloc_info(0, out)
+        _libc().fclose(out)
 
 
 def _record_mallinfo(path: str) -> None:
@@ -68,9 +83,11 @@ def _record_mallinfo(path: str) -> None:
         time.sleep(30)
         if MALLOC_TRIM:
             _libc().malloc_trim(0)
-        used, free, mapped = heap()
-        with open(path, "a") as out:  # minute, in use, free but kept, mmapped (bytes)
-            out.write(f"{(time.monotonic() - started) / 60:.2f} {used} {free} {mapped}\n")
+        used, free, mapped, top = heap()
+        minute = (time.monotonic() - started) / 60
+        _write_malloc_info(f"{path}.{minute:06.2f}.xml")
+        with open(path, "a") as out:  # minute, in use, free but kept, mmapped, free at the top (bytes)
+            out.write(f"{minute:.2f} {used} {free} {mapped} {top}\n")
 
 
 if MALLINFO:
