@@ -322,8 +322,10 @@ def main() -> None:
         rounds: dict[str, list[dict[str, float]]] = {"plain": [], "data": []}
         rss_by_round = []  # the operator's, after each round of reads
         for _ in range(args.rounds):
-            rounds["data"].append(_reads(api, ns, DATA, count))
-            rounds["plain"].append(_reads(api, plain_ns, PLAIN, count))
+            with harness.collector_paused():
+                rounds["data"].append(_reads(api, ns, DATA, count))
+            with harness.collector_paused():
+                rounds["plain"].append(_reads(api, plain_ns, PLAIN, count))
             rss_by_round.append(_rss_mib(pids["operator"]))
         if args.profile:  # after the measured rounds
             profiles["operator (2,000 data API GETs)"] = _profiled_gets(api, ns, count, operator.popen.pid)
