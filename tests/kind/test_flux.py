@@ -263,5 +263,7 @@ def test_nothing_is_rewritten_in_a_loop(fluxcd: flux.Flux) -> None:
     )
     assert changed == [], changed
     assert all(key.startswith("CustomerKey/") and count <= 2 for key, count in writes.items()), writes
-    for name in names:  # Flux did look, every half minute
-        assert _reconciliations(fluxcd, name) - reconciled[name] >= NO_LOOP_WINDOW / 30 - 2, name
+    for name in names:  # Flux did look, at least once a minute: every half minute, plus the time
+        # tenant-a waits for its health checks (wait) and for the operator's Kustomization (dependsOn)
+        # on a busy machine (7 in five minutes in one CI run)
+        assert _reconciliations(fluxcd, name) - reconciled[name] >= NO_LOOP_WINDOW / 60, name
