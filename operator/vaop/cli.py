@@ -18,8 +18,9 @@ from . import config
 def _run_operator(args: argparse.Namespace) -> int:
     import kopf
 
-    from . import handlers, kopfscale  # noqa: F401  (handlers: registers them)
+    from . import allocator, handlers, kopfscale  # noqa: F401  (handlers: registers them)
 
+    allocator.keep_large_blocks_apart()  # RSS that stays flat over months of checks
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     settings = config.OperatorConfig()
