@@ -34,16 +34,6 @@ MALLINFO = os.environ.get("VAOP_BENCH_MALLINFO")
 MALLOC_TRIM = bool(os.environ.get("VAOP_BENCH_MALLOC_TRIM"))
 
 
-class _Mallinfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            *("arena", "ordblks", "smblks", "hblks", "hblkhd"),
-            *("usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"),
-        )
-    ]
-
-
 def _dump_every_minute(folder: str) -> None:
     started = time.monotonic()
     while True:
@@ -55,7 +45,6 @@ def _dump_every_minute(folder: str) -> None:
 @functools.cache
 def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = _Mallinfo2
     libc.fopen.restype = ctypes.c_void_p
     libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
     libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
@@ -66,7 +55,9 @@ def _libc() -> ctypes.CDLL:
 def heap() -> tuple[int, int, int, int]:
     """glibc's bytes in use, freed but kept, in mmapped blocks, and free at the main heap's top
     (``mallinfo2``), for the whole heap."""
-    info = _libc().mallinfo2()
+    from vaop import allocator
+
+    info = allocator.heap_account()
     return info.uordblks, info.fordblks, info.hblkhd, info.keepcost
 
 
