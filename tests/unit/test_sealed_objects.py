@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.integration import legacy
 from vaop.crypto import envelope, objects, rsa
-from vaop.dataapi import codec
+from vaop.dataapi import cache, codec, keys, kinds, sealing, storage
 
 KEY = os.urandom(32)
 BINDING = objects.Binding("data.videoanalyzer.io", "Video", "tenant-a", "lobby", "object-1", "account-id-1")
@@ -217,3 +217,75 @@ def test_the_upgrade_tests_write_format_1_as_the_old_operator_did() -> None:
         )
     )
     assert codec.open_record(record, account_key=key)["spec"] == video["object"]["spec"]
+
+
+class _HeldKey:
+    """AccountKeys as Sealing asks it: the held key, or Unavailable once the account is locked."""
+
+    def __init__(self, opened: keys.Opened) -> None:
+        self.opened: keys.Opened | None = opened
+
+    async def key(self, namespace: str, name: str) -> keys.Opened:
+        if self.opened is None:
+            raise keys.Unavailable("KeyInaccessible", "the account's key is not accessible")
+        return self.opened
+
+
+def _stored_video(opened: keys.Opened, *, title: str, resource_version: str) -> dict[str, Any]:
+    video = kinds.KINDS["videos"]
+    obj = {"metadata": {"name": "lobby", "labels": {"camera": "1"}}, "spec": {"title": title}}
+    sealed = codec.seal(
+        obj, kind=video, namespace="tenant-a", object_id="object-1", account_id="id-1", account_key=opened.key
+    )
+    record = storage.record_for(
+        video,
+        namespace="tenant-a",
+        name="lobby",
+        object_id="object-1",
+        account_name="studio",
+        account_id="id-1",
+        account_uid="uid-1",
+        generation=1,
+        sealed=sealed,
+        resource_version=resource_version,
+    )
+    record["metadata"]["uid"] = "the-sealed-objects-own-uid"
+    return cache._kept(record)  # as lists and watches meet it: the cache's copy
+
+
+async def test_an_object_is_opened_once_per_version_while_its_key_is_held_and_never_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reading an unchanged object again (a list, each of many watchers) skips the AES-GCM; a new
+    version is opened anew; a locked account's objects come back withheld, and the next key held
+    for it opens them again rather than reuse what the old key opened."""
+    opens: list[str] = []
+    unsealed = codec.unsealed
+
+    def counted(record: dict[str, Any], *, account_key: Any) -> bytes:
+        opens.append(record["metadata"]["resourceVersion"])
+        return unsealed(record, account_key=account_key)
+
+    monkeypatch.setattr(codec, "unsealed", counted)
+    opened = keys.Opened("id-1", "uid-1", objects.ObjectKeys(KEY))
+    held = _HeldKey(opened)
+    reader = sealing.Sealing(held)  # type: ignore[arg-type]
+    first = _stored_video(opened, title="Lobby camera", resource_version="7")
+
+    seen = [await reader.open(first) for _ in range(3)]
+    assert opens == ["7"]
+    assert [obj["spec"]["title"] for obj in seen] == ["Lobby camera"] * 3
+    seen[0]["spec"]["title"] = "changed by a caller"  # each read is a document of its own
+    assert (await reader.open(first))["spec"]["title"] == "Lobby camera"
+
+    updated = _stored_video(opened, title="Lobby camera, moved", resource_version="8")
+    assert (await reader.open(updated))["spec"]["title"] == "Lobby camera, moved"
+    assert opens == ["7", "8"]
+
+    held.opened = None  # the account locked: its key is dropped
+    withheld = await reader.open(updated)
+    assert "spec" not in withheld and withheld["status"]["conditions"][0]["reason"] == "KeyInaccessible"
+
+    held.opened = keys.Opened("id-1", "uid-1", objects.ObjectKeys(KEY))  # access back: unwrapped anew
+    assert (await reader.open(updated))["spec"]["title"] == "Lobby camera, moved"
+    assert opens == ["7", "8", "8"]

@@ -82,18 +82,27 @@ def open_record(record: storage.SealedObject, *, account_key: bytes | objects.Ob
 
 def open_content(record: storage.SealedObject, *, account_key: bytes | objects.ObjectKeys) -> dict[str, Any]:
     """What a SealedObject seals: {"metadata": {labels, annotations, managedFields}, "spec": ...}."""
+    return parsed(unsealed(record, account_key=account_key))
+
+
+def unsealed(record: storage.SealedObject, *, account_key: bytes | objects.ObjectKeys) -> bytes:
+    """A SealedObject's sealed content, opened: JSON bytes for ``parsed``."""
     spec = record["spec"]
     kind = kinds.BY_KIND[spec["kind"]]
     sealed = objects.Sealed(
         int(spec["format"]), base64.b64decode(spec["nonce"]), base64.b64decode(spec["ciphertext"])
     )
-    plaintext = objects.unseal(
+    return objects.unseal(
         sealed,
         account_key=account_key,
         binding=binding(
             kind, record["metadata"]["namespace"], spec["name"], spec["uid"], bound_account_id(record)
         ),
     )
+
+
+def parsed(plaintext: bytes) -> dict[str, Any]:
+    """Opened content as a new document each call (callers may change what they are given)."""
     try:
         content: dict[str, Any] = orjson.loads(plaintext)
     except orjson.JSONDecodeError:  # what orjson refuses and json reads (integers past 64 bits)

@@ -5,14 +5,15 @@ with the infrastructure key and then by the key that wraps it, as the account's 
 system key, or the tenant's key in the tenant's vault, whose access control decides). The key is
 held in memory for at most one check interval, and dropped at once when the account is seen to be
 locked (KeyInaccessible), deleted or recreated, so revoking a customer key darkens the data within
-that bound even for a replica that never hears of the revocation.
+that bound even for a replica that never hears of the revocation. What a key has opened is held
+with it (``Opened.contents``) and goes with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kubernetes_asyncio import client
 
@@ -21,6 +22,7 @@ from ..crypto import envelope, objects
 from ..domain import accounts as domain
 from ..listers import Listers
 from ..models import AccountKey
+from ..providers.base import Bounded
 
 
 class Unavailable(Exception):
@@ -31,6 +33,13 @@ class Unavailable(Exception):
         self.reason = reason
 
 
+OPENED_PER_KEY = 20_000  # an account's objects opened and held with its key; past it, the least used go
+
+
+def _contents() -> Bounded[tuple[str, str], bytes]:
+    return Bounded(None, limit=OPENED_PER_KEY)
+
+
 @dataclass(frozen=True)
 class Opened:
     """An Active account's key, with what its data is bound to and owned by."""
@@ -38,6 +47,10 @@ class Opened:
     account_id: str  # the account ID its envelope and data are sealed for
     account_uid: str  # the account object's uid (ownerReferences of its data)
     key: objects.ObjectKeys  # the account key, made ready once for the objects it seals
+    # What this key opened, by object (uid, resourceVersion): a read of an unchanged object
+    # (lists; each of many watchers) skips the AES-GCM. Held here, it goes when the key goes (the
+    # account locked, deleted, or its hold over): nothing opened outlives the key that opened it.
+    contents: Bounded[tuple[str, str], bytes] = field(default_factory=_contents, compare=False, repr=False)
 
 
 @dataclass
@@ -68,6 +81,9 @@ class AccountKeys:
         self._held: dict[AccountKey, _Held] = {}
         self._locks: dict[AccountKey, asyncio.Lock] = {}
         metrics.CACHE_ENTRIES.labels("data-api-account-keys").set_function(lambda: len(self._held))
+        metrics.CACHE_ENTRIES.labels("data-api-opened-objects").set_function(
+            lambda: sum(len(held.opened.contents) for held in list(self._held.values()))
+        )
         self._platform: platformkeys.PlatformKeys | None = None
 
     def account(self, namespace: str, name: str) -> models.AccountRecord | None:

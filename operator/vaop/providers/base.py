@@ -277,12 +277,14 @@ K = TypeVar("K", bound=Hashable)
 class Bounded(Generic[K, T]):
     """A cache that holds at most ``limit`` entries, dropping the least recently used: a process that
     runs for months keeps meeting new identities, tokens and key versions, and must not keep them all.
-    Its size is the metric ``vaop_cache_entries{cache=<name>}``."""
+    Its size is the metric ``vaop_cache_entries{cache=<name>}`` (without a name, one of many whose
+    owner reports their sum)."""
 
-    def __init__(self, name: str, *, limit: int) -> None:
+    def __init__(self, name: str | None, *, limit: int) -> None:
         self._limit = limit
         self._entries: OrderedDict[K, T] = OrderedDict()
-        metrics.CACHE_ENTRIES.labels(name).set_function(lambda: len(self._entries))
+        if name is not None:
+            metrics.CACHE_ENTRIES.labels(name).set_function(lambda: len(self._entries))
 
     def get(self, key: K) -> T | None:
         found = self._entries.get(key)
