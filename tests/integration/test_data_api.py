@@ -488,6 +488,9 @@ def test_key_inaccessible_withholds_content_refuses_changes_and_recovers(
     tenant.studio_on_customer_key(admin, namespace, keys_namespace)
     kubectl("create", "-f", "-", stdin=video(namespace, "secret-cam", camera="vault"))
     kubectl("create", "-f", "-", stdin=video(namespace, "doomed"))
+    # Read before the revocation: what the key opened for these reads must not outlive the key.
+    before = _json(kubectl, "get", "videos", "-n", namespace)["items"]
+    assert [item["spec"]["title"] for item in before] == ["Lobby camera", "Lobby camera"]
 
     client.RbacAuthorizationV1Api(admin).delete_namespaced_role_binding(
         "read-keys-studio-identity", keys_namespace
